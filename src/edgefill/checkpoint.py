@@ -1,0 +1,151 @@
+"""Training checkpoints (self-describing, atomic) and release weights (safetensors + JSON).
+
+A checkpoint holds only tensors and plain Python values, so it loads with
+``torch.load(weights_only=True)``: a pickle that tries to run code is refused.
+A release is ``edge.safetensors`` + ``inpaint.safetensors`` + ``config.json`` and loads with
+the networks module alone (no training code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgefill.config import ModelConfig
+from edgefill.errors import EdgefillError
+from edgefill.networks import EdgeGenerator, InpaintGenerator
+
+RELEASE_FORMAT = 1
+EDGE_FILE, INPAINT_FILE, CONFIG_FILE = "edge.safetensors", "inpaint.safetensors", "config.json"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then os.replace: never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint safely (weights_only=True); clear error if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgefillError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise EdgefillError(
+            f"{path}: refused to load, the file holds more than weights ({exc})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise EdgefillError(f"{path}: not a readable checkpoint ({exc})") from None
+
+
+def _fp16_safe(sd: dict[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in sd.items():
+        v = v.detach().cpu().contiguous()
+        out[k] = (
+            v.half()
+            if half and v.is_floating_point()
+            else v.float()
+            if v.is_floating_point()
+            else v
+        )
+    return out
+
+
+def save_release(
+    out_dir: str | Path,
+    edge_state: dict[str, torch.Tensor],
+    inpaint_state: dict[str, torch.Tensor],
+    model_cfg: ModelConfig,
+    info: dict[str, Any] | None = None,
+    half: bool = True,
+) -> Path:
+    """Write release weights (fp16 by default) and the architecture JSON."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"format": str(RELEASE_FORMAT)}
+    save_file(_fp16_safe(edge_state, half), str(out / EDGE_FILE), metadata=meta)
+    save_file(_fp16_safe(inpaint_state, half), str(out / INPAINT_FILE), metadata=meta)
+    doc = {
+        "format": RELEASE_FORMAT,
+        "model": dict(model_cfg.__dict__),
+        "dtype": "float16" if half else "float32",
+    }
+    doc.update(info or {})
+    tmp = out / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / CONFIG_FILE)
+    return out
+
+
+def read_release_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    p = Path(path) / CONFIG_FILE
+    if not p.is_file():
+        raise EdgefillError(
+            f"{path}: no {CONFIG_FILE}; expected a folder made by `edgefill export`"
+        )
+    try:
+        doc = json.loads(p.read_text())
+        model = ModelConfig(**doc["model"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise EdgefillError(f"{p}: not a valid edgefill release config ({exc})") from None
+    if doc.get("format") != RELEASE_FORMAT:
+        raise EdgefillError(
+            f"{p}: release format {doc.get('format')} is not supported (expected {RELEASE_FORMAT})"
+        )
+    return model, doc
+
+
+def _load_into(module: nn.Module, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise EdgefillError(f"missing weights file {path}")
+    try:
+        sd = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise EdgefillError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        module.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    except RuntimeError as exc:
+        raise EdgefillError(
+            f"{path}: weights do not match the architecture in {CONFIG_FILE} ({str(exc)[:300]})"
+        ) from None
+
+
+def load_release(
+    path: str | Path,
+) -> tuple[EdgeGenerator, InpaintGenerator, ModelConfig, dict[str, Any]]:
+    """Build both generators from a release folder (eval mode, float32)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise EdgefillError(f"weights folder not found: {path}")
+    cfg, doc = read_release_config(path)
+    g1 = EdgeGenerator(cfg.width, cfg.edge_blocks)
+    g2 = InpaintGenerator(cfg.width, cfg.inpaint_blocks)
+    _load_into(g1, path / EDGE_FILE)
+    _load_into(g2, path / INPAINT_FILE)
+    return g1.eval(), g2.eval(), cfg, doc

@@ -1,0 +1,207 @@
+"""Configuration: frozen dataclasses whose defaults are the reference EdgeConnect hyper-parameters.
+
+Override from a YAML file (nested mapping) and from ``key=value`` strings with dotted keys
+(``train.lr=2e-4``). Unknown keys are an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgefill.errors import EdgefillError
+
+STAGES = ("edge", "inpaint", "inpaint-on-predicted", "joint")
+GAN_LOSSES = ("nsgan", "lsgan", "hinge")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of both generators (and what inference needs to reproduce their inputs)."""
+
+    width: int = 64  # channels after the first conv; the reference uses 64
+    edge_blocks: int = 8  # residual blocks in the edge generator
+    inpaint_blocks: int = 8  # residual blocks in the image generator
+    canny_sigma: float = 2.0
+    # None keeps the edge generator's soft probabilities; a float binarises them.
+    edge_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    crop_size: int = 256
+    # Random crops take a square of side U(min_scale, 1) * short side before resizing.
+    min_crop_scale: float = 0.5
+    max_crop_scale: float = 1.0
+    # Generate masks at crop_size * mask_scale and take a random crop_size window of them, so
+    # training on small crops still sees strokes as wide as at the evaluation resolution.
+    mask_scale: float = 1.0
+    hflip: bool = True
+    # Comma-separated mask generators and their sampling weights for training.
+    mask_kinds: str = "irregular,box,lama-medium,lama-thick"
+    mask_weights: str = "0.5,0.15,0.2,0.15"
+    mask_dir: str | None = None  # use masks from this folder instead of generators
+    val_fraction: float = 0.1  # photos whose name hash falls below this go to validation
+    val_count: int = 32  # validation photos scored every val_every steps
+    val_size: int = 0  # side of the validation crops; 0 = crop_size
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    gan_loss: str = "nsgan"
+    edge_adv_weight: float = 1.0
+    fm_weight: float = 10.0
+    l1_weight: float = 1.0
+    inpaint_adv_weight: float = 0.1
+    perceptual_weight: float = 0.1
+    style_weight: float = 250.0
+    tv_weight: float = 0.0
+    vgg_weights: str | None = None  # safetensors file; None = the cache (edgefill fetch-vgg)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 10
+    batch_size: int = 8
+    lr: float = 1e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    d2g_lr: float = 0.1  # discriminator lr = lr * d2g_lr
+    max_steps: int = 2_000_000
+    lr_decay_steps: int = 0  # 0 = constant lr; else cosine decay to lr_min_ratio*lr
+    lr_min_ratio: float = 0.1
+    ema_decay: float = 0.999  # 0 disables the EMA copy of the generators
+    log_every: int = 50
+    val_every: int = 1000
+    save_every: int = 1000
+    sample_every: int = 1000
+    keep_last: int = 3
+    max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
+    amp: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or "bf16", "fp32"
+    compile: bool = False
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(cfg: Config) -> None:
+    if cfg.loss.gan_loss not in GAN_LOSSES:
+        raise EdgefillError(f"loss.gan_loss must be one of {GAN_LOSSES}, got {cfg.loss.gan_loss!r}")
+    if cfg.model.width < 1 or cfg.model.edge_blocks < 0 or cfg.model.inpaint_blocks < 0:
+        raise EdgefillError("model.width must be >= 1 and block counts >= 0")
+    if cfg.data.crop_size < 16 or cfg.data.crop_size % 4:
+        raise EdgefillError(
+            f"data.crop_size must be a multiple of 4 and >= 16, got {cfg.data.crop_size}"
+        )
+    if cfg.train.amp not in ("auto", "bf16", "fp32"):
+        raise EdgefillError(f"train.amp must be auto, bf16 or fp32, got {cfg.train.amp!r}")
+    kinds = cfg.data.mask_kinds.split(",")
+    if len(kinds) != len(cfg.data.mask_weights.split(",")):
+        raise EdgefillError("data.mask_kinds and data.mask_weights must have the same length")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or fail naming the key."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("true", "1", "yes", "on"):
+                    return True
+                if low in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise EdgefillError(f"config key {key!r}: cannot use {value!r} as {tp.__name__}") from None
+    return value
+
+
+def from_dict(data: dict[str, Any], cls: type = Config, prefix: str = "") -> Any:
+    """Build a (nested) config dataclass from a mapping; unknown keys raise EdgefillError."""
+    if not isinstance(data, dict):
+        raise EdgefillError(f"config section {prefix or '<root>'!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f" in section {prefix.rstrip('.')!r}" if prefix else ""
+        raise EdgefillError(
+            f"unknown config key(s){where}: {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(value, tp, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def apply_overrides(base: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings to a nested dict (values parsed as YAML scalars)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise EdgefillError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise EdgefillError(f"--set {key}: {part!r} is not a config section")
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then the ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise EdgefillError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise EdgefillError(f"config file {p} is not valid YAML: {exc}") from None
+    data = apply_overrides(data, overrides or [])
+    return from_dict(data)

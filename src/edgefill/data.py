@@ -1,0 +1,216 @@
+"""Training data: photos from a folder or file list, split by name hash, cropped, flipped, masked.
+
+Sampling is a pure function of (seed, step, position): a sample's crop, flip and mask come from
+``numpy.random.default_rng([seed, epoch, index])``. That makes a resumed run see exactly the
+batches an uninterrupted one would, with no sampler state to save, and works the same with
+DataLoader workers and with distributed ranks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from edgefill.config import DataConfig
+from edgefill.edges import canny_edges, to_gray
+from edgefill.errors import EdgefillError
+from edgefill.image import load_rgb
+from edgefill.masks import generate_mask, load_mask
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """Photos in a folder (recursively, sorted) or listed one per line in a text file."""
+    src = Path(source)
+    if src.is_dir():
+        files = sorted(
+            p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+    elif src.is_file() and src.suffix.lower() in (".txt", ".lst", ".list"):
+        base = src.parent
+        lines = [ln.strip() for ln in src.read_text().splitlines()]
+        files = [
+            (base / ln) if not Path(ln).is_absolute() else Path(ln)
+            for ln in lines
+            if ln and not ln.startswith("#")
+        ]
+    else:
+        raise EdgefillError(f"{src}: expected a folder of photos or a .txt file list")
+    if not files:
+        raise EdgefillError(f"{src}: no photos found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def is_validation(path: str | Path, fraction: float) -> bool:
+    """The split rule: sha1 of the file name (not the path) read as a fraction of 2**160."""
+    digest = hashlib.sha1(Path(path).name.encode("utf-8")).hexdigest()
+    return int(digest, 16) / 2**160 < fraction
+
+
+def split(files: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
+    train = [f for f in files if not is_validation(f, fraction)]
+    val = [f for f in files if is_validation(f, fraction)]
+    return train, val
+
+
+def random_square_crop(
+    rgb: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    min_scale: float,
+    hflip: bool,
+    max_scale: float = 1.0,
+) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    side = max(1, round(min(h, w) * rng.uniform(min_scale, max_scale)))
+    top = int(rng.integers(0, h - side + 1))
+    left = int(rng.integers(0, w - side + 1))
+    crop = rgb[top : top + side, left : left + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    crop = cv2.resize(crop, (size, size), interpolation=interp)
+    if hflip and rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+
+def center_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = rgb[top : top + side, left : left + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
+
+
+def make_sample(rgb: np.ndarray, hole: np.ndarray, sigma: float) -> dict[str, torch.Tensor]:
+    """Tensors for one training example (CHW float32): image, gray, mask, edges_known, edges_full.
+
+    edges_known: Canny restricted to known pixels (what inference sees);
+    edges_full: Canny of the whole photo (the edge generator's target, the 'ground-truth' edges).
+    """
+    gray = to_gray(rgb)
+    return {
+        "image": torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0),
+        "gray": torch.from_numpy(gray)[None],
+        "mask": torch.from_numpy(hole.astype(np.float32))[None],
+        "edges_known": torch.from_numpy(canny_edges(gray, hole, sigma))[None],
+        "edges_full": torch.from_numpy(canny_edges(gray, None, sigma))[None],
+    }
+
+
+class PhotoDataset(Dataset):
+    """Random training crops. Items are addressed by (photo index, sample seed)."""
+
+    def __init__(self, files: list[Path], cfg: DataConfig, sigma: float, cache: bool = True):
+        self.files = files
+        self.cfg = cfg
+        self.sigma = sigma
+        self.kinds = [k.strip() for k in cfg.mask_kinds.split(",")]
+        weights = np.array([float(x) for x in cfg.mask_weights.split(",")])
+        self.mask_p = weights / weights.sum()
+        self.mask_files = sorted(list_images(cfg.mask_dir)) if cfg.mask_dir else None
+        self._cache: dict[int, np.ndarray] = {}
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def photo(self, index: int) -> np.ndarray:
+        if index in self._cache:
+            return self._cache[index]
+        rgb, _ = load_rgb(self.files[index])
+        # Keep at most 2x the crop size on the short side: crops are never larger than that.
+        limit = 2 * self.cfg.crop_size
+        h, w = rgb.shape[:2]
+        if min(h, w) > limit:
+            s = limit / min(h, w)
+            rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        if self.cache:
+            self._cache[index] = rgb
+        return rgb
+
+    def mask(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        if self.mask_files:
+            path = self.mask_files[int(rng.integers(len(self.mask_files)))]
+            m = load_mask(path)
+            m = cv2.resize(m.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+            return m[:, ::-1].copy() if rng.random() < 0.5 else m
+        kind = self.kinds[int(rng.choice(len(self.kinds), p=self.mask_p))]
+        big = max(size, round(size * self.cfg.mask_scale))
+        m = generate_mask(kind, big, big, rng)
+        top, left = int(rng.integers(0, big - size + 1)), int(rng.integers(0, big - size + 1))
+        return m[top : top + size, left : left + size]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = key
+        rng = np.random.default_rng(seed)
+        crop = random_square_crop(
+            self.photo(index),
+            self.cfg.crop_size,
+            rng,
+            self.cfg.min_crop_scale,
+            self.cfg.hflip,
+            self.cfg.max_crop_scale,
+        )
+        return make_sample(crop, self.mask(rng, self.cfg.crop_size), self.sigma)
+
+
+class StepSampler(Sampler):
+    """Yields (photo index, sample seed) for every sample from ``start_step`` on, endlessly.
+
+    Epoch e uses permutation rng([seed, e]); rank r of ``world`` takes every world-th batch slot,
+    so ranks see disjoint photos. The sequence depends only on (seed, step), never on history.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1
+    ):
+        if n < 1:
+            raise EdgefillError("training set is empty")
+        self.n, self.batch, self.seed = n, batch_size, seed
+        self.start, self.rank, self.world = start_step, rank, world
+
+    def __len__(self) -> int:  # endless; DataLoader only needs this for progress estimates
+        return 2**62
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        per_step = self.batch * self.world
+        pos = self.start * per_step  # global sample position
+        epoch_cached, perm = -1, np.arange(0)
+        while True:
+            epoch, offset = divmod(pos, self.n)
+            if epoch != epoch_cached:
+                perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+                epoch_cached = epoch
+            step, slot = divmod(pos, per_step)
+            if slot // self.batch == self.rank:
+                yield (
+                    int(perm[offset]),
+                    int(np.random.default_rng([self.seed, 7, step, slot]).integers(2**62)),
+                )
+            pos += 1
+
+
+def validation_samples(
+    files: list[Path], size: int, sigma: float, seed: int = 1234
+) -> list[dict[str, torch.Tensor]]:
+    """Fixed validation set: centre crops with fixed irregular masks cycling through the buckets."""
+    out = []
+    for i, f in enumerate(files):
+        rng = np.random.default_rng([seed, i])
+        low = 0.1 + 0.1 * (i % 5)
+        rgb, _ = load_rgb(f)
+        hole = generate_mask("irregular", size, size, rng, (low, low + 0.1))
+        out.append(make_sample(center_square(rgb, size), hole, sigma))
+    return out
+
+
+def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}

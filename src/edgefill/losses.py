@@ -1,0 +1,92 @@
+"""Training losses: adversarial (nsgan / lsgan / hinge), feature matching, L1, perceptual, style, TV."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgefill.vgg import VGG16Features
+
+# VGG16 analogues of the reference's VGG19 layers: content at relu{k}_1, style at the block ends.
+PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_LAYERS = ("relu2_2", "relu3_3", "relu4_3", "relu5_2")
+
+
+def adversarial_d(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss on real and (detached) fake patch logits, averaged as in the reference."""
+    if kind == "nsgan":
+        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    elif kind == "lsgan":
+        real = F.mse_loss(torch.sigmoid(real_logits), torch.ones_like(real_logits))
+        fake = F.mse_loss(torch.sigmoid(fake_logits), torch.zeros_like(fake_logits))
+    elif kind == "hinge":
+        real = F.relu(1 - real_logits).mean()
+        fake = F.relu(1 + fake_logits).mean()
+    else:
+        raise ValueError(f"unknown GAN loss {kind!r}")
+    return (real + fake) / 2
+
+
+def adversarial_g(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator loss: make the discriminator call the fakes real."""
+    if kind == "nsgan":
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if kind == "lsgan":
+        return F.mse_loss(torch.sigmoid(fake_logits), torch.ones_like(fake_logits))
+    if kind == "hinge":
+        return -fake_logits.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def feature_matching(
+    fake_feats: list[torch.Tensor], real_feats: list[torch.Tensor]
+) -> torch.Tensor:
+    """Sum over discriminator layers of L1 between fake and (detached) real activations."""
+    return sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_feats, real_feats, strict=True))  # type: ignore[return-value]
+
+
+def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 over the whole image divided by the hole fraction (the reference's normalisation).
+
+    This weighs a batch with small holes as much as one with large holes.
+    """
+    return F.l1_loss(output, target) / mask.mean().clamp_min(1e-3)
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    f = x.reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (
+        x[..., :, 1:] - x[..., :, :-1]
+    ).abs().mean()
+
+
+class VGGLosses(nn.Module):
+    """Perceptual (L1 of VGG activations) and style (L1 of Gram matrices) losses, one VGG pass."""
+
+    def __init__(self, vgg: VGG16Features):
+        super().__init__()
+        self.vgg = vgg.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> VGGLosses:  # the VGG always stays in eval mode
+        super().train(mode)
+        self.vgg.eval()
+        return self
+
+    def forward(
+        self, output: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        names = tuple(dict.fromkeys(PERCEPTUAL_LAYERS + STYLE_LAYERS))
+        fo = self.vgg(output, names)
+        with torch.no_grad():
+            ft = self.vgg(target, names)
+        perceptual = sum(F.l1_loss(fo[n], ft[n]) for n in PERCEPTUAL_LAYERS)
+        # Gram matrices in float32 even under autocast: they overflow in half precision.
+        style = sum(F.l1_loss(gram(fo[n].float()), gram(ft[n].float())) for n in STYLE_LAYERS)
+        return perceptual, style  # type: ignore[return-value]

@@ -1,0 +1,322 @@
+"""Masks: reading mask files and seeded generators (boxes, free-form strokes, scratches, LaMa sets).
+
+A mask is a bool array HxW (True = hole) at the numpy level and float {0, 1} N1HW as a tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgefill.errors import EdgefillError
+from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, open_image
+
+# Hole-ratio buckets used for evaluation (as in the EdgeConnect paper), as (low, high) fractions.
+BUCKETS: tuple[tuple[float, float], ...] = tuple((i / 10, (i + 1) / 10) for i in range(6))
+MASK_KINDS = ("irregular", "box", "scratch", "lama-thin", "lama-medium", "lama-thick")
+
+
+def bucket_name(low: float, high: float) -> str:
+    return f"{round(low * 100)}-{round(high * 100)}%"
+
+
+def bucket_of(ratio: float) -> str | None:
+    """Name of the bucket holding ``ratio`` (low inclusive, high exclusive), None past 60 %."""
+    for low, high in BUCKETS:
+        if low <= ratio < high:
+            return bucket_name(low, high)
+    return None
+
+
+def parse_bucket(name: str) -> tuple[float, float]:
+    """'10-20%' (or '10-20') -> (0.1, 0.2)."""
+    try:
+        lo, hi = name.rstrip("%").split("-")
+        low, high = float(lo) / 100, float(hi) / 100
+    except ValueError:
+        raise EdgefillError(
+            f"bad bucket {name!r}: expected LOW-HIGH in percent, e.g. 10-20"
+        ) from None
+    if not 0 <= low < high <= 1:
+        raise EdgefillError(f"bad bucket {name!r}: need 0 <= LOW < HIGH <= 100")
+    return low, high
+
+
+def hole_ratio(mask: np.ndarray) -> float:
+    return float(np.count_nonzero(mask)) / mask.size if mask.size else 0.0
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> np.ndarray:
+    """Hole = pixel value >= threshold (default: any nonzero value). Colour masks are refused."""
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            arr = arr[..., :3]
+        if arr.shape[2] == 3:
+            if not (
+                np.array_equal(arr[..., 0], arr[..., 1])
+                and np.array_equal(arr[..., 0], arr[..., 2])
+            ):
+                raise EdgefillError(
+                    f"{name}: mask has colour; expected a single-channel black/white image (white = hole)"
+                )
+            arr = arr[..., 0]
+        elif arr.shape[2] == 1:
+            arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise EdgefillError(f"{name}: mask must be a 2-D array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.copy()
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise EdgefillError(f"{name}: mask contains NaN or infinite values")
+        return arr >= (threshold / 255.0 if arr.max(initial=0) <= 1.0 else threshold)
+    return arr >= threshold
+
+
+def load_mask(
+    src: ImageInput,
+    size: tuple[int, int] | None = None,
+    threshold: int = 1,
+    resize: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Read a mask (file, PIL image or array) as bool HxW; ``size`` is the photo's (width, height).
+
+    A wrong size is an error naming both sizes unless ``resize`` is set (nearest neighbour).
+    """
+    name = str(src) if isinstance(src, (str, Path)) else "mask"
+    if isinstance(src, np.ndarray):
+        mask = mask_from_array(src, name, threshold)
+    else:
+        img = open_image(src, max_pixels)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(img)
+        elif img.mode in ("1", "L", "P", "RGB", "RGBA", "LA"):
+            arr = np.asarray(img.convert("L") if img.mode in ("1", "P", "LA") else img)
+        else:
+            arr = np.asarray(img.convert("L"))
+        mask = mask_from_array(arr, name, threshold)
+    if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
+        if not resize:
+            raise EdgefillError(
+                f"{name}: mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {size[0]}x{size[1]}; "
+                "use a mask of the same size (or --resize-mask)"
+            )
+        mask = cv2.resize(mask.astype(np.uint8), tuple(size), interpolation=cv2.INTER_NEAREST) > 0
+    return mask
+
+
+def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
+    """Transparent pixels (alpha < 128) of an RGBA photo are the hole."""
+    return alpha < 128
+
+
+# ----------------------------------------------------------------------------- generators
+
+
+def box_mask(h: int, w: int, rng: np.random.Generator, ratio: float | None = None) -> np.ndarray:
+    """One axis-aligned box; with ``ratio`` its area is that fraction of the image (random aspect)."""
+    if ratio is None:
+        bh = int(rng.integers(max(1, h // 4), max(2, h // 2 + 1)))
+        bw = int(rng.integers(max(1, w // 4), max(2, w // 2 + 1)))
+    else:
+        aspect = math.exp(rng.uniform(math.log(0.6), math.log(1 / 0.6)))
+        bh = min(h, max(1, round(math.sqrt(ratio * h * w * aspect))))
+        bw = min(w, max(1, round(ratio * h * w / bh)))
+    top = int(rng.integers(0, h - bh + 1))
+    left = int(rng.integers(0, w - bw + 1))
+    mask = np.zeros((h, w), bool)
+    mask[top : top + bh, left : left + bw] = True
+    return mask
+
+
+def _stroke(
+    canvas: np.ndarray,
+    rng: np.random.Generator,
+    max_vertices: int,
+    max_len: float,
+    width: int,
+    max_angle: float = 2 * math.pi,
+) -> None:
+    """Draw one polyline stroke of ``width`` px with rounded joints into a uint8 canvas."""
+    h, w = canvas.shape
+    x, y = float(rng.integers(0, w)), float(rng.integers(0, h))
+    angle = rng.uniform(0, 2 * math.pi)
+    for _ in range(int(rng.integers(1, max_vertices + 1))):
+        angle += rng.uniform(-max_angle, max_angle)
+        length = rng.uniform(max_len * 0.2, max_len)
+        nx = float(np.clip(x + length * math.cos(angle), 0, w - 1))
+        ny = float(np.clip(y + length * math.sin(angle), 0, h - 1))
+        cv2.line(
+            canvas,
+            (round(x), round(y)),
+            (round(nx), round(ny)),
+            255,
+            max(1, width),
+            lineType=cv2.LINE_8,
+        )
+        cv2.circle(canvas, (round(nx), round(ny)), max(1, width) // 2, 255, -1)
+        x, y = nx, ny
+
+
+def irregular_mask(
+    h: int,
+    w: int,
+    rng: np.random.Generator,
+    ratio_range: tuple[float, float] = (0.1, 0.6),
+    max_tries: int = 400,
+) -> np.ndarray:
+    """Free-form brush strokes whose hole ratio lands in ``[low, high)``.
+
+    Strokes are added one at a time; a stroke that would overshoot ``high`` is discarded and a
+    thinner one tried, so the result is inside the bucket (checked by the caller's tests).
+    """
+    low, high = ratio_range
+    if not 0 <= low < high <= 1:
+        raise EdgefillError(f"ratio_range must satisfy 0 <= low < high <= 1, got {ratio_range}")
+    scale = math.sqrt(h * w) / 256
+    canvas = np.zeros((h, w), np.uint8)
+    max_width = max(3, round(40 * scale * (0.5 + high)))
+    for _ in range(max_tries):
+        ratio = np.count_nonzero(canvas) / canvas.size
+        if ratio >= low:
+            break
+        trial = canvas.copy()
+        width = int(rng.integers(max(1, max_width // 4), max_width + 1))
+        _stroke(trial, rng, max_vertices=8, max_len=60 * scale, width=width)
+        if np.count_nonzero(trial) / trial.size < high:
+            canvas = trial
+        else:
+            max_width = max(1, int(max_width * 0.8))
+    mask = canvas > 0
+    r = hole_ratio(mask)
+    if not low <= r < high:
+        # Rare: fall back to the nearest valid state by trimming or adding pixels row-wise.
+        mask = _force_ratio(mask, low, high, rng)
+    return mask
+
+
+def _force_ratio(mask: np.ndarray, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
+    target = int(((low + high) / 2) * mask.size)
+    flat = mask.reshape(-1).copy()
+    on = np.flatnonzero(flat)
+    if len(on) > target:
+        flat[rng.choice(on, len(on) - target, replace=False)] = False
+    else:
+        dil = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).reshape(-1) > 0
+        while np.count_nonzero(flat) < target:
+            cand = np.flatnonzero(dil & ~flat)
+            need = target - np.count_nonzero(flat)
+            if len(cand) == 0:
+                cand = np.flatnonzero(~flat)
+            flat[cand[:need]] = True
+            dil = (
+                cv2.dilate(
+                    flat.reshape(mask.shape).astype(np.uint8), np.ones((3, 3), np.uint8)
+                ).reshape(-1)
+                > 0
+            )
+    return flat.reshape(mask.shape)
+
+
+def scratch_mask(h: int, w: int, rng: np.random.Generator, count: int | None = None) -> np.ndarray:
+    """Thin (1-3 px) long curved lines, like scratches and hairs on an old print."""
+    canvas = np.zeros((h, w), np.uint8)
+    scale = math.sqrt(h * w) / 256
+    n = int(rng.integers(2, 7)) if count is None else count
+    for _ in range(n):
+        width = int(rng.integers(1, 4))
+        _stroke(canvas, rng, max_vertices=6, max_len=80 * scale, width=width, max_angle=0.35)
+    return canvas > 0
+
+
+# LaMa-style sets (advimman/lama configs, scaled from 256 px): stroke width, length, count, boxes.
+_LAMA = {
+    "lama-thin": dict(max_width=8, max_len=80, min_times=4, max_times=12, boxes=0),
+    "lama-medium": dict(max_width=28, max_len=60, min_times=2, max_times=5, boxes=1),
+    "lama-thick": dict(max_width=50, max_len=50, min_times=1, max_times=5, boxes=2),
+}
+
+
+def lama_mask(h: int, w: int, rng: np.random.Generator, kind: str = "lama-medium") -> np.ndarray:
+    if kind not in _LAMA:
+        raise EdgefillError(f"unknown LaMa mask kind {kind!r}; choose from {sorted(_LAMA)}")
+    p = _LAMA[kind]
+    scale = math.sqrt(h * w) / 256
+    canvas = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(p["min_times"], p["max_times"] + 1))):
+        width = int(rng.integers(max(1, p["max_width"] // 3), p["max_width"] + 1) * scale)
+        _stroke(
+            canvas,
+            rng,
+            max_vertices=4,
+            max_len=p["max_len"] * scale,
+            width=max(1, width),
+            max_angle=1.3,
+        )
+    mask = canvas > 0
+    for _ in range(int(rng.integers(0, p["boxes"] + 1))):
+        bh = int(rng.integers(max(1, h // 8), max(2, h // 3)))
+        bw = int(rng.integers(max(1, w // 8), max(2, w // 3)))
+        top, left = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        mask[top : top + bh, left : left + bw] = True
+    if mask.mean() > 0.6:  # keep enough context to learn from
+        mask = _force_ratio(mask, 0.45, 0.6, rng)
+    return mask
+
+
+def generate_mask(
+    kind: str,
+    h: int,
+    w: int,
+    rng: np.random.Generator,
+    ratio_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """One mask of ``kind`` (see MASK_KINDS); ``ratio_range`` applies to irregular and box masks."""
+    if h < 1 or w < 1:
+        raise EdgefillError(f"mask size must be positive, got {w}x{h}")
+    makers: dict[str, Callable[[], np.ndarray]] = {
+        "irregular": lambda: irregular_mask(h, w, rng, ratio_range or (0.1, 0.6)),
+        "box": lambda: box_mask(h, w, rng, None if ratio_range is None else sum(ratio_range) / 2),
+        "scratch": lambda: scratch_mask(h, w, rng),
+        "lama-thin": lambda: lama_mask(h, w, rng, "lama-thin"),
+        "lama-medium": lambda: lama_mask(h, w, rng, "lama-medium"),
+        "lama-thick": lambda: lama_mask(h, w, rng, "lama-thick"),
+    }
+    if kind not in makers:
+        raise EdgefillError(f"unknown mask kind {kind!r}; choose from {', '.join(MASK_KINDS)}")
+    return makers[kind]()
+
+
+def write_mask_set(
+    out_dir: str | Path,
+    kind: str,
+    count: int,
+    size: tuple[int, int],
+    seed: int = 0,
+    ratio_range: tuple[float, float] | None = None,
+) -> list[Path]:
+    """Write ``count`` PNG masks (white = hole), reproducible from ``seed``; returns the paths."""
+    from edgefill.image import save_image
+
+    w, h = size
+    rng = np.random.default_rng(seed)
+    tag = (
+        ""
+        if ratio_range is None
+        else f"_{round(ratio_range[0] * 100):02d}-{round(ratio_range[1] * 100):02d}"
+    )
+    paths = []
+    for i in range(count):
+        mask = generate_mask(kind, h, w, rng, ratio_range)
+        paths.append(
+            save_image(Path(out_dir) / f"{kind}{tag}_{i:05d}.png", mask.astype(np.uint8) * 255)
+        )
+    return paths

@@ -1,0 +1,704 @@
+"""Staged GAN training of the edge generator (G1/D1) and the image generator (G2/D2).
+
+Stages: ``edge`` (G1 vs D1), ``inpaint`` (G2 vs D2 on ground-truth edges),
+``inpaint-on-predicted`` (G2 on edges from a frozen G1, the reference's "model 3") and
+``joint`` (both, G2 fed G1's detached predictions).
+
+Each iteration: generator step with the discriminator frozen, then discriminator step on
+detached fakes (BasicSR order; the reference's order fails on torch >= 1.5). Runs under
+``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on CPU); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from edgefill import losses as L
+from edgefill.checkpoint import atomic_torch_save, load_checkpoint, load_release, save_release
+from edgefill.config import STAGES, Config, from_dict, to_dict
+from edgefill.data import PhotoDataset, StepSampler, collate, list_images, split, validation_samples
+from edgefill.edges import composite
+from edgefill.errors import EdgefillError
+from edgefill.metrics import LPIPS, edge_scores, l1, psnr, ssim
+from edgefill.networks import Discriminator, EdgeGenerator, InpaintGenerator
+from edgefill.vgg import default_vgg_path, load_vgg16
+
+CKPT_DIR = "checkpoints"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def unwrap(m: nn.Module) -> nn.Module:
+    return m.module if isinstance(m, DistributedDataParallel) else m
+
+
+def edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """G1 input: gray with the hole painted white, known edges, mask (as in the reference)."""
+    m = batch["mask"]
+    gray = batch["gray"] * (1 - m) + m
+    return torch.cat([gray, batch["edges_known"] * (1 - m), m], 1)
+
+
+def inpaint_input(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """G2 input: RGB with the hole painted white, composite edge map."""
+    return torch.cat([image * (1 - mask) + mask, edges], 1)
+
+
+def lr_factor(step: int, decay_steps: int, min_ratio: float) -> float:
+    """Constant (decay_steps=0, the reference) or cosine decay to min_ratio over decay_steps."""
+    if decay_steps <= 0:
+        return 1.0
+    t = min(step, decay_steps) / decay_steps
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm.detach(), 1 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+        be.copy_(bm)
+
+
+@dataclass
+class Pair:
+    """One generator/discriminator pair with its optimisers, schedulers and EMA copy."""
+
+    g: nn.Module
+    d: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: torch.optim.lr_scheduler.LambdaLR
+    sched_d: torch.optim.lr_scheduler.LambdaLR
+    ema: nn.Module | None = None
+
+    def state(self) -> dict[str, Any]:
+        s = {
+            "g": unwrap(self.g).state_dict(),
+            "d": unwrap(self.d).state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+        }
+        if self.ema is not None:
+            s["ema"] = self.ema.state_dict()
+        return s
+
+    def load(self, s: dict[str, Any]) -> None:
+        unwrap(self.g).load_state_dict(s["g"])
+        unwrap(self.d).load_state_dict(s["d"])
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.sched_g.load_state_dict(s["sched_g"])
+        self.sched_d.load_state_dict(s["sched_d"])
+        if self.ema is not None and "ema" in s:
+            self.ema.load_state_dict(s["ema"])
+
+    def release_state(self) -> dict[str, torch.Tensor]:
+        return (self.ema if self.ema is not None else unwrap(self.g)).state_dict()
+
+
+def make_pair(g: nn.Module, d: nn.Module, cfg: Config) -> Pair:
+    t = cfg.train
+    opt_g = torch.optim.Adam(g.parameters(), lr=t.lr, betas=(t.beta1, t.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=t.lr * t.d2g_lr, betas=(t.beta1, t.beta2))
+
+    def factor(step: int) -> float:
+        return lr_factor(step, t.lr_decay_steps, t.lr_min_ratio)
+
+    ema = copy.deepcopy(g).eval().requires_grad_(False) if t.ema_decay > 0 else None
+    return Pair(
+        g,
+        d,
+        opt_g,
+        opt_d,
+        torch.optim.lr_scheduler.LambdaLR(opt_g, factor),
+        torch.optim.lr_scheduler.LambdaLR(opt_d, factor),
+        ema,
+    )
+
+
+def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]:
+    """Generator weights ('edge' or 'inpaint') from a release folder, a run folder or a checkpoint."""
+    p = Path(path)
+    if p.is_dir() and (p / "config.json").is_file():
+        g1, g2, _, _ = load_release(p)
+        return (g1 if which == "edge" else g2).state_dict()
+    ckpt_path = latest_checkpoint(p) if p.is_dir() else p
+    if ckpt_path is None:
+        raise EdgefillError(f"{p}: no checkpoint or release weights found")
+    ck = load_checkpoint(ckpt_path)
+    key = {"edge": "edge", "inpaint": "inpaint"}[which]
+    if key in ck["pairs"]:
+        pair = ck["pairs"][key]
+        return pair.get("ema", pair["g"])
+    if which == "edge" and "frozen_edge" in ck:
+        return ck["frozen_edge"]
+    raise EdgefillError(f"{ckpt_path}: has no {which} generator (stage {ck.get('stage')})")
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    steps = sorted(Path(run_dir, CKPT_DIR).glob("step_*.pt"))
+    return steps[-1] if steps else None
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class Trainer:
+    cfg: Config
+    stage: str
+    data: str
+    out: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    edge_weights: str | None = None  # frozen G1 for inpaint-on-predicted
+    init: str | None = None  # start generators from a release / run
+    rank: int = 0
+    world: int = 1
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise EdgefillError(f"unknown stage {self.stage!r}; choose from {', '.join(STAGES)}")
+        cfg = self.cfg
+        torch.manual_seed(cfg.train.seed)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        files = list_images(self.data)
+        train_files, val_files = split(files, cfg.data.val_fraction)
+        if not train_files:
+            raise EdgefillError(
+                f"{self.data}: every photo fell into validation; lower data.val_fraction"
+            )
+        self.train_files, self.val_files = train_files, val_files[: cfg.data.val_count]
+        self.dataset = PhotoDataset(train_files, cfg.data, cfg.model.canny_sigma)
+        self.pairs: dict[str, Pair] = {}
+        m = cfg.model
+        if self.stage in ("edge", "joint"):
+            self.pairs["edge"] = self._pair(EdgeGenerator(m.width, m.edge_blocks), Discriminator(2))
+        if self.stage != "edge":
+            self.pairs["inpaint"] = self._pair(
+                InpaintGenerator(m.width, m.inpaint_blocks), Discriminator(3)
+            )
+        self.frozen_edge: EdgeGenerator | None = None
+        if self.stage == "inpaint-on-predicted":
+            if not self.edge_weights:
+                raise EdgefillError(
+                    "stage inpaint-on-predicted needs --edge-weights (a release, run or checkpoint)"
+                )
+            g1 = EdgeGenerator(m.width, m.edge_blocks)
+            g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
+            self.frozen_edge = g1.to(self.device).eval().requires_grad_(False)
+        if self.init:
+            for name, pair in self.pairs.items():
+                sd = load_generator_from(self.init, name)
+                unwrap(pair.g).load_state_dict(sd)
+                if pair.ema is not None:
+                    pair.ema.load_state_dict(sd)
+        self.vgg_losses: L.VGGLosses | None = None
+        if "inpaint" in self.pairs and (
+            cfg.loss.perceptual_weight > 0 or cfg.loss.style_weight > 0
+        ):
+            self.vgg_losses = L.VGGLosses(load_vgg16(cfg.loss.vgg_weights)).to(self.device)
+        self.lpips: LPIPS | None = None
+        vgg_path = Path(cfg.loss.vgg_weights) if cfg.loss.vgg_weights else default_vgg_path()
+        if vgg_path.is_file():
+            self.lpips = LPIPS(path=vgg_path).to(self.device)
+        self.step = 0
+        self.best: float | None = None
+        self.nonfinite = 0
+        self.amp = (
+            self.device.type == "cuda"
+            and cfg.train.amp in ("auto", "bf16")
+            or cfg.train.amp == "bf16"
+        )
+
+    def _pair(self, g: nn.Module, d: nn.Module) -> Pair:
+        g, d = g.to(self.device), d.to(self.device)
+        pair = make_pair(g, d, self.cfg)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            pair.g = DistributedDataParallel(g, device_ids=ids)
+            pair.d = DistributedDataParallel(d, device_ids=ids)
+        if self.cfg.train.compile:
+            pair.g = torch.compile(pair.g)  # type: ignore[assignment]
+        return pair
+
+    # -- state ---------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "stage": self.stage,
+            "step": self.step,
+            "config": to_dict(self.cfg),
+            "pairs": {k: p.state() for k, p in self.pairs.items()},
+            "frozen_edge": self.frozen_edge.state_dict() if self.frozen_edge is not None else None,
+            "best": self.best,
+            "nonfinite": self.nonfinite,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        if s["stage"] != self.stage:
+            raise EdgefillError(
+                f"cannot resume: the run was stage {s['stage']!r}, not {self.stage!r}"
+            )
+        saved = from_dict(s["config"])
+        if saved.model != self.cfg.model:
+            raise EdgefillError(
+                "cannot resume: the model architecture in the config differs from the run's"
+            )
+        for k, p in self.pairs.items():
+            p.load(s["pairs"][k])
+        if self.frozen_edge is not None and s.get("frozen_edge") is not None:
+            self.frozen_edge.load_state_dict(s["frozen_edge"])
+        self.step, self.best, self.nonfinite = s["step"], s["best"], s["nonfinite"]
+        torch.set_rng_state(s["torch_rng"])
+        if s.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s["cuda_rng"])
+
+    def save(self, best: bool = False) -> None:
+        if self.rank != 0:
+            return
+        ck = self.out / CKPT_DIR
+        state = self.state()
+        atomic_torch_save(state, ck / f"step_{self.step:08d}.pt")
+        for old in sorted(ck.glob("step_*.pt"))[: -self.cfg.train.keep_last]:
+            old.unlink(missing_ok=True)
+        if best:
+            atomic_torch_save(state, ck / "best.pt")
+
+    # -- one iteration --------------------------------------------------------
+
+    def _autocast(self):  # noqa: ANN202
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    def _finite(self, loss: torch.Tensor, what: str) -> bool:
+        if torch.isfinite(loss).all():
+            self.nonfinite = 0
+            return True
+        self.nonfinite += 1
+        self._log_event(
+            f"step {self.step}: non-finite {what} loss, step skipped ({self.nonfinite} in a row)"
+        )
+        if self.nonfinite >= self.cfg.train.max_nonfinite:
+            raise EdgefillError(
+                f"stopping: {self.nonfinite} consecutive non-finite losses (last good checkpoint kept); "
+                "lower train.lr or check the data"
+            )
+        return False
+
+    def _gan_step(
+        self, pair: Pair, g_terms: dict[str, torch.Tensor], real: torch.Tensor, fake: torch.Tensor
+    ) -> dict[str, float]:
+        """Shared tail of both stages: G step (D frozen) then D step on detached fakes."""
+        logs: dict[str, float] = {}
+        g_loss = sum(g_terms.values())
+        assert isinstance(g_loss, torch.Tensor)
+        pair.opt_g.zero_grad(set_to_none=True)
+        if self._finite(g_loss, "generator"):
+            g_loss.backward()
+            pair.opt_g.step()
+        logs.update({k: float(v.detach()) for k, v in g_terms.items()})
+        d = pair.d
+        d.requires_grad_(True)
+        with self._autocast():
+            logits, _ = d(torch.cat([real, fake.detach()], 0))
+            real_logits, fake_logits = logits.float().chunk(2)
+            d_loss = L.adversarial_d(self.cfg.loss.gan_loss, real_logits, fake_logits)
+        pair.opt_d.zero_grad(set_to_none=True)
+        if self._finite(d_loss, "discriminator"):
+            d_loss.backward()
+            pair.opt_d.step()
+        logs["d"] = float(d_loss)
+        pair.sched_g.step()
+        pair.sched_d.step()
+        if pair.ema is not None:
+            ema_update(pair.ema, unwrap(pair.g), self.cfg.train.ema_decay)
+        return logs
+
+    def edge_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+        pair, lc = self.pairs["edge"], self.cfg.loss
+        d = unwrap(pair.d).requires_grad_(False)  # frozen, and outside DDP: nothing to sync
+        with self._autocast():
+            pred = pair.g(edge_input(batch)).float()
+            real = torch.cat([batch["edges_full"], batch["gray"]], 1)
+            fake = torch.cat([pred, batch["gray"]], 1)
+            fake_logits, fake_feats = d(fake)
+            with torch.no_grad():
+                _, real_feats = d(real)
+            terms = {
+                "g_adv": lc.edge_adv_weight * L.adversarial_g(lc.gan_loss, fake_logits.float()),
+                "fm": lc.fm_weight
+                * L.feature_matching(
+                    [f.float() for f in fake_feats], [f.float() for f in real_feats]
+                ),
+            }
+        return self._gan_step(pair, terms, real, fake), pred.detach()
+
+    def inpaint_step(self, batch: dict[str, torch.Tensor], edges: torch.Tensor) -> dict[str, float]:
+        pair, lc = self.pairs["inpaint"], self.cfg.loss
+        image, mask = batch["image"], batch["mask"]
+        d = unwrap(pair.d).requires_grad_(False)
+        with self._autocast():
+            out = pair.g(inpaint_input(image, mask, edges)).float()
+            merged = out * mask + image * (1 - mask)
+            fake_logits, _ = d(out)
+            terms = {
+                "g_adv": lc.inpaint_adv_weight * L.adversarial_g(lc.gan_loss, fake_logits.float()),
+                "l1": lc.l1_weight * L.masked_l1(out, image, mask),
+            }
+            if self.vgg_losses is not None:
+                # One VGG pass on the merged result serves both losses (the reference runs a
+                # second pass on masked inputs for style; on a CPU that doubles the step time).
+                perceptual, style = self.vgg_losses(merged, image)
+                terms["perceptual"] = lc.perceptual_weight * perceptual
+                terms["style"] = lc.style_weight * style
+            if lc.tv_weight > 0:
+                terms["tv"] = lc.tv_weight * L.total_variation(merged)
+        return self._gan_step(pair, terms, image, out)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        logs: dict[str, float] = {}
+        mask = batch["mask"]
+        if self.stage in ("edge", "joint"):
+            edge_logs, pred = self.edge_step(batch)
+            logs.update({f"edge/{k}": v for k, v in edge_logs.items()})
+        if self.stage == "inpaint":
+            edges = composite(batch["edges_known"], batch["edges_full"], mask)
+        elif self.stage == "inpaint-on-predicted":
+            assert self.frozen_edge is not None
+            with torch.no_grad():
+                pred = self.frozen_edge(edge_input(batch))
+            edges = composite(batch["edges_known"], pred, mask)
+        elif self.stage == "joint":
+            edges = composite(batch["edges_known"], pred, mask)
+        if self.stage != "edge":
+            logs.update({f"inpaint/{k}": v for k, v in self.inpaint_step(batch, edges).items()})
+        self.step += 1
+        return logs
+
+    # -- validation -----------------------------------------------------------
+
+    def _eval_edge(self) -> nn.Module | None:
+        if "edge" in self.pairs:
+            p = self.pairs["edge"]
+            return p.ema if p.ema is not None else unwrap(p.g)
+        return self.frozen_edge
+
+    @torch.no_grad()
+    def validate(
+        self, samples: list[dict[str, torch.Tensor]]
+    ) -> tuple[dict[str, float], list[torch.Tensor]]:
+        """Scores on the fixed validation crops; returns metrics and sample-grid rows."""
+        g1 = self._eval_edge()
+        g2 = None
+        if "inpaint" in self.pairs:
+            p = self.pairs["inpaint"]
+            g2 = p.ema if p.ema is not None else unwrap(p.g)
+        was = [(m, m.training) for m in (g1, g2) if m is not None]
+        for m, _ in was:
+            m.eval()
+        sums: dict[str, float] = {}
+        rows = []
+        for i in range(0, len(samples), 8):
+            batch = {k: v.to(self.device) for k, v in collate(samples[i : i + 8]).items()}
+            mask = batch["mask"]
+            if self.stage == "inpaint" or g1 is None:
+                edges = composite(batch["edges_known"], batch["edges_full"], mask)
+            else:
+                edges = composite(batch["edges_known"], g1(edge_input(batch)), mask)
+                for k, v in edge_scores(edges, batch["edges_full"], mask).items():
+                    sums[f"edge_{k}"] = sums.get(f"edge_{k}", 0.0) + v * len(mask)
+            out = batch["image"] * (1 - mask) + mask
+            if g2 is not None:
+                pred = g2(inpaint_input(batch["image"], mask, edges))
+                out = pred * mask + batch["image"] * (1 - mask)
+                scores = {
+                    "psnr": psnr(out, batch["image"]),
+                    "ssim": ssim(out, batch["image"]),
+                    "l1": l1(out, batch["image"]),
+                }
+                if self.lpips is not None:
+                    scores["lpips"] = self.lpips(out, batch["image"])
+                for k, v in scores.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.sum())
+            if len(rows) < 4:
+                masked = batch["image"] * (1 - mask) + mask
+                rows.append(
+                    torch.cat(
+                        [
+                            masked[0],
+                            mask[0].expand(3, -1, -1),
+                            (1 - edges[0]).expand(3, -1, -1),
+                            out[0],
+                            batch["image"][0],
+                        ],
+                        2,
+                    ).cpu()
+                )
+        for m, training in was:
+            m.train(training)
+        n = max(len(samples), 1)
+        return {k: v / n for k, v in sums.items()}, rows
+
+    def _better(self, metrics: dict[str, float]) -> bool:
+        """Best-by-validation: LPIPS (lower) if available, else PSNR, else edge F1 (higher)."""
+        if "lpips" in metrics:
+            score = -metrics["lpips"]
+        elif "psnr" in metrics:
+            score = metrics["psnr"]
+        else:
+            score = metrics.get("edge_f1", 0.0)
+        if self.best is None or score > self.best:
+            self.best = score
+            return True
+        return False
+
+    # -- logging --------------------------------------------------------------
+
+    def _log_event(self, text: str) -> None:
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "events.log", "a") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+    def _append_csv(self, name: str, row: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
+        path = self.out / name
+        new = not path.exists()
+        if not new:
+            with open(path) as fh:
+                header = fh.readline().strip().split(",")
+            if header != list(row):
+                # A new metric appeared (e.g. LPIPS once the VGG is present): start a new file.
+                path.rename(path.with_name(f"{path.stem}.{int(time.time())}{path.suffix}"))
+                new = True
+        with open(path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _save_grid(self, rows: list[torch.Tensor]) -> None:
+        if self.rank != 0 or not rows:
+            return
+        from edgefill.image import save_image, to_uint8
+
+        grid = torch.cat(rows, 1)
+        save_image(self.out / "samples" / f"step_{self.step:08d}.png", to_uint8(grid[None]))
+
+    # -- loop -------------------------------------------------------------------
+
+    def fit(self, resume: bool = False, max_steps: int | None = None) -> dict[str, float]:
+        cfg, t = self.cfg, self.cfg.train
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            last = latest_checkpoint(self.out)
+            if last is None:
+                raise EdgefillError(f"--resume: no checkpoint in {self.out / CKPT_DIR}")
+            self.load_state(load_checkpoint(last))
+            self._log_event(f"resumed from {last.name} at step {self.step}")
+        elif latest_checkpoint(self.out) is not None:
+            raise EdgefillError(
+                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if self.rank == 0:
+            (self.out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+        end = min(t.max_steps, max_steps if max_steps is not None else t.max_steps)
+        val = (
+            validation_samples(
+                self.val_files, cfg.data.val_size or cfg.data.crop_size, cfg.model.canny_sigma
+            )
+            if self.rank == 0
+            else []
+        )
+        sampler = StepSampler(
+            len(self.dataset), t.batch_size, t.seed, self.step, self.rank, self.world
+        )
+        loader = DataLoader(
+            self.dataset,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=cfg.data.num_workers,
+            collate_fn=collate,
+            persistent_workers=cfg.data.num_workers > 0,
+        )
+        for p in self.pairs.values():
+            p.g.train()
+            p.d.train()
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=end,
+            initial=self.step,
+            disable=not self.show_progress or self.rank != 0,
+            dynamic_ncols=True,
+        )
+        tic, seen = time.perf_counter(), 0
+        metrics: dict[str, float] = {}
+        it = iter(loader)
+        while self.step < end:
+            logs = self.train_step(next(it))
+            seen += t.batch_size * self.world
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == end:
+                rate = seen / max(time.perf_counter() - tic, 1e-9)
+                bar.set_postfix(
+                    {k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}
+                    | {"img/s": f"{rate:.2f}"}
+                )
+                self._append_csv(
+                    "train_log.csv",
+                    {
+                        "step": self.step,
+                        "time": round(time.time(), 1),
+                        "img_per_s": round(rate, 3),
+                        **{k: round(v, 6) for k, v in logs.items()},
+                    },
+                )
+                tic, seen = time.perf_counter(), 0
+            do_val = self.step % t.val_every == 0 or self.step == end
+            if do_val and self.rank == 0 and val:
+                metrics, rows = self.validate(val)
+                self._append_csv(
+                    "val_log.csv",
+                    {"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}},
+                )
+                if self.step % t.sample_every == 0 or self.step == end:
+                    self._save_grid(rows)
+                best = self._better(metrics)
+            else:
+                best = False
+            if self.step % t.save_every == 0 or self.step == end or best:
+                self.save(best=best)
+        bar.close()
+        return metrics
+
+    def release(
+        self, out_dir: str | Path, half: bool = True, edge_state: dict | None = None
+    ) -> Path:
+        """Export the (EMA) generators of this run as a release folder."""
+        e = edge_state
+        if e is None:
+            if "edge" in self.pairs:
+                e = self.pairs["edge"].release_state()
+            elif self.frozen_edge is not None:
+                e = self.frozen_edge.state_dict()
+        if e is None or "inpaint" not in self.pairs:
+            raise EdgefillError(
+                "a release needs both generators; pass the other one with --edge-from"
+            )
+        info = {"stage": self.stage, "steps": self.step}
+        return save_release(
+            out_dir, e, self.pairs["inpaint"].release_state(), self.cfg.model, info, half
+        )
+
+
+def _yaml(d: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    half: bool = True,
+    edge_from: str | None = None,
+    use_best: bool = True,
+) -> Path:
+    """Release weights from a run folder (best checkpoint if any, else the latest)."""
+    run = Path(run_dir)
+    best = run / CKPT_DIR / "best.pt"
+    path = best if use_best and best.is_file() else latest_checkpoint(run)
+    if path is None:
+        raise EdgefillError(f"{run}: no checkpoints to export")
+    ck = load_checkpoint(path)
+    cfg = from_dict(ck["config"])
+    pairs = ck["pairs"]
+
+    def gen(pair: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return pair.get("ema", pair["g"])
+
+    if "edge" in pairs:
+        edge = gen(pairs["edge"])
+    elif ck.get("frozen_edge") is not None:
+        edge = ck["frozen_edge"]
+    elif edge_from:
+        edge = load_generator_from(edge_from, "edge")
+    else:
+        raise EdgefillError(
+            f"{run} has no edge generator (stage {ck['stage']}); pass --edge-from RUN_OR_WEIGHTS"
+        )
+    if "inpaint" in pairs:
+        inpaint = gen(pairs["inpaint"])
+    elif edge_from:
+        inpaint = load_generator_from(edge_from, "inpaint")
+    else:
+        raise EdgefillError(
+            f"{run} has no image generator (stage {ck['stage']}); pass --edge-from with one that has"
+        )
+    info = {"stage": ck["stage"], "steps": ck["step"], "checkpoint": path.name}
+    return save_release(out_dir, edge, inpaint, cfg.model, info, half)
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment, or (0, 1, 0)."""
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def run_training(
+    cfg: Config,
+    stage: str,
+    data: str,
+    out: str | Path,
+    resume: bool = False,
+    device: str | None = None,
+    edge_weights: str | None = None,
+    init: str | None = None,
+    max_steps: int | None = None,
+) -> dict[str, float]:
+    """Entry point shared by the CLI and torchrun; sets up the process group when launched by it."""
+    rank, world, local = distributed_env()
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if world > 1:
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+    try:
+        trainer = Trainer(cfg, stage, data, Path(out), dev, edge_weights, init, rank, world)
+        return trainer.fit(resume=resume, max_steps=max_steps)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

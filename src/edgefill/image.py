@@ -9,7 +9,6 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgefill.errors import EdgefillError
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray]
+ImageInput = str | Path | Image.Image | np.ndarray
 
 # Decompression-bomb guard: pixel count above which a file is refused (about 100 MP).
 DEFAULT_MAX_PIXELS = 100_000_000

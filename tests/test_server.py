@@ -1,0 +1,546 @@
+"""The web server's API: happy paths, every bad input, limits, static files and serialisation."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+import torch  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from edgefill.checkpoint import save_release  # noqa: E402
+from edgefill.config import ModelConfig  # noqa: E402
+from edgefill.errors import EdgefillError  # noqa: E402
+from edgefill.networks import EdgeGenerator, InpaintGenerator  # noqa: E402
+from edgefill.pipeline import Inpainter  # noqa: E402
+from edgefill.server import create_app, decode_upload, is_loopback  # noqa: E402
+
+
+def tiny_inpainter(seed: int = 0) -> Inpainter:
+    torch.manual_seed(seed)
+    g1, g2 = EdgeGenerator(width=8, blocks=1), InpaintGenerator(width=8, blocks=1)
+    return Inpainter.from_modules(g1, g2, ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1))
+
+
+def png(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def photo_array(h: int = 40, w: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:h, :w]
+    base = np.stack([x * 5 % 256, y * 6 % 256, (x + y) * 3 % 256], -1)
+    return (base + rng.integers(0, 20, (h, w, 3))).clip(0, 255).astype(np.uint8)
+
+
+def mask_array(h: int = 40, w: int = 48) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[10:25, 12:30] = 255
+    return m
+
+
+def files(photo: bytes, mask: bytes | None = None, edges: bytes | None = None) -> dict:
+    out = {"photo": ("photo.png", photo, "image/png")}
+    if mask is not None:
+        out["mask"] = ("mask.png", mask, "image/png")
+    if edges is not None:
+        out["edges"] = ("edges.png", edges, "image/png")
+    return out
+
+
+@pytest.fixture(scope="module")
+def inpainter() -> Inpainter:
+    return tiny_inpainter()
+
+
+@pytest.fixture(scope="module")
+def client(inpainter: Inpainter) -> TestClient:
+    app = create_app(inpainter, max_upload_bytes=200_000, max_pixels=100_000)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def decode(resp) -> np.ndarray:
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(resp.content)))
+
+
+# ----------------------------------------------------------------------------- happy paths
+
+
+def test_health(client: TestClient) -> None:
+    r = client.get("/api/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["model_loaded"]
+    assert body["model"]["width"] == 8 and body["model"]["device"] == "cpu"
+    assert body["max_upload_bytes"] == 200_000 and body["max_pixels"] == 100_000
+
+
+def test_inpaint_changes_only_the_hole(client: TestClient) -> None:
+    photo, mask = photo_array(), mask_array()
+    out = decode(client.post("/api/inpaint", files=files(png(photo), png(mask))))
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    hole = mask > 0
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert (out[hole] != photo[hole]).any()
+
+
+def test_inpaint_matches_the_library(client: TestClient, inpainter: Inpainter) -> None:
+    photo, mask = photo_array(), mask_array()
+    out = decode(client.post("/api/inpaint", files=files(png(photo), png(mask))))
+    np.testing.assert_array_equal(out, inpainter(photo, mask).image)
+
+
+def test_edges_endpoint(client: TestClient, inpainter: Inpainter) -> None:
+    photo, mask = photo_array(), mask_array()
+    edges = decode(client.post("/api/edges", files=files(png(photo), png(mask))))
+    assert edges.shape == mask.shape and edges.dtype == np.uint8
+    hole = mask > 0
+    known, pred = inpainter.predict_edges(photo, hole)
+    expected = np.round(np.where(hole, pred, known) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(edges, expected)
+
+
+def test_edited_edges_change_the_result(client: TestClient) -> None:
+    photo, mask = photo_array(), mask_array()
+    edges = decode(client.post("/api/edges", files=files(png(photo), png(mask))))
+    plain = decode(client.post("/api/inpaint", files=files(png(photo), png(mask))))
+    # Sending the predicted map back unchanged gives the same result (up to the PNG's 8 bits).
+    same = decode(client.post("/api/inpaint", files=files(png(photo), png(mask), png(edges))))
+    assert np.abs(same.astype(int) - plain.astype(int)).max() <= 2
+    edited = edges.copy()
+    edited[10:25, 20] = 255  # a vertical edge through the hole
+    edited[17, 12:30] = 0
+    out = decode(client.post("/api/inpaint", files=files(png(photo), png(mask), png(edited))))
+    hole = mask > 0
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert (out[hole] != plain[hole]).any()
+
+
+def test_rgba_photo_without_mask_uses_transparency(client: TestClient) -> None:
+    photo = photo_array()
+    alpha = np.full(photo.shape[:2], 255, np.uint8)
+    alpha[5:15, 5:15] = 0
+    out = decode(client.post("/api/inpaint", files=files(png(np.dstack([photo, alpha])))))
+    assert out.shape == photo.shape  # the transparent hole is filled: an opaque RGB result
+    np.testing.assert_array_equal(out[alpha > 0], photo[alpha > 0])
+
+
+def test_rgba_photo_with_mask_keeps_alpha(client: TestClient) -> None:
+    photo, mask = photo_array(), mask_array()
+    alpha = np.full(photo.shape[:2], 200, np.uint8)
+    out = decode(
+        client.post("/api/inpaint", files=files(png(np.dstack([photo, alpha])), png(mask)))
+    )
+    assert out.shape == (*photo.shape[:2], 4)
+    np.testing.assert_array_equal(out[..., 3], alpha)
+
+
+def test_empty_mask_returns_the_photo(client: TestClient) -> None:
+    photo = photo_array()
+    out = decode(client.post("/api/inpaint", files=files(png(photo), png(mask_array() * 0))))
+    np.testing.assert_array_equal(out, photo)
+
+
+def test_odd_sizes_and_jpeg_exif_rotation(client: TestClient) -> None:
+    photo = photo_array(13, 7)  # stored 7 wide, 13 high; EXIF says rotate: shown 13 wide, 7 high
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    Image.fromarray(photo).save(buf, format="JPEG", exif=exif, quality=95)
+    mask = np.zeros((7, 13), np.uint8)
+    mask[2:5, 3:9] = 255
+    out = decode(client.post("/api/inpaint", files=files(buf.getvalue(), png(mask))))
+    assert out.shape == (7, 13, 3)
+
+
+def test_grayscale_and_palette_inputs(client: TestClient) -> None:
+    gray = photo_array()[..., 0]
+    out = decode(client.post("/api/inpaint", files=files(png(gray), png(mask_array()))))
+    assert out.shape == (40, 48, 3)
+    pal = Image.fromarray(photo_array()).convert("P")
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG")
+    out = decode(client.post("/api/inpaint", files=files(buf.getvalue(), png(mask_array()))))
+    assert out.shape == (40, 48, 3)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def detail(resp, status: int) -> str:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert "Traceback" not in resp.text
+    return str(body["detail"])
+
+
+@pytest.mark.parametrize("route", ["/api/inpaint", "/api/edges"])
+def test_not_an_image(client: TestClient, route: str) -> None:
+    r = client.post(route, files=files(b"hello, I am text", png(mask_array())))
+    assert "photo: not an image" in detail(r, 400)
+
+
+def test_empty_file(client: TestClient) -> None:
+    r = client.post("/api/inpaint", files=files(b"", png(mask_array())))
+    assert "photo: the file is empty" in detail(r, 400)
+
+
+def test_truncated_png(client: TestClient) -> None:
+    data = png(photo_array())
+    r = client.post("/api/inpaint", files=files(data[: len(data) // 2], png(mask_array())))
+    msg = detail(r, 400)
+    assert msg.startswith("photo:") and ("truncated" in msg or "not an image" in msg)
+
+
+def test_mask_not_an_image(client: TestClient) -> None:
+    r = client.post("/api/inpaint", files=files(png(photo_array()), b"\x89PNG garbage"))
+    assert "mask: not an image" in detail(r, 400)
+
+
+def test_wrong_mask_size_names_both_sizes(client: TestClient) -> None:
+    r = client.post("/api/inpaint", files=files(png(photo_array()), png(mask_array(20, 20))))
+    msg = detail(r, 400)
+    assert "20x20" in msg and "48x40" in msg
+
+
+def test_colour_mask_is_refused(client: TestClient) -> None:
+    mask = np.zeros((40, 48, 3), np.uint8)
+    mask[5:10, 5:10, 0] = 255
+    r = client.post("/api/inpaint", files=files(png(photo_array()), png(mask)))
+    assert "colour" in detail(r, 400)
+
+
+def test_wrong_edges_size(client: TestClient) -> None:
+    r = client.post(
+        "/api/inpaint",
+        files=files(png(photo_array()), png(mask_array()), png(np.zeros((8, 8), np.uint8))),
+    )
+    msg = detail(r, 400)
+    assert "edge map is 8x8" in msg and "48x40" in msg
+
+
+def test_no_mask_and_no_transparency(client: TestClient) -> None:
+    r = client.post("/api/inpaint", files=files(png(photo_array())))
+    assert "no mask" in detail(r, 400)
+
+
+def test_missing_photo_field(client: TestClient) -> None:
+    r = client.post("/api/inpaint", files={"mask": ("m.png", png(mask_array()), "image/png")})
+    assert r.status_code == 422
+    assert "photo" in r.text
+
+
+def test_too_many_pixels_is_413_before_decoding(client: TestClient) -> None:
+    big = np.zeros((400, 400), np.uint8)  # 160k pixels > 100k limit; compresses to ~1 kB
+    r = client.post("/api/inpaint", files=files(png(big), png(big)))
+    msg = detail(r, 413)
+    assert "400x400" in msg and "limit" in msg
+
+
+def test_decompression_bomb_header(client: TestClient) -> None:
+    # A PNG whose header claims 30000 x 30000 pixels: refused from the header alone.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    r = client.post("/api/inpaint", files=files(bomb, png(mask_array())))
+    assert detail(r, 413)
+
+
+def test_upload_too_large_is_413(client: TestClient) -> None:
+    noise = np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    data = png(noise)  # ~270 kB of incompressible noise > 200 kB limit
+    assert len(data) > 200_000
+    r = client.post("/api/inpaint", files=files(data, png(mask_array())))
+    assert "too large" in detail(r, 413)
+
+
+def test_upload_too_large_without_content_length(client: TestClient) -> None:
+    # A chunked body declares no length: the limit is enforced while it is read.
+    boundary = "xyz"
+    part = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="p.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + b"\0" * 300_000
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    def body():
+        for i in range(0, len(part), 65536):
+            yield part[i : i + 65536]
+
+    r = client.post(
+        "/api/inpaint",
+        content=body(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert "too large" in detail(r, 413)
+
+
+def test_cross_origin_post_is_refused(client: TestClient) -> None:
+    r = client.post(
+        "/api/inpaint",
+        files=files(png(photo_array()), png(mask_array())),
+        headers={"origin": "https://evil.example"},
+    )
+    assert detail(r, 403)
+    same = client.post(
+        "/api/inpaint",
+        files=files(png(photo_array()), png(mask_array())),
+        headers={"origin": "http://testserver"},
+    )
+    assert same.status_code == 200
+
+
+def test_internal_error_is_500_without_traceback(inpainter: Inpainter) -> None:
+    class Broken(Inpainter):
+        def inpaint_arrays(self, *args, **kwargs):
+            raise RuntimeError("secret internal detail /home/user/model.py line 42")
+
+    broken = Broken(inpainter.g1, inpainter.g2, inpainter.config)
+    with TestClient(create_app(broken), raise_server_exceptions=False) as c:
+        r = c.post("/api/inpaint", files=files(png(photo_array()), png(mask_array())))
+    assert r.status_code == 500
+    assert "secret" not in r.text and "Traceback" not in r.text and "line 42" not in r.text
+    assert r.json()["detail"].startswith("internal server error")
+
+
+def test_loader_error_is_503_with_the_reason() -> None:
+    def loader() -> Inpainter:
+        raise EdgefillError("the default model weights are missing (somewhere)")
+
+    with TestClient(create_app(loader), raise_server_exceptions=False) as c:
+        r = c.post("/api/inpaint", files=files(png(photo_array()), png(mask_array())))
+        assert "weights are missing" in detail(r, 503)
+        h = c.get("/api/health").json()
+    assert h["status"] == "error" and "weights are missing" in h["detail"]
+
+
+def test_loader_is_called_once(inpainter: Inpainter) -> None:
+    calls = []
+
+    def loader() -> Inpainter:
+        calls.append(1)
+        return inpainter
+
+    with TestClient(create_app(loader)) as c:
+        for _ in range(3):
+            r = c.post("/api/edges", files=files(png(photo_array()), png(mask_array())))
+            assert r.status_code == 200
+    assert calls == [1]
+
+
+def test_decode_upload_unit() -> None:
+    img = decode_upload(png(photo_array()), "photo", 10_000)
+    assert img.size == (48, 40)
+
+
+# ----------------------------------------------------------------------------- static files
+
+
+def test_index_and_assets(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert 'id="detect-damage"' in r.text
+    for asset in ("app.js", "style.css", "favicon.svg"):
+        assert client.get("/" + asset).status_code == 200
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_page_makes_no_outside_requests(client: TestClient) -> None:
+    for asset in ("/", "/app.js", "/style.css"):
+        text = client.get(asset).text
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_openapi_schema_documents_the_api(client: TestClient) -> None:
+    schema = client.get("/api/openapi.json").json()
+    assert {"/api/edges", "/api/inpaint", "/api/health"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 404  # its page would load scripts from a CDN
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2fetc%2fpasswd",
+        "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/static/../../../../etc/passwd",
+        "/....//....//etc/passwd",
+        "/%252e%252e/etc/passwd",
+        "/../server.py",
+        "/%2e%2e/server.py",
+    ],
+)
+def test_path_traversal_is_refused(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code in (400, 404), (path, r.status_code)
+    assert "root:" not in r.text and "create_app" not in r.text
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+def test_model_calls_are_serialised_and_do_not_block_the_loop(inpainter: Inpainter) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    active = []
+    peak = []
+
+    class Slow(Inpainter):
+        def inpaint_arrays(self, rgb, hole, guide=None):
+            active.append(1)
+            peak.append(len(active))
+            entered.set()
+            release.wait(10)
+            try:
+                return super().inpaint_arrays(rgb, hole, guide)
+            finally:
+                active.pop()
+
+    slow = Slow(inpainter.g1, inpainter.g2, inpainter.config)
+    data = files(png(photo_array()), png(mask_array()))
+    with TestClient(create_app(slow)) as c, ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(c.post, "/api/inpaint", files=data) for _ in range(3)]
+        assert entered.wait(10)
+        # The event loop still answers while the model is busy (it runs on a worker thread).
+        health = c.get("/api/health").json()
+        assert health["busy"] == 3 and not release.is_set()
+        release.set()
+        assert all(f.result(30).status_code == 200 for f in futures)
+    assert max(peak) == 1
+
+
+def test_queue_limit_gives_503(inpainter: Inpainter) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    class Slow(Inpainter):
+        def inpaint_arrays(self, rgb, hole, guide=None):
+            entered.set()
+            release.wait(10)
+            return super().inpaint_arrays(rgb, hole, guide)
+
+    slow = Slow(inpainter.g1, inpainter.g2, inpainter.config)
+    data = files(png(photo_array()), png(mask_array()))
+    with TestClient(create_app(slow, max_queue=1)) as c, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(c.post, "/api/inpaint", files=data)
+        assert entered.wait(10)
+        r = c.post("/api/inpaint", files=data)
+        assert r.status_code == 503 and "busy" in r.json()["detail"]
+        release.set()
+        assert first.result(30).status_code == 200
+
+
+# ----------------------------------------------------------------------------- real HTTP server
+
+
+@pytest.fixture(scope="module")
+def live_server(inpainter: Inpainter, tmp_path_factory):
+    """uvicorn on a free loopback port, as ``edgefill serve`` runs it (host check on)."""
+    import uvicorn
+
+    from edgefill.server import LOOPBACK_HOSTS
+
+    app = create_app(inpainter, allowed_hosts=LOOPBACK_HOSTS)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def raw_get(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2f..%2fetc%2fpasswd",
+        "/%2E%2E/%2E%2E/%2E%2E/etc/passwd",
+        "/..\\..\\etc\\passwd",
+        "/../server.py",
+        "//etc/passwd",
+    ],
+)
+def test_raw_path_traversal_over_http(live_server: int, path: str) -> None:
+    # Sent byte for byte over a socket: no client-side URL normalisation.
+    status, data = raw_get(live_server, path)
+    assert status in (400, 404), (path, status)
+    assert b"root:" not in data and b"create_app" not in data
+
+
+def test_dns_rebinding_host_is_refused(live_server: int) -> None:
+    assert raw_get(live_server, "/api/health")[0] == 200
+    assert raw_get(live_server, "/api/health", host="localhost:1234")[0] == 200
+    assert raw_get(live_server, "/api/health", host="evil.example")[0] == 400
+
+
+def test_is_loopback() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def test_cli_serve_refuses_missing_weights(tmp_path, capsys) -> None:
+    from edgefill.cli import main
+
+    assert main(["serve", "--weights", str(tmp_path / "nope"), "--port", "7861"]) == 2
+    assert "weights" in capsys.readouterr().err
+
+
+def test_cli_serve_loads_the_release_and_binds_loopback(tmp_path, monkeypatch) -> None:
+    """`edgefill serve --weights DIR` loads the model before serving, on 127.0.0.1 by default."""
+    import edgefill.server
+    from edgefill.cli import main
+
+    g1, g2 = EdgeGenerator(width=8, blocks=1), InpaintGenerator(width=8, blocks=1)
+    cfg = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1)
+    save_release(tmp_path / "w", g1.state_dict(), g2.state_dict(), cfg)
+    seen = {}
+    monkeypatch.setattr(edgefill.server, "serve", lambda inp, **kw: seen.update(inp=inp, **kw))
+    assert main(["serve", "--weights", str(tmp_path / "w"), "--max-upload-mb", "2"]) == 0
+    assert isinstance(seen["inp"], Inpainter) and seen["inp"].config.width == 8
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 7860
+    assert seen["max_upload_bytes"] == 2 * 2**20

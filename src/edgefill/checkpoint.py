@@ -51,11 +51,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise EdgefillError(f"{path}: not a readable checkpoint ({_one_line(exc)})") from None
+        # torch's message spans paragraphs and suggests weights_only=False: keep only the reason.
+        reason = next(
+            (ln.strip() for ln in str(exc).splitlines() if "unsupported" in ln.lower()),
+            "unsupported content",
+        )
         raise EdgefillError(
-            f"{path}: refused to load, the file holds more than weights ({exc})"
+            f"{path}: refused to load: the file holds more than tensors and plain values "
+            f"({reason[:200]}); edgefill never runs code from a model file"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise EdgefillError(f"{path}: not a readable checkpoint ({exc})") from None
+    except Exception as exc:  # a torn or foreign file fails in many ways inside the unpickler
+        raise EdgefillError(f"{path}: not a readable checkpoint ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
 
 
 def _fp16_safe(sd: dict[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
@@ -86,8 +99,10 @@ def save_release(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": str(RELEASE_FORMAT)}
-    save_file(_fp16_safe(edge_state, half), str(out / EDGE_FILE), metadata=meta)
-    save_file(_fp16_safe(inpaint_state, half), str(out / INPAINT_FILE), metadata=meta)
+    for name, state in ((EDGE_FILE, edge_state), (INPAINT_FILE, inpaint_state)):
+        tmp = out / f".{name}.tmp"  # atomic like checkpoints: never a torn weights file
+        save_file(_fp16_safe(state, half), str(tmp), metadata=meta)
+        os.replace(tmp, out / name)
     doc = {
         "format": RELEASE_FORMAT,
         "model": dict(model_cfg.__dict__),

@@ -203,5 +203,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
             raise EdgefillError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise EdgefillError(
+                f"config file {p} must be a mapping of sections (model:, train:, ...)"
+            )
     data = apply_overrides(data, overrides or [])
     return from_dict(data)

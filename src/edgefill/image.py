@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     if path.stat().st_size == 0:
         raise EdgefillError(f"{path}: file is empty")
     try:
-        img = Image.open(path)
+        img = _open_unguarded(path)
         _check_size(img.size, max_pixels, str(path))
         img.load()
     except EdgefillError:
@@ -44,6 +45,22 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     ) as exc:
         raise EdgefillError(f"{path}: not a readable image ({exc})") from None
     return img
+
+
+# PIL has its own bomb guard (a warning above ~89 MP, an error above ~179 MP) that would make
+# ``max_pixels`` impossible to raise and print warnings below our limit; we check the header size
+# ourselves before decoding, so PIL's guard is lifted just for our own Image.open calls.
+_PIL_GUARD_LOCK = threading.Lock()
+
+
+def _open_unguarded(path: Path) -> Image.Image:
+    with _PIL_GUARD_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
@@ -97,7 +114,8 @@ def pil_to_rgb_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB uint8 HxWx3 and, when the image carries transparency, alpha uint8 HxW."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img).astype(np.float64)
-        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        # 16-bit files use the full 0-65535 range; 32-bit "I" images carry no range, so guess.
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         gray = np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2), None
     if img.mode == "P" and "transparency" in img.info:
@@ -105,7 +123,7 @@ def pil_to_rgb_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = np.asarray(img.convert("RGBA"))
         return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
-    return np.asarray(img.convert("RGB")), None
+    return np.array(img.convert("RGB")), None  # np.array: a writable copy (asarray's is not)
 
 
 def load_rgb(
@@ -130,7 +148,7 @@ def load_rgb(
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 HxWx3 (or HxW) -> float32 1xCxHxW in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
+    t = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)  # a writable copy
     if t.ndim == 2:
         return t[None, None]
     return t.permute(2, 0, 1)[None].contiguous()
@@ -151,32 +169,50 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+OUTPUT_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+
+def output_format(path: str | Path) -> str:
+    """PIL format name for an output path's suffix; a clear error for anything else."""
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise EdgefillError(
+            f"{path}: unsupported output format {Path(path).suffix!r} "
+            "(use .png, .jpg, .webp, .bmp or .tif)"
+        )
+    return fmt
+
+
 def save_image(path: str | Path, arr: np.ndarray, quality: int = 95) -> Path:
     """Write an array atomically (temp file + rename); the folder is created if missing."""
     path = Path(path)
-    fmt = {
-        ".png": "PNG",
-        ".jpg": "JPEG",
-        ".jpeg": "JPEG",
-        ".webp": "WEBP",
-        ".bmp": "BMP",
-        ".tif": "TIFF",
-        ".tiff": "TIFF",
-    }.get(path.suffix.lower())
-    if fmt is None:
-        raise EdgefillError(
-            f"{path}: unsupported output format {path.suffix!r} (use .png, .jpg, .webp, .bmp or .tif)"
-        )
+    fmt = output_format(path)
+    # The temp file is opened with open(), not mkstemp, so the result gets the usual umask
+    # permissions (mkstemp's are 0600); its .tmp suffix keeps it out of photo folder listings.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+        fh = open(tmp, "xb")  # closed by the with block below
     except OSError as exc:
         raise EdgefillError(f"{path}: cannot write here ({exc.strerror})") from None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with fh:
             kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-            Image.fromarray(arr).save(fh, format=fmt, **kwargs)
+            if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] == 4:
+                arr = arr[..., :3]  # JPEG has no alpha channel
+            Image.fromarray(np.ascontiguousarray(arr)).save(fh, format=fmt, **kwargs)
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, a mode the format cannot store, ...
+        Path(tmp).unlink(missing_ok=True)
+        raise EdgefillError(f"{path}: could not write the image ({exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

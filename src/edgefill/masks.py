@@ -73,6 +73,8 @@ def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> 
         raise EdgefillError(f"{name}: mask must be a 2-D array, got shape {arr.shape}")
     if arr.dtype == bool:
         return arr.copy()
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise EdgefillError(f"{name}: unsupported mask dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise EdgefillError(f"{name}: mask contains NaN or infinite values")
@@ -98,6 +100,8 @@ def load_mask(
         img = open_image(src, max_pixels)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img)
+            if img.mode.startswith("I;16"):  # the threshold is on the 0-255 scale
+                threshold = threshold * 257
         elif img.mode in ("1", "L", "P", "RGB", "RGBA", "LA"):
             arr = np.asarray(img.convert("L") if img.mode in ("1", "P", "LA") else img)
         else:
@@ -128,8 +132,10 @@ def box_mask(h: int, w: int, rng: np.random.Generator, ratio: float | None = Non
         bw = int(rng.integers(max(1, w // 4), max(2, w // 2 + 1)))
     else:
         aspect = math.exp(rng.uniform(math.log(0.6), math.log(1 / 0.6)))
-        bh = min(h, max(1, round(math.sqrt(ratio * h * w * aspect))))
-        bw = min(w, max(1, round(ratio * h * w / bh)))
+        area = ratio * h * w
+        bh = min(h, max(1, round(math.sqrt(area * aspect))))
+        bw = min(w, max(1, round(area / bh)))
+        bh = min(h, max(1, round(area / bw)))  # refit when the width was clipped to the image
     top = int(rng.integers(0, h - bh + 1))
     left = int(rng.integers(0, w - bw + 1))
     mask = np.zeros((h, w), bool)
@@ -292,6 +298,8 @@ def generate_mask(
     }
     if kind not in makers:
         raise EdgefillError(f"unknown mask kind {kind!r}; choose from {', '.join(MASK_KINDS)}")
+    if ratio_range is not None and kind not in ("irregular", "box"):
+        raise EdgefillError(f"a hole-ratio bucket applies to irregular and box masks, not {kind!r}")
     return makers[kind]()
 
 

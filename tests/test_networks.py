@@ -1,0 +1,301 @@
+"""Networks: shapes and ranges, gradients, the 70x70 receptive field, reference checkpoints."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from edgefill.networks import (
+    Discriminator,
+    EdgeGenerator,
+    InpaintGenerator,
+    count_parameters,
+    load_reference,
+    reference_state_dict,
+)
+
+SIZES = [(16, 16), (32, 48), (20, 36), (44, 28)]  # multiples of 4; other sizes: test_pipeline
+
+
+def _seeded(make, seed: int = 0):
+    torch.manual_seed(seed)
+    return make()
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_edge_generator_shape_and_range(h: int, w: int) -> None:
+    net = _seeded(lambda: EdgeGenerator(width=4, blocks=1))
+    out = net(torch.rand(2, 3, h, w))
+    assert out.shape == (2, 1, h, w)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_inpaint_generator_shape_and_range(h: int, w: int) -> None:
+    net = _seeded(lambda: InpaintGenerator(width=4, blocks=1))
+    # Extreme inputs push the tanh towards saturation; the output must stay in [0, 1].
+    x = torch.cat([torch.rand(2, 3, h, w) * 50 - 25, torch.rand(2, 1, h, w)], 1)
+    out = net(x)
+    assert out.shape == (2, 3, h, w)
+    assert torch.isfinite(out).all()
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+@pytest.mark.parametrize("h,w", [(32, 32), (64, 48), (40, 72)])
+def test_discriminator_shapes_and_features(channels: int, h: int, w: int) -> None:
+    width = 4
+    net = _seeded(lambda: Discriminator(channels, width=width))
+    logits, feats = net(torch.rand(3, channels, h, w))
+    # Three stride-2 convs, then two 4x4 stride-1 convs with padding 1 (each loses one pixel).
+    assert logits.shape == (3, 1, h // 8 - 2, w // 8 - 2)
+    assert len(feats) == 5
+    expected = [
+        (width, h // 2, w // 2),
+        (2 * width, h // 4, w // 4),
+        (4 * width, h // 8, w // 8),
+        (8 * width, h // 8 - 1, w // 8 - 1),
+        (1, h // 8 - 2, w // 8 - 2),
+    ]
+    assert [tuple(f.shape[1:]) for f in feats] == expected
+    assert feats[-1] is logits  # the last feature is the output (used by feature matching)
+    # Logits, not probabilities: the losses apply the sigmoid themselves.
+    big, _ = net(torch.rand(1, channels, h, w) * 100)
+    assert big.abs().max() > 0
+
+
+def test_discriminator_receptive_field_is_70() -> None:
+    """One patch logit must see exactly a 70x70 window of the input (a 70x70 PatchGAN)."""
+    net = _seeded(lambda: Discriminator(3, width=4)).eval()
+    x = torch.rand(1, 3, 160, 160, requires_grad=True)
+    logits, _ = net(x)
+    ci, cj = logits.shape[2] // 2, logits.shape[3] // 2
+    logits[0, 0, ci, cj].backward()
+    seen = x.grad.abs().sum(1)[0] > 0
+    rows = torch.nonzero(seen.any(1)).flatten()
+    cols = torch.nonzero(seen.any(0)).flatten()
+    assert rows.max() - rows.min() + 1 == 70
+    assert cols.max() - cols.min() + 1 == 70
+
+
+def _check_gradients(net: torch.nn.Module, out: torch.Tensor) -> None:
+    (out.float() * torch.randn_like(out)).sum().backward()
+    params = dict(net.named_parameters())
+    assert params, "network has no parameters"
+    for name, p in params.items():
+        assert p.grad is not None, f"no gradient reaches {name}"
+        assert torch.isfinite(p.grad).all(), f"non-finite gradient in {name}"
+        if p.ndim > 1:  # every weight learns; biases right before an InstanceNorm get ~0
+            assert p.grad.abs().sum() > 0, f"zero gradient for {name}"
+
+
+def test_gradients_reach_every_parameter_edge_generator() -> None:
+    net = _seeded(lambda: EdgeGenerator(width=4, blocks=2)).train()
+    _check_gradients(net, net(torch.rand(2, 3, 24, 20)))
+
+
+def test_gradients_reach_every_parameter_inpaint_generator() -> None:
+    net = _seeded(lambda: InpaintGenerator(width=4, blocks=2)).train()
+    _check_gradients(net, net(torch.rand(2, 4, 24, 20)))
+
+
+def test_gradients_reach_every_parameter_discriminator() -> None:
+    net = _seeded(lambda: Discriminator(2, width=4)).train()
+    logits, feats = net(torch.rand(2, 2, 64, 64))
+    _check_gradients(net, logits + sum(f.mean() for f in feats))
+
+
+def test_generator_widths_and_blocks_are_constructor_arguments() -> None:
+    small = EdgeGenerator(width=4, blocks=1)
+    big = EdgeGenerator(width=8, blocks=3)
+    assert len(small.middle) == 1 and len(big.middle) == 3
+    assert count_parameters(big) > count_parameters(small)
+    assert small.encoder[1].weight_orig.shape == (4, 3, 7, 7)
+    assert InpaintGenerator(width=8, blocks=2).encoder[1].weight.shape == (8, 4, 7, 7)
+
+
+def test_same_seed_same_weights_and_output() -> None:
+    a = _seeded(lambda: InpaintGenerator(width=4, blocks=1), 3).eval()
+    b = _seeded(lambda: InpaintGenerator(width=4, blocks=1), 3).eval()
+    c = _seeded(lambda: InpaintGenerator(width=4, blocks=1), 4).eval()
+    x = torch.rand(1, 4, 16, 16)
+    assert torch.equal(a(x), b(x))
+    assert not torch.equal(a(x), c(x))
+
+
+# ----------------------------------------------------------------------------- reference checkpoints
+#
+# The key names and shapes below are written out by hand from knazeri/edge-connect's
+# src/networks.py (EdgeGenerator / InpaintGenerator / ResnetBlock / Discriminator at the
+# released size: 64 channels, 8 residual blocks), independently of our modules, so a renamed
+# layer or a changed index in our nn.Sequentials fails this test.
+
+
+def _sn_conv(prefix: str, out_c: int, in_c: int, k: int, bias: bool) -> dict[str, tuple]:
+    keys = {
+        f"{prefix}.weight_orig": (out_c, in_c, k, k),
+        f"{prefix}.weight_u": (out_c,),
+        f"{prefix}.weight_v": (in_c * k * k,),
+    }
+    if bias:
+        keys[f"{prefix}.bias"] = (out_c,)
+    return keys
+
+
+def _sn_deconv(prefix: str, in_c: int, out_c: int, k: int) -> dict[str, tuple]:
+    # Spectral norm of a ConvTranspose2d normalises along dim 1 (its output channels).
+    return {
+        f"{prefix}.weight_orig": (in_c, out_c, k, k),
+        f"{prefix}.weight_u": (out_c,),
+        f"{prefix}.weight_v": (in_c * k * k,),
+        f"{prefix}.bias": (out_c,),
+    }
+
+
+def _conv(prefix: str, out_c: int, in_c: int, k: int, transposed: bool = False) -> dict:
+    shape = (in_c, out_c, k, k) if transposed else (out_c, in_c, k, k)
+    return {f"{prefix}.weight": shape, f"{prefix}.bias": (out_c,)}
+
+
+def reference_generator_keys(in_c: int, out_c: int, sn: bool, blocks: int = 8) -> dict:
+    keys: dict[str, tuple] = {}
+    if sn:
+        keys |= _sn_conv("encoder.1", 64, in_c, 7, bias=True)
+        keys |= _sn_conv("encoder.4", 128, 64, 4, bias=True)
+        keys |= _sn_conv("encoder.7", 256, 128, 4, bias=True)
+        for i in range(blocks):
+            keys |= _sn_conv(f"middle.{i}.conv_block.1", 256, 256, 3, bias=False)
+            keys |= _sn_conv(f"middle.{i}.conv_block.5", 256, 256, 3, bias=False)
+        keys |= _sn_deconv("decoder.0", 256, 128, 4)
+        keys |= _sn_deconv("decoder.3", 128, 64, 4)
+    else:
+        keys |= _conv("encoder.1", 64, in_c, 7)
+        keys |= _conv("encoder.4", 128, 64, 4)
+        keys |= _conv("encoder.7", 256, 128, 4)
+        for i in range(blocks):
+            keys |= _conv(f"middle.{i}.conv_block.1", 256, 256, 3)
+            keys |= _conv(f"middle.{i}.conv_block.5", 256, 256, 3)
+        keys |= _conv("decoder.0", 128, 256, 4, transposed=True)
+        keys |= _conv("decoder.3", 64, 128, 4, transposed=True)
+    keys |= _conv("decoder.7", out_c, 64, 7)  # the last conv never has spectral norm
+    return keys
+
+
+def reference_discriminator_keys(in_c: int) -> dict:
+    keys: dict[str, tuple] = {}
+    chans = [in_c, 64, 128, 256, 512, 1]
+    for i in range(5):
+        keys |= _sn_conv(f"conv{i + 1}.0", chans[i + 1], chans[i], 4, bias=False)
+    return keys
+
+
+CASES = {
+    "EdgeModel_gen": (lambda: EdgeGenerator(), reference_generator_keys(3, 1, sn=True)),
+    "InpaintingModel_gen": (lambda: InpaintGenerator(), reference_generator_keys(4, 3, sn=False)),
+    "EdgeModel_dis": (lambda: Discriminator(2), reference_discriminator_keys(2)),
+    "InpaintingModel_dis": (lambda: Discriminator(3), reference_discriminator_keys(3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_default_architecture_has_the_reference_keys(name: str) -> None:
+    make, expected = CASES[name]
+    ours = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+    assert ours == expected
+
+
+def _reference_file(module: torch.nn.Module, prefix: str = "") -> dict:
+    """What the reference's torch.save({'iteration': n, 'generator': sd}) holds, through a file."""
+    sd = {prefix + k: v.clone() for k, v in module.state_dict().items()}
+    if isinstance(module, Discriminator):
+        # The reference registers conv1 twice (self.conv1 = self.features = ...).
+        sd |= {
+            prefix + "features." + k[len("conv1.") :]: v.clone()
+            for k, v in module.state_dict().items()
+            if k.startswith("conv1.")
+        }
+        doc = {"discriminator": sd}
+    else:
+        doc = {"iteration": 1234, "generator": sd}
+    buf = io.BytesIO()
+    torch.save(doc, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def _forward(net: torch.nn.Module, name: str) -> torch.Tensor:
+    torch.manual_seed(99)
+    in_c = {"EdgeModel_gen": 3, "InpaintingModel_gen": 4, "EdgeModel_dis": 2}.get(name, 3)
+    out = net(torch.rand(1, in_c, 32, 32))
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize(
+    "name,prefix",
+    [(name, "") for name in sorted(CASES)]
+    + [("EdgeModel_gen", "module."), ("InpaintingModel_dis", "module.")],  # DataParallel files
+)
+def test_load_reference_checkpoint_matches_forward(name: str, prefix: str) -> None:
+    make, expected = CASES[name]
+    source = _seeded(make, 1).eval()
+    ckpt = _reference_file(source, prefix)
+    key = "discriminator" if "dis" in name else "generator"
+    assert set(ckpt[key]) >= {prefix + k for k in expected}
+    if key == "discriminator":
+        assert prefix + "features.0.weight_orig" in ckpt[key]
+
+    target = _seeded(make, 2).eval()
+    with torch.no_grad():
+        before = _forward(target, name)
+        want = _forward(source, name)
+        assert not torch.allclose(before, want)  # different seeds: the load has to do the work
+        load_reference(target, ckpt)
+        got = _forward(target, name)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_reference_state_dict_drops_features_and_prefix() -> None:
+    d = _seeded(lambda: Discriminator(3, width=4))
+    ckpt = _reference_file(d, "module.")
+    sd = reference_state_dict(ckpt, "discriminator")
+    assert not any(k.startswith(("features.", "module.")) for k in sd)
+    assert set(sd) == set(d.state_dict())
+
+
+def test_load_reference_errors() -> None:
+    g = EdgeGenerator(width=4, blocks=1)
+    with pytest.raises(KeyError, match="generator"):
+        load_reference(g, {"discriminator": {}})
+    with pytest.raises(KeyError):
+        load_reference(g, {"generator": 3})
+    # Weights of another architecture must not load silently.
+    other = {"generator": EdgeGenerator(width=8, blocks=1).state_dict()}
+    with pytest.raises(RuntimeError):
+        load_reference(g, other)
+
+
+def test_load_reference_checkpoint_from_torch_0_4() -> None:
+    """The oldest reference files store spectral norm as weight_orig, weight, weight_u (no _v)."""
+    source = _seeded(lambda: EdgeGenerator(width=4, blocks=1), 1).eval()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        want = source(x)  # in eval mode this also sets each module's normalised .weight
+    old: dict[str, torch.Tensor] = {}
+    for name, module in source.named_modules():
+        prefix = f"{name}." if name else ""
+        for key, value in module.state_dict(prefix=prefix, keep_vars=False).items():
+            if key.count(".") == prefix.count(".") and not key.endswith("weight_v"):
+                old[key] = value.clone()
+        if hasattr(module, "weight_orig"):
+            old[prefix + "weight"] = module.weight.detach().clone()
+    assert not any(k.endswith("weight_v") for k in old)
+    assert "encoder.1.weight" in old and "encoder.1.weight_orig" in old
+    target = _seeded(lambda: EdgeGenerator(width=4, blocks=1), 2).eval()
+    load_reference(target, {"generator": old})
+    with torch.no_grad():
+        got = target(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

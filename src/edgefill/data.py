@@ -41,6 +41,11 @@ def list_images(source: str | Path) -> list[Path]:
             for ln in lines
             if ln and not ln.startswith("#")
         ]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise EdgefillError(
+                f"{src}: {len(missing)} listed photo(s) not found, e.g. {', '.join(missing[:3])}"
+            )
     else:
         raise EdgefillError(f"{src}: expected a folder of photos or a .txt file list")
     if not files:

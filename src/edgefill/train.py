@@ -2,11 +2,15 @@
 
 Stages: ``edge`` (G1 vs D1), ``inpaint`` (G2 vs D2 on ground-truth edges),
 ``inpaint-on-predicted`` (G2 on edges from a frozen G1, the reference's "model 3") and
-``joint`` (both, G2 fed G1's detached predictions).
+``joint`` (both, end to end: G2's losses also reach G1 through the predicted edges, as in the
+reference's "model 4").
 
-Each iteration: generator step with the discriminator frozen, then discriminator step on
-detached fakes (BasicSR order; the reference's order fails on torch >= 1.5). Runs under
-``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on CPU); only rank 0 writes.
+Each iteration (BasicSR order; the reference's order fails on torch >= 1.5):
+  1. generator forward with every discriminator frozen; one backward over all generator losses;
+  2. discriminator step on the detached fakes.
+A step whose loss or gradients are not finite (on any rank) is skipped and logged; too many in a
+row stop the run before anything is saved. Runs under ``torchrun`` with DistributedDataParallel
+(NCCL on GPUs, gloo on CPU); only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import csv
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +42,15 @@ from edgefill.networks import Discriminator, EdgeGenerator, InpaintGenerator
 from edgefill.vgg import default_vgg_path, load_vgg16
 
 CKPT_DIR = "checkpoints"
+Terms = dict[str, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
 def unwrap(m: nn.Module) -> nn.Module:
+    """The plain module inside torch.compile and DistributedDataParallel wrappers."""
+    m = getattr(m, "_orig_mod", m)
     return m.module if isinstance(m, DistributedDataParallel) else m
 
 
@@ -75,9 +82,18 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         be.copy_(bm)
 
 
+def _total(terms: Terms) -> torch.Tensor:
+    return torch.stack([v.float() for v in terms.values()]).sum()
+
+
 @dataclass
 class Pair:
-    """One generator/discriminator pair with its optimisers, schedulers and EMA copy."""
+    """One generator/discriminator pair with its optimisers, schedulers and EMA copy.
+
+    ``g`` and ``d`` are the plain modules (state dicts, EMA, the frozen-D call in the generator
+    step); ``g_run`` and ``d_run`` are what the training step calls: the same modules wrapped in
+    DistributedDataParallel and/or torch.compile when those are on.
+    """
 
     g: nn.Module
     d: nn.Module
@@ -86,11 +102,17 @@ class Pair:
     sched_g: torch.optim.lr_scheduler.LambdaLR
     sched_d: torch.optim.lr_scheduler.LambdaLR
     ema: nn.Module | None = None
+    g_run: nn.Module | None = None
+    d_run: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        self.g_run = self.g if self.g_run is None else self.g_run
+        self.d_run = self.d if self.d_run is None else self.d_run
 
     def state(self) -> dict[str, Any]:
         s = {
-            "g": unwrap(self.g).state_dict(),
-            "d": unwrap(self.d).state_dict(),
+            "g": self.g.state_dict(),
+            "d": self.d.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(),
@@ -101,17 +123,18 @@ class Pair:
         return s
 
     def load(self, s: dict[str, Any]) -> None:
-        unwrap(self.g).load_state_dict(s["g"])
-        unwrap(self.d).load_state_dict(s["d"])
+        self.g.load_state_dict(s["g"])
+        self.d.load_state_dict(s["d"])
         self.opt_g.load_state_dict(s["opt_g"])
         self.opt_d.load_state_dict(s["opt_d"])
         self.sched_g.load_state_dict(s["sched_g"])
         self.sched_d.load_state_dict(s["sched_d"])
-        if self.ema is not None and "ema" in s:
-            self.ema.load_state_dict(s["ema"])
+        if self.ema is not None:
+            # A run started without EMA and resumed with it starts the EMA from the weights.
+            self.ema.load_state_dict(s.get("ema", s["g"]))
 
     def release_state(self) -> dict[str, torch.Tensor]:
-        return (self.ema if self.ema is not None else unwrap(self.g)).state_dict()
+        return (self.ema if self.ema is not None else self.g).state_dict()
 
 
 def make_pair(g: nn.Module, d: nn.Module, cfg: Config) -> Pair:
@@ -135,7 +158,9 @@ def make_pair(g: nn.Module, d: nn.Module, cfg: Config) -> Pair:
 
 
 def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]:
-    """Generator weights ('edge' or 'inpaint') from a release folder, a run folder or a checkpoint."""
+    """Generator weights ('edge' or 'inpaint') from a release folder, a run folder or a checkpoint.
+
+    From a run, the EMA weights if the run kept them."""
     p = Path(path)
     if p.is_dir() and (p / "config.json").is_file():
         g1, g2, _, _ = load_release(p)
@@ -144,11 +169,10 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
     if ckpt_path is None:
         raise EdgefillError(f"{p}: no checkpoint or release weights found")
     ck = load_checkpoint(ckpt_path)
-    key = {"edge": "edge", "inpaint": "inpaint"}[which]
-    if key in ck["pairs"]:
-        pair = ck["pairs"][key]
+    if which in ck["pairs"]:
+        pair = ck["pairs"][which]
         return pair.get("ema", pair["g"])
-    if which == "edge" and "frozen_edge" in ck:
+    if which == "edge" and ck.get("frozen_edge") is not None:
         return ck["frozen_edge"]
     raise EdgefillError(f"{ckpt_path}: has no {which} generator (stage {ck.get('stage')})")
 
@@ -177,10 +201,15 @@ class Trainer:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise EdgefillError(f"unknown stage {self.stage!r}; choose from {', '.join(STAGES)}")
-        cfg = self.cfg
+        cfg, self.out = self.cfg, Path(self.out)
         torch.manual_seed(cfg.train.seed)
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
+        if self.device.type == "cuda":  # TF32 matmuls/convs unless full fp32 was asked for
+            tf32 = cfg.train.amp != "fp32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cudnn.benchmark = True
         files = list_images(self.data)
         train_files, val_files = split(files, cfg.data.val_fraction)
         if not train_files:
@@ -209,7 +238,7 @@ class Trainer:
         if self.init:
             for name, pair in self.pairs.items():
                 sd = load_generator_from(self.init, name)
-                unwrap(pair.g).load_state_dict(sd)
+                pair.g.load_state_dict(sd)
                 if pair.ema is not None:
                     pair.ema.load_state_dict(sd)
         self.vgg_losses: L.VGGLosses | None = None
@@ -217,28 +246,30 @@ class Trainer:
             cfg.loss.perceptual_weight > 0 or cfg.loss.style_weight > 0
         ):
             self.vgg_losses = L.VGGLosses(load_vgg16(cfg.loss.vgg_weights)).to(self.device)
-        self.lpips: LPIPS | None = None
+        self.lpips: LPIPS | None = None  # validation only, so rank 0 only
         vgg_path = Path(cfg.loss.vgg_weights) if cfg.loss.vgg_weights else default_vgg_path()
-        if vgg_path.is_file():
+        if vgg_path.is_file() and self.rank == 0:
             self.lpips = LPIPS(path=vgg_path).to(self.device)
         self.step = 0
         self.best: float | None = None
         self.nonfinite = 0
-        self.amp = (
-            self.device.type == "cuda"
-            and cfg.train.amp in ("auto", "bf16")
-            or cfg.train.amp == "bf16"
-        )
+        amp = cfg.train.amp
+        if amp == "auto":
+            on_cuda = self.device.type == "cuda"
+            self.amp = on_cuda and torch.cuda.is_bf16_supported()
+        else:
+            self.amp = amp == "bf16"
+        self.tb: Any = None  # TensorBoard SummaryWriter, when installed (rank 0, during fit)
 
     def _pair(self, g: nn.Module, d: nn.Module) -> Pair:
         g, d = g.to(self.device), d.to(self.device)
         pair = make_pair(g, d, self.cfg)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            pair.g = DistributedDataParallel(g, device_ids=ids)
-            pair.d = DistributedDataParallel(d, device_ids=ids)
+            pair.g_run = DistributedDataParallel(g, device_ids=ids)
+            pair.d_run = DistributedDataParallel(d, device_ids=ids)
         if self.cfg.train.compile:
-            pair.g = torch.compile(pair.g)  # type: ignore[assignment]
+            pair.g_run = torch.compile(pair.g_run)  # type: ignore[assignment]
         return pair
 
     # -- state ---------------------------------------------------------------
@@ -265,7 +296,8 @@ class Trainer:
         saved = from_dict(s["config"])
         if saved.model != self.cfg.model:
             raise EdgefillError(
-                "cannot resume: the model architecture in the config differs from the run's"
+                "cannot resume: the model architecture in the config differs from the run's "
+                f"({saved.model} vs {self.cfg.model}); resume with the run's config.yaml"
             )
         for k, p in self.pairs.items():
             p.load(s["pairs"][k])
@@ -277,145 +309,172 @@ class Trainer:
             torch.cuda.set_rng_state_all(s["cuda_rng"])
 
     def save(self, best: bool = False) -> None:
+        """Checkpoint to checkpoints/step_N.pt (keeping the last train.keep_last; 0 keeps all)."""
         if self.rank != 0:
             return
         ck = self.out / CKPT_DIR
         state = self.state()
         atomic_torch_save(state, ck / f"step_{self.step:08d}.pt")
-        for old in sorted(ck.glob("step_*.pt"))[: -self.cfg.train.keep_last]:
-            old.unlink(missing_ok=True)
+        if self.cfg.train.keep_last > 0:
+            for old in sorted(ck.glob("step_*.pt"))[: -self.cfg.train.keep_last]:
+                old.unlink(missing_ok=True)
         if best:
             atomic_torch_save(state, ck / "best.pt")
 
     # -- one iteration --------------------------------------------------------
 
-    def _autocast(self):  # noqa: ANN202
+    def _autocast(self) -> AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
-    def _finite(self, loss: torch.Tensor, what: str) -> bool:
-        if torch.isfinite(loss).all():
-            self.nonfinite = 0
-            return True
-        self.nonfinite += 1
-        self._log_event(
-            f"step {self.step}: non-finite {what} loss, step skipped ({self.nonfinite} in a row)"
-        )
-        if self.nonfinite >= self.cfg.train.max_nonfinite:
-            raise EdgefillError(
-                f"stopping: {self.nonfinite} consecutive non-finite losses (last good checkpoint kept); "
-                "lower train.lr or check the data"
-            )
-        return False
+    def generator_losses(self, batch: dict[str, torch.Tensor]) -> tuple[Terms, dict[str, tuple]]:
+        """Generator forward pass: weighted loss terms, and the (real, fake) each D will see.
 
-    def _gan_step(
-        self, pair: Pair, g_terms: dict[str, torch.Tensor], real: torch.Tensor, fake: torch.Tensor
-    ) -> dict[str, float]:
-        """Shared tail of both stages: G step (D frozen) then D step on detached fakes."""
-        logs: dict[str, float] = {}
-        g_loss = sum(g_terms.values())
-        assert isinstance(g_loss, torch.Tensor)
-        pair.opt_g.zero_grad(set_to_none=True)
-        if self._finite(g_loss, "generator"):
-            g_loss.backward()
-            pair.opt_g.step()
-        logs.update({k: float(v.detach()) for k, v in g_terms.items()})
-        d = pair.d
-        d.requires_grad_(True)
+        The discriminators are frozen and called outside DDP (nothing of theirs to sync): the
+        generators' losses flow through them without giving them gradients.
+        """
+        lc, mask = self.cfg.loss, batch["mask"]
+        terms: Terms = {}
+        d_inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for p in self.pairs.values():
+            p.d.requires_grad_(False)
         with self._autocast():
-            logits, _ = d(torch.cat([real, fake.detach()], 0))
-            real_logits, fake_logits = logits.float().chunk(2)
-            d_loss = L.adversarial_d(self.cfg.loss.gan_loss, real_logits, fake_logits)
-        pair.opt_d.zero_grad(set_to_none=True)
-        if self._finite(d_loss, "discriminator"):
-            d_loss.backward()
-            pair.opt_d.step()
-        logs["d"] = float(d_loss)
-        pair.sched_g.step()
-        pair.sched_d.step()
-        if pair.ema is not None:
-            ema_update(pair.ema, unwrap(pair.g), self.cfg.train.ema_decay)
-        return logs
-
-    def edge_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
-        pair, lc = self.pairs["edge"], self.cfg.loss
-        d = unwrap(pair.d).requires_grad_(False)  # frozen, and outside DDP: nothing to sync
-        with self._autocast():
-            pred = pair.g(edge_input(batch)).float()
-            real = torch.cat([batch["edges_full"], batch["gray"]], 1)
-            fake = torch.cat([pred, batch["gray"]], 1)
-            fake_logits, fake_feats = d(fake)
-            with torch.no_grad():
-                _, real_feats = d(real)
-            terms = {
-                "g_adv": lc.edge_adv_weight * L.adversarial_g(lc.gan_loss, fake_logits.float()),
-                "fm": lc.fm_weight
-                * L.feature_matching(
+            pred = batch["edges_full"]  # stage inpaint: G2 learns on ground-truth edges
+            if "edge" in self.pairs:
+                pair = self.pairs["edge"]
+                pred = pair.g_run(edge_input(batch)).float()
+                real = torch.cat([batch["edges_full"], batch["gray"]], 1)
+                fake = torch.cat([pred, batch["gray"]], 1)
+                fake_logits, fake_feats = pair.d(fake)
+                with torch.no_grad():
+                    _, real_feats = pair.d(real)
+                terms["edge/g_adv"] = lc.edge_adv_weight * L.adversarial_g(
+                    lc.gan_loss, fake_logits.float()
+                )
+                terms["edge/fm"] = lc.fm_weight * L.feature_matching(
                     [f.float() for f in fake_feats], [f.float() for f in real_feats]
-                ),
-            }
-        return self._gan_step(pair, terms, real, fake), pred.detach()
+                )
+                d_inputs["edge"] = (real, fake)
+            elif self.frozen_edge is not None:
+                with torch.no_grad():
+                    pred = self.frozen_edge(edge_input(batch)).float()
+            if "inpaint" in self.pairs:
+                pair, image = self.pairs["inpaint"], batch["image"]
+                # joint: `pred` is not detached, so G2's losses train G1 too (end to end).
+                edges = composite(batch["edges_known"], pred, mask)
+                out = pair.g_run(inpaint_input(image, mask, edges)).float()
+                merged = out * mask + image * (1 - mask)
+                fake_logits, _ = pair.d(out)
+                terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
+                    lc.gan_loss, fake_logits.float()
+                )
+                terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask)
+                if self.vgg_losses is not None:
+                    # One VGG pass on the merged result serves both losses (the reference runs a
+                    # second pass on masked inputs for style; on a CPU that doubles the step time).
+                    perceptual, style = self.vgg_losses(merged, image)
+                    terms["inpaint/perceptual"] = lc.perceptual_weight * perceptual
+                    terms["inpaint/style"] = lc.style_weight * style
+                if lc.tv_weight > 0:
+                    terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
+                d_inputs["inpaint"] = (image, out)
+        return terms, d_inputs
 
-    def inpaint_step(self, batch: dict[str, torch.Tensor], edges: torch.Tensor) -> dict[str, float]:
-        pair, lc = self.pairs["inpaint"], self.cfg.loss
-        image, mask = batch["image"], batch["mask"]
-        d = unwrap(pair.d).requires_grad_(False)
+    def discriminator_losses(self, d_inputs: dict[str, tuple]) -> Terms:
+        """Each discriminator on one batch of [real; detached fake] (one spectral-norm update)."""
+        terms: Terms = {}
         with self._autocast():
-            out = pair.g(inpaint_input(image, mask, edges)).float()
-            merged = out * mask + image * (1 - mask)
-            fake_logits, _ = d(out)
-            terms = {
-                "g_adv": lc.inpaint_adv_weight * L.adversarial_g(lc.gan_loss, fake_logits.float()),
-                "l1": lc.l1_weight * L.masked_l1(out, image, mask),
-            }
-            if self.vgg_losses is not None:
-                # One VGG pass on the merged result serves both losses (the reference runs a
-                # second pass on masked inputs for style; on a CPU that doubles the step time).
-                perceptual, style = self.vgg_losses(merged, image)
-                terms["perceptual"] = lc.perceptual_weight * perceptual
-                terms["style"] = lc.style_weight * style
-            if lc.tv_weight > 0:
-                terms["tv"] = lc.tv_weight * L.total_variation(merged)
-        return self._gan_step(pair, terms, image, out)
+            for name, (real, fake) in d_inputs.items():
+                pair = self.pairs[name]
+                pair.d.requires_grad_(True)
+                logits, _ = pair.d_run(torch.cat([real, fake.detach()], 0))
+                real_logits, fake_logits = logits.float().chunk(2)
+                terms[f"{name}/d"] = L.adversarial_d(
+                    self.cfg.loss.gan_loss, real_logits, fake_logits
+                )
+        return terms
+
+    def update(self, loss: torch.Tensor, which: str) -> bool:
+        """Backward, then step the generators' ('g') or discriminators' ('d') optimisers.
+
+        Skipped (returns False) when the loss or any gradient is not finite. Under DDP the
+        backward always runs (every rank must join the gradient all-reduce) and the verdict is
+        all-reduced, so all ranks skip or step together and stay identical.
+        """
+        opts = [p.opt_g if which == "g" else p.opt_d for p in self.pairs.values()]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [q.grad for o in opts for g in o.param_groups for q in g["params"]]
+        flags = [torch.isfinite(loss.detach()).all()]
+        flags += [torch.isfinite(gr).all() for gr in grads if gr is not None]
+        ok = torch.stack(flags).all().float()
+        if self.world > 1:
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if ok.item() < 1:
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            return False
+        for opt in opts:
+            opt.step()
+        return True
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One iteration. A non-finite generator loss skips the whole iteration (no update of
+        any network, EMA included); a non-finite discriminator loss skips the D update."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        logs: dict[str, float] = {}
-        mask = batch["mask"]
-        if self.stage in ("edge", "joint"):
-            edge_logs, pred = self.edge_step(batch)
-            logs.update({f"edge/{k}": v for k, v in edge_logs.items()})
-        if self.stage == "inpaint":
-            edges = composite(batch["edges_known"], batch["edges_full"], mask)
-        elif self.stage == "inpaint-on-predicted":
-            assert self.frozen_edge is not None
-            with torch.no_grad():
-                pred = self.frozen_edge(edge_input(batch))
-            edges = composite(batch["edges_known"], pred, mask)
-        elif self.stage == "joint":
-            edges = composite(batch["edges_known"], pred, mask)
-        if self.stage != "edge":
-            logs.update({f"inpaint/{k}": v for k, v in self.inpaint_step(batch, edges).items()})
+        g_terms, d_inputs = self.generator_losses(batch)
+        g_ok = self.update(_total(g_terms), "g")
+        logs = {k: float(v.detach()) for k, v in g_terms.items()}
+        d_ok = False
+        if g_ok:
+            d_terms = self.discriminator_losses(d_inputs)
+            d_ok = self.update(_total(d_terms), "d")
+            logs |= {k: float(v.detach()) for k, v in d_terms.items()}
+        bad = ", ".join(k for k, v in logs.items() if not math.isfinite(v)) or "gradients"
+        if not g_ok:
+            logs |= {f"{name}/d": math.nan for name in d_inputs}  # keeps the CSV columns
+        if g_ok and d_ok:
+            self.nonfinite = 0
+        else:
+            self.nonfinite += 1
+            skipped = "discriminator update" if g_ok else "step"
+            self._log_event(
+                f"step {self.step + 1}: non-finite {bad}; {skipped} skipped "
+                f"({self.nonfinite} in a row)"
+            )
+            if self.nonfinite >= self.cfg.train.max_nonfinite:
+                raise EdgefillError(
+                    f"stopping: {self.nonfinite} consecutive steps with non-finite losses "
+                    "(train.max_nonfinite); the last checkpoint is intact. "
+                    "Lower train.lr or check the data, then --resume"
+                )
+        for p in self.pairs.values():
+            p.sched_g.step()
+            p.sched_d.step()
+            if g_ok and p.ema is not None:
+                # Warm-up: a fixed 0.999 would keep the random init for thousands of steps.
+                decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
+                ema_update(p.ema, p.g, decay)
         self.step += 1
         return logs
 
     # -- validation -----------------------------------------------------------
 
-    def _eval_edge(self) -> nn.Module | None:
-        if "edge" in self.pairs:
-            p = self.pairs["edge"]
-            return p.ema if p.ema is not None else unwrap(p.g)
-        return self.frozen_edge
+    def _eval_generator(self, name: str) -> nn.Module | None:
+        if name in self.pairs:
+            p = self.pairs[name]
+            return p.ema if p.ema is not None else p.g
+        return self.frozen_edge if name == "edge" else None
 
     @torch.no_grad()
     def validate(
         self, samples: list[dict[str, torch.Tensor]]
     ) -> tuple[dict[str, float], list[torch.Tensor]]:
-        """Scores on the fixed validation crops; returns metrics and sample-grid rows."""
-        g1 = self._eval_edge()
-        g2 = None
-        if "inpaint" in self.pairs:
-            p = self.pairs["inpaint"]
-            g2 = p.ema if p.ema is not None else unwrap(p.g)
+        """Scores on the fixed validation crops; returns metrics and sample-grid rows.
+
+        Grid columns: masked input, mask, edges used (black on white), result, truth.
+        """
+        g1, g2 = self._eval_generator("edge"), self._eval_generator("inpaint")
         was = [(m, m.training) for m in (g1, g2) if m is not None]
         for m, _ in was:
             m.eval()
@@ -482,6 +541,10 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             with open(self.out / "events.log", "a") as fh:
                 fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            if self.show_progress:
+                from tqdm import tqdm
+
+                tqdm.write(f"edgefill: {text}")
 
     def _append_csv(self, name: str, row: dict[str, Any]) -> None:
         if self.rank != 0:
@@ -501,6 +564,11 @@ class Trainer:
                 w.writeheader()
             w.writerow(row)
 
+    def _scalars(self, prefix: str, values: dict[str, float]) -> None:
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{prefix}/{k}", v, self.step)
+
     def _save_grid(self, rows: list[torch.Tensor]) -> None:
         if self.rank != 0 or not rows:
             return
@@ -508,6 +576,17 @@ class Trainer:
 
         grid = torch.cat(rows, 1)
         save_image(self.out / "samples" / f"step_{self.step:08d}.png", to_uint8(grid[None]))
+        if self.tb is not None:
+            self.tb.add_image("samples", grid.clamp(0, 1), self.step)
+
+    def _open_tensorboard(self) -> None:
+        if self.rank != 0:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: CSV logs only
+            return
+        self.tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step or None)
 
     # -- loop -------------------------------------------------------------------
 
@@ -535,6 +614,8 @@ class Trainer:
             if self.rank == 0
             else []
         )
+        if self.rank == 0 and not val:
+            self._log_event("no validation photos (data.val_fraction): no scores, best.pt, samples")
         sampler = StepSampler(
             len(self.dataset), t.batch_size, t.seed, self.step, self.rank, self.world
         )
@@ -545,10 +626,15 @@ class Trainer:
             num_workers=cfg.data.num_workers,
             collate_fn=collate,
             persistent_workers=cfg.data.num_workers > 0,
+            pin_memory=self.device.type == "cuda",
+            # Its own generator: starting the iterator must not consume the global RNG, or a
+            # resumed run's RNG state would drift from an uninterrupted one.
+            generator=torch.Generator().manual_seed(t.seed),
         )
         for p in self.pairs.values():
             p.g.train()
             p.d.train()
+        self._open_tensorboard()
         from tqdm import tqdm
 
         bar = tqdm(
@@ -560,41 +646,50 @@ class Trainer:
         tic, seen = time.perf_counter(), 0
         metrics: dict[str, float] = {}
         it = iter(loader)
-        while self.step < end:
-            logs = self.train_step(next(it))
-            seen += t.batch_size * self.world
-            bar.update(1)
-            if self.step % t.log_every == 0 or self.step == end:
-                rate = seen / max(time.perf_counter() - tic, 1e-9)
-                bar.set_postfix(
-                    {k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}
-                    | {"img/s": f"{rate:.2f}"}
-                )
-                self._append_csv(
-                    "train_log.csv",
-                    {
-                        "step": self.step,
-                        "time": round(time.time(), 1),
-                        "img_per_s": round(rate, 3),
-                        **{k: round(v, 6) for k, v in logs.items()},
-                    },
-                )
-                tic, seen = time.perf_counter(), 0
-            do_val = self.step % t.val_every == 0 or self.step == end
-            if do_val and self.rank == 0 and val:
-                metrics, rows = self.validate(val)
-                self._append_csv(
-                    "val_log.csv",
-                    {"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}},
-                )
-                if self.step % t.sample_every == 0 or self.step == end:
-                    self._save_grid(rows)
-                best = self._better(metrics)
-            else:
+        try:
+            while self.step < end:
+                logs = self.train_step(next(it))
+                seen += t.batch_size * self.world
+                bar.update(1)
+                if self.step % t.log_every == 0 or self.step == end:
+                    rate = seen / max(time.perf_counter() - tic, 1e-9)
+                    short = {
+                        k.replace("inpaint/", "").replace("edge/", "e_"): v for k, v in logs.items()
+                    }
+                    bar.set_postfix(
+                        {k: f"{v:.3g}" for k, v in short.items()} | {"img/s": f"{rate:.2f}"}
+                    )
+                    self._append_csv(
+                        "train_log.csv",
+                        {
+                            "step": self.step,
+                            "time": round(time.time(), 1),
+                            "img_per_s": round(rate, 3),
+                            **{k: round(v, 6) for k, v in logs.items()},
+                        },
+                    )
+                    self._scalars("train", logs | {"img_per_s": rate})
+                    tic, seen = time.perf_counter(), 0
                 best = False
-            if self.step % t.save_every == 0 or self.step == end or best:
-                self.save(best=best)
-        bar.close()
+                if (self.step % t.val_every == 0 or self.step == end) and val:
+                    metrics, rows = self.validate(val)
+                    self._append_csv(
+                        "val_log.csv",
+                        {"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}},
+                    )
+                    self._scalars("val", metrics)
+                    if self.step % t.sample_every == 0 or self.step == end:
+                        self._save_grid(rows)
+                    best = self._better(metrics)
+                if self.step % t.save_every == 0 or self.step == end or best:
+                    self.save(best=best)
+        finally:
+            bar.close()
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
+        if self.world > 1:
+            dist.barrier()  # every rank returns once rank 0's last checkpoint is written
         return metrics
 
     def release(
@@ -630,7 +725,11 @@ def export_run(
     edge_from: str | None = None,
     use_best: bool = True,
 ) -> Path:
-    """Release weights from a run folder (best checkpoint if any, else the latest)."""
+    """Release weights from a run folder (best checkpoint if any, else the latest).
+
+    A run of stage ``inpaint`` has no edge generator (and one of stage ``edge`` no image
+    generator): ``edge_from`` names a run, checkpoint or release that supplies the missing one.
+    """
     run = Path(run_dir)
     best = run / CKPT_DIR / "best.pt"
     path = best if use_best and best.is_file() else latest_checkpoint(run)

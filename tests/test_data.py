@@ -1,0 +1,133 @@
+"""Training data: file listing, the name-hash split, deterministic samples and the step sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from train_utils import make_photos, tiny_config
+
+from edgefill.data import (
+    PhotoDataset,
+    StepSampler,
+    collate,
+    is_validation,
+    list_images,
+    random_square_crop,
+    split,
+    validation_samples,
+)
+from edgefill.errors import EdgefillError
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+def test_list_images_folder_recursive_and_file_list(tmp_path: Path, photos: Path) -> None:
+    files = list_images(photos)
+    assert len(files) == 10 and files == sorted(files)
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    (nested / "x.JPG").write_bytes((photos / "photo00.png").read_bytes())
+    (tmp_path / "notes.txt").write_text("not a photo")
+    assert list_images(tmp_path) == [nested / "x.JPG"]
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# comment\n\na/b/x.JPG\n{photos / 'photo01.png'}\n")
+    assert list_images(lst) == [nested / "x.JPG", photos / "photo01.png"]
+
+
+def test_list_images_errors(tmp_path: Path) -> None:
+    with pytest.raises(EdgefillError, match="no photos found"):
+        list_images(tmp_path)
+    with pytest.raises(EdgefillError, match="expected a folder"):
+        list_images(tmp_path / "missing")
+    lst = tmp_path / "list.txt"
+    lst.write_text("gone.jpg\n")
+    with pytest.raises(EdgefillError, match="1 listed photo.*gone.jpg"):
+        list_images(lst)
+
+
+def test_split_by_name_hash_is_fixed(photos: Path) -> None:
+    files = list_images(photos)
+    train, val = split(files, 0.3)
+    assert sorted(train + val) == files and not set(train) & set(val)
+    # The rule looks at the file name only: the same photo elsewhere lands in the same split.
+    for f in files:
+        assert is_validation(f, 0.3) == is_validation(Path("/elsewhere") / f.name, 0.3)
+    assert split(files, 0.0) == (files, [])
+
+
+def test_random_crop_scale_and_flip() -> None:
+    rgb = np.arange(100 * 60 * 3, dtype=np.uint8).reshape(100, 60, 3)
+    a = random_square_crop(rgb, 32, np.random.default_rng(1), 0.5, True, 0.8)
+    b = random_square_crop(rgb, 32, np.random.default_rng(1), 0.5, True, 0.8)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+
+
+def test_dataset_items_are_deterministic_and_well_formed(photos: Path) -> None:
+    cfg = tiny_config()
+    ds = PhotoDataset(list_images(photos), cfg.data, cfg.model.canny_sigma)
+    a, b = ds[(3, 12345)], ds[(3, 12345)]
+    assert set(a) == {"image", "gray", "mask", "edges_known", "edges_full"}
+    for k in a:
+        assert a[k].dtype == torch.float32 and torch.equal(a[k], b[k])
+    assert a["image"].shape == (3, 32, 32) and a["mask"].shape == (1, 32, 32)
+    assert 0 <= float(a["image"].min()) and float(a["image"].max()) <= 1
+    assert set(a["mask"].unique().tolist()) <= {0.0, 1.0}
+    # Known edges never lie inside the hole; full edges do exist in these photos.
+    assert float((a["edges_known"] * a["mask"]).sum()) == 0
+    assert float(a["edges_full"].sum()) > 0
+    c = ds[(3, 999)]
+    assert not torch.equal(a["mask"], c["mask"]) or not torch.equal(a["image"], c["image"])
+
+
+def test_dataset_masks_from_folder(tmp_path: Path, photos: Path) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    m = np.zeros((64, 64), np.uint8)
+    m[:32] = 255
+    Image.fromarray(m).save(masks / "top.png")
+    cfg = tiny_config(f"data.mask_dir={masks}")
+    ds = PhotoDataset(list_images(photos), cfg.data, cfg.model.canny_sigma)
+    mask = ds[(0, 1)]["mask"][0]
+    assert float(mask[:16].min()) == 1 and float(mask[16:].max()) == 0
+
+
+def _take(sampler: StepSampler, n: int) -> list[tuple[int, int]]:
+    it = iter(sampler)
+    return [next(it) for _ in range(n)]
+
+
+def test_step_sampler_resumes_exactly_and_covers_epochs() -> None:
+    full = _take(StepSampler(7, 2, seed=3), 40)
+    assert _take(StepSampler(7, 2, seed=3, start_step=5), 30) == full[10:]
+    first_epoch = [i for i, _ in full[:7]]
+    assert sorted(first_epoch) == list(range(7))  # a permutation per epoch
+    assert len({s for _, s in full}) == len(full)  # fresh augmentation seed per sample
+    assert _take(StepSampler(7, 2, seed=4), 40) != full
+
+
+def test_step_sampler_ranks_split_the_global_batch() -> None:
+    whole = _take(StepSampler(9, 4, seed=1), 40)  # one process, batch 4
+    r0 = _take(StepSampler(9, 2, seed=1, rank=0, world=2), 20)
+    r1 = _take(StepSampler(9, 2, seed=1, rank=1, world=2), 20)
+    for step in range(10):
+        assert (
+            r0[2 * step : 2 * step + 2] + r1[2 * step : 2 * step + 2]
+            == whole[4 * step : 4 * step + 4]
+        )
+
+
+def test_validation_samples_fixed(photos: Path) -> None:
+    files = list_images(photos)[:3]
+    a = collate(validation_samples(files, 32, 2.0))
+    b = collate(validation_samples(files, 32, 2.0))
+    assert a["image"].shape == (3, 3, 32, 32)
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    assert all(0.05 < float(m.mean()) < 0.8 for m in a["mask"])

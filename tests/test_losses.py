@@ -1,0 +1,165 @@
+"""Loss terms: exact values on simple inputs; each term finite and decreasing when trained alone."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from edgefill import losses as L
+from edgefill.networks import Discriminator, InpaintGenerator
+from edgefill.vgg import VGG16Features
+
+KINDS = ("nsgan", "lsgan", "hinge")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():  # noqa: ANN201  tiny tensors: more threads only add overhead
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_adversarial_values_at_zero_logits() -> None:
+    z = torch.zeros(2, 1, 4, 4)
+    assert L.adversarial_d("nsgan", z, z).item() == pytest.approx(math.log(2))
+    assert L.adversarial_g("nsgan", z).item() == pytest.approx(math.log(2))
+    assert L.adversarial_d("lsgan", z, z).item() == pytest.approx(0.25)
+    assert L.adversarial_g("lsgan", z).item() == pytest.approx(0.25)
+    assert L.adversarial_d("hinge", z, z).item() == pytest.approx(1.0)
+    assert L.adversarial_g("hinge", z).item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_adversarial_d_prefers_correct_logits(kind: str) -> None:
+    big = torch.full((1, 1, 2, 2), 5.0)
+    good = L.adversarial_d(kind, big, -big)
+    bad = L.adversarial_d(kind, -big, big)
+    assert good < bad
+    assert L.adversarial_g(kind, big) < L.adversarial_g(kind, -big)
+
+
+def test_unknown_gan_loss() -> None:
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        L.adversarial_g("wgan", torch.zeros(1))
+
+
+def test_masked_l1_normalises_by_hole_fraction() -> None:
+    out, target = torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1  # half the image
+    assert L.masked_l1(out, target, mask).item() == pytest.approx(2.0)
+
+
+def test_gram_and_tv_values() -> None:
+    x = torch.arange(8.0).reshape(1, 2, 2, 2)
+    f = x.reshape(1, 2, 4)
+    assert torch.allclose(L.gram(x), f @ f.transpose(1, 2) / 8)
+    ramp = torch.arange(4.0).repeat(4, 1)[None, None]  # +1 per column, constant per row
+    assert L.total_variation(ramp).item() == pytest.approx(1.0)
+
+
+def test_vgg_losses_zero_on_identical_and_vgg_stays_frozen() -> None:
+    torch.manual_seed(0)
+    vl = L.VGGLosses(VGG16Features()).train()
+    assert not vl.vgg.training
+    assert not any(p.requires_grad for p in vl.parameters())
+    x = torch.rand(1, 3, 32, 32)
+    p, s = vl(x, x)
+    assert p.item() == 0 and s.item() == 0
+
+
+# ----------------------------------------------------------------------------- training alone
+
+
+def _fixed_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 32, 32, generator=g)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    x = torch.cat([image * (1 - mask) + mask, torch.zeros(2, 1, 32, 32)], 1)
+    return x, image, mask
+
+
+def _train(loss_fn, params, steps: int = 15, lr: float = 1e-3) -> list[float]:  # noqa: ANN001
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.9))
+    values = []
+    for _ in range(steps):
+        loss = loss_fn()
+        assert torch.isfinite(loss), loss
+        values.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return values
+
+
+def _decreased(values: list[float]) -> bool:
+    first, last = values[0], min(values[-3:])
+    return last < first - 0.05 * abs(first) - 1e-6
+
+
+@pytest.fixture
+def nets() -> tuple[InpaintGenerator, Discriminator]:
+    torch.manual_seed(0)
+    return InpaintGenerator(4, 1), Discriminator(3, width=8)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_generator_adversarial_decreases(kind: str, nets) -> None:  # noqa: ANN001
+    g, d = nets
+    d.requires_grad_(False)
+    x, _, _ = _fixed_batch()
+    values = _train(lambda: L.adversarial_g(kind, d(g(x))[0]), g.parameters())
+    assert _decreased(values), values
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_discriminator_adversarial_decreases(kind: str, nets) -> None:  # noqa: ANN001
+    g, d = nets
+    x, image, _ = _fixed_batch()
+    with torch.no_grad():
+        fake = g(x)
+    values = _train(lambda: L.adversarial_d(kind, d(image)[0], d(fake)[0]), d.parameters(), lr=1e-3)
+    assert _decreased(values), values
+
+
+def test_feature_matching_decreases(nets) -> None:  # noqa: ANN001
+    g, d = nets
+    d.requires_grad_(False)
+    x, image, _ = _fixed_batch()
+
+    def loss() -> torch.Tensor:
+        with torch.no_grad():
+            real = d(image)[1]
+        return L.feature_matching(d(g(x))[1], real)
+
+    values = _train(loss, g.parameters())
+    assert _decreased(values), values
+
+
+def test_l1_and_tv_decrease(nets) -> None:  # noqa: ANN001
+    g, _ = nets
+    x, image, mask = _fixed_batch()
+    assert _decreased(_train(lambda: L.masked_l1(g(x), image, mask), g.parameters(), lr=3e-3))
+    torch.manual_seed(1)
+    g = InpaintGenerator(4, 1)
+    assert _decreased(_train(lambda: L.total_variation(g(x)), g.parameters(), lr=3e-3))
+
+
+@pytest.mark.parametrize("which", ["perceptual", "style"])
+def test_vgg_losses_decrease(which: str, nets) -> None:  # noqa: ANN001
+    g, _ = nets
+    torch.manual_seed(0)
+    vl = L.VGGLosses(VGG16Features())
+    x, image, mask = _fixed_batch()
+
+    def loss() -> torch.Tensor:
+        out = g(x)
+        p, s = vl(out * mask + image * (1 - mask), image)
+        return p if which == "perceptual" else 1e3 * s
+
+    values = _train(loss, g.parameters(), lr=3e-3)
+    assert _decreased(values), values

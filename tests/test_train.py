@@ -1,0 +1,379 @@
+"""Training: step isolation, every stage, exact resume, non-finite losses, checkpoints, export, CLI.
+
+Tiny networks (width 8, one block) on 32 px crops of synthetic photos, a few steps each.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from train_utils import make_photos, random_vgg, state_tensors, tiny_config
+
+from edgefill import losses
+from edgefill.checkpoint import load_checkpoint
+from edgefill.cli import main
+from edgefill.data import collate
+from edgefill.errors import EdgefillError
+from edgefill.train import Trainer, _total, latest_checkpoint
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_vgg_cache(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """An empty weights cache: tests never see a VGG file unless they make one."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEFILL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():  # noqa: ANN201  train.threads=1 sets torch's global thread count
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def vgg_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_vgg(tmp_path_factory.mktemp("vgg") / "vgg.safetensors")
+
+
+def make_trainer(photos: Path, out: Path, stage: str, *overrides: str, **kw) -> Trainer:  # noqa: ANN003
+    return Trainer(tiny_config(*overrides), stage, str(photos), out, show_progress=False, **kw)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def edge_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "edge"
+    make_trainer(photos, out, "edge").fit(max_steps=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def joint_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "joint"
+    make_trainer(photos, out, "joint").fit(max_steps=4)
+    return out
+
+
+def params(modules: list[torch.nn.Module]) -> list[torch.Tensor]:
+    return [p.detach().clone() for m in modules for p in m.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def batch_of(t: Trainer) -> dict[str, torch.Tensor]:
+    return collate([t.dataset[(i, 100 + i)] for i in range(2)])
+
+
+# ----------------------------------------------------------------------------- one iteration
+
+
+def test_generator_and_discriminator_steps_touch_only_their_parameters(
+    photos: Path, tmp_path: Path
+) -> None:
+    t = make_trainer(photos, tmp_path / "run", "joint")
+    gs = [p.g for p in t.pairs.values()]
+    ds = [p.d for p in t.pairs.values()]
+    g0, d0 = params(gs), params(ds)
+    terms, d_inputs = t.generator_losses(batch_of(t))
+    assert set(terms) == {"edge/g_adv", "edge/fm", "inpaint/g_adv", "inpaint/l1"}
+    assert t.update(_total(terms), "g")
+    g1, d1 = params(gs), params(ds)
+    assert same(d0, d1), "the generator step changed a discriminator parameter"
+    n0 = len(params([gs[0]]))
+    assert not same(g1[:n0], g0[:n0]) and not same(g1[n0:], g0[n0:])  # both generators moved
+    d_terms = t.discriminator_losses(d_inputs)
+    assert set(d_terms) == {"edge/d", "inpaint/d"}
+    assert t.update(_total(d_terms), "d")
+    assert same(g1, params(gs)), "the discriminator step changed a generator parameter"
+    n1 = len(params([ds[0]]))
+    assert not same(params([ds[0]]), d1[:n1]) and not same(params([ds[1]]), d1[n1:])
+
+
+def test_joint_trains_edge_generator_end_to_end(photos: Path, tmp_path: Path) -> None:
+    # With the edge losses off, G1 still learns: G2's losses reach it through the edges.
+    t = make_trainer(
+        photos, tmp_path / "run", "joint", "loss.edge_adv_weight=0", "loss.fm_weight=0"
+    )
+    g1 = t.pairs["edge"].g
+    before = params([g1])
+    terms, _ = t.generator_losses(batch_of(t))
+    t.update(_total(terms), "g")
+    assert not same(before, params([g1]))
+
+
+def test_inpaint_on_predicted_keeps_edge_generator_frozen(
+    photos: Path, tmp_path: Path, edge_run: Path
+) -> None:
+    t = make_trainer(photos, tmp_path / "run", "inpaint-on-predicted", edge_weights=str(edge_run))
+    assert set(t.pairs) == {"inpaint"} and t.frozen_edge is not None
+    ema = load_checkpoint(latest_checkpoint(edge_run))["pairs"]["edge"]["ema"]
+    assert all(torch.equal(v, ema[k]) for k, v in t.frozen_edge.state_dict().items())
+    before = params([t.frozen_edge])
+    t.fit(max_steps=2)
+    assert same(before, params([t.frozen_edge]))
+    assert (tmp_path / "run" / "samples" / "step_00000002.png").is_file()
+    with pytest.raises(EdgefillError, match="needs --edge-weights"):
+        make_trainer(photos, tmp_path / "other", "inpaint-on-predicted")
+
+
+# ----------------------------------------------------------------------------- whole runs
+
+
+@pytest.mark.parametrize("stage", ["edge", "inpaint", "joint"])
+def test_stage_runs_and_writes_logs_samples_checkpoints(
+    stage: str, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    metrics = make_trainer(photos, out, stage, "train.keep_last=1").fit(max_steps=4)
+    rows = read_csv(out / "train_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    cols = set(rows[0]) - {"step", "time", "img_per_s"}
+    expected = {
+        "edge": {"edge/g_adv", "edge/fm", "edge/d"},
+        "inpaint": {"inpaint/g_adv", "inpaint/l1", "inpaint/d"},
+    }
+    expected["joint"] = expected["edge"] | expected["inpaint"]
+    assert cols == expected[stage]
+    assert all(math.isfinite(float(r[c])) for r in rows for c in cols)
+    val = read_csv(out / "val_log.csv")
+    assert [int(r["step"]) for r in val] == [2, 4]
+    assert ("psnr" in metrics) == (stage != "edge") and ("edge_f1" in metrics) == (
+        stage != "inpaint"
+    )
+    for step in (2, 4):
+        grid = Image.open(out / "samples" / f"step_{step:08d}.png")
+        assert grid.size == (5 * 32, 32)  # one validation photo: input, mask, edges, result, truth
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
+    assert ckpts[-1] == "step_00000004.pt" and "best.pt" in ckpts and len(ckpts) == 2
+    assert (out / "config.yaml").is_file()
+
+
+def test_resume_equals_uninterrupted(photos: Path, tmp_path: Path, vgg_file: Path) -> None:
+    """4 steps in one go == 2 steps, then --resume to 4 (with a DataLoader worker): bit-identical.
+
+    Joint stage with every loss on (random VGG for perceptual/style) and EMA."""
+    opts = (
+        f"loss.vgg_weights={vgg_file}",
+        "loss.perceptual_weight=0.1",
+        "loss.style_weight=250",
+        "loss.tv_weight=0.1",
+        "train.lr_decay_steps=3",
+    )
+    straight = tmp_path / "straight"
+    make_trainer(photos, straight, "joint", *opts).fit(max_steps=4)
+    parted = tmp_path / "parted"
+    make_trainer(photos, parted, "joint", *opts, "data.num_workers=1").fit(max_steps=2)
+    resumed = make_trainer(photos, parted, "joint", *opts, "data.num_workers=1")
+    resumed.fit(resume=True, max_steps=4)
+    assert resumed.step == 4
+    a = load_checkpoint(straight / "checkpoints" / "step_00000004.pt")
+    b = load_checkpoint(parted / "checkpoints" / "step_00000004.pt")
+    ta, tb = state_tensors(a), state_tensors(b)
+    assert ta.keys() == tb.keys()
+    assert any(".ema." in k for k in ta) and any(".opt_g.state." in k for k in ta)
+    diff = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not diff, f"differs after resume: {diff[:5]}"
+    assert a["pairs"]["inpaint"]["sched_g"] == b["pairs"]["inpaint"]["sched_g"]
+    la, lb = read_csv(straight / "train_log.csv"), read_csv(parted / "train_log.csv")
+    strip = [{k: v for k, v in r.items() if k not in ("time", "img_per_s")} for r in la]
+    assert strip == [{k: v for k, v in r.items() if k not in ("time", "img_per_s")} for r in lb]
+    assert "resumed from step_00000002.pt" in (parted / "events.log").read_text()
+
+
+def test_resume_refuses_a_different_run(photos: Path, edge_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(EdgefillError, match="already holds a run"):
+        make_trainer(photos, edge_run, "edge").fit(max_steps=5)
+    with pytest.raises(EdgefillError, match="was stage 'edge'"):
+        make_trainer(photos, edge_run, "joint").fit(resume=True, max_steps=5)
+    with pytest.raises(EdgefillError, match="architecture"):
+        make_trainer(photos, edge_run, "edge", "model.width=4").fit(resume=True, max_steps=5)
+    with pytest.raises(EdgefillError, match="no checkpoint"):
+        make_trainer(photos, tmp_path / "empty", "edge").fit(resume=True)
+
+
+def test_keep_last_and_best_by_validation(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    overrides = ("train.keep_last=2", "train.save_every=1", "train.val_every=1", "train.lr=1e-3")
+    make_trainer(photos, out, "inpaint", *overrides).fit(max_steps=5)
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["best.pt", "step_00000004.pt", "step_00000005.pt"]
+    val = read_csv(out / "val_log.csv")
+    scores = [float(r["psnr"]) for r in val]
+    best_step = int(val[int(np.argmax(scores))]["step"])
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["step"] == best_step and best["best"] == pytest.approx(max(scores), abs=1e-5)
+
+
+def test_nonfinite_loss_skips_logs_and_stops(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real_l1 = losses.masked_l1
+
+    def flaky(*args: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        value = real_l1(*args)
+        return value * math.nan if calls["n"] > 2 else value
+
+    monkeypatch.setattr(losses, "masked_l1", flaky)
+    out = tmp_path / "run"
+    t = make_trainer(
+        photos, out, "inpaint", "train.max_nonfinite=3", "train.save_every=1", "train.keep_last=0"
+    )
+    with pytest.raises(EdgefillError, match="3 consecutive steps with non-finite"):
+        t.fit(max_steps=10)
+    assert t.step == 4  # steps 3 and 4 skipped, the third bad one (step 5) stopped the run
+    events = [ln for ln in (out / "events.log").read_text().splitlines() if "non-finite" in ln]
+    assert len(events) == 3 and "inpaint/l1" in events[0] and "step skipped" in events[0]
+    rows = read_csv(out / "train_log.csv")
+    assert [r["inpaint/l1"] for r in rows[2:]] == ["nan", "nan"]
+    assert latest_checkpoint(out).name == "step_00000004.pt"
+    good, last = (load_checkpoint(out / "checkpoints" / f"step_{s:08d}.pt") for s in (2, 4))
+    tg, tl = state_tensors(good["pairs"]), state_tensors(last["pairs"])
+    # No weight moved (spectral norm's power-iteration vectors _u/_v still advance: the frozen
+    # discriminator runs in train mode during the generator forward, as in the reference).
+    moved = [k for k in tg if not torch.equal(tg[k], tl[k]) and not k.endswith(("_u", "_v"))]
+    assert not moved, moved
+    assert all(torch.isfinite(v).all() for v in tl.values() if v.is_floating_point())
+
+
+def test_missing_vgg_weights_is_a_clear_error(photos: Path, tmp_path: Path) -> None:
+    with pytest.raises(EdgefillError, match="fetch-vgg.*perceptual_weight=0"):
+        make_trainer(
+            photos, tmp_path / "run", "inpaint", "loss.perceptual_weight=0.1", "loss.style_weight=1"
+        )
+    # The edge stage never needs them.
+    make_trainer(photos, tmp_path / "run", "edge", "loss.perceptual_weight=0.1")
+
+
+def test_tensorboard_logging_when_installed(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    class Writer:
+        def __init__(self, logdir: str, purge_step: int | None = None) -> None:
+            calls.append(("init", logdir))
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append(("scalar", tag))
+
+        def add_image(self, tag: str, image: torch.Tensor, step: int) -> None:
+            calls.append(("image", tag))
+
+        def close(self) -> None:
+            calls.append(("close", ""))
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer)
+    )
+    make_trainer(photos, tmp_path / "run", "inpaint").fit(max_steps=2)
+    assert calls[0] == ("init", str(tmp_path / "run" / "tensorboard"))
+    assert ("scalar", "train/inpaint/l1") in calls and ("scalar", "val/psnr") in calls
+    assert ("image", "samples") in calls and calls[-1] == ("close", "")
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@pytest.mark.parametrize("fp32", [False, True])
+def test_export_loads_in_inpainter(joint_run: Path, tmp_path: Path, fp32: bool) -> None:
+    from edgefill.pipeline import Inpainter
+
+    out = tmp_path / "release"
+    assert main(["export", str(joint_run), "-o", str(out)] + (["--fp32"] if fp32 else [])) == 0
+    inp = Inpainter.from_pretrained(out)
+    ck = load_checkpoint(joint_run / "checkpoints" / "best.pt")
+    ema = ck["pairs"]["inpaint"]["ema"]
+    loaded = inp.g2.state_dict()
+    for k, v in ema.items():
+        assert torch.equal(loaded[k], v if fp32 else v.half().float()), k
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    hole = np.zeros((40, 36), bool)
+    hole[10:20, 8:30] = True
+    result = inp(photo, hole.astype(np.uint8) * 255)
+    assert result.image.shape == photo.shape
+    assert np.array_equal(result.image[~hole], photo[~hole])
+
+
+def test_export_needs_both_generators(
+    photos: Path, tmp_path: Path, edge_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "inpaint"
+    make_trainer(photos, run, "inpaint").fit(max_steps=2)
+    assert main(["export", str(run), "-o", str(tmp_path / "r1")]) == 2
+    assert "--edge-from" in capsys.readouterr().err
+    assert main(["export", str(run), "-o", str(tmp_path / "r2"), "--edge-from", str(edge_run)]) == 0
+    from edgefill.pipeline import Inpainter
+
+    Inpainter.from_pretrained(tmp_path / "r2")
+
+
+# ----------------------------------------------------------------------------- CLI and config
+
+
+def test_cli_train_yaml_set_and_resume(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from train_utils import TINY
+
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("train:\n  lr: 3.0e-4\nmodel:\n  width: 8\n")
+    out = tmp_path / "run"
+    sets = [a for s in TINY + ["train.lr_min_ratio=0.5"] for a in ("--set", s)]
+    base = ["train", "--stage", "inpaint", "--data", str(photos), "--out", str(out)]
+    assert main(base + ["--config", str(cfg_file), *sets, "--max-steps", "2"]) == 0
+    saved = (out / "config.yaml").read_text()
+    assert "lr: 0.0003" in saved and "lr_min_ratio: 0.5" in saved and "batch_size: 2" in saved
+    # --resume without --config continues with the run's own config.yaml.
+    assert main(base + ["--resume", "--max-steps", "3"]) == 0
+    assert load_checkpoint(latest_checkpoint(out))["step"] == 3
+    capsys.readouterr()
+
+
+def test_cli_rejects_unknown_keys(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = ["train", "--stage", "edge", "--data", str(photos), "--out", str(tmp_path / "run")]
+    assert main(base + ["--set", "train.learning_rate=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key(s) in section 'train': learning_rate" in err
+    assert "Traceback" not in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trian:\n  lr: 1\n")
+    assert main(base + ["--config", str(bad)]) == 2
+    assert "unknown config key(s): trian" in capsys.readouterr().err
+    assert main(base + ["--set", "train.batch_size=two"]) == 2
+    assert "train.batch_size" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_shipped_configs_load_and_reference_is_the_defaults() -> None:
+    from edgefill.config import Config, load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for f in sorted(root.glob("*.yaml")):
+        load_config(f)
+    assert load_config(root / "reference.yaml") == Config()

@@ -427,9 +427,12 @@ def test_model_calls_are_serialised_and_do_not_block_the_loop(inpainter: Inpaint
     with TestClient(create_app(slow)) as c, ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(c.post, "/api/inpaint", files=data) for _ in range(3)]
         assert entered.wait(10)
-        # The event loop still answers while the model is busy (it runs on a worker thread).
-        health = c.get("/api/health").json()
-        assert health["busy"] == 3 and not release.is_set()
+        # The event loop still answers while the model is busy (it runs on a worker thread);
+        # poll, since the other two requests may still be uploading on a loaded machine.
+        deadline = time.monotonic() + 20
+        while (busy := c.get("/api/health").json()["busy"]) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert busy == 3 and not release.is_set()
         release.set()
         assert all(f.result(30).status_code == 200 for f in futures)
     assert max(peak) == 1

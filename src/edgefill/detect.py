@@ -1,0 +1,742 @@
+"""Automatic damage masks: scratches, folds, hairs, dust and spots on old photos.
+
+    mask = detect_damage(rgb)                      # bool HxW, True = damaged (the hole to fill)
+    mask = detect_damage(rgb, kind="scratches", sensitivity=0.7)
+
+Two detectors share one interface:
+
+- ``classical``: morphology. A top-hat / black-hat residual keeps thin bright / dark details;
+  the supremum of openings by oriented line segments keeps the line-like part (scratches, folds,
+  hairs); small compact components that stand out from their neighbourhood are dust and spots.
+- ``net``: a tiny U-Net (``DamageNet``, about 50k parameters) trained on synthetic damage drawn over
+  clean photos (``synth_damage``); two output channels, line-like and blob-like damage.
+
+``method="auto"`` uses the network when its weights are installed (it scored better on the
+validation photos, see docs/restoration.md) and the classical detector otherwise.
+
+``sensitivity`` in [0, 1] (default 0.5): higher finds fainter damage and flags more pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from edgefill.edges import to_gray
+from edgefill.errors import EdgefillError
+
+KINDS = ("scratches", "spots", "auto")
+METHODS = ("auto", "classical", "net")
+DEFAULT_SENSITIVITY = 0.5
+WORK_SIZE = 1024  # px, shorter side; larger photos are analysed downscaled (see detect_damage)
+DETECTOR_WEIGHTS = Path(__file__).parent / "weights" / "detector"
+WEIGHTS_FILE, CONFIG_FILE = "detector.safetensors", "config.json"
+
+# Label values in the map ``synth_damage`` returns.
+CLEAN, LINE, BLOB = 0, 1, 2
+
+
+# ============================================================================ synthetic damage
+
+
+@dataclass
+class Damage:
+    image: np.ndarray  # uint8 HxWx3, the damaged photo
+    labels: np.ndarray  # uint8 HxW: 0 clean, 1 line-like (scratch/fold/hair), 2 blob (dust/stain)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.labels > 0
+
+    def kind_mask(self, kind: str) -> np.ndarray:
+        """Ground truth for ``kind``: scratches = line-like, spots = blobs, auto = both."""
+        if kind == "scratches":
+            return self.labels == LINE
+        if kind == "spots":
+            return self.labels == BLOB
+        return self.labels > 0
+
+
+def _smooth_path(
+    rng: np.random.Generator, h: int, w: int, length: float, wiggle: float, step: float = 2.0
+) -> np.ndarray:
+    """A random smooth curve (N x 2 float xy) of about ``length`` px; ``wiggle`` = turn per px."""
+    n = max(2, int(length / step))
+    x, y = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h)
+    angle = rng.uniform(0, 2 * math.pi)
+    turn = 0.0
+    pts = np.empty((n, 2), np.float32)
+    for i in range(n):
+        pts[i] = x, y
+        turn = 0.9 * turn + rng.normal(0, wiggle) * step
+        angle += turn
+        x += step * math.cos(angle)
+        y += step * math.sin(angle)
+    return pts
+
+
+def _draw_path(
+    alpha: np.ndarray, pts: np.ndarray, width: float, strength: np.ndarray, ss: int = 4
+) -> None:
+    """Anti-aliased polyline into ``alpha`` (max-composited), strength varying along the path."""
+    ipts = np.round(pts * ss * 4).astype(np.int32)  # 2 fractional bits (shift=2)
+    thick = max(1, round(width))
+    for i in range(len(ipts) - 1):
+        v = float(strength[i])
+        if v <= 0:
+            continue
+        cv2.line(alpha, tuple(ipts[i]), tuple(ipts[i + 1]), v, thick, cv2.LINE_AA, 2)
+
+
+def _strength_profile(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
+    """Opacity along a path: a base level with slow variation and occasional gaps."""
+    base = rng.uniform(low, high)
+    k = max(3, n // 12)
+    ctrl = rng.normal(0, 0.25, k)
+    prof = np.interp(np.linspace(0, k - 1, n), np.arange(k), ctrl)
+    s = np.clip(base * (1 + prof), 0, 1)
+    if rng.random() < 0.4:  # a scratch that fades out and back in
+        gap = rng.integers(0, n)
+        s[gap : gap + int(rng.integers(1, max(2, n // 5)))] = 0
+    return s.astype(np.float32)
+
+
+def _tone(rng: np.random.Generator, bright: bool) -> np.ndarray:
+    """A damage colour: near white (emulsion loss) or near black (dirt, hair), slightly tinted."""
+    if bright:
+        v = rng.uniform(0.82, 1.0)
+        tint = rng.uniform(-0.04, 0.04, 3)
+    else:
+        v = rng.uniform(0.0, 0.22)
+        tint = rng.uniform(-0.03, 0.03, 3)
+    return np.clip(v + tint, 0, 1).astype(np.float32)
+
+
+def _composite(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    a = np.clip(alpha, 0, 1)[..., None]
+    return img * (1 - a) + colour * a
+
+
+def synth_damage(
+    rgb: np.ndarray,
+    rng: np.random.Generator,
+    amount: float = 1.0,
+    visible: float = 10 / 255,
+    scale: float | None = None,
+) -> Damage:
+    """Draw random old-photo damage over a clean photo; the ground truth comes with it.
+
+    Line-like: long smooth scratches (1-3 px, bright or dark), hairs and fibres (thin, dark, curly),
+    folds (a long bright crease with a dark shoulder). Blob-like: dust specks (radius 0.5-3.5 px),
+    spots, and larger soft stains. Sizes are in pixels of a ~256 px photo and scale with
+    sqrt(area) / 256 (or with ``scale``, for crops of a larger photo). A pixel is labelled damaged when the damage covers it with opacity >= 0.3 and
+    changes it by at least ``visible`` (invisible damage is not damage).
+    """
+    h, w = rgb.shape[:2]
+    if scale is None:
+        scale = max(0.5, math.sqrt(h * w) / 256)
+    img = rgb.astype(np.float32) / 255.0
+    out = img.copy()
+    line_a = np.zeros((h, w), np.float32)  # max opacity of line-like damage per pixel
+    blob_a = np.zeros((h, w), np.float32)
+    ss = 4
+
+    def canvas() -> np.ndarray:
+        return np.zeros((h * ss, w * ss), np.float32)
+
+    def down(c: np.ndarray) -> np.ndarray:
+        return cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA)
+
+    def n_of(mean: float) -> int:
+        return int(rng.poisson(mean * amount))
+
+    # Scratches: long, smooth, 1-3 px.
+    for _ in range(n_of(rng.choice([0.5, 2.5, 6.0]))):
+        c = canvas()
+        length = rng.uniform(0.25, 1.2) * max(h, w)
+        pts = _smooth_path(rng, h, w, length, wiggle=rng.uniform(0.0, 0.004) / scale)
+        width = rng.uniform(0.8, 3.0) * scale * ss
+        _draw_path(c, pts, width, _strength_profile(rng, len(pts), 0.5, 1.0), ss)
+        a = down(c)
+        out = _composite(out, a, _tone(rng, rng.random() < 0.65))
+        line_a = np.maximum(line_a, a)
+    # Hairs and fibres: shorter, curly, dark.
+    for _ in range(n_of(rng.choice([0.0, 0.7, 2.0]))):
+        c = canvas()
+        pts = _smooth_path(rng, h, w, rng.uniform(15, 80) * scale, wiggle=rng.uniform(0.01, 0.05))
+        _draw_path(c, pts, rng.uniform(0.7, 1.8) * scale * ss, np.full(len(pts), 1.0), ss)
+        a = down(c) * rng.uniform(0.6, 1.0)
+        out = _composite(out, a, _tone(rng, rng.random() < 0.2))
+        line_a = np.maximum(line_a, a)
+    # Folds: one long gentle crease, bright core with a dark shoulder.
+    if rng.random() < 0.25 * amount:
+        pts = _smooth_path(rng, h, w, 1.5 * max(h, w), wiggle=0.001 / scale)
+        width = rng.uniform(1.5, 4.0) * scale
+        d = np.diff(pts, axis=0, prepend=pts[:1] - (pts[1:2] - pts[:1]))
+        normal = np.stack([-d[:, 1], d[:, 0]], 1) / (
+            np.linalg.norm(d, axis=1, keepdims=True) + 1e-6
+        )
+        shoulder = canvas()
+        _draw_path(
+            shoulder, pts + normal * width * 0.9, width * 0.8 * ss, np.full(len(pts), 0.6), ss
+        )
+        core = canvas()
+        _draw_path(core, pts, width * ss, _strength_profile(rng, len(pts), 0.6, 1.0), ss)
+        a_s, a_c = down(shoulder), down(core)
+        out = _composite(out, a_s, _tone(rng, False))
+        out = _composite(out, a_c, _tone(rng, True))
+        line_a = np.maximum(line_a, np.maximum(a_c, a_s))
+    # Dust specks: many small, bright or dark, sometimes two touching discs.
+    n_dust = n_of(rng.choice([0.0, 15.0, 60.0, 150.0]) * (w * h) / 256**2 / scale**2)
+    if n_dust:
+        bright = rng.random() < 0.6
+        for group in (bright, not bright):
+            c = canvas()
+            k = int(rng.binomial(n_dust, 0.8 if group == bright else 0.2))
+            for _ in range(k):
+                cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+                r = rng.uniform(0.5, 3.5) ** 1.2 * scale
+                for _ in range(1 + int(rng.random() < 0.3)):
+                    ax, ay = r * rng.uniform(0.6, 1.0), r * rng.uniform(0.6, 1.0)
+                    cv2.ellipse(
+                        c,
+                        (round(cx * ss * 16), round(cy * ss * 16)),
+                        (max(1, round(ax * ss * 16)), max(1, round(ay * ss * 16))),
+                        rng.uniform(0, 180),
+                        0,
+                        360,
+                        float(rng.uniform(0.6, 1.0)),
+                        -1,
+                        cv2.LINE_AA,
+                        4,
+                    )
+                    cx += rng.uniform(-r, r)
+                    cy += rng.uniform(-r, r)
+            a = down(c)
+            out = _composite(out, a, _tone(rng, group))
+            blob_a = np.maximum(blob_a, a)
+    # Stains and spots: a few larger soft blobs (water spots, emulsion loss, mould).
+    for _ in range(n_of(rng.choice([0.0, 0.5, 2.0]))):
+        r = rng.uniform(3, 12) * scale
+        size = int(math.ceil(r * 3))
+        noise = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), r / 3)
+        yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+        field = noise / (noise.std() + 1e-6) * 0.5 + 1.0 - np.hypot(xx, yy) / r
+        blob = np.clip(field * 3, 0, 1) * rng.uniform(0.5, 0.95)
+        cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+        a = np.zeros((h, w), np.float32)
+        y0, x0 = cy - size // 2, cx - size // 2
+        ys, xs = slice(max(0, y0), min(h, y0 + size)), slice(max(0, x0), min(w, x0 + size))
+        a[ys, xs] = blob[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+        roll = rng.random()
+        if roll < 0.4:
+            colour = _tone(rng, True)
+        elif roll < 0.7:
+            colour = np.array([0.55, 0.42, 0.25], np.float32) * rng.uniform(0.6, 1.2)  # sepia stain
+        else:
+            colour = _tone(rng, False)
+        out = _composite(out, a, np.clip(colour, 0, 1))
+        blob_a = np.maximum(blob_a, a)
+
+    out8 = np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+    changed = np.abs(out8.astype(np.int16) - rgb.astype(np.int16)).max(2) >= round(visible * 255)
+    labels = np.zeros((h, w), np.uint8)
+    labels[(blob_a >= 0.3) & changed] = BLOB
+    labels[(line_a >= 0.3) & changed & (line_a >= blob_a)] = LINE
+    return Damage(out8, labels)
+
+
+# ============================================================================ classical detector
+
+
+def _line_kernels(length: int, n_angles: int = 12) -> list[np.ndarray]:
+    """Flat linear structuring elements of ``length`` px at evenly spaced orientations."""
+    kernels = []
+    c = length // 2
+    for i in range(n_angles):
+        t = math.pi * i / n_angles
+        k = np.zeros((length, length), np.uint8)
+        dx, dy = math.cos(t) * c, math.sin(t) * c
+        # two half-lines from the centre, so the anchor pixel is always on the segment
+        cv2.line(k, (c, c), (round(c + dx), round(c + dy)), 1, 1)
+        cv2.line(k, (c, c), (round(c - dx), round(c - dy)), 1, 1)
+        kernels.append(k)
+    return kernels
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+@dataclass(frozen=True)
+class ClassicalParams:
+    """Tuned on synthetic damage over the *training* photos (benchmarks/bench_detect.py --tune)."""
+
+    line_radius: int = 2  # top-hat disk: details narrower than 2r+1 px are candidates
+    line_length: int = 17  # a scratch must be straight over this many px
+    line_k: float = 2.0  # threshold in units of the local residual level (sensitivity 0.5)
+    line_min: float = 0.16  # ... and in absolute gray levels
+    spot_radius: int = 4
+    spot_k: float = 3.0
+    spot_min: float = 0.06
+    spot_max_area: int = 100  # px at 256 px scale
+    line_context: int = 15  # window (px) of the local residual level
+    spot_context: int = 15
+    grow: int = 0  # dilation of the final mask (covers anti-aliased fringes)
+
+
+def _sens_factor(sensitivity: float) -> float:
+    """Threshold multiplier: 1 at 0.5, halves every +0.25 (x4 at 0, x0.25 at 1)."""
+    return float(2.0 ** ((0.5 - sensitivity) * 4))
+
+
+def _residuals(gray: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    k = _disk(radius)
+    bright = gray - cv2.morphologyEx(gray, cv2.MORPH_OPEN, k)
+    dark = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, k) - gray
+    return bright, dark
+
+
+def _local_level(res: np.ndarray, size: int) -> np.ndarray:
+    """Typical residual magnitude around each pixel (box mean of |res|): texture estimate."""
+    return cv2.blur(res, (size, size), borderType=cv2.BORDER_REFLECT)
+
+
+def _hysteresis(score: np.ndarray, high: float, low: float) -> np.ndarray:
+    strong = (score >= high).astype(np.uint8)
+    weak = (score >= low).astype(np.uint8)
+    n, lab = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(lab[strong > 0])] = True
+    keep[0] = False
+    return keep[lab]
+
+
+def _scale_of(shape: tuple[int, ...]) -> float:
+    return max(1.0, math.sqrt(shape[0] * shape[1]) / 256) if len(shape) >= 2 else 1.0
+
+
+def classical_scores(
+    rgb: np.ndarray, p: ClassicalParams | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(line score, line residual, spot score, spot residual), all float32 HxW.
+
+    Scores are residuals divided by their local level, so a line on a textured patch needs more
+    contrast than one on a clear sky.
+    """
+    p = p or ClassicalParams()
+    gray = to_gray(rgb)
+    s = _scale_of(gray.shape)
+    lr = max(1, round(p.line_radius * min(s, 2)))
+    length = int(round(p.line_length * s)) | 1
+    lctx = int(round(p.line_context * s)) | 1
+    sctx = int(round(p.spot_context * s)) | 1
+    kernels = _line_kernels(length)
+    line_res = np.zeros_like(gray)
+    thin = np.zeros_like(gray)
+    for res in _residuals(gray, lr):
+        # Supremum of openings by oriented segments: what survives is straight over `length`.
+        sup = np.zeros_like(res)
+        for k in kernels:
+            np.maximum(sup, cv2.morphologyEx(res, cv2.MORPH_OPEN, k), out=sup)
+        line_res = np.maximum(line_res, sup)
+        thin = np.maximum(thin, res)
+    line_level = _local_level(thin, lctx) + 0.01
+    bright, dark = _residuals(gray, max(2, round(p.spot_radius * s)))
+    spot_res = np.maximum(bright, dark)
+    spot_level = _local_level(spot_res, sctx) + 0.01
+    return line_res / line_level, line_res, spot_res / spot_level, spot_res
+
+
+def _filter_blobs(mask: np.ndarray, max_area: int) -> np.ndarray:
+    """Keep compact components no larger than ``max_area`` (long thin ones are scratches)."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    for i in range(1, n):
+        bw, bh, area = stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT], stats[i, 4]
+        elong = max(bw, bh) ** 2 / max(area, 1)
+        keep[i] = area <= max_area and elong < 8
+    return keep[lab]
+
+
+def line_mask(
+    line_score: np.ndarray, line_res: np.ndarray, p: ClassicalParams, factor: float = 1.0
+) -> np.ndarray:
+    """Scratch pixels: straight residual above both thresholds (hysteresis, low = half)."""
+    score = np.minimum(line_score / (p.line_k * factor), line_res / (p.line_min * factor))
+    return _hysteresis(score, 1.0, 0.5)
+
+
+def spot_mask(
+    spot_score: np.ndarray,
+    spot_res: np.ndarray,
+    p: ClassicalParams,
+    factor: float = 1.0,
+    area_scale: float = 1.0,
+) -> np.ndarray:
+    """Dust / spot pixels: compact components standing out from their neighbourhood."""
+    score = np.minimum(spot_score / (p.spot_k * factor), spot_res / (p.spot_min * factor))
+    return _filter_blobs(_hysteresis(score, 1.0, 0.6), int(p.spot_max_area * area_scale))
+
+
+def grow_mask(mask: np.ndarray, radius: int) -> np.ndarray:
+    if radius <= 0:
+        return mask
+    return cv2.dilate(mask.astype(np.uint8), _disk(radius)) > 0
+
+
+def detect_classical(
+    rgb: np.ndarray,
+    kind: str = "auto",
+    sensitivity: float = DEFAULT_SENSITIVITY,
+    params: ClassicalParams | None = None,
+) -> np.ndarray:
+    """Morphological damage detector; bool HxW."""
+    p = params or ClassicalParams()
+    f = _sens_factor(sensitivity)
+    line_score, line_res, spot_score, spot_res = classical_scores(rgb, p)
+    s = _scale_of(rgb.shape)
+    mask = np.zeros(rgb.shape[:2], bool)
+    if kind in ("scratches", "auto"):
+        mask |= line_mask(line_score, line_res, p, f)
+    if kind in ("spots", "auto"):
+        mask |= spot_mask(spot_score, spot_res, p, f, s * s)
+    return grow_mask(mask, p.grow)
+
+
+# ============================================================================ network detector
+
+
+class _Block(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DamageNet(nn.Module):
+    """Tiny U-Net: RGB in [0, 1] (N3HW) -> logits N2HW (line-like, blob-like damage).
+
+    Three scales (H, H/2, H/4), widths (w, 2w, 3w); H and W must be multiples of 4 (callers pad).
+    """
+
+    def __init__(self, width: int = 12):
+        super().__init__()
+        w1, w2, w3 = width, 2 * width, 3 * width
+        self.enc1 = _Block(3, w1)
+        self.enc2 = _Block(w1, w2)
+        self.enc3 = _Block(w2, w3)
+        self.up2 = _Block(w3 + w2, w2)
+        self.up1 = _Block(w2 + w1, w1)
+        self.head = nn.Conv2d(w1, 2, 1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - 0.5
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        up = nn.functional.interpolate
+        d2 = self.up2(torch.cat([up(e3, scale_factor=2.0, mode="nearest"), e2], 1))
+        d1 = self.up1(torch.cat([up(d2, scale_factor=2.0, mode="nearest"), e1], 1))
+        return self.head(d1)
+
+
+def save_detector(net: DamageNet, path: str | Path, info: dict) -> Path:
+    """Release format: float16 safetensors + config.json (width and provenance)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
+    save_file(sd, str(path / WEIGHTS_FILE))
+    (path / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+def load_detector(path: str | Path | None = None) -> tuple[DamageNet, dict]:
+    """Load released detector weights (eval mode, float32); clear error when missing."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else DETECTOR_WEIGHTS
+    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not (cfg_file.is_file() and w_file.is_file()):
+        raise EdgefillError(
+            f"damage detector weights not found in {path}; use method='classical' "
+            "(--method classical) or reinstall edgefill from a full checkout"
+        )
+    info = json.loads(cfg_file.read_text())
+    net = DamageNet(int(info.get("width", 12)))
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_file)).items()}
+    try:
+        net.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise EdgefillError(f"{w_file}: does not match the detector architecture ({exc})") from None
+    return net.eval().requires_grad_(False), info
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_detector(path: str) -> tuple[DamageNet, dict]:
+    return load_detector(path)
+
+
+def detector_available(path: str | Path | None = None) -> bool:
+    p = Path(path) if path is not None else DETECTOR_WEIGHTS
+    return (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()
+
+
+@torch.inference_mode()
+def net_probabilities(
+    rgb: np.ndarray, net: DamageNet, tile: int = 512, overlap: int = 32
+) -> np.ndarray:
+    """Per-pixel damage probabilities float32 HxWx2 (line, blob), tiled for large photos."""
+    h, w = rgb.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    out = np.zeros((h, w, 2), np.float32)
+    step = tile - 2 * overlap
+    for top in range(0, h, step):
+        for left in range(0, w, step):
+            y0, x0 = max(0, top - overlap), max(0, left - overlap)
+            y1, x1 = min(h, top + step + overlap), min(w, left + step + overlap)
+            patch = x[..., y0:y1, x0:x1]
+            ph, pw = (-patch.shape[-2]) % 4, (-patch.shape[-1]) % 4
+            if ph or pw:
+                mode = "reflect" if patch.shape[-2] > ph and patch.shape[-1] > pw else "replicate"
+                patch = nn.functional.pad(patch, (0, pw, 0, ph), mode=mode)
+            prob = torch.sigmoid(net(patch))[0, :, : y1 - y0, : x1 - x0].permute(1, 2, 0).numpy()
+            ty, tx = top - y0, left - x0
+            th, tw = min(step, h - top), min(step, w - left)
+            out[top : top + th, left : left + tw] = prob[ty : ty + th, tx : tx + tw]
+    return out
+
+
+def _net_threshold(sensitivity: float) -> float:
+    """Probability threshold: 0.5 at sensitivity 0.5, 0.1 at 0.9, 0.9 at 0.1."""
+    return float(np.clip(1.0 - sensitivity, 0.02, 0.98))
+
+
+def detect_net(
+    rgb: np.ndarray,
+    kind: str = "auto",
+    sensitivity: float = DEFAULT_SENSITIVITY,
+    net: DamageNet | None = None,
+    grow: int = 0,
+) -> np.ndarray:
+    """Damage mask from the segmentation network; bool HxW."""
+    if net is None:
+        net, info = _cached_detector(str(DETECTOR_WEIGHTS))
+        grow = int(info.get("grow", grow))
+    prob = net_probabilities(rgb, net)
+    channels = {"scratches": [0], "spots": [1], "auto": [0, 1]}[kind]
+    mask = prob[..., channels].max(2) >= _net_threshold(sensitivity)
+    if grow > 0:
+        mask = cv2.dilate(mask.astype(np.uint8), _disk(grow)) > 0
+    return mask
+
+
+# ============================================================================ entry point
+
+
+def detect_damage(
+    rgb: np.ndarray,
+    kind: str = "auto",
+    sensitivity: float = DEFAULT_SENSITIVITY,
+    method: str = "auto",
+    work_size: int | None = WORK_SIZE,
+) -> np.ndarray:
+    """Damage mask of an RGB uint8 HxWx3 photo: bool HxW, True = damaged (to be inpainted).
+
+    kind: "scratches" (thin line-like defects: scratches, folds, hairs), "spots" (dust, specks,
+    stains) or "auto" (both). sensitivity in [0, 1]: higher flags fainter damage.
+    method: "net", "classical", or "auto" (the network when its weights are installed).
+    work_size: photos whose shorter side is larger are analysed downscaled to it and the mask is
+    scaled back (the detectors look for defects 1-15 px across, as on a print scanned at about
+    300 dpi; on a large scan the same dust is wider). None analyses at full resolution.
+    """
+    if kind not in KINDS:
+        raise EdgefillError(f"unknown damage kind {kind!r}; choose from {', '.join(KINDS)}")
+    if method not in METHODS:
+        raise EdgefillError(f"unknown detector {method!r}; choose from {', '.join(METHODS)}")
+    if not (isinstance(sensitivity, (int, float)) and 0.0 <= sensitivity <= 1.0):
+        raise EdgefillError(f"sensitivity must be a number in [0, 1], got {sensitivity!r}")
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise EdgefillError(f"expected an RGB uint8 HxWx3 array, got {rgb.dtype} {rgb.shape}")
+    if method == "auto":
+        method = "net" if detector_available() else "classical"
+    h, w = rgb.shape[:2]
+    scale = 1.0 if work_size is None else min(1.0, work_size / min(h, w))
+    small = rgb
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    detect = detect_net if method == "net" else detect_classical
+    mask = detect(small, kind, sensitivity)
+    if scale < 1.0:  # generous upscaling: a pixel partly covered by damage is damaged
+        up = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = up >= 0.25
+    return mask
+
+
+# ============================================================================ scoring
+
+
+def mask_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Pixel precision / recall / F1 / IoU of a predicted damage mask (counts summed by callers)."""
+    tp = float(np.count_nonzero(pred & truth))
+    fp = float(np.count_nonzero(pred & ~truth))
+    fn = float(np.count_nonzero(~pred & truth))
+    return {"tp": tp, "fp": fp, "fn": fn}
+
+
+def summarise(counts: list[dict[str, float]]) -> dict[str, float]:
+    tp = sum(c["tp"] for c in counts)
+    fp = sum(c["fp"] for c in counts)
+    fn = sum(c["fn"] for c in counts)
+    precision = tp / max(tp + fp, 1.0)
+    recall = tp / max(tp + fn, 1.0)
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / max(precision + recall, 1e-8),
+        "iou": tp / max(tp + fp + fn, 1.0),
+    }
+
+
+# ============================================================================ training
+
+
+def _photo_cache(files: list[Path], short_side: int) -> list[np.ndarray]:
+    from edgefill.image import load_rgb
+
+    photos = []
+    for f in files:
+        rgb, _ = load_rgb(f)
+        h, w = rgb.shape[:2]
+        s = short_side / min(h, w)
+        if s < 1:
+            rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        photos.append(rgb)
+    return photos
+
+
+def training_batch(
+    photos: list[np.ndarray], rng: np.random.Generator, batch: int, crop: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops (photos cached at 256 px short side) with synthetic damage at 256 px scale.
+
+    Returns (images N3HW float in [0, 1], targets N2HW float {0, 1}: line, blob).
+    """
+    xs, ys = [], []
+    for _ in range(batch):
+        rgb = photos[int(rng.integers(len(photos)))]
+        h, w = rgb.shape[:2]
+        if min(h, w) < crop:
+            s = crop / min(h, w)
+            rgb = cv2.resize(rgb, (math.ceil(w * s), math.ceil(h * s)), cv2.INTER_CUBIC)
+            h, w = rgb.shape[:2]
+        top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        patch = rgb[top : top + crop, left : left + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        if rng.random() < 0.15:  # old photos are often monochrome or sepia
+            g = to_gray(patch)[..., None]
+            tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.88, 0.7])
+            patch = np.clip(g * tint * 255, 0, 255).astype(np.uint8)
+        d = synth_damage(np.ascontiguousarray(patch), rng, amount=rng.uniform(0.0, 1.5), scale=1.0)
+        img = d.image
+        if rng.random() < 0.2:  # a soft scan
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.7))
+        if rng.random() < 0.3:  # JPEG artefacts
+            q = int(rng.integers(70, 96))
+            img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1], 1)
+        xs.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+        ys.append(torch.from_numpy(np.stack([d.labels == LINE, d.labels == BLOB])))
+    return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
+
+
+def train_detector(
+    files: list[Path],
+    out_dir: str | Path,
+    steps: int = 3000,
+    batch: int = 12,
+    crop: int = 96,
+    width: int = 12,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int = 1,
+    save_every: int = 100,
+    stop_at: int | None = None,
+) -> DamageNet:
+    """Train ``DamageNet`` on synthetic damage over ``files``; resumes from ``out_dir/last.pt``.
+
+    Step s draws its batch from rng([seed, s]), so a resumed run sees the same batches as an
+    uninterrupted one. bf16 autocast on CPU (AMX) when available. ``stop_at`` ends the run early
+    (after that step, checkpointed) without changing its schedule.
+    """
+    from tqdm import tqdm
+
+    from edgefill.checkpoint import atomic_torch_save, load_checkpoint
+
+    torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = DamageNet(width)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
+    start = 0
+    if (out / "last.pt").is_file():
+        ck = load_checkpoint(out / "last.pt")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start = int(ck["step"])
+    photos = _photo_cache(files, 256)
+    pos_weight = torch.tensor([4.0, 4.0]).view(1, 2, 1, 1)
+    log = open(out / "train_log.csv", "a")
+    net.train()
+    end = steps if stop_at is None else min(steps, stop_at)
+    for step in tqdm(range(start, end), initial=start, total=steps, desc="detector"):
+        x, y = training_batch(photos, np.random.default_rng([seed, step]), batch, crop)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = net(x)
+        logits = logits.float()
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+        p = torch.sigmoid(logits)
+        inter = (p * y).sum((0, 2, 3))
+        dice = 1 - (2 * inter + 1) / (p.sum((0, 2, 3)) + y.sum((0, 2, 3)) + 1)
+        loss = bce + dice.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        log.write(f"{step + 1},{loss.item():.5f},{bce.item():.5f},{dice.mean().item():.5f}\n")
+        if (step + 1) % save_every == 0 or step + 1 == end:
+            log.flush()
+            atomic_torch_save(
+                {
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "step": step + 1,
+                    "width": width,
+                },
+                out / "last.pt",
+            )
+    log.close()
+    return net.eval()

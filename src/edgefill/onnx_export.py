@@ -1,0 +1,121 @@
+"""ONNX export of the two generators, for the ``onnx`` backend (ONNX Runtime on the CPU).
+
+    edgefill export-onnx WEIGHTS -o DIR     # DIR/edge.onnx, DIR/inpaint.onnx (+ the release)
+    Inpainter.from_pretrained(DIR, backend="onnx")
+
+The graphs take float32 NCHW inputs of any batch size and any height/width that is a multiple
+of 4 (the pipeline pads), exactly the tensors the torch generators take.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgefill.checkpoint import CONFIG_FILE, EDGE_FILE, INPAINT_FILE, load_release
+from edgefill.errors import EdgefillError
+
+OPSET = 17
+ONNX_FILES = {"edge": "edge.onnx", "inpaint": "inpaint.onnx"}
+CHECK_TOLERANCE = 1e-3  # max |onnxruntime - torch| on a random input after export
+
+
+def _export(module: nn.Module, in_channels: int, opset: int = OPSET) -> bytes:
+    from edgefill.pipeline import fuse_for_inference
+
+    module = fuse_for_inference(module).float().cpu().eval()
+    dummy = torch.rand(1, in_channels, 64, 64)
+    buf = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        try:
+            torch.onnx.export(
+                module,
+                (dummy,),
+                buf,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": axes, "output": axes},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except TypeError:  # torch without the dynamo switch
+            torch.onnx.export(
+                module,
+                (dummy,),
+                buf,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": axes, "output": axes},
+                opset_version=opset,
+            )
+    return buf.getvalue()
+
+
+def export_generators(
+    edge_generator: nn.Module, inpaint_generator: nn.Module, opset: int = OPSET
+) -> dict[str, bytes]:
+    """Serialized ONNX models {'edge': bytes, 'inpaint': bytes} of both generators."""
+    return {
+        "edge": _export(edge_generator, 3, opset),
+        "inpaint": _export(inpaint_generator, 4, opset),
+    }
+
+
+def check_export(module: nn.Module, model: bytes, in_channels: int, size: int = 64) -> float:
+    """Max abs difference between ONNX Runtime and torch (fp32) on a random input."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = torch.rand(1, in_channels, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = module.float().cpu().eval()(x).numpy()
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    return float(np.abs(out - ref).max())
+
+
+def export_onnx(weights: str | Path | None, out_dir: str | Path, check: bool = True) -> Path:
+    """Write ``edge.onnx`` and ``inpaint.onnx`` for a release folder into ``out_dir``.
+
+    When ``out_dir`` is another folder, the release files (config + safetensors) are copied
+    along, so it is a complete release usable by both backends. With ``check`` (and
+    onnxruntime installed) each graph is run once and compared with torch.
+    """
+    from edgefill.pipeline import resolve_weights
+
+    src = resolve_weights(weights)
+    out = Path(out_dir)
+    g1, g2, _cfg, _doc = load_release(src)
+    models = export_generators(g1, g2)
+    if check:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            check = False
+    if check:
+        for name, net, ch in (("edge", g1, 3), ("inpaint", g2, 4)):
+            err = check_export(net, models[name], ch)
+            if not err <= CHECK_TOLERANCE:
+                raise EdgefillError(
+                    f"the ONNX export of the {name} generator differs from torch by {err:.3g} "
+                    f"(> {CHECK_TOLERANCE}); please report this with your torch/onnxruntime versions"
+                )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if out.resolve() != src.resolve():
+            for f in (CONFIG_FILE, EDGE_FILE, INPAINT_FILE):
+                shutil.copy2(src / f, out / f)
+        for name, data in models.items():
+            tmp = out / (ONNX_FILES[name] + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(out / ONNX_FILES[name])
+    except OSError as exc:
+        raise EdgefillError(f"{out}: cannot write the ONNX files ({exc.strerror})") from None
+    return out

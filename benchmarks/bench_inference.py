@@ -7,7 +7,8 @@
 Parts: ``peak`` (FLOPs per pixel, measured GEMM rate, theoretical peak), ``latency`` (each case
 in its own subprocess: seconds and peak RSS), ``folder`` (CLI folder throughput, 256 px photos),
 ``train`` (training images/s), ``quality`` (LPIPS of the default fast path against the naive fp32
-whole-image forward on validation photos); ``compile`` (torch.compile vs eager, not in ``all``). Speed uses random weights (speed does not depend on
+whole-image forward on validation photos), ``ablation`` (each inference variant on one generator,
+interleaved); ``compile`` (torch.compile vs eager, not in ``all``). Speed uses random weights (speed does not depend on
 them); quality needs trained weights (``--weights``, else the shipped default, else random
 weights with a warning in the output).
 
@@ -453,6 +454,76 @@ def train_worker(case: dict[str, Any]) -> dict[str, Any]:
     return {**case, "img_s": bs * case["steps"] / dt, "s_per_step": dt / case["steps"]}
 
 
+# ----------------------------------------------------------------------------- ablation
+
+
+def part_ablation(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return [
+        run_worker(
+            {
+                "part": "ablation",
+                "width": w,
+                "blocks": b,
+                "size": 256,
+                "threads": args.threads,
+                "reps": args.reps + 2,
+            },
+            args.timeout,
+        )
+        for w, b in args.model_sizes
+    ]
+
+
+def ablation_worker(case: dict[str, Any]) -> dict[str, Any]:
+    """One generator (G2) at 256 px, each inference variant tried, rounds interleaved."""
+    from edgefill.onnx_export import export_generators
+    from edgefill.pipeline import OnnxEngine, TorchEngine, fuse_for_inference
+
+    torch.set_num_threads(case["threads"])
+    g1, g2 = models(case["width"], case["blocks"])
+    plain = copy.deepcopy(g2).eval()
+    plain_cl = copy.deepcopy(g2).eval().to(memory_format=torch.channels_last)
+    g1, g2 = fuse_for_inference(g1).eval(), fuse_for_inference(g2).eval()
+    fused_cl = copy.deepcopy(g2).to(memory_format=torch.channels_last)
+    bf16 = TorchEngine(g1, g2, torch.device("cpu"), "bf16")
+    bf16_all = copy.deepcopy(g2).to(torch.bfloat16)  # no fp32 head, NCHW
+    onnx = OnnxEngine(dict(export_generators(g1, g2)), case["threads"])
+    x = torch.rand(1, 4, case["size"], case["size"])
+    xcl = x.contiguous(memory_format=torch.channels_last)
+
+    def autocast_cl() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return plain_cl(xcl)
+
+    variants = {
+        "fp32 as written (InstanceNorm2d)": lambda: plain(x),
+        "fp32 fused norm (group-norm kernel)": lambda: g2(x),
+        "fp32 fused norm, channels_last": lambda: fused_cl(xcl),
+        "bf16 autocast, channels_last, InstanceNorm2d": autocast_cl,
+        "bf16 weights, NCHW, no fp32 head": lambda: bf16_all(x.to(torch.bfloat16)),
+        "bf16 weights, channels_last, fp32 head (kept)": lambda: bf16("inpaint", x),
+        "onnxruntime fp32": lambda: onnx("inpaint", x),
+    }
+    out: dict[str, Any] = dict(case)
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    with torch.inference_mode():
+        ref = plain(x)
+        for k, f in variants.items():
+            y = f().float()
+            out[k] = {
+                "max_abs_diff": float((y - ref).abs().max()),
+                "mean_abs_diff": float((y - ref).abs().mean()),
+            }
+        for _ in range(case["reps"]):
+            for k, f in variants.items():
+                c, t = time.process_time(), time.perf_counter()
+                f()
+                times[k].append((time.perf_counter() - t, time.process_time() - c))
+    for k, ts in times.items():
+        out[k] |= {"wall_s": min(t[0] for t in ts), "cpu_s": min(t[1] for t in ts)}
+    return out
+
+
 # ----------------------------------------------------------------------------- torch.compile
 
 
@@ -467,6 +538,8 @@ def compile_worker(case: dict[str, Any]) -> dict[str, Any]:
     from edgefill.pipeline import TorchEngine, fuse_for_inference
 
     torch.set_num_threads(case["threads"])
+    # A cold compile, as a user's first run has: no inductor / FX-graph cache from earlier runs.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgefill-inductor-")
     g1, g2 = (fuse_for_inference(m).eval() for m in models(case["width"], case["blocks"]))
     x = torch.rand(1, 4, case["size"], case["size"])
     out: dict[str, Any] = dict(case)
@@ -506,7 +579,7 @@ def part_quality(args: argparse.Namespace) -> dict[str, Any]:
         "part": "quality",
         "weights": args.weights,
         "n": args.quality_n,
-        "size": 512,
+        "size": args.quality_size,
         "threads": args.threads,
     }
     return run_worker(case, args.timeout * 4)
@@ -704,6 +777,7 @@ def main() -> int:
             "train": train_worker,
             "quality": quality_worker,
             "compile": compile_worker,
+            "ablation": ablation_worker,
         }.get(case.get("part", ""), worker)
         print(json.dumps(fn(case)))
         return 0
@@ -712,7 +786,17 @@ def main() -> int:
     )
     ap.add_argument(
         "part",
-        choices=["all", "peak", "latency", "folder", "train", "quality", "compile", "report"],
+        choices=[
+            "all",
+            "peak",
+            "latency",
+            "folder",
+            "train",
+            "quality",
+            "compile",
+            "ablation",
+            "report",
+        ],
     )
     ap.add_argument("--json", help="write all results here (merged into an existing file)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -728,6 +812,7 @@ def main() -> int:
     )
     ap.add_argument("--folder-n", type=int, default=16)
     ap.add_argument("--quality-n", type=int, default=12)
+    ap.add_argument("--quality-size", type=int, default=512, help="photo side for quality")
     ap.add_argument("--weights", help="release folder for the quality part")
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
@@ -756,7 +841,9 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 
     if args.part in ("all", "peak", "latency"):
+        old = results.get("peak", {}).get("flops_per_pixel", {})
         results["peak"] = part_peak(args)
+        results["peak"]["flops_per_pixel"] = {**old, **results["peak"]["flops_per_pixel"]}
         print(json.dumps(results["peak"], indent=1), flush=True)
         save()
     if args.part in ("all", "latency"):
@@ -778,13 +865,18 @@ def main() -> int:
     if args.part in ("all", "train"):
         results["train"] = part_train(args)
         save()
+    if args.part in ("all", "ablation"):
+        results["ablation"] = part_ablation(args)
+        print(json.dumps(results["ablation"], indent=1), flush=True)
+        save()
     if args.part == "compile":  # not in "all": minutes of compilation for a known answer
         results["compile"] = part_compile(args)
         print(json.dumps(results["compile"], indent=1), flush=True)
         save()
     if args.part in ("all", "quality"):
-        results["quality"] = part_quality(args)
-        print(json.dumps(results["quality"], indent=1), flush=True)
+        key = f"quality_{args.quality_size}"
+        results[key] = part_quality(args)
+        print(json.dumps(results[key], indent=1), flush=True)
         save()
     return 0
 

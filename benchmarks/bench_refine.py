@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         doc = {
             "weights": str(args.weights or "default"),
+            "weights_info": {k: v for k, v in inpainter.info.items() if k != "model"},
             "photos": len(val),
             "size": args.size,
             "seed": args.seed,

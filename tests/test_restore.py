@@ -11,6 +11,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from edgefill.cli import main
+from edgefill.detect import detector_available
 from edgefill.restore import restore, side_by_side
 
 
@@ -42,6 +43,15 @@ def test_restore_detects_drawn_scratches(inpainter):
     unrefined = restore(img, inpainter=inpainter, method="classical", refine_result=False)
     assert np.array_equal(unrefined.mask, r.mask)
     assert np.array_equal(unrefined.image[~r.mask], img[~r.mask])
+
+
+@pytest.mark.skipif(not detector_available(), reason="detector weights not shipped")
+def test_restore_with_the_shipped_detector(inpainter):
+    img, truth = scratched()
+    r = restore(img, inpainter=inpainter)  # method auto: the network
+    assert (r.mask & truth).sum() >= 0.7 * truth.sum()
+    assert r.mask.mean() < 3 * truth.mean()
+    assert np.array_equal(r.image[~r.mask], img[~r.mask])
 
 
 def test_restore_without_damage_returns_the_photo(inpainter):

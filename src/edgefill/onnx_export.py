@@ -35,27 +35,16 @@ def _export(module: nn.Module, in_channels: int, opset: int = OPSET) -> bytes:
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        kwargs = dict(
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": axes, "output": axes},
+            opset_version=opset,
+        )
         try:
-            torch.onnx.export(
-                module,
-                (dummy,),
-                buf,
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": axes, "output": axes},
-                opset_version=opset,
-                dynamo=False,
-            )
+            torch.onnx.export(module, (dummy,), buf, dynamo=False, **kwargs)
         except TypeError:  # torch without the dynamo switch
-            torch.onnx.export(
-                module,
-                (dummy,),
-                buf,
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": axes, "output": axes},
-                opset_version=opset,
-            )
+            torch.onnx.export(module, (dummy,), buf, **kwargs)
     return buf.getvalue()
 
 

@@ -9,6 +9,7 @@ mean of 0.005 and a max of 0.04 on network outputs in [0, 1] (measured here: abo
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +157,15 @@ def test_onnx_engine_matches_torch_fp32() -> None:
     assert np.abs(ea - eb).max() < 1e-3
 
 
-def test_export_onnx_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("hole_fill", ["white", "smooth"])
+def test_export_onnx_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], hole_fill: str
+) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    g1, g2 = generators(6)
-    rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), CFG8, half=False)
+    g1, _ = generators(6)
+    g2 = InpaintGenerator(8, 2, hole_fill)
+    cfg = dataclasses.replace(CFG8, hole_fill=hole_fill)
+    rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), cfg, half=False)
     out = tmp_path / "onnx"
     assert main(["export-onnx", str(rel), "-o", str(out)]) == 0
     assert "edge.onnx" in capsys.readouterr().out

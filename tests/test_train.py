@@ -377,3 +377,24 @@ def test_shipped_configs_load_and_reference_is_the_defaults() -> None:
     for f in sorted(root.glob("*.yaml")):
         load_config(f)
     assert load_config(root / "reference.yaml") == Config()
+
+
+def test_smooth_hole_fill_fine_tunes_from_a_white_run(
+    photos: Path, joint_run: Path, tmp_path: Path
+) -> None:
+    from edgefill.pipeline import Inpainter
+
+    out = tmp_path / "smooth"
+    t = make_trainer(
+        photos, out, "inpaint-on-predicted", "model.hole_fill=smooth",
+        edge_weights=str(joint_run), init=str(joint_run),
+    )  # fmt: skip
+    g2 = t.pairs["inpaint"].g
+    first = g2.encoder[1].weight
+    assert first.shape[1] == 5 and torch.all(first[:, 4] == 0)  # the mask channel starts at zero
+    white = load_checkpoint(latest_checkpoint(joint_run))["pairs"]["inpaint"]["ema"]
+    assert torch.equal(first[:, :4], white["encoder.1.weight"])
+    t.fit(max_steps=2)
+    assert main(["export", str(out), "-o", str(tmp_path / "rel")]) == 0
+    inp = Inpainter.from_pretrained(tmp_path / "rel")
+    assert inp.config.hole_fill == "smooth" and inp.g2.in_channels == 5

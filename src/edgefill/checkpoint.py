@@ -160,7 +160,7 @@ def load_release(
         raise EdgefillError(f"weights folder not found: {path}")
     cfg, doc = read_release_config(path)
     g1 = EdgeGenerator(cfg.width, cfg.edge_blocks)
-    g2 = InpaintGenerator(cfg.width, cfg.inpaint_blocks)
+    g2 = InpaintGenerator(cfg.width, cfg.inpaint_blocks, cfg.hole_fill)
     _load_into(g1, path / EDGE_FILE)
     _load_into(g2, path / INPAINT_FILE)
     return g1.eval(), g2.eval(), cfg, doc

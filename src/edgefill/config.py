@@ -18,6 +18,10 @@ from edgefill.errors import EdgefillError
 
 STAGES = ("edge", "inpaint", "inpaint-on-predicted", "joint")
 GAN_LOSSES = ("nsgan", "lsgan", "hinge")
+# How G2 sees the hole. "white": painted white, 4 input channels (the reference). "smooth": painted
+# with a pull-push interpolation of the surrounding colours plus the mask as a 5th channel, so a
+# small G2 starts from the right low frequencies instead of carrying colour across a large hole.
+HOLE_FILLS = ("white", "smooth")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class ModelConfig:
     canny_sigma: float = 2.0
     # None keeps the edge generator's soft probabilities; a float binarises them.
     edge_threshold: float | None = None
+    hole_fill: str = "white"
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,10 @@ def validate(cfg: Config) -> None:
     if cfg.data.crop_size < 16 or cfg.data.crop_size % 4:
         raise EdgefillError(
             f"data.crop_size must be a multiple of 4 and >= 16, got {cfg.data.crop_size}"
+        )
+    if cfg.model.hole_fill not in HOLE_FILLS:
+        raise EdgefillError(
+            f"model.hole_fill must be one of {HOLE_FILLS}, got {cfg.model.hole_fill!r}"
         )
     if cfg.train.amp not in ("auto", "bf16", "fp32"):
         raise EdgefillError(f"train.amp must be auto, bf16 or fp32, got {cfg.train.amp!r}")

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
+
+from edgefill.config import HOLE_FILLS
 
 
 def _sn(module: nn.Module, use: bool) -> nn.Module:
@@ -98,13 +101,66 @@ class EdgeGenerator(_Generator):
 
 
 class InpaintGenerator(_Generator):
-    """G2: (masked RGB, composite edges) -> RGB in [0, 1]."""
+    """G2: (masked RGB, composite edges[, mask]) -> RGB in [0, 1]; build inputs with inpaint_input."""
 
-    def __init__(self, width: int = 64, blocks: int = 8):
-        super().__init__(4, 3, width, blocks, use_spectral_norm=False)
+    def __init__(self, width: int = 64, blocks: int = 8, hole_fill: str = "white"):
+        if hole_fill not in HOLE_FILLS:
+            raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
+        self.in_channels = 4 if hole_fill == "white" else 5
+        super().__init__(self.in_channels, 3, width, blocks, use_spectral_norm=False)
+        self.hole_fill = hole_fill
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (torch.tanh(self.logits(x)) + 1) / 2
+
+
+def smooth_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pull-push fill: hole pixels (mask 1) from a pyramid of known-pixel averages, kept pixels kept.
+
+    Each level halves the image, averaging known pixels only; going back up, a pixel's colour is
+    its known average weighted by its known fraction plus, for the rest, the level below upsampled
+    (at full resolution the fraction is 0 or 1). An image with no known pixel is mid-grey.
+    """
+    known = (mask < 0.5).to(image.dtype)
+    levels = []
+    x, w = image * known, known
+    while max(x.shape[-2:]) > 1:
+        levels.append((x, w))
+        x = F.avg_pool2d(x, 2, ceil_mode=True)
+        w = F.avg_pool2d(w, 2, ceil_mode=True)
+    colour = torch.where(w > 0, x / w.clamp_min(1e-8), torch.full_like(x, 0.5))
+    for x, w in reversed(levels):
+        up = F.interpolate(colour, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        colour = x + up * (1 - w)  # x is already the known average times the known fraction
+    return colour
+
+
+def inpaint_input(
+    image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor, hole_fill: str = "white"
+) -> torch.Tensor:
+    """G2 input from the photo (Bx3), the hole (Bx1, 1 = missing) and the composite edges (Bx1)."""
+    if hole_fill == "white":
+        return torch.cat([image * (1 - mask) + mask, edges], 1)
+    if hole_fill == "smooth":
+        return torch.cat([smooth_fill(image, mask), edges, mask], 1)
+    raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
+
+
+def widen_input(sd: Mapping[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict ``sd`` with first-conv weights zero-padded to ``module``'s extra input channels.
+
+    Lets a 4-channel G2 (hole_fill "white") initialise a 5-channel one: the new mask channel starts
+    with no influence and training gives it one.
+    """
+    target = module.state_dict()
+    out = dict(sd)
+    for k, v in sd.items():
+        t = target.get(k)
+        if t is not None and v.dim() == 4 and t.dim() == 4 and v.shape[1] < t.shape[1]:
+            if v.shape[0] == t.shape[0] and v.shape[2:] == t.shape[2:]:
+                pad = v.new_zeros(v.shape[0], t.shape[1] - v.shape[1], *v.shape[2:])
+                out[k] = torch.cat([v, pad], 1)
+    return out
 
 
 class Discriminator(nn.Module):

@@ -54,7 +54,7 @@ def export_generators(
     """Serialized ONNX models {'edge': bytes, 'inpaint': bytes} of both generators."""
     return {
         "edge": _export(edge_generator, 3, opset),
-        "inpaint": _export(inpaint_generator, 4, opset),
+        "inpaint": _export(inpaint_generator, inpaint_generator.in_channels, opset),
     }
 
 
@@ -89,7 +89,7 @@ def export_onnx(weights: str | Path | None, out_dir: str | Path, check: bool = T
         except ImportError:
             check = False
     if check:
-        for name, net, ch in (("edge", g1, 3), ("inpaint", g2, 4)):
+        for name, net, ch in (("edge", g1, 3), ("inpaint", g2, g2.in_channels)):
             err = check_export(net, models[name], ch)
             if not err <= CHECK_TOLERANCE:
                 raise EdgefillError(

@@ -44,7 +44,7 @@ from edgefill.edges import canny_edges, composite, threshold, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, load_rgb, save_image, to_tensor
 from edgefill.masks import load_mask, mask_from_alpha
-from edgefill.networks import EdgeGenerator, InpaintGenerator
+from edgefill.networks import EdgeGenerator, InpaintGenerator, inpaint_input
 from edgefill.onnx_export import ONNX_FILES
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
@@ -512,7 +512,7 @@ class Inpainter:
         img = to_tensor(rgb)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        x, (h, w) = pad_to_stride(torch.cat([img * (1 - m) + m, e], 1))
+        x, (h, w) = pad_to_stride(inpaint_input(img, m, e, self.config.hole_fill))
         out = self.engine("inpaint", x)[..., :h, :w]
         return out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 

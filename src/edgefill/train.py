@@ -38,7 +38,13 @@ from edgefill.data import PhotoDataset, StepSampler, collate, list_images, split
 from edgefill.edges import composite
 from edgefill.errors import EdgefillError
 from edgefill.metrics import LPIPS, edge_scores, l1, psnr, ssim
-from edgefill.networks import Discriminator, EdgeGenerator, InpaintGenerator
+from edgefill.networks import (
+    Discriminator,
+    EdgeGenerator,
+    InpaintGenerator,
+    inpaint_input,
+    widen_input,
+)
 from edgefill.vgg import default_vgg_path, load_vgg16
 
 CKPT_DIR = "checkpoints"
@@ -59,11 +65,6 @@ def edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     m = batch["mask"]
     gray = batch["gray"] * (1 - m) + m
     return torch.cat([gray, batch["edges_known"] * (1 - m), m], 1)
-
-
-def inpaint_input(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """G2 input: RGB with the hole painted white, composite edge map."""
-    return torch.cat([image * (1 - mask) + mask, edges], 1)
 
 
 def lr_factor(step: int, decay_steps: int, min_ratio: float) -> float:
@@ -224,7 +225,7 @@ class Trainer:
             self.pairs["edge"] = self._pair(EdgeGenerator(m.width, m.edge_blocks), Discriminator(2))
         if self.stage != "edge":
             self.pairs["inpaint"] = self._pair(
-                InpaintGenerator(m.width, m.inpaint_blocks), Discriminator(3)
+                InpaintGenerator(m.width, m.inpaint_blocks, m.hole_fill), Discriminator(3)
             )
         self.frozen_edge: EdgeGenerator | None = None
         if self.stage == "inpaint-on-predicted":
@@ -237,7 +238,7 @@ class Trainer:
             self.frozen_edge = g1.to(self.device).eval().requires_grad_(False)
         if self.init:
             for name, pair in self.pairs.items():
-                sd = load_generator_from(self.init, name)
+                sd = widen_input(load_generator_from(self.init, name), pair.g)
                 pair.g.load_state_dict(sd)
                 if pair.ema is not None:
                     pair.ema.load_state_dict(sd)
@@ -361,7 +362,9 @@ class Trainer:
                 pair, image = self.pairs["inpaint"], batch["image"]
                 # joint: `pred` is not detached, so G2's losses train G1 too (end to end).
                 edges = composite(batch["edges_known"], pred, mask)
-                out = pair.g_run(inpaint_input(image, mask, edges)).float()
+                out = pair.g_run(
+                    inpaint_input(image, mask, edges, self.cfg.model.hole_fill)
+                ).float()
                 merged = out * mask + image * (1 - mask)
                 fake_logits, _ = pair.d(out)
                 terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
@@ -491,7 +494,7 @@ class Trainer:
                     sums[f"edge_{k}"] = sums.get(f"edge_{k}", 0.0) + v * len(mask)
             out = batch["image"] * (1 - mask) + mask
             if g2 is not None:
-                pred = g2(inpaint_input(batch["image"], mask, edges))
+                pred = g2(inpaint_input(batch["image"], mask, edges, self.cfg.model.hole_fill))
                 out = pred * mask + batch["image"] * (1 - mask)
                 scores = {
                     "psnr": psnr(out, batch["image"]),

@@ -188,7 +188,7 @@ def detail(resp, status: int) -> str:
     return str(body["detail"])
 
 
-@pytest.mark.parametrize("route", ["/api/inpaint", "/api/edges"])
+@pytest.mark.parametrize("route", ["/api/inpaint", "/api/edges", "/api/detect"])
 def test_not_an_image(client: TestClient, route: str) -> None:
     r = client.post(route, files=files(b"hello, I am text", png(mask_array())))
     assert "photo: not an image" in detail(r, 400)
@@ -335,6 +335,74 @@ def test_loader_error_is_503_with_the_reason() -> None:
         assert "weights are missing" in detail(r, 503)
         h = c.get("/api/health").json()
     assert h["status"] == "error" and "weights are missing" in h["detail"]
+
+
+# ----------------------------------------------------------------------------- damage detection
+
+
+def damaged_photo() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clean photo, the same with a bright scratch and three dark specks, where the damage is)."""
+    import cv2
+
+    y, x = np.mgrid[:120, :160].astype(np.float32)
+    clean = np.stack([90 + 60 * y / 120, 140 + 50 * y / 120, 220 - 40 * x / 160], -1)
+    clean = clean.round().astype(np.uint8)
+    damaged, truth = clean.copy(), np.zeros((120, 160), np.uint8)
+    for img, colour in ((damaged, (250, 250, 250)), (truth, 1)):
+        cv2.line(img, (20, 20), (140, 100), colour, 2)
+    for c in [(30, 90), (60, 40), (130, 70)]:
+        for img, colour in ((damaged, (15, 15, 15)), (truth, 1)):
+            cv2.circle(img, c, 2, colour, -1)
+    return clean, damaged, truth > 0
+
+
+def test_health_announces_the_detector(client: TestClient) -> None:
+    from edgefill.detect import detector_available
+
+    body = client.get("/api/health").json()
+    assert body["detect"] is True
+    assert body["detect_method"] == ("net" if detector_available() else "classical")
+
+
+def test_detect_finds_scratches_and_spots_and_matches_the_library(client: TestClient) -> None:
+    from edgefill.detect import detect_damage
+
+    clean, damaged, truth = damaged_photo()
+    r = client.post("/api/detect", files=files(png(damaged)))
+    mask = decode(r)
+    assert mask.shape == truth.shape and set(np.unique(mask)) <= {0, 255}
+    found = mask > 0
+    np.testing.assert_array_equal(found, detect_damage(damaged))
+    assert (found & truth).sum() / truth.sum() > 0.9  # recall on the drawn damage
+    assert float(r.headers["X-Edgefill-Damage-Fraction"]) == pytest.approx(found.mean(), abs=1e-6)
+    assert not decode(client.post("/api/detect", files=files(png(clean)))).any()
+    # kind and sensitivity are form fields passed through to the detector.
+    data = {"kind": "scratches", "sensitivity": "0.8"}
+    lines = decode(client.post("/api/detect", files=files(png(damaged)), data=data)) > 0
+    np.testing.assert_array_equal(lines, detect_damage(damaged, "scratches", 0.8))
+
+
+@pytest.mark.parametrize(
+    "data,status,words",
+    [
+        ({"kind": "mould"}, 400, "scratches, spots, auto"),
+        ({"sensitivity": "1.5"}, 400, "sensitivity"),
+        ({"sensitivity": "high"}, 422, "sensitivity"),
+    ],
+)
+def test_detect_bad_options(client: TestClient, data: dict, status: int, words: str) -> None:
+    r = client.post("/api/detect", files=files(png(damaged_photo()[1])), data=data)
+    assert words in str(detail(r, status))
+
+
+def test_detect_needs_no_model() -> None:
+    def loader() -> Inpainter:
+        raise EdgefillError("the default model weights are missing (somewhere)")
+
+    with TestClient(create_app(loader), raise_server_exceptions=False) as c:
+        r = c.post("/api/detect", files=files(png(damaged_photo()[1])))
+        assert r.status_code == 200 and decode(r).any()
+        assert c.get("/api/health").json()["model_loaded"] is False
 
 
 def test_loader_is_called_once(inpainter: Inpainter) -> None:

@@ -179,7 +179,7 @@ def test_paint_inpaint_and_edit_edges(laptop: Page, photo_path: Path) -> None:
     photo = make_photo()
     laptop.shot("01-empty-laptop.png")
     assert page.is_disabled("#inpaint")
-    assert page.locator("#detect-damage").count() == 1  # reserved for the damage detector
+    assert page.is_visible("#detect-damage") and page.is_disabled("#detect-damage")
 
     laptop.open_photo(photo_path)
     assert page.evaluate("window.edgefill.size") == [W, H]
@@ -271,6 +271,53 @@ def test_keyboard_shortcuts_and_errors(laptop: Page, photo_path: Path, tmp_path:
     np.testing.assert_array_equal((got[..., 0] if got.ndim == 3 else got) > 0, m > 0)
     page.keyboard.press("Control+z")
     page.wait_for_function("() => document.getElementById('inpaint').disabled")
+
+
+def test_detect_damage_fills_the_mask_layer(laptop: Page, tmp_path: Path) -> None:
+    """The button adds the detected scratches and dust to what is painted, as one undo step."""
+    import cv2
+
+    page = laptop.page
+    photo = make_photo()
+    truth = np.zeros((H, W), np.uint8)
+    for img, colour in ((photo, (250, 250, 250)), (truth, 1)):
+        cv2.line(img, (20, 20), (140, 100), colour, 2)
+    for c in [(30, 95), (60, 40), (130, 60)]:
+        for img, colour in ((photo, (15, 15, 15)), (truth, 1)):
+            cv2.circle(img, c, 2, colour, -1)
+    path = tmp_path / "scratched.png"
+    Image.fromarray(photo).save(path)
+    laptop.open_photo(path)
+    laptop.stroke([(140, 20), (150, 30)])  # a hand-painted mark the detection must keep
+    page.wait_for_function("() => !document.getElementById('inpaint').disabled")
+    painted = laptop.download("#download-mask")[..., 0] > 0
+
+    page.click("#detect-damage")
+    laptop.wait_idle()
+    page.wait_for_selector("#toast:not(.error)")
+    assert "damaged" in page.inner_text("#toast")
+    laptop.shot("07-detected-laptop.png")
+    mask = laptop.download("#download-mask")
+    hole = (mask[..., 0] if mask.ndim == 3 else mask) > 0
+    t = truth > 0
+    assert (hole & t).sum() / t.sum() > 0.9, "the drawn damage is not in the mask"
+    assert hole[painted].all(), "the painted mark was lost"
+    assert hole.mean() < 0.15
+
+    # One undo step takes the detection back and leaves the painted mark.
+    page.keyboard.press("Control+z")
+    page.wait_for_timeout(100)
+    back = laptop.download("#download-mask")
+    np.testing.assert_array_equal((back[..., 0] if back.ndim == 3 else back) > 0, painted)
+
+    # The D key runs it again; the result can be inpainted like a painted mask.
+    page.keyboard.press("d")
+    laptop.wait_idle()
+    page.click("#inpaint")
+    laptop.wait_idle()
+    page.wait_for_function("() => window.edgefill.view === 'result'")
+    result = laptop.download("#download-result")
+    np.testing.assert_array_equal(result[~hole], photo[~hole])
 
 
 def test_large_photo_is_shown_scaled_and_processed_at_full_size(

@@ -7,6 +7,7 @@ API (OpenAPI schema at ``/api/openapi.json``):
 
 - ``POST /api/edges``   photo + mask            -> PNG edge map (white lines on black)
 - ``POST /api/inpaint`` photo + mask [+ edges]  -> PNG result, same size as the photo
+- ``POST /api/detect``  photo [+ kind, sensitivity] -> PNG damage mask (white = damaged)
 - ``GET  /api/health``  model and limits as JSON
 
 The model loads once. Model calls run one at a time (an asyncio lock) on a worker thread, so the
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,6 +39,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefill import __version__
+from edgefill.detect import DEFAULT_SENSITIVITY, KINDS, detect_damage, detector_available
 from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb
 from edgefill.masks import load_mask, mask_from_alpha
@@ -76,6 +78,14 @@ EdgesField = Annotated[
         description="optional edited edge map (white lines on black, photo size); "
         "its values replace the predicted edges inside the hole"
     ),
+]
+
+
+KindField = Annotated[
+    str, Form(description=f"damage to look for: {', '.join(KINDS)} (auto = scratches and spots)")
+]
+SensitivityField = Annotated[
+    float, Form(description="0 to 1; higher flags fainter damage and more pixels")
 ]
 
 
@@ -183,8 +193,11 @@ class ModelRunner:
     def inpainter(self) -> Inpainter | None:
         return self._inpainter
 
-    async def run(self, fn: Callable[[Inpainter], Any]) -> Any:
-        """Run ``fn(inpainter)`` on a worker thread once every earlier call has finished."""
+    async def run(self, fn: Callable[[Inpainter | None], Any], needs_model: bool = True) -> Any:
+        """Run ``fn(inpainter)`` on a worker thread once every earlier call has finished.
+
+        ``needs_model=False`` (damage detection) passes None and never loads the model, so it
+        works while the model is still loading or failed to load."""
         if self.waiting >= self.max_queue:
             raise UploadError(
                 503, f"the server is busy ({self.waiting} requests waiting); try again shortly"
@@ -194,7 +207,9 @@ class ModelRunner:
             async with self._get_lock():
                 # Cancellation (client gone) waits for the thread, so the lock is never released
                 # while the model is still running.
-                result = await anyio.to_thread.run_sync(lambda: fn(self._ensure_loaded()))
+                result = await anyio.to_thread.run_sync(
+                    lambda: fn(self._ensure_loaded() if needs_model else None)
+                )
                 self.served += 1
                 return result
         finally:
@@ -412,6 +427,10 @@ def create_app(
                 "inpaint_blocks": inp.config.inpaint_blocks,
                 "info": {k: v for k, v in inp.info.items() if isinstance(v, (str, int, float))},
             },
+            # The page shows its "Detect damage" button when this is true; "net" or "classical"
+            # says which detector method="auto" picks (the network needs its installed weights).
+            "detect": True,
+            "detect_method": "net" if detector_available() else "classical",
             "busy": runner.waiting,
             "served": runner.served,
             "max_upload_bytes": max_upload_bytes,
@@ -454,6 +473,25 @@ def create_app(
         out = result if alpha is None else np.dstack([result, alpha])
         data = await anyio.to_thread.run_sync(encode_png, out)
         return _png(data, seconds)
+
+    @app.post("/api/detect", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
+    async def detect(
+        photo: PhotoField,
+        kind: KindField = "auto",
+        sensitivity: SensitivityField = DEFAULT_SENSITIVITY,
+    ) -> Response:
+        """Find scratches, folds, dust and spots: a mask of the photo's size, white = damaged.
+
+        The header ``X-Edgefill-Damage-Fraction`` gives the flagged share of the photo."""
+        photo_img = await read(photo, "photo")
+        rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, max_pixels)
+        t0 = time.perf_counter()
+        mask = await runner.run(lambda _: detect_damage(rgb, kind, sensitivity), needs_model=False)
+        seconds = time.perf_counter() - t0
+        data = await anyio.to_thread.run_sync(encode_png, mask.astype(np.uint8) * 255, 1)
+        resp = _png(data, seconds)
+        resp.headers["X-Edgefill-Damage-Fraction"] = f"{float(mask.mean()):.6f}"
+        return resp
 
     # The page. StaticFiles resolves every path inside ``static_dir`` and refuses anything that
     # would leave it (../, %2e%2e, symlinks), answering 404.

@@ -388,6 +388,7 @@
     $("redo").disabled = busy || !layer || !layer.undone.length;
     $("clear").disabled = busy || !layer || !layer.ops.length;
     $("load-mask").disabled = busy || !has;
+    $("detect-damage").disabled = busy || !has;
     $("fit").disabled = !has;
     $("inpaint").disabled = busy || !has || !state.maskHasPixels;
     $("download-result").disabled = !state.result;
@@ -499,7 +500,7 @@
         throw new UserError(errorText(detail, resp.status));
       }
       const blob = await resp.blob();
-      return { blob, seconds: resp.headers.get("X-Edgefill-Seconds") };
+      return { blob, seconds: resp.headers.get("X-Edgefill-Seconds"), headers: resp.headers };
     } catch (e) {
       if (e.name === "AbortError") throw new Cancelled("cancelled");
       throw e;
@@ -549,16 +550,41 @@
     }
   }
 
+  // Mark scratches, folds, dust and spots found by the server's detector: added to what is
+  // painted already, as one undoable mask step the user can then paint over or erase.
+  async function detectDamage() {
+    if (!state.photo || state.busy) return;
+    try {
+      const form = new FormData();
+      form.append("photo", state.photoFile, state.photoName);
+      const { blob, headers } = await post("/api/detect", form, "Looking for scratches and dust…");
+      const found = await grayToAlpha(blob, state.W, state.H, true);
+      const merged = makeCanvas(state.W, state.H);
+      const ctx = merged.getContext("2d");
+      ctx.drawImage(state.mask.canvas, 0, 0);
+      ctx.drawImage(found, 0, 0);
+      state.mask.push({ type: "image", canvas: merged });
+      maskChanged();
+      if (state.view !== "mask") setView("mask");
+      const share = Number(headers.get("X-Edgefill-Damage-Fraction") || 0);
+      toast(
+        share > 0
+          ? `Marked ${(share * 100).toFixed(share < 0.001 ? 2 : 1)} % of the photo as damaged: ` +
+              "check it, paint what was missed, erase what is not damage"
+          : "No scratches or dust found; paint the damage by hand",
+      );
+    } catch (e) {
+      reportError(e);
+    }
+  }
+
   async function loadHealth() {
     try {
       const r = await fetch("/api/health");
       const h = await r.json();
       state.limits = { max_upload_bytes: h.max_upload_bytes, max_pixels: h.max_pixels };
       if (h.status !== "ok") toast(`The model is not available: ${h.detail}`, "error");
-      // Reserved: the damage detector will announce itself here.
-      if (h.detect) {
-        $("detect-damage").hidden = false;
-      }
+      $("detect-damage").hidden = !h.detect;
     } catch (e) {
       toast("Cannot reach the edgefill server. Is `edgefill serve` still running?", "error");
     }
@@ -922,6 +948,7 @@
   $("clear").addEventListener("click", clearLayer);
   $("fit").addEventListener("click", fit);
   $("inpaint").addEventListener("click", inpaint);
+  $("detect-damage").addEventListener("click", detectDamage);
   $("cancel").addEventListener("click", () => state.abort && state.abort.abort());
   $("keep-result").addEventListener("click", keepResult);
   $("show-edges-again").addEventListener("click", () => setView("edges"));
@@ -990,6 +1017,8 @@
       if (!state.busy) setView(["mask", "edges", "result"][Number(key) - 1]);
     } else if (key === "f") {
       fit();
+    } else if (key === "d") {
+      if (!$("detect-damage").hidden) detectDamage();
     } else if (key === "o") {
       pickPhoto();
     } else if (e.key === "?") {

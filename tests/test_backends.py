@@ -157,7 +157,7 @@ def test_onnx_engine_matches_torch_fp32() -> None:
     assert np.abs(ea - eb).max() < 1e-3
 
 
-@pytest.mark.parametrize("hole_fill", ["white", "smooth"])
+@pytest.mark.parametrize("hole_fill", ["white", "telea"])
 def test_export_onnx_round_trip(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], hole_fill: str
 ) -> None:

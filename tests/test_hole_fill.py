@@ -1,4 +1,4 @@
-"""G2's hole fill: the reference's white hole and the pull-push "smooth" fill with a mask channel."""
+"""G2's hole fill: the reference's white hole, or a Telea pre-fill with a mask channel that G2 corrects."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from edgefill.errors import EdgefillError
 from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
+    adapt_inpaint_state,
     inpaint_input,
-    smooth_fill,
-    widen_input,
+    telea_fill,
 )
 from edgefill.pipeline import Inpainter
 
-SMOOTH = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="smooth")
+TELEA = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
 
 
 def _hole(h: int, w: int, box: tuple[int, int, int, int]) -> torch.Tensor:
@@ -32,96 +32,107 @@ def _hole(h: int, w: int, box: tuple[int, int, int, int]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("h,w", [(37, 50), (64, 64), (1, 7), (9, 1)])
-def test_smooth_fill_keeps_known_pixels(h: int, w: int) -> None:
+def test_telea_fill_keeps_known_pixels_exactly(h: int, w: int) -> None:
     img = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
     m = (torch.rand(2, 1, h, w, generator=torch.Generator().manual_seed(1)) > 0.6).float()
-    out = smooth_fill(img, m)
-    assert out.shape == img.shape
+    out = telea_fill(img, m)
+    assert out.shape == img.shape and out.dtype == img.dtype
     assert torch.equal(out * (1 - m), img * (1 - m))
 
 
-def test_smooth_fill_of_a_flat_photo_is_flat() -> None:
-    img = torch.empty(1, 3, 40, 52)
-    img[:, 0], img[:, 1], img[:, 2] = 0.2, 0.7, 0.4
-    out = smooth_fill(img, _hole(40, 52, (5, 35, 10, 45)))
-    torch.testing.assert_close(out, img)
+def test_telea_fill_is_the_classical_baseline_inside_the_hole() -> None:
+    from edgefill.baselines import inpaint
+
+    rgb, hole = photo_array(), box_hole()
+    want = inpaint("telea", rgb, hole)
+    img = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    got = telea_fill(img, torch.from_numpy(hole)[None, None].float())
+    got = got[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(got, want)
 
 
-def test_smooth_fill_interpolates_between_the_sides() -> None:
-    # Left half black, right half white, a hole across the border: the fill ramps from dark on
-    # the left of the hole to bright on its right, never leaving [0, 1].
-    img = torch.zeros(1, 3, 64, 64)
-    img[..., 32:] = 1
-    out = smooth_fill(img, _hole(64, 64, (16, 48, 16, 48)))
-    row = out[0, 0, 32, 16:48]
-    assert row[0] < 0.25 and row[-1] > 0.75
-    assert torch.all(row[1:] >= row[:-1] - 1e-6)
-    assert out.min() >= 0 and out.max() <= 1
-
-
-def test_smooth_fill_of_an_all_hole_image_is_grey() -> None:
-    out = smooth_fill(torch.rand(1, 3, 20, 30), torch.ones(1, 1, 20, 30))
-    torch.testing.assert_close(out, torch.full_like(out, 0.5))
+def test_telea_fill_of_an_all_hole_image_is_grey() -> None:
+    out = telea_fill(torch.rand(1, 3, 20, 30), torch.ones(1, 1, 20, 30))
+    torch.testing.assert_close(out, torch.full_like(out, 128 / 255))
 
 
 def test_inpaint_input_channels() -> None:
     img, m, e = torch.rand(1, 3, 16, 16), _hole(16, 16, (4, 12, 4, 12)), torch.rand(1, 1, 16, 16)
     white = inpaint_input(img, m, e, "white")
-    smooth = inpaint_input(img, m, e, "smooth")
-    assert white.shape[1] == 4 and smooth.shape[1] == 5
+    telea = inpaint_input(img, m, e, "telea")
+    assert white.shape[1] == 4 and telea.shape[1] == 5
     assert torch.all(white[:, :3, 4:12, 4:12] == 1)  # the reference paints the hole white
-    assert torch.equal(smooth[:, 4:], m)
-    assert torch.equal(smooth[:, :3], smooth_fill(img, m))
+    assert torch.equal(telea[:, :3], telea_fill(img, m))
+    assert torch.equal(telea[:, 3:4], e) and torch.equal(telea[:, 4:], m)
     with pytest.raises(ValueError, match="hole_fill"):
         inpaint_input(img, m, e, "black")
     with pytest.raises(ValueError, match="hole_fill"):
         InpaintGenerator(4, 1, "black")
-    assert InpaintGenerator(4, 1, "smooth").encoder[1].weight.shape[1] == 5
+    assert InpaintGenerator(4, 1, "telea").encoder[1].weight.shape[1] == 5
+
+
+def test_prefilled_generator_outputs_a_correction_of_its_input() -> None:
+    torch.manual_seed(0)
+    g = InpaintGenerator(4, 1, "telea").eval()
+    x = torch.rand(1, 5, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), x[:, :3] + torch.tanh(g.logits(x)))
+        white = InpaintGenerator(4, 1, "white").eval()
+        y = white(x[:, :4])
+    assert y.min() >= 0 and y.max() <= 1
 
 
 def test_hole_fill_is_validated_in_the_config() -> None:
     assert Config().model.hole_fill == "white"
-    assert from_dict({"model": {"hole_fill": "smooth"}}).model.hole_fill == "smooth"
+    assert from_dict({"model": {"hole_fill": "telea"}}).model.hole_fill == "telea"
     with pytest.raises(EdgefillError, match="hole_fill"):
         from_dict({"model": {"hole_fill": "black"}})
 
 
-def test_widen_input_lets_a_white_g2_initialise_a_smooth_one() -> None:
+def test_a_white_g2_starts_a_telea_one_as_exactly_its_prefill() -> None:
     torch.manual_seed(0)
-    g4, g5 = InpaintGenerator(4, 1, "white").eval(), InpaintGenerator(4, 1, "smooth").eval()
+    g4, g5 = InpaintGenerator(4, 1, "white").eval(), InpaintGenerator(4, 1, "telea").eval()
     with pytest.raises(RuntimeError):
         g5.load_state_dict(g4.state_dict())
-    g5.load_state_dict(widen_input(g4.state_dict(), g5))
-    # The new mask channel starts with zero weights: same output as the 4-channel network.
-    x = torch.rand(1, 4, 32, 32)
-    x5 = torch.cat([x, torch.rand(1, 1, 32, 32)], 1)
+    sd = adapt_inpaint_state(g4.state_dict(), g5)
+    g5.load_state_dict(sd)
+    x = torch.rand(1, 5, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(g5(x5), g4(x))
-    # Matching shapes pass through untouched.
-    sd = widen_input(g5.state_dict(), g5)
-    assert all(torch.equal(sd[k], v) for k, v in g5.state_dict().items())
+        torch.testing.assert_close(g5(x), x[:, :3])
+    # Every other learned weight is kept; the mask channel starts at zero.
+    w4, w5 = g4.state_dict()["encoder.1.weight"], sd["encoder.1.weight"]
+    assert torch.equal(w5[:, :4], w4) and torch.all(w5[:, 4] == 0)
+    assert torch.equal(
+        sd["middle.0.conv_block.1.weight"], g4.state_dict()["middle.0.conv_block.1.weight"]
+    )
+    # Matching shapes pass through untouched; other mismatches are left for load_state_dict.
+    same = adapt_inpaint_state(g5.state_dict(), g5)
+    assert all(torch.equal(same[k], v) for k, v in g5.state_dict().items())
+    wide = InpaintGenerator(8, 1, "telea")
+    with pytest.raises(RuntimeError):
+        wide.load_state_dict(adapt_inpaint_state(g4.state_dict(), wide))
 
 
-def test_smooth_release_round_trip_and_pipeline(tmp_path: Path) -> None:
+def test_telea_release_round_trip_and_pipeline(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    g1, g2 = EdgeGenerator(4, 1), InpaintGenerator(4, 1, "smooth")
-    rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), SMOOTH)
+    g1, g2 = EdgeGenerator(4, 1), InpaintGenerator(4, 1, "telea")
+    rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), TELEA)
     _, g2b, cfg, _ = load_release(rel)
-    assert cfg.hole_fill == "smooth" and g2b.in_channels == 5
+    assert cfg.hole_fill == "telea" and g2b.in_channels == 5
     inp = Inpainter.from_pretrained(rel, precision="fp32")
     rgb, hole = photo_array(), box_hole()
     out, _ = inp.inpaint_arrays(rgb, hole)
     np.testing.assert_array_equal(out[~hole], rgb[~hole])
-    # G2 gets the smooth fill and the mask: complete() matches the network run by hand.
+    # G2 gets the Telea fill and the mask: complete() matches the network run by hand.
     edges = np.zeros(hole.shape, np.float32)
     x = inpaint_input(
         torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255,
         torch.from_numpy(hole)[None, None].float(),
         torch.from_numpy(edges)[None, None],
-        "smooth",
+        "telea",
     )
     with torch.no_grad():
-        want = g2b(x)[0].permute(1, 2, 0).mul(255).round().numpy()
+        want = g2b(x)[0].clamp(0, 1).permute(1, 2, 0).mul(255).round().numpy()
     got = inp.complete(rgb, hole, edges).astype(np.float32)
     assert np.abs(got - want).max() <= 1
 

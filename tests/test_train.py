@@ -379,14 +379,14 @@ def test_shipped_configs_load_and_reference_is_the_defaults() -> None:
     assert load_config(root / "reference.yaml") == Config()
 
 
-def test_smooth_hole_fill_fine_tunes_from_a_white_run(
+def test_telea_hole_fill_fine_tunes_from_a_white_run(
     photos: Path, joint_run: Path, tmp_path: Path
 ) -> None:
     from edgefill.pipeline import Inpainter
 
-    out = tmp_path / "smooth"
+    out = tmp_path / "telea"
     t = make_trainer(
-        photos, out, "inpaint-on-predicted", "model.hole_fill=smooth",
+        photos, out, "inpaint-on-predicted", "model.hole_fill=telea",
         edge_weights=str(joint_run), init=str(joint_run),
     )  # fmt: skip
     g2 = t.pairs["inpaint"].g
@@ -394,7 +394,9 @@ def test_smooth_hole_fill_fine_tunes_from_a_white_run(
     assert first.shape[1] == 5 and torch.all(first[:, 4] == 0)  # the mask channel starts at zero
     white = load_checkpoint(latest_checkpoint(joint_run))["pairs"]["inpaint"]["ema"]
     assert torch.equal(first[:, :4], white["encoder.1.weight"])
+    assert torch.all(g2.decoder[-1].weight == 0)  # starts as the Telea fill itself
     t.fit(max_steps=2)
+    assert not torch.all(g2.decoder[-1].weight == 0)  # and learns a correction
     assert main(["export", str(out), "-o", str(tmp_path / "rel")]) == 0
     inp = Inpainter.from_pretrained(tmp_path / "rel")
-    assert inp.config.hole_fill == "smooth" and inp.g2.in_channels == 5
+    assert inp.config.hole_fill == "telea" and inp.g2.in_channels == 5

@@ -18,10 +18,11 @@ from edgefill.errors import EdgefillError
 
 STAGES = ("edge", "inpaint", "inpaint-on-predicted", "joint")
 GAN_LOSSES = ("nsgan", "lsgan", "hinge")
-# How G2 sees the hole. "white": painted white, 4 input channels (the reference). "smooth": painted
-# with a pull-push interpolation of the surrounding colours plus the mask as a 5th channel, so a
-# small G2 starts from the right low frequencies instead of carrying colour across a large hole.
-HOLE_FILLS = ("white", "smooth")
+# How G2 sees the hole. "white": painted white, 4 input channels, G2 outputs the image (the
+# reference). "telea": pre-filled with OpenCV's Telea inpainting, the mask as a 5th channel, and G2
+# outputs a correction of that fill, so a small G2 starts from the classical result instead of
+# having to carry colour across a large hole with its limited receptive field.
+HOLE_FILLS = ("white", "telea")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import cv2
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
@@ -101,7 +102,11 @@ class EdgeGenerator(_Generator):
 
 
 class InpaintGenerator(_Generator):
-    """G2: (masked RGB, composite edges[, mask]) -> RGB in [0, 1]; build inputs with inpaint_input."""
+    """G2: (masked RGB, composite edges[, mask]) -> RGB; build its input with ``inpaint_input``.
+
+    hole_fill "white" (the reference) outputs the image in [0, 1]. Otherwise the input's RGB is
+    already filled and G2 adds a correction in (-1, 1) to it (callers clamp the result).
+    """
 
     def __init__(self, width: int = 64, blocks: int = 8, hole_fill: str = "white"):
         if hole_fill not in HOLE_FILLS:
@@ -111,28 +116,29 @@ class InpaintGenerator(_Generator):
         self.hole_fill = hole_fill
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (torch.tanh(self.logits(x)) + 1) / 2
+        if self.hole_fill == "white":
+            return (torch.tanh(self.logits(x)) + 1) / 2
+        return x[:, :3] + torch.tanh(self.logits(x))
 
 
-def smooth_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Pull-push fill: hole pixels (mask 1) from a pyramid of known-pixel averages, kept pixels kept.
+def telea_fill(image: torch.Tensor, mask: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Hole pixels (mask 1) filled by OpenCV's Telea inpainting, kept pixels kept exactly.
 
-    Each level halves the image, averaging known pixels only; going back up, a pixel's colour is
-    its known average weighted by its known fraction plus, for the rest, the level below upsampled
-    (at full resolution the fraction is 0 or 1). An image with no known pixel is mid-grey.
+    Runs on the CPU in uint8 (OpenCV), image by image; an image without any known pixel is
+    filled with mid-grey.
     """
-    known = (mask < 0.5).to(image.dtype)
-    levels = []
-    x, w = image * known, known
-    while max(x.shape[-2:]) > 1:
-        levels.append((x, w))
-        x = F.avg_pool2d(x, 2, ceil_mode=True)
-        w = F.avg_pool2d(w, 2, ceil_mode=True)
-    colour = torch.where(w > 0, x / w.clamp_min(1e-8), torch.full_like(x, 0.5))
-    for x, w in reversed(levels):
-        up = F.interpolate(colour, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        colour = x + up * (1 - w)  # x is already the known average times the known fraction
-    return colour
+    hole = mask[:, 0] >= 0.5
+    rgb = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    rgb = rgb.permute(0, 2, 3, 1).cpu().numpy()
+    holes = hole.cpu().numpy().astype(np.uint8) * 255
+    fills = []
+    for img, h in zip(rgb, holes, strict=True):
+        if h.all():
+            fills.append(np.full_like(img, 128))
+        else:
+            fills.append(cv2.inpaint(np.ascontiguousarray(img), h, radius, cv2.INPAINT_TELEA))
+    fill = torch.from_numpy(np.stack(fills)).permute(0, 3, 1, 2).to(image.device, image.dtype)
+    return torch.where(hole[:, None], fill / 255, image)
 
 
 def inpaint_input(
@@ -141,25 +147,33 @@ def inpaint_input(
     """G2 input from the photo (Bx3), the hole (Bx1, 1 = missing) and the composite edges (Bx1)."""
     if hole_fill == "white":
         return torch.cat([image * (1 - mask) + mask, edges], 1)
-    if hole_fill == "smooth":
-        return torch.cat([smooth_fill(image, mask), edges, mask], 1)
+    if hole_fill == "telea":
+        return torch.cat([telea_fill(image, mask), edges, mask], 1)
     raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
 
 
-def widen_input(sd: Mapping[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
-    """State dict ``sd`` with first-conv weights zero-padded to ``module``'s extra input channels.
+def adapt_inpaint_state(
+    sd: Mapping[str, torch.Tensor], module: nn.Module
+) -> dict[str, torch.Tensor]:
+    """A G2 state dict made loadable into ``module``; unchanged when the shapes already match.
 
-    Lets a 4-channel G2 (hole_fill "white") initialise a 5-channel one: the new mask channel starts
-    with no influence and training gives it one.
+    A "white" G2 (4 input channels) starting a pre-filled one (5): the mask channel gets zero
+    weights and the output conv is zeroed, so the new G2 starts as exactly its pre-fill and keeps
+    every learned feature; training then learns the correction.
     """
     target = module.state_dict()
+    first = "encoder.1.weight"
+    if first not in sd or first not in target or sd[first].shape == target[first].shape:
+        return dict(sd)
+    w = sd[first]
+    extra = target[first].shape[1] - w.shape[1]
+    if extra <= 0 or w.shape[0] != target[first].shape[0]:
+        return dict(sd)  # not the white -> pre-filled case: let load_state_dict report it
     out = dict(sd)
-    for k, v in sd.items():
-        t = target.get(k)
-        if t is not None and v.dim() == 4 and t.dim() == 4 and v.shape[1] < t.shape[1]:
-            if v.shape[0] == t.shape[0] and v.shape[2:] == t.shape[2:]:
-                pad = v.new_zeros(v.shape[0], t.shape[1] - v.shape[1], *v.shape[2:])
-                out[k] = torch.cat([v, pad], 1)
+    out[first] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)
+    last = f"decoder.{len(module.decoder) - 1}"
+    for k in (f"{last}.weight", f"{last}.bias"):
+        out[k] = torch.zeros_like(target[k])
     return out
 
 

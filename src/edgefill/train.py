@@ -42,8 +42,8 @@ from edgefill.networks import (
     Discriminator,
     EdgeGenerator,
     InpaintGenerator,
+    adapt_inpaint_state,
     inpaint_input,
-    widen_input,
 )
 from edgefill.vgg import default_vgg_path, load_vgg16
 
@@ -238,7 +238,7 @@ class Trainer:
             self.frozen_edge = g1.to(self.device).eval().requires_grad_(False)
         if self.init:
             for name, pair in self.pairs.items():
-                sd = widen_input(load_generator_from(self.init, name), pair.g)
+                sd = adapt_inpaint_state(load_generator_from(self.init, name), pair.g)
                 pair.g.load_state_dict(sd)
                 if pair.ema is not None:
                     pair.ema.load_state_dict(sd)
@@ -494,7 +494,8 @@ class Trainer:
                     sums[f"edge_{k}"] = sums.get(f"edge_{k}", 0.0) + v * len(mask)
             out = batch["image"] * (1 - mask) + mask
             if g2 is not None:
-                pred = g2(inpaint_input(batch["image"], mask, edges, self.cfg.model.hole_fill))
+                x = inpaint_input(batch["image"], mask, edges, self.cfg.model.hole_fill)
+                pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)
                 scores = {
                     "psnr": psnr(out, batch["image"]),

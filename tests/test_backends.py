@@ -36,10 +36,10 @@ BF16_MEAN_TOL, BF16_MAX_TOL = 0.005, 0.04
 CFG8 = ModelConfig(width=8, edge_blocks=2, inpaint_blocks=2)
 
 
-def generators(seed: int = 0) -> tuple[EdgeGenerator, InpaintGenerator]:
+def generators(seed: int = 0, hole_fill: str = "white") -> tuple[EdgeGenerator, InpaintGenerator]:
     """Slightly wider than the conftest ones, so that bf16 rounding has layers to accumulate."""
     torch.manual_seed(seed)
-    return EdgeGenerator(8, 2), InpaintGenerator(8, 2)
+    return EdgeGenerator(8, 2), InpaintGenerator(8, 2, hole_fill)
 
 
 def inputs(seed: int = 0, size: int = 48) -> dict[str, torch.Tensor]:
@@ -99,13 +99,17 @@ def test_bf16_engine_is_within_tolerance_of_fp32() -> None:
     assert all(p.dtype == torch.float32 for p in g2.parameters())
 
 
-def test_bf16_pipeline_results_are_within_a_few_levels() -> None:
+@pytest.mark.parametrize("hole_fill", ["white", "telea"])
+def test_bf16_pipeline_results_are_within_a_few_levels(hole_fill: str) -> None:
     rgb = photo_array(96, 120, seed=1)
     hole = hole_of(96, 120)
-    ref, ref_edges = Inpainter.from_modules(*generators(4), CFG8).inpaint_arrays(rgb, hole)
-    out, edges = Inpainter.from_modules(*generators(4), CFG8, precision="bf16").inpaint_arrays(
+    cfg = dataclasses.replace(CFG8, hole_fill=hole_fill)
+    ref, ref_edges = Inpainter.from_modules(*generators(4, hole_fill), cfg).inpaint_arrays(
         rgb, hole
     )
+    out, edges = Inpainter.from_modules(
+        *generators(4, hole_fill), cfg, precision="bf16"
+    ).inpaint_arrays(rgb, hole)
     np.testing.assert_array_equal(out[~hole], rgb[~hole])
     diff = np.abs(out.astype(int) - ref.astype(int))[hole]
     assert diff.mean() < 255 * BF16_MEAN_TOL and diff.max() < 255 * BF16_MAX_TOL
@@ -162,8 +166,7 @@ def test_export_onnx_round_trip(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], hole_fill: str
 ) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    g1, _ = generators(6)
-    g2 = InpaintGenerator(8, 2, hole_fill)
+    g1, g2 = generators(6, hole_fill)
     cfg = dataclasses.replace(CFG8, hole_fill=hole_fill)
     rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), cfg, half=False)
     out = tmp_path / "onnx"

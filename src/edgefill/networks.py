@@ -90,6 +90,13 @@ class _Generator(nn.Module):
         # Height and width must be multiples of 4 (two stride-2 stages); callers pad.
         return self.decoder(self.middle(self.encoder(x)))
 
+    def activate(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output from the last conv's ``logits`` and the input ``x``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.logits(x), x)
+
 
 class EdgeGenerator(_Generator):
     """G1: (gray with hole erased, Canny edges with hole erased, mask) -> edge probabilities."""
@@ -97,8 +104,8 @@ class EdgeGenerator(_Generator):
     def __init__(self, width: int = 64, blocks: int = 8, use_spectral_norm: bool = True):
         super().__init__(3, 1, width, blocks, use_spectral_norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(x))
+    def activate(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
 
 
 class InpaintGenerator(_Generator):
@@ -115,10 +122,10 @@ class InpaintGenerator(_Generator):
         super().__init__(self.in_channels, 3, width, blocks, use_spectral_norm=False)
         self.hole_fill = hole_fill
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def activate(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.hole_fill == "white":
-            return (torch.tanh(self.logits(x)) + 1) / 2
-        return x[:, :3] + torch.tanh(self.logits(x))
+            return (torch.tanh(logits) + 1) / 2
+        return x[:, :3].to(logits.dtype) + torch.tanh(logits)
 
 
 def telea_fill(image: torch.Tensor, mask: torch.Tensor, radius: int = 3) -> torch.Tensor:

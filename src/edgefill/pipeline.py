@@ -201,11 +201,12 @@ class LowPrecisionGenerator(nn.Module):
         body = nn.Sequential(net.encoder, net.middle, *list(decoder)[:-1])
         self.body = copy.deepcopy(body).to(dtype=dtype, memory_format=memory_format)
         self.head = copy.deepcopy(decoder[-1]).float()
-        self.sigmoid = isinstance(net, EdgeGenerator)
+        self.dtype = dtype
+        self.activate = net.activate  # the generator's own output function, in fp32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.head(self.body(x).float())
-        return torch.sigmoid(y) if self.sigmoid else (torch.tanh(y) + 1) / 2
+        """x in fp32: a pre-filled G2 adds its correction to the fp32 input, not a bf16 copy."""
+        return self.activate(self.head(self.body(x.to(self.dtype)).float()), x.float())
 
 
 class TorchEngine:
@@ -229,10 +230,10 @@ class TorchEngine:
             self.nets[k] = net.to(device=device, memory_format=self.memory_format)
 
     def __call__(self, which: str, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, self.dtype, non_blocking=True).contiguous(
-            memory_format=self.memory_format
-        )
-        return self.nets[which](x).float()
+        net = self.nets[which]
+        dtype = torch.float32 if isinstance(net, LowPrecisionGenerator) else self.dtype
+        x = x.to(self.device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return net(x).float()
 
 
 class OnnxEngine:

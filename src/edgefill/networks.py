@@ -148,6 +148,11 @@ def telea_fill(image: torch.Tensor, mask: torch.Tensor, radius: int = 3) -> torc
     return torch.where(hole[:, None], fill / 255, image)
 
 
+def edge_input(gray: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """G1 input: gray with the hole painted white, known Canny edges, mask (as in the reference)."""
+    return torch.cat([gray * (1 - mask) + mask, edges * (1 - mask), mask], 1)
+
+
 def inpaint_input(
     image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor, hole_fill: str = "white"
 ) -> torch.Tensor:

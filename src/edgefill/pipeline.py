@@ -44,7 +44,7 @@ from edgefill.edges import canny_edges, composite, threshold, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, load_rgb, save_image, to_tensor
 from edgefill.masks import load_mask, mask_from_alpha
-from edgefill.networks import EdgeGenerator, InpaintGenerator, inpaint_input
+from edgefill.networks import EdgeGenerator, InpaintGenerator, edge_input, inpaint_input
 from edgefill.onnx_export import ONNX_FILES
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
@@ -501,7 +501,7 @@ class Inpainter:
         g = torch.from_numpy(gray)[None, None]
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(known)[None, None]
-        x = torch.cat([g * (1 - m) + m, e * (1 - m), m], 1)
+        x = edge_input(g, e, m)
         x, (h, w) = pad_to_stride(x)
         pred = self.engine("edge", x)[..., :h, :w]
         pred = threshold(pred, self.config.edge_threshold)

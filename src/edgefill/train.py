@@ -43,6 +43,7 @@ from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
     adapt_inpaint_state,
+    edge_input,
     inpaint_input,
 )
 from edgefill.vgg import default_vgg_path, load_vgg16
@@ -60,11 +61,8 @@ def unwrap(m: nn.Module) -> nn.Module:
     return m.module if isinstance(m, DistributedDataParallel) else m
 
 
-def edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """G1 input: gray with the hole painted white, known edges, mask (as in the reference)."""
-    m = batch["mask"]
-    gray = batch["gray"] * (1 - m) + m
-    return torch.cat([gray, batch["edges_known"] * (1 - m), m], 1)
+def batch_edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return edge_input(batch["gray"], batch["edges_known"], batch["mask"])
 
 
 def lr_factor(step: int, decay_steps: int, min_ratio: float) -> float:
@@ -342,7 +340,7 @@ class Trainer:
             pred = batch["edges_full"]  # stage inpaint: G2 learns on ground-truth edges
             if "edge" in self.pairs:
                 pair = self.pairs["edge"]
-                pred = pair.g_run(edge_input(batch)).float()
+                pred = pair.g_run(batch_edge_input(batch)).float()
                 real = torch.cat([batch["edges_full"], batch["gray"]], 1)
                 fake = torch.cat([pred, batch["gray"]], 1)
                 fake_logits, fake_feats = pair.d(fake)
@@ -357,7 +355,7 @@ class Trainer:
                 d_inputs["edge"] = (real, fake)
             elif self.frozen_edge is not None:
                 with torch.no_grad():
-                    pred = self.frozen_edge(edge_input(batch)).float()
+                    pred = self.frozen_edge(batch_edge_input(batch)).float()
             if "inpaint" in self.pairs:
                 pair, image = self.pairs["inpaint"], batch["image"]
                 # joint: `pred` is not detached, so G2's losses train G1 too (end to end).
@@ -489,7 +487,7 @@ class Trainer:
             if self.stage == "inpaint" or g1 is None:
                 edges = composite(batch["edges_known"], batch["edges_full"], mask)
             else:
-                edges = composite(batch["edges_known"], g1(edge_input(batch)), mask)
+                edges = composite(batch["edges_known"], g1(batch_edge_input(batch)), mask)
                 for k, v in edge_scores(edges, batch["edges_full"], mask).items():
                     sums[f"edge_{k}"] = sums.get(f"edge_{k}", 0.0) + v * len(mask)
             out = batch["image"] * (1 - mask) + mask

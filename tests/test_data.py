@@ -73,7 +73,8 @@ def test_dataset_items_are_deterministic_and_well_formed(photos: Path) -> None:
     cfg = tiny_config()
     ds = PhotoDataset(list_images(photos), cfg.data, cfg.model.canny_sigma)
     a, b = ds[(3, 12345)], ds[(3, 12345)]
-    assert set(a) == {"image", "gray", "mask", "edges_known", "edges_full"}
+    assert set(a) == {"image", "filled", "gray", "mask", "edges_known", "edges_full"}
+    assert torch.all(a["filled"][:, a["mask"][0] > 0] == 1)  # the reference's white hole
     for k in a:
         assert a[k].dtype == torch.float32 and torch.equal(a[k], b[k])
     assert a["image"].shape == (3, 32, 32) and a["mask"].shape == (1, 32, 32)
@@ -84,6 +85,22 @@ def test_dataset_items_are_deterministic_and_well_formed(photos: Path) -> None:
     assert float(a["edges_full"].sum()) > 0
     c = ds[(3, 999)]
     assert not torch.equal(a["mask"], c["mask"]) or not torch.equal(a["image"], c["image"])
+
+
+def test_dataset_prefills_the_hole_in_the_worker(photos: Path) -> None:
+    cfg = tiny_config("model.hole_fill=patchmatch")
+    plain = PhotoDataset(list_images(photos), cfg.data, cfg.model.canny_sigma)
+    ds = PhotoDataset(list_images(photos), cfg.data, cfg.model.canny_sigma, hole_fill="patchmatch")
+    a, w = ds[(2, 77)], plain[(2, 77)]
+    # Same crop and mask as without a pre-fill; the hole holds the PatchMatch fill of that crop.
+    assert torch.equal(a["image"], w["image"]) and torch.equal(a["mask"], w["mask"])
+    rgb = a["image"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    hole = a["mask"][0].numpy() > 0
+    assert hole.any()
+    filled = a["filled"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    assert np.array_equal(filled[~hole], rgb[~hole])
+    assert not np.all(filled[hole] == 255)
+    assert torch.equal(a["filled"], ds[(2, 77)]["filled"])  # deterministic, seeded per sample
 
 
 def test_dataset_masks_from_folder(tmp_path: Path, photos: Path) -> None:

@@ -1,4 +1,5 @@
-"""G2's hole fill: the reference's white hole, or a Telea pre-fill with a mask channel that G2 corrects."""
+"""G2's hole fill: the reference's white hole, or a Telea / PatchMatch pre-fill with a mask
+channel that G2 corrects."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import pytest
 import torch
 from conftest import box_hole, photo_array
 
+from edgefill import prefill
 from edgefill.checkpoint import load_release, save_release
-from edgefill.config import Config, ModelConfig, from_dict
+from edgefill.config import HOLE_FILLS, Config, ModelConfig, from_dict
 from edgefill.errors import EdgefillError
 from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
     adapt_inpaint_state,
     inpaint_input,
-    telea_fill,
 )
 from edgefill.pipeline import Inpainter
+from edgefill.prefill import fill_hole
 
 TELEA = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
 
@@ -31,39 +33,69 @@ def _hole(h: int, w: int, box: tuple[int, int, int, int]) -> torch.Tensor:
     return m
 
 
+def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", HOLE_FILLS)
 @pytest.mark.parametrize("h,w", [(37, 50), (64, 64), (1, 7), (9, 1)])
-def test_telea_fill_keeps_known_pixels_exactly(h: int, w: int) -> None:
-    img = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-    m = (torch.rand(2, 1, h, w, generator=torch.Generator().manual_seed(1)) > 0.6).float()
-    out = telea_fill(img, m)
-    assert out.shape == img.shape and out.dtype == img.dtype
-    assert torch.equal(out * (1 - m), img * (1 - m))
+def test_fill_hole_keeps_known_pixels_exactly(kind: str, h: int, w: int) -> None:
+    rgb = _rgb(h, w)
+    hole = np.random.default_rng(1).random((h, w)) > 0.6
+    out = fill_hole(kind, rgb, hole)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[~hole], rgb[~hole])
 
 
-def test_telea_fill_is_the_classical_baseline_inside_the_hole() -> None:
+@pytest.mark.parametrize("kind", ["telea", "patchmatch"])
+def test_fill_hole_is_the_classical_baseline_inside_the_hole(kind: str) -> None:
     from edgefill.baselines import inpaint
 
     rgb, hole = photo_array(), box_hole()
-    want = inpaint("telea", rgb, hole)
-    img = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-    got = telea_fill(img, torch.from_numpy(hole)[None, None].float())
-    got = got[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(fill_hole(kind, rgb, hole, seed=3), inpaint(kind, rgb, hole, 3))
 
 
-def test_telea_fill_of_an_all_hole_image_is_grey() -> None:
-    out = telea_fill(torch.rand(1, 3, 20, 30), torch.ones(1, 1, 20, 30))
-    torch.testing.assert_close(out, torch.full_like(out, 128 / 255))
+def test_patchmatch_fill_copies_texture_and_is_seeded() -> None:
+    # Stripes: PatchMatch continues them (values stay 0 or 255), Telea smears them to grey.
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:, ::4] = 255
+    hole = np.zeros((64, 64), bool)
+    hole[20:44, 20:44] = True
+    pm, te = fill_hole("patchmatch", rgb, hole, 1), fill_hole("telea", rgb, hole)
+    mid = (pm[hole] > 40) & (pm[hole] < 215)
+    assert mid.mean() < 0.2 < ((te[hole] > 40) & (te[hole] < 215)).mean()
+    np.testing.assert_array_equal(pm, fill_hole("patchmatch", rgb, hole, 1))
+
+
+def test_fill_hole_white_and_all_hole_and_bad_kind() -> None:
+    rgb, hole = _rgb(20, 30), np.zeros((20, 30), bool)
+    hole[5:15, 5:15] = True
+    assert np.all(fill_hole("white", rgb, hole)[hole] == 255)
+    for kind in ("telea", "patchmatch"):
+        assert np.all(fill_hole(kind, rgb, np.ones((20, 30), bool)) == 128)
+    np.testing.assert_array_equal(fill_hole("patchmatch", rgb, np.zeros_like(hole)), rgb)
+    with pytest.raises(EdgefillError, match="hole fill"):
+        fill_hole("black", rgb, hole)
+
+
+def test_missing_patchmatch_library_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "patchmatch", None)  # import fails like a missing package
+    assert "pypatchmatch" in (prefill.patchmatch_unavailable() or "")
+    rgb, hole = _rgb(8, 8), np.eye(8, dtype=bool)
+    with pytest.raises(EdgefillError, match="pip install pypatchmatch"):
+        fill_hole("patchmatch", rgb, hole)
 
 
 def test_inpaint_input_channels() -> None:
     img, m, e = torch.rand(1, 3, 16, 16), _hole(16, 16, (4, 12, 4, 12)), torch.rand(1, 1, 16, 16)
     white = inpaint_input(img, m, e, "white")
-    telea = inpaint_input(img, m, e, "telea")
-    assert white.shape[1] == 4 and telea.shape[1] == 5
-    assert torch.all(white[:, :3, 4:12, 4:12] == 1)  # the reference paints the hole white
-    assert torch.equal(telea[:, :3], telea_fill(img, m))
-    assert torch.equal(telea[:, 3:4], e) and torch.equal(telea[:, 4:], m)
+    for kind in ("telea", "patchmatch"):
+        filled = inpaint_input(img, m, e, kind)
+        assert white.shape[1] == 4 and filled.shape[1] == 5
+        assert torch.equal(filled[:, :3], img) and torch.equal(white[:, :3], img)
+        assert torch.equal(filled[:, 3:4], e) and torch.equal(filled[:, 4:], m)
     with pytest.raises(ValueError, match="hole_fill"):
         inpaint_input(img, m, e, "black")
     with pytest.raises(ValueError, match="hole_fill"):
@@ -76,7 +108,10 @@ def test_prefilled_generator_outputs_a_correction_of_its_input() -> None:
     g = InpaintGenerator(4, 1, "telea").eval()
     x = torch.rand(1, 5, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(g(x), x[:, :3] + torch.tanh(g.logits(x)))
+        torch.testing.assert_close(g(x), (x[:, :3] + torch.tanh(g.logits(x))).clamp(0, 1))
+        # Clamped inside the network, so training losses see what inference returns.
+        x[:, :3] = 1.0
+        assert g(x).max() <= 1 and g(x - 2).min() >= 0
         white = InpaintGenerator(4, 1, "white").eval()
         y = white(x[:, :4])
     assert y.min() >= 0 and y.max() <= 1
@@ -113,6 +148,17 @@ def test_a_white_g2_starts_a_telea_one_as_exactly_its_prefill() -> None:
         wide.load_state_dict(adapt_inpaint_state(g4.state_dict(), wide))
 
 
+def test_a_telea_g2_starts_a_patchmatch_one_as_exactly_its_prefill() -> None:
+    torch.manual_seed(0)
+    telea, pm = InpaintGenerator(4, 1, "telea").eval(), InpaintGenerator(4, 1, "patchmatch").eval()
+    torch.nn.init.normal_(telea.decoder[-1].weight, 0, 0.5)  # a learned, non-zero correction
+    x = torch.rand(1, 5, 32, 32) * 0.5 + 0.25
+    pm.load_state_dict(adapt_inpaint_state(telea.state_dict(), pm, reset_output=True))
+    with torch.no_grad():
+        assert not torch.allclose(telea(x), x[:, :3])
+        torch.testing.assert_close(pm(x), x[:, :3])
+
+
 def test_telea_release_round_trip_and_pipeline(tmp_path: Path) -> None:
     torch.manual_seed(0)
     g1, g2 = EdgeGenerator(4, 1), InpaintGenerator(4, 1, "telea")
@@ -126,7 +172,7 @@ def test_telea_release_round_trip_and_pipeline(tmp_path: Path) -> None:
     # G2 gets the Telea fill and the mask: complete() matches the network run by hand.
     edges = np.zeros(hole.shape, np.float32)
     x = inpaint_input(
-        torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255,
+        torch.from_numpy(fill_hole("telea", rgb, hole)).permute(2, 0, 1)[None].float() / 255,
         torch.from_numpy(hole)[None, None].float(),
         torch.from_numpy(edges)[None, None],
         "telea",

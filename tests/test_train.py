@@ -400,3 +400,46 @@ def test_telea_hole_fill_fine_tunes_from_a_white_run(
     assert main(["export", str(out), "-o", str(tmp_path / "rel")]) == 0
     inp = Inpainter.from_pretrained(tmp_path / "rel")
     assert inp.config.hole_fill == "telea" and inp.g2.in_channels == 5
+
+
+def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
+    photos: Path, tmp_path: Path
+) -> None:
+    from edgefill.checkpoint import save_release
+    from edgefill.config import ModelConfig
+    from edgefill.networks import EdgeGenerator, InpaintGenerator
+
+    g2 = InpaintGenerator(8, 1, "telea")
+    torch.nn.init.normal_(g2.decoder[-1].weight, 0, 0.1)  # a learned Telea correction
+    telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
+    rel = save_release(tmp_path / "rel", EdgeGenerator(8, 1).state_dict(), g2.state_dict(), telea)
+    t = make_trainer(
+        photos, tmp_path / "pm", "inpaint-on-predicted", "model.hole_fill=patchmatch",
+        edge_weights=str(rel), init=str(rel),
+    )  # fmt: skip
+    new = t.pairs["inpaint"].g
+    assert torch.all(new.decoder[-1].weight == 0)  # the Telea correction is not carried over
+    assert torch.equal(new.encoder[1].weight, g2.encoder[1].weight.half().float())
+    # Same pre-fill: nothing is reset.
+    t2 = make_trainer(
+        photos, tmp_path / "te", "inpaint-on-predicted", "model.hole_fill=telea",
+        edge_weights=str(rel), init=str(rel),
+    )  # fmt: skip
+    assert not torch.all(t2.pairs["inpaint"].g.decoder[-1].weight == 0)
+    t.fit(max_steps=1)  # a training step runs on the PatchMatch-filled batches
+
+
+def test_true_edge_prob_gives_g2_the_true_edges(photos: Path, tmp_path: Path) -> None:
+    from edgefill.errors import EdgefillError
+
+    pred, true = torch.zeros(64, 1, 4, 4), torch.ones(64, 1, 4, 4)
+    never = make_trainer(photos, tmp_path / "a", "joint")
+    assert torch.equal(never._mix_true_edges(pred, true), pred)
+    always = make_trainer(photos, tmp_path / "b", "joint", "train.true_edge_prob=1")
+    assert torch.equal(always._mix_true_edges(pred, true), true)
+    half = make_trainer(photos, tmp_path / "c", "joint", "train.true_edge_prob=0.5")
+    per_sample = half._mix_true_edges(pred, true).flatten(1)
+    assert torch.all(per_sample.min(1).values == per_sample.max(1).values)  # whole samples
+    assert 10 < int(per_sample[:, 0].sum()) < 54
+    with pytest.raises(EdgefillError, match="true_edge_prob"):
+        tiny_config("train.true_edge_prob=1.5")

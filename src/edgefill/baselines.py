@@ -22,11 +22,11 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from edgefill import prefill
 from edgefill.errors import EdgefillError
 
 BASELINES = ("telea", "ns", "biharmonic", "fsr", "patchmatch")
 RADIUS = 3  # neighbourhood radius of Telea / Navier-Stokes, OpenCV's documented example value
-PATCHMATCH_RADIUS = 3  # pypatchmatch's patch_size is a radius: 7x7 patches
 
 
 def compose(result: np.ndarray, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ def _check(image: np.ndarray, hole: np.ndarray) -> None:
 
 
 def _telea(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
-    return cv2.inpaint(image, hole.astype(np.uint8) * 255, RADIUS, cv2.INPAINT_TELEA)
+    return prefill.telea(image, hole)
 
 
 def _ns(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
@@ -69,10 +69,7 @@ def _fsr(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _patchmatch(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
-    import patchmatch
-
-    patchmatch.set_random_seed(seed)
-    return patchmatch.inpaint(image, hole.astype(np.uint8), patch_size=PATCHMATCH_RADIUS)
+    return prefill.patchmatch(image, hole, seed)
 
 
 _METHODS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
@@ -94,14 +91,7 @@ def unavailable_reason(name: str) -> str | None:
             "instead of opencv-python-headless (they cannot be installed side by side)"
         )
     if name == "patchmatch":
-        try:
-            import patchmatch
-        except ImportError:
-            return "PyPI package pypatchmatch is not installed (pip install 'edgefill[eval]')"
-        except Exception as exc:  # the ctypes library can fail to load in many ways
-            return f"pypatchmatch failed to load: {exc}"
-        if not getattr(patchmatch, "patchmatch_available", False):
-            return "pypatchmatch is installed but its compiled library did not load"
+        return prefill.patchmatch_unavailable()
     return None
 
 

@@ -21,8 +21,9 @@ GAN_LOSSES = ("nsgan", "lsgan", "hinge")
 # How G2 sees the hole. "white": painted white, 4 input channels, G2 outputs the image (the
 # reference). "telea": pre-filled with OpenCV's Telea inpainting, the mask as a 5th channel, and G2
 # outputs a correction of that fill, so a small G2 starts from the classical result instead of
-# having to carry colour across a large hole with its limited receptive field.
-HOLE_FILLS = ("white", "telea")
+# having to carry colour across a large hole with its limited receptive field. "patchmatch": the
+# same with a PatchMatch fill, which copies real texture from the known region (edgefill.prefill).
+HOLE_FILLS = ("white", "telea", "patchmatch")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class TrainConfig:
     lr_decay_steps: int = 0  # 0 = constant lr; else cosine decay to lr_min_ratio*lr
     lr_min_ratio: float = 0.1
     ema_decay: float = 0.999  # 0 disables the EMA copy of the generators
+    # Share of samples whose G2 sees the true (Canny) edges instead of G1's in the stages with a
+    # G1 (inpaint-on-predicted, joint); 0 = the reference.
+    true_edge_prob: float = 0.0
     log_every: int = 50
     val_every: int = 1000
     save_every: int = 1000
@@ -117,6 +121,10 @@ def validate(cfg: Config) -> None:
     if cfg.model.hole_fill not in HOLE_FILLS:
         raise EdgefillError(
             f"model.hole_fill must be one of {HOLE_FILLS}, got {cfg.model.hole_fill!r}"
+        )
+    if not 0.0 <= cfg.train.true_edge_prob <= 1.0:
+        raise EdgefillError(
+            f"train.true_edge_prob must be in [0, 1], got {cfg.train.true_edge_prob}"
         )
     if cfg.train.amp not in ("auto", "bf16", "fp32"):
         raise EdgefillError(f"train.amp must be auto, bf16 or fp32, got {cfg.train.amp!r}")

@@ -22,6 +22,7 @@ from edgefill.edges import canny_edges, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb
 from edgefill.masks import generate_mask, load_mask
+from edgefill.prefill import fill_hole
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -94,15 +95,25 @@ def center_square(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
 
 
-def make_sample(rgb: np.ndarray, hole: np.ndarray, sigma: float) -> dict[str, torch.Tensor]:
-    """Tensors for one training example (CHW float32): image, gray, mask, edges_known, edges_full.
+def _chw(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255.0)
 
+
+def make_sample(
+    rgb: np.ndarray, hole: np.ndarray, sigma: float, hole_fill: str = "white", seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Tensors for one training example (CHW float32): image, filled, gray, mask, edges_known,
+    edges_full.
+
+    filled: the photo with the hole pre-filled as G2 will see it (``model.hole_fill``; computed
+    here, in the DataLoader workers, not in the training step);
     edges_known: Canny restricted to known pixels (what inference sees);
     edges_full: Canny of the whole photo (the edge generator's target, the 'ground-truth' edges).
     """
     gray = to_gray(rgb)
     return {
-        "image": torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0),
+        "image": _chw(rgb),
+        "filled": _chw(fill_hole(hole_fill, rgb, hole, seed)),
         "gray": torch.from_numpy(gray)[None],
         "mask": torch.from_numpy(hole.astype(np.float32))[None],
         "edges_known": torch.from_numpy(canny_edges(gray, hole, sigma))[None],
@@ -113,10 +124,18 @@ def make_sample(rgb: np.ndarray, hole: np.ndarray, sigma: float) -> dict[str, to
 class PhotoDataset(Dataset):
     """Random training crops. Items are addressed by (photo index, sample seed)."""
 
-    def __init__(self, files: list[Path], cfg: DataConfig, sigma: float, cache: bool = True):
+    def __init__(
+        self,
+        files: list[Path],
+        cfg: DataConfig,
+        sigma: float,
+        cache: bool = True,
+        hole_fill: str = "white",
+    ):
         self.files = files
         self.cfg = cfg
         self.sigma = sigma
+        self.hole_fill = hole_fill
         self.kinds = [k.strip() for k in cfg.mask_kinds.split(",")]
         weights = np.array([float(x) for x in cfg.mask_weights.split(",")])
         self.mask_p = weights / weights.sum()
@@ -164,7 +183,10 @@ class PhotoDataset(Dataset):
             self.cfg.hflip,
             self.cfg.max_crop_scale,
         )
-        return make_sample(crop, self.mask(rng, self.cfg.crop_size), self.sigma)
+        hole = self.mask(rng, self.cfg.crop_size)
+        # Drawn last, so the crops and masks of a seed are those of runs without a pre-fill.
+        fill_seed = int(rng.integers(2**31))
+        return make_sample(crop, hole, self.sigma, self.hole_fill, fill_seed)
 
 
 class StepSampler(Sampler):
@@ -204,7 +226,7 @@ class StepSampler(Sampler):
 
 
 def validation_samples(
-    files: list[Path], size: int, sigma: float, seed: int = 1234
+    files: list[Path], size: int, sigma: float, seed: int = 1234, hole_fill: str = "white"
 ) -> list[dict[str, torch.Tensor]]:
     """Fixed validation set: centre crops with fixed irregular masks cycling through the buckets."""
     out = []
@@ -213,7 +235,7 @@ def validation_samples(
         low = 0.1 + 0.1 * (i % 5)
         rgb, _ = load_rgb(f)
         hole = generate_mask("irregular", size, size, rng, (low, low + 0.1))
-        out.append(make_sample(center_square(rgb, size), hole, sigma))
+        out.append(make_sample(center_square(rgb, size), hole, sigma, hole_fill, seed + i))
     return out
 
 

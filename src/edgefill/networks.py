@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
@@ -112,7 +110,8 @@ class InpaintGenerator(_Generator):
     """G2: (masked RGB, composite edges[, mask]) -> RGB; build its input with ``inpaint_input``.
 
     hole_fill "white" (the reference) outputs the image in [0, 1]. Otherwise the input's RGB is
-    already filled and G2 adds a correction in (-1, 1) to it (callers clamp the result).
+    already filled and G2 adds a correction in (-1, 1) to it, clamped to [0, 1] here so that the
+    losses in training see exactly what inference returns.
     """
 
     def __init__(self, width: int = 64, blocks: int = 8, hole_fill: str = "white"):
@@ -125,27 +124,7 @@ class InpaintGenerator(_Generator):
     def activate(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.hole_fill == "white":
             return (torch.tanh(logits) + 1) / 2
-        return x[:, :3].to(logits.dtype) + torch.tanh(logits)
-
-
-def telea_fill(image: torch.Tensor, mask: torch.Tensor, radius: int = 3) -> torch.Tensor:
-    """Hole pixels (mask 1) filled by OpenCV's Telea inpainting, kept pixels kept exactly.
-
-    Runs on the CPU in uint8 (OpenCV), image by image; an image without any known pixel is
-    filled with mid-grey.
-    """
-    hole = mask[:, 0] >= 0.5
-    rgb = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
-    rgb = rgb.permute(0, 2, 3, 1).cpu().numpy()
-    holes = hole.cpu().numpy().astype(np.uint8) * 255
-    fills = []
-    for img, h in zip(rgb, holes, strict=True):
-        if h.all():
-            fills.append(np.full_like(img, 128))
-        else:
-            fills.append(cv2.inpaint(np.ascontiguousarray(img), h, radius, cv2.INPAINT_TELEA))
-    fill = torch.from_numpy(np.stack(fills)).permute(0, 3, 1, 2).to(image.device, image.dtype)
-    return torch.where(hole[:, None], fill / 255, image)
+        return (x[:, :3].to(logits.dtype) + torch.tanh(logits)).clamp(0, 1)
 
 
 def edge_input(gray: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -154,38 +133,42 @@ def edge_input(gray: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor) -> t
 
 
 def inpaint_input(
-    image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor, hole_fill: str = "white"
+    filled: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor, hole_fill: str = "white"
 ) -> torch.Tensor:
-    """G2 input from the photo (Bx3), the hole (Bx1, 1 = missing) and the composite edges (Bx1)."""
+    """G2 input from the pre-filled photo (Bx3, see ``edgefill.prefill.fill_hole``), the hole
+    (Bx1, 1 = missing) and the composite edges (Bx1); pre-filled G2s also get the mask."""
     if hole_fill == "white":
-        return torch.cat([image * (1 - mask) + mask, edges], 1)
-    if hole_fill == "telea":
-        return torch.cat([telea_fill(image, mask), edges, mask], 1)
+        return torch.cat([filled, edges], 1)
+    if hole_fill in HOLE_FILLS:
+        return torch.cat([filled, edges, mask], 1)
     raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
 
 
 def adapt_inpaint_state(
-    sd: Mapping[str, torch.Tensor], module: nn.Module
+    sd: Mapping[str, torch.Tensor], module: nn.Module, reset_output: bool = False
 ) -> dict[str, torch.Tensor]:
     """A G2 state dict made loadable into ``module``; unchanged when the shapes already match.
 
     A "white" G2 (4 input channels) starting a pre-filled one (5): the mask channel gets zero
     weights and the output conv is zeroed, so the new G2 starts as exactly its pre-fill and keeps
-    every learned feature; training then learns the correction.
+    every learned feature; training then learns the correction. ``reset_output`` zeroes the
+    output conv in any case (a G2 moving from one pre-fill to another: a correction learned for
+    Telea's blur would damage PatchMatch's texture).
     """
     target = module.state_dict()
     first = "encoder.1.weight"
-    if first not in sd or first not in target or sd[first].shape == target[first].shape:
-        return dict(sd)
-    w = sd[first]
-    extra = target[first].shape[1] - w.shape[1]
-    if extra <= 0 or w.shape[0] != target[first].shape[0]:
-        return dict(sd)  # not the white -> pre-filled case: let load_state_dict report it
     out = dict(sd)
-    out[first] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)
-    last = f"decoder.{len(module.decoder) - 1}"
-    for k in (f"{last}.weight", f"{last}.bias"):
-        out[k] = torch.zeros_like(target[k])
+    if first in sd and first in target and sd[first].shape != target[first].shape:
+        w = sd[first]
+        extra = target[first].shape[1] - w.shape[1]
+        if extra <= 0 or w.shape[0] != target[first].shape[0]:
+            return out  # not the white -> pre-filled case: let load_state_dict report it
+        out[first] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)
+        reset_output = True
+    if reset_output:
+        last = f"decoder.{len(module.decoder) - 1}"
+        for k in (f"{last}.weight", f"{last}.bias"):
+            out[k] = torch.zeros_like(target[k])
     return out
 
 

@@ -46,6 +46,7 @@ from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, load_rgb, save_image,
 from edgefill.masks import load_mask, mask_from_alpha
 from edgefill.networks import EdgeGenerator, InpaintGenerator, edge_input, inpaint_input
 from edgefill.onnx_export import ONNX_FILES
+from edgefill.prefill import fill_hole
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 STRIDE = 4  # two stride-2 stages in each generator
@@ -510,10 +511,10 @@ class Inpainter:
     @torch.inference_mode()
     def complete(self, rgb: np.ndarray, hole: np.ndarray, edges: np.ndarray) -> np.ndarray:
         """G2 on the masked photo and a composite edge map; returns the raw prediction uint8 HxWx3."""
-        img = to_tensor(rgb)
+        filled = to_tensor(fill_hole(self.config.hole_fill, rgb, hole))
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        x, (h, w) = pad_to_stride(inpaint_input(img, m, e, self.config.hole_fill))
+        x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, self.config.hole_fill))
         out = self.engine("inpaint", x)[..., :h, :w]
         return out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 

@@ -32,8 +32,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from edgefill import losses as L
-from edgefill.checkpoint import atomic_torch_save, load_checkpoint, load_release, save_release
-from edgefill.config import STAGES, Config, from_dict, to_dict
+from edgefill.checkpoint import (
+    atomic_torch_save,
+    load_checkpoint,
+    load_release,
+    read_release_config,
+    save_release,
+)
+from edgefill.config import STAGES, Config, ModelConfig, from_dict, to_dict
 from edgefill.data import PhotoDataset, StepSampler, collate, list_images, split, validation_samples
 from edgefill.edges import composite
 from edgefill.errors import EdgefillError
@@ -176,6 +182,17 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
     raise EdgefillError(f"{ckpt_path}: has no {which} generator (stage {ck.get('stage')})")
 
 
+def source_model_config(path: str | Path) -> ModelConfig:
+    """The architecture of a release folder, a run folder or a checkpoint (see --init)."""
+    p = Path(path)
+    if p.is_dir() and (p / "config.json").is_file():
+        return read_release_config(p)[0]
+    ckpt_path = latest_checkpoint(p) if p.is_dir() else p
+    if ckpt_path is None:
+        raise EdgefillError(f"{p}: no checkpoint or release weights found")
+    return from_dict(load_checkpoint(ckpt_path)["config"]).model
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     steps = sorted(Path(run_dir, CKPT_DIR).glob("step_*.pt"))
     return steps[-1] if steps else None
@@ -216,7 +233,9 @@ class Trainer:
                 f"{self.data}: every photo fell into validation; lower data.val_fraction"
             )
         self.train_files, self.val_files = train_files, val_files[: cfg.data.val_count]
-        self.dataset = PhotoDataset(train_files, cfg.data, cfg.model.canny_sigma)
+        self.dataset = PhotoDataset(
+            train_files, cfg.data, cfg.model.canny_sigma, hole_fill=cfg.model.hole_fill
+        )
         self.pairs: dict[str, Pair] = {}
         m = cfg.model
         if self.stage in ("edge", "joint"):
@@ -236,7 +255,10 @@ class Trainer:
             self.frozen_edge = g1.to(self.device).eval().requires_grad_(False)
         if self.init:
             for name, pair in self.pairs.items():
-                sd = adapt_inpaint_state(load_generator_from(self.init, name), pair.g)
+                sd = load_generator_from(self.init, name)
+                if name == "inpaint":
+                    source_fill = source_model_config(self.init).hole_fill
+                    sd = adapt_inpaint_state(sd, pair.g, source_fill != m.hole_fill)
                 pair.g.load_state_dict(sd)
                 if pair.ema is not None:
                     pair.ema.load_state_dict(sd)
@@ -356,12 +378,14 @@ class Trainer:
             elif self.frozen_edge is not None:
                 with torch.no_grad():
                     pred = self.frozen_edge(batch_edge_input(batch)).float()
+            if "edge" in self.pairs or self.frozen_edge is not None:
+                pred = self._mix_true_edges(pred, batch["edges_full"])
             if "inpaint" in self.pairs:
                 pair, image = self.pairs["inpaint"], batch["image"]
                 # joint: `pred` is not detached, so G2's losses train G1 too (end to end).
                 edges = composite(batch["edges_known"], pred, mask)
                 out = pair.g_run(
-                    inpaint_input(image, mask, edges, self.cfg.model.hole_fill)
+                    inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
                 ).float()
                 merged = out * mask + image * (1 - mask)
                 fake_logits, _ = pair.d(out)
@@ -379,6 +403,16 @@ class Trainer:
                     terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
                 d_inputs["inpaint"] = (image, out)
         return terms, d_inputs
+
+    def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        """Predicted edges, replaced by the true ones for a ``train.true_edge_prob`` share of the
+        samples: G2 then learns that following the edge guide pays, so drawn or better
+        predicted edges steer the fill, while still learning to cope with predicted ones."""
+        p = self.cfg.train.true_edge_prob
+        if p <= 0:
+            return pred
+        pick = torch.rand(len(pred), 1, 1, 1, device=pred.device) < p
+        return torch.where(pick, true.to(pred.dtype), pred)
 
     def discriminator_losses(self, d_inputs: dict[str, tuple]) -> Terms:
         """Each discriminator on one batch of [real; detached fake] (one spectral-norm update)."""
@@ -492,7 +526,7 @@ class Trainer:
                     sums[f"edge_{k}"] = sums.get(f"edge_{k}", 0.0) + v * len(mask)
             out = batch["image"] * (1 - mask) + mask
             if g2 is not None:
-                x = inpaint_input(batch["image"], mask, edges, self.cfg.model.hole_fill)
+                x = inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
                 pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)
                 scores = {
@@ -611,7 +645,10 @@ class Trainer:
         end = min(t.max_steps, max_steps if max_steps is not None else t.max_steps)
         val = (
             validation_samples(
-                self.val_files, cfg.data.val_size or cfg.data.crop_size, cfg.model.canny_sigma
+                self.val_files,
+                cfg.data.val_size or cfg.data.crop_size,
+                cfg.model.canny_sigma,
+                hole_fill=cfg.model.hole_fill,
             )
             if self.rank == 0
             else []

@@ -3,12 +3,14 @@
     python benchmarks/evaluate_default.py [--weights DIR] [--limit N] [--device cpu|cuda]
                                           [--out out/evaluate_default] [--docs docs]
 
-Photos: the validation half of ``../shared/data/imagenet-samples`` under the training split rule
-(``edgefill.data.split(files, 0.1)``: sha1 of the file name), never a training photo; centre
-crops resized to 256x256. Masks: seeded irregular masks in each bucket 10-20 % ... 50-60 % and a
-25 % box, per photo. Methods: edgefill (``--weights``, default the shipped model), Telea,
-Navier-Stokes, biharmonic, FSR, PatchMatch. The full run scores about 100 photos x 6 masks x 6
-methods; the report folder is resumable, so an interrupted run continues where it stopped.
+Photos: the validation share of ``../shared/data`` (imagenet-samples and extra-photos) under the
+training split rule (``edgefill.data.split(files, 0.1)``: sha1 of the file name), never a
+training photo; centre crops resized to 256x256. Masks: seeded irregular masks in each bucket
+10-20 % ... 50-60 %, a 25 % box and thin scratches, per photo. Methods: edgefill (``--weights``,
+default the shipped model), edgefill with the photo's true Canny edges as the guide (the
+EdgeConnect ablation), Telea, Navier-Stokes, biharmonic, FSR, PatchMatch. The report folder is
+resumable, so an interrupted run continues where it stopped. The report ends with the verdict on
+the quality bar of issue 14 (``bar_verdict``).
 
 The report goes to ``--out``; its tables and figures are copied to ``DOCS/results.md`` and
 ``DOCS/figures/results_*.png`` (``DOCS/results.json`` holds the numbers). Inception weights for
@@ -29,11 +31,79 @@ from edgefill.evaluate import METHODS, MaskSetting, render_report, run_evaluatio
 from edgefill.metrics import default_inception_path, fetch_inception
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "imagenet-samples"
+DATA = ROOT.parent / "shared" / "data"
 VAL_FRACTION = 0.1  # the training split rule (DataConfig.val_fraction)
 SETTINGS = [MaskSetting("irregular", (b / 10, b / 10 + 0.1)) for b in range(1, 6)] + [
-    MaskSetting("box", (0.2, 0.3))  # box masks cover the middle of the range: 25 %
+    MaskSetting("box", (0.2, 0.3)),  # box masks cover the middle of the range: 25 %
+    MaskSetting("scratch"),  # thin scratches: the restoration use
 ]
+CLASSICAL = ("telea", "ns", "biharmonic", "fsr")
+PSNR_SLACK = 0.3  # dB below the best classical method that still passes
+ORACLE_GAIN = 0.15  # true edges must lower hole-LPIPS by this share in the 30-60 % buckets
+ORACLE_BUCKETS = ("30-40%", "40-50%", "50-60%")
+
+
+def bar_verdict(summary: dict) -> list[tuple[str, bool, str]]:
+    """(check, passed, numbers) for each item of the quality bar that the summary can judge."""
+    checks: list[tuple[str, bool, str]] = []
+    for kind, buckets in summary["by_bucket"].items():
+        for bucket, stats in buckets.items():
+            ours = stats.get("edgefill", {})
+            if ours.get("lpips") is None:
+                continue
+            others = {m: v for m, v in stats.items() if not m.startswith("edgefill") and v.get("n")}
+            rival = min(others, key=lambda m: others[m]["lpips"])
+            checks.append(
+                (
+                    f"{kind} {bucket}: LPIPS below every baseline",
+                    ours["lpips"] < others[rival]["lpips"],
+                    f"{ours['lpips']:.4f} vs {rival} {others[rival]['lpips']:.4f}",
+                )
+            )
+            classic = {m: v for m, v in others.items() if m in CLASSICAL}
+            if classic:
+                best = max(classic, key=lambda m: classic[m]["psnr"])
+                checks.append(
+                    (
+                        f"{kind} {bucket}: PSNR >= best classical - {PSNR_SLACK} dB",
+                        ours["psnr"] >= classic[best]["psnr"] - PSNR_SLACK,
+                        f"{ours['psnr']:.2f} vs {best} {classic[best]['psnr']:.2f}",
+                    )
+                )
+            oracle = stats.get("edgefill-true-edges", {})
+            if kind == "irregular" and bucket in ORACLE_BUCKETS and oracle.get("lpips_hole"):
+                gain = 1 - oracle["lpips_hole"] / ours["lpips_hole"]
+                checks.append(
+                    (
+                        f"{kind} {bucket}: true edges lower hole-LPIPS by >= {ORACLE_GAIN:.0%}",
+                        gain >= ORACLE_GAIN,
+                        f"{oracle['lpips_hole']:.4f} vs {ours['lpips_hole']:.4f} ({gain:+.1%})",
+                    )
+                )
+    fid = (summary.get("fid") or {}).get("all", {})
+    if "edgefill" in fid and "patchmatch" in fid and "fid" in fid["edgefill"]:
+        for key in ("fid", "kid"):
+            ours, theirs = fid["edgefill"][key], fid["patchmatch"][key]
+            checks.append(
+                (f"{key.upper()} below PatchMatch's", ours < theirs, f"{ours:.4g} vs {theirs:.4g}")
+            )
+    return checks
+
+
+def render_verdict(checks: list[tuple[str, bool, str]]) -> str:
+    if not checks:
+        return ""
+    passed = sum(ok for _, ok, _ in checks)
+    lines = [
+        "## The quality bar (issue 14)",
+        "",
+        f"{passed} of {len(checks)} checks pass.",
+        "",
+        "| check | pass | numbers |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {'yes' if ok else '**no**'} | {nums} |" for name, ok, nums in checks]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"could not fetch Inception weights, FID/KID omitted: {exc}", file=sys.stderr)
         n = len(val) if args.limit is None else min(args.limit, len(val))
         description = (
-            f"{n} validation photo{'s' if n != 1 else ''} of `imagenet-samples` (the split rule "
+            f"{n} validation photo{'s' if n != 1 else ''} of `{Path(args.data).name}` (the split rule "
             "of training: "
             f"`edgefill.data.split(files, {VAL_FRACTION})` of {len(files)} files, so no photo "
             "here was seen in training). Regenerate with `python benchmarks/evaluate_default.py"
@@ -92,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     figures.mkdir(parents=True, exist_ok=True)
     for name in summary.get("figures", {}).values():
         shutil.copyfile(Path(args.out) / name, figures / f"results_{name}")
-    (docs / "results.md").write_text(render_report(summary, figures="figures/results_"))
+    verdict = render_verdict(bar_verdict(summary))
+    report = render_report(summary, figures="figures/results_")
+    (docs / "results.md").write_text(report + ("\n" + verdict if verdict else ""))
+    print(verdict)
     (docs / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {docs / 'results.md'} and {len(summary.get('figures', {}))} figures")
     return 0

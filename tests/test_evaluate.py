@@ -267,6 +267,28 @@ def test_the_edgefill_method_keeps_pixels_outside_the_hole(assets, inpainter):
     assert out.shape == photo.shape and np.array_equal(out[~hole], photo[~hole])
 
 
+def test_the_true_edges_method_guides_the_model_with_the_photos_canny_edges(
+    assets, inpainter, monkeypatch
+):
+    (case,) = plan_cases(assets["photos"], [MaskSetting("box", (0.2, 0.3))], limit=1)
+    photo, hole = case_arrays(case, 32)
+    seen = []
+    real = inpainter.inpaint_arrays
+
+    def spy(rgb, h, guide=None, **kw):
+        seen.append(guide)
+        return real(rgb, h, guide, **kw)
+
+    monkeypatch.setattr(inpainter, "inpaint_arrays", spy)
+    fns = evaluate._method_functions(["edgefill", "edgefill-true-edges"], inpainter, 0)
+    fns["edgefill"](photo, hole)
+    out = fns["edgefill-true-edges"](photo, hole)
+    assert seen[0] is None
+    want = evaluate.true_edge_guide(photo, inpainter.config.canny_sigma)
+    assert want[hole].any() and np.array_equal(seen[1], want)
+    assert np.array_equal(out[~hole], photo[~hole])
+
+
 def test_cli_evaluate(assets, tmp_path, capsys):
     from edgefill.cli import main
 
@@ -314,3 +336,42 @@ def test_a_line_torn_by_a_crash_is_redone(tmp_path):
     assert ("a.png", "m", "ns") in resumed and ("a.png", "m", "telea") not in resumed
     resumed.add(row | {"method": "telea"})
     assert ("a.png", "m", "telea") in evaluate.Record(path)
+
+
+def test_bar_verdict_of_the_default_benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluate_default.py"
+    spec = importlib.util.spec_from_file_location("evaluate_default", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def stats(psnr, lpips, lpips_hole=0.5):
+        return {"n": 9, "psnr": psnr, "lpips": lpips, "lpips_hole": lpips_hole}
+
+    summary = {
+        "by_bucket": {
+            "irregular": {
+                "40-50%": {
+                    "edgefill": stats(20.0, 0.20, 0.50),
+                    "edgefill-true-edges": stats(21.0, 0.15, 0.40),
+                    "telea": stats(20.2, 0.30),
+                    "patchmatch": stats(19.0, 0.21),
+                }
+            },
+            "box": {"20-30%": {"edgefill": stats(18.0, 0.25), "telea": stats(18.5, 0.30)}},
+        },
+        "fid": {
+            "all": {
+                "edgefill": {"fid": 70.0, "kid": 0.002},
+                "patchmatch": {"fid": 68.0, "kid": 0.003},
+            }
+        },
+    }
+    checks = {name: ok for name, ok, _ in mod.bar_verdict(summary)}
+    assert checks["irregular 40-50%: LPIPS below every baseline"]
+    assert checks["irregular 40-50%: PSNR >= best classical - 0.3 dB"]  # 20.0 vs 20.2
+    assert checks["irregular 40-50%: true edges lower hole-LPIPS by >= 15%"]  # 20 % lower
+    assert not checks["box 20-30%: PSNR >= best classical - 0.3 dB"]  # 18.0 vs 18.5
+    assert not checks["FID below PatchMatch's"] and checks["KID below PatchMatch's"]
+    assert "5 of 7 checks pass." in mod.render_verdict(mod.bar_verdict(summary))

@@ -443,3 +443,30 @@ def test_true_edge_prob_gives_g2_the_true_edges(photos: Path, tmp_path: Path) ->
     assert 10 < int(per_sample[:, 0].sum()) < 54
     with pytest.raises(EdgefillError, match="true_edge_prob"):
         tiny_config("train.true_edge_prob=1.5")
+
+
+def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
+    photos: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    out = tmp_path / "run"
+    t = make_trainer(photos, out, "inpaint", "train.save_every=100", "train.val_every=100")
+    step = t.train_step
+
+    def step_then_signal(batch: dict) -> dict:
+        logs = step(batch)
+        if t.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl+C or `timeout --signal=INT` would
+        return logs
+
+    t.train_step = step_then_signal  # type: ignore[method-assign]
+    t.fit(max_steps=50)
+    assert t.step == 3
+    assert latest_checkpoint(out).name == "step_00000003.pt"
+    assert "stopped by SIGINT at step 3" in (out / "events.log").read_text()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    resumed = make_trainer(photos, out, "inpaint", "train.save_every=100", "train.val_every=100")
+    resumed.fit(resume=True, max_steps=5)
+    assert resumed.step == 5

@@ -19,6 +19,8 @@ import copy
 import csv
 import math
 import os
+import signal
+import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -180,6 +182,37 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
     if which == "edge" and ck.get("frozen_edge") is not None:
         return ck["frozen_edge"]
     raise EdgefillError(f"{ckpt_path}: has no {which} generator (stage {ck.get('stage')})")
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT / SIGTERM to the main process, which stops cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class StopRequest:
+    """While active, SIGINT / SIGTERM ask the training loop to stop after the current step (which
+    then writes a checkpoint) instead of killing it mid-update; a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            signal.default_int_handler(signum, frame)
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def source_model_config(path: str | Path) -> ModelConfig:
@@ -669,6 +702,7 @@ class Trainer:
             # Its own generator: starting the iterator must not consume the global RNG, or a
             # resumed run's RNG state would drift from an uninterrupted one.
             generator=torch.Generator().manual_seed(t.seed),
+            worker_init_fn=_ignore_stop_signals,
         )
         for p in self.pairs.values():
             p.g.train()
@@ -682,54 +716,68 @@ class Trainer:
             disable=not self.show_progress or self.rank != 0,
             dynamic_ncols=True,
         )
-        tic, seen = time.perf_counter(), 0
-        metrics: dict[str, float] = {}
+        self._tic, self._seen = time.perf_counter(), 0
+        self.metrics: dict[str, float] = {}
         it = iter(loader)
+        stop = StopRequest()
         try:
-            while self.step < end:
-                logs = self.train_step(next(it))
-                seen += t.batch_size * self.world
-                bar.update(1)
-                if self.step % t.log_every == 0 or self.step == end:
-                    rate = seen / max(time.perf_counter() - tic, 1e-9)
-                    short = {
-                        k.replace("inpaint/", "").replace("edge/", "e_"): v for k, v in logs.items()
-                    }
-                    bar.set_postfix(
-                        {k: f"{v:.3g}" for k, v in short.items()} | {"img/s": f"{rate:.2f}"}
-                    )
-                    self._append_csv(
-                        "train_log.csv",
-                        {
-                            "step": self.step,
-                            "time": round(time.time(), 1),
-                            "img_per_s": round(rate, 3),
-                            **{k: round(v, 6) for k, v in logs.items()},
-                        },
-                    )
-                    self._scalars("train", logs | {"img_per_s": rate})
-                    tic, seen = time.perf_counter(), 0
-                best = False
-                if (self.step % t.val_every == 0 or self.step == end) and val:
-                    metrics, rows = self.validate(val)
-                    self._append_csv(
-                        "val_log.csv",
-                        {"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}},
-                    )
-                    self._scalars("val", metrics)
-                    if self.step % t.sample_every == 0 or self.step == end:
-                        self._save_grid(rows)
-                    best = self._better(metrics)
-                if self.step % t.save_every == 0 or self.step == end or best:
-                    self.save(best=best)
+            with stop:
+                while self.step < end and not stop.requested:
+                    logs = self.train_step(next(it))
+                    self._after_step(logs, end, val, bar, bool(stop.requested))
         finally:
             bar.close()
             if self.tb is not None:
                 self.tb.close()
                 self.tb = None
+        if stop.requested:
+            self._log_event(
+                f"stopped by {stop.requested} at step {self.step} (checkpoint written); "
+                "continue with --resume"
+            )
         if self.world > 1:
             dist.barrier()  # every rank returns once rank 0's last checkpoint is written
-        return metrics
+        return self.metrics
+
+    def _after_step(
+        self, logs: dict[str, float], end: int, val: list, bar: Any, stopping: bool
+    ) -> None:
+        """Log, validate and checkpoint as the schedule says (and always at the end or a stop)."""
+        t = self.cfg.train
+        self._seen += t.batch_size * self.world
+        bar.update(1)
+        last = self.step == end or stopping
+        if self.step % t.log_every == 0 or last:
+            self._log_train(logs, bar)
+        best = False
+        if (self.step % t.val_every == 0 or last) and val:
+            self.metrics, rows = self.validate(val)
+            self._append_csv(
+                "val_log.csv",
+                {"step": self.step, **{k: round(v, 6) for k, v in self.metrics.items()}},
+            )
+            self._scalars("val", self.metrics)
+            if self.step % t.sample_every == 0 or last:
+                self._save_grid(rows)
+            best = self._better(self.metrics)
+        if self.step % t.save_every == 0 or last or best:
+            self.save(best=best)
+
+    def _log_train(self, logs: dict[str, float], bar: Any) -> None:
+        rate = self._seen / max(time.perf_counter() - self._tic, 1e-9)
+        short = {k.replace("inpaint/", "").replace("edge/", "e_"): v for k, v in logs.items()}
+        bar.set_postfix({k: f"{v:.3g}" for k, v in short.items()} | {"img/s": f"{rate:.2f}"})
+        self._append_csv(
+            "train_log.csv",
+            {
+                "step": self.step,
+                "time": round(time.time(), 1),
+                "img_per_s": round(rate, 3),
+                **{k: round(v, 6) for k, v in logs.items()},
+            },
+        )
+        self._scalars("train", logs | {"img_per_s": rate})
+        self._tic, self._seen = time.perf_counter(), 0
 
     def release(
         self, out_dir: str | Path, half: bool = True, edge_state: dict | None = None

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Turn a lent GPU into weights in one call: train the default model's design (configs/
+# cpu-patchmatch.yaml) on CUDA in bf16 for a fixed wall-clock budget, checkpointing as it goes,
+# then export a release (fp16 safetensors + config.json) from the best checkpoint.
+#
+#   scripts/train_gpu.sh prepare          # here, once: fills .gpu/ (ignored by git) with what the
+#                                         # GPU machine cannot download: the pypatchmatch wheel for
+#                                         # its Python and the VGG16 weights (fp16, for the losses)
+#   scripts/train_gpu.sh run [MINUTES]    # there: train for MINUTES (default 8), export to $OUT
+#
+# With the device tool: run(command="scripts/train_gpu.sh run 8", carry=[".gpu"], timeout_s=600).
+# Environment for `run`: OUT (default ./gpu-run), INIT (release to start from; default the shipped
+# weights; "none" = from scratch), WIDTH / BLOCKS (default: the shipped design; the paper's full
+# width is WIDTH=64 BLOCKS=8, which needs INIT=none and far more than one short lease), DEVICE
+# (default cuda), BATCH, CROP, WORKERS, EXTRA (more `--set key=value` words), DATA (photos;
+# default ../shared/data, else shared/data inside the checkout).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE="${1:-run}"
+CARRY=.gpu
+
+if [ "$MODE" = "prepare" ]; then
+    mkdir -p "$CARRY"
+    grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
+    PY=.venv/bin/python
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        -d "$CARRY" "pypatchmatch>=2.2"
+    "$PY" - "$CARRY/vgg16-fp16.safetensors" <<'EOF'
+import sys
+from safetensors.torch import save_file
+from edgefill.vgg import default_vgg_path, load_vgg_state
+sd = {k: v.half().contiguous() for k, v in load_vgg_state(default_vgg_path()).items()}
+save_file(sd, sys.argv[1])
+print(f"wrote {sys.argv[1]}")
+EOF
+    du -sh "$CARRY"
+    exit 0
+fi
+
+if [ "$MODE" != "run" ]; then
+    echo "usage: scripts/train_gpu.sh prepare | run [MINUTES]" >&2
+    exit 2
+fi
+MINUTES="${2:-8}"
+OUT="${OUT:-$PWD/gpu-run}"
+DEVICE="${DEVICE:-cuda}"
+PY="${PYTHON:-python3}"
+if [ -z "${DATA:-}" ]; then
+    DATA=../shared/data
+    [ -d "$DATA" ] || DATA=shared/data
+fi
+if ls "$CARRY"/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/edgefill-site "$CARRY"/*.whl
+    export PYTHONPATH="/tmp/edgefill-site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+VGG="${VGG:-}"
+[ -z "$VGG" ] && [ -f "$CARRY/vgg16-fp16.safetensors" ] && VGG="$CARRY/vgg16-fp16.safetensors"
+INIT="${INIT:-src/edgefill/weights/default}"
+WORKERS="${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 1 : 1 ))}"
+SETS=(--set "data.num_workers=$WORKERS" --set "train.batch_size=${BATCH:-32}"
+      --set "data.crop_size=${CROP:-128}" --set train.threads=0 --set train.save_every=100
+      --set train.val_every=100 --set train.sample_every=100)
+[ -n "$VGG" ] && SETS+=(--set "loss.vgg_weights=$VGG")
+[ -n "${WIDTH:-}" ] && SETS+=(--set "model.width=$WIDTH")
+[ -n "${BLOCKS:-}" ] && SETS+=(--set "model.edge_blocks=$BLOCKS" --set "model.inpaint_blocks=$BLOCKS")
+START=()
+if [ "$INIT" != "none" ]; then
+    START=(--init "$INIT" --edge-weights "$INIT")
+    STAGE=inpaint-on-predicted
+else
+    STAGE=joint  # from scratch: both generators, end to end
+fi
+mkdir -p "$OUT"
+echo "train_gpu: stage $STAGE for $MINUTES min on $DEVICE, data $DATA, out $OUT"
+# SIGINT at the budget: every checkpoint (save_every steps) is complete, so the export below
+# takes the best of them. `timeout` exits 124 then, which is the expected end here.
+set +e
+timeout --signal=INT "$(awk "BEGIN{print int($MINUTES*60)}")" \
+    "$PY" -m edgefill.cli train --config configs/cpu-patchmatch.yaml --stage "$STAGE" \
+    --data "$DATA" --out "$OUT/run" --device "$DEVICE" "${START[@]}" "${SETS[@]}" \
+    ${EXTRA:-} 2>&1 | tr '\r' '\n' | grep -v '^ *[0-9]*%|' | tail -n 40
+set -e
+"$PY" -m edgefill.cli export "$OUT/run" -o "$OUT/release"
+cp "$OUT/run/val_log.csv" "$OUT/" 2>/dev/null || true
+ls -la "$OUT/release"

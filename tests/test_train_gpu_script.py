@@ -1,0 +1,55 @@
+"""scripts/train_gpu.sh: the one call that turns a lent GPU into weights, run here on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from train_utils import make_photos
+
+from edgefill.pipeline import Inpainter
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train_gpu.sh"
+TINY = " ".join(
+    f"--set {kv}"
+    for kv in (
+        "data.val_count=2",
+        "data.val_size=32",
+        "data.val_fraction=0.3",
+        "loss.perceptual_weight=0",
+        "loss.style_weight=0",
+        "train.save_every=2",
+        "train.val_every=2",
+        "train.threads=1",
+    )
+)
+
+
+def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = os.environ | {"PYTHON": sys.executable, "DEVICE": "cpu"} | env
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], env=full, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) -> None:
+    photos = make_photos(tmp_path / "photos")
+    out = tmp_path / "out"
+    proc = _run(
+        tmp_path, "run", "0.5",
+        OUT=str(out), DATA=str(photos), INIT="none", WIDTH="8", BLOCKS="1", BATCH="2",
+        CROP="32", WORKERS="1", EXTRA=TINY,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "stage joint for 0.5 min on cpu" in proc.stdout
+    inp = Inpainter.from_pretrained(out / "release", precision="fp32")
+    assert inp.config.width == 8 and inp.config.hole_fill == "patchmatch"
+    assert (out / "val_log.csv").is_file()
+
+
+def test_gpu_script_rejects_an_unknown_mode(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "fly")
+    assert proc.returncode == 2 and "usage: scripts/train_gpu.sh" in proc.stderr

@@ -73,7 +73,11 @@ def test_dataset_items_are_deterministic_and_well_formed(photos: Path) -> None:
     cfg = tiny_config()
     ds = PhotoDataset(list_images(photos), cfg.data, cfg.model.canny_sigma)
     a, b = ds[(3, 12345)], ds[(3, 12345)]
-    assert set(a) == {"image", "filled", "gray", "mask", "edges_known", "edges_full"}
+    assert set(a) == {"image", "filled", "gray", "mask", "edges_known", "edges_full", "edges_g2"}
+    # Without a G1, G2 gets the true edges inside the hole and the known ones outside.
+    hole = a["mask"] > 0
+    assert torch.equal(a["edges_g2"][hole], a["edges_full"][hole])
+    assert torch.equal(a["edges_g2"][~hole], a["edges_known"][~hole])
     assert torch.all(a["filled"][:, a["mask"][0] > 0] == 1)  # the reference's white hole
     for k in a:
         assert a[k].dtype == torch.float32 and torch.equal(a[k], b[k])
@@ -101,6 +105,48 @@ def test_dataset_prefills_the_hole_in_the_worker(photos: Path) -> None:
     assert np.array_equal(filled[~hole], rgb[~hole])
     assert not np.all(filled[hole] == 255)
     assert torch.equal(a["filled"], ds[(2, 77)]["filled"])  # deterministic, seeded per sample
+
+
+def test_dataset_runs_a_frozen_g1_in_the_worker_for_the_edges_and_the_guided_fill(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefill import data as data_module
+    from edgefill.networks import EdgeGenerator
+
+    cfg = tiny_config("model.hole_fill=patchmatch")
+    g1 = EdgeGenerator(8, 1).eval()
+    guides = []
+    real_fill = data_module.fill_hole
+
+    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0):
+        guides.append((edges, edge_guide))
+        return real_fill(kind, rgb, hole, seed, edges, edge_guide)
+
+    monkeypatch.setattr(data_module, "fill_hole", spy)
+    files = list_images(photos)
+    always_pred = PhotoDataset(
+        files, cfg.data, 2.0, hole_fill="patchmatch", edge_guide=1.0, edge_generator=g1
+    )
+    a = always_pred[(1, 5)]
+    hole = a["mask"] > 0
+    with torch.no_grad():
+        want = g1(torch.cat([a["gray"] * ~hole + hole, a["edges_known"], a["mask"]])[None])[0]
+    torch.testing.assert_close(a["edges_g2"][hole], want[hole])
+    edges, weight = guides[-1]
+    assert weight == 1.0 and np.array_equal(edges, a["edges_g2"][0].numpy())  # fill follows them
+    always_true = PhotoDataset(
+        files, cfg.data, 2.0, hole_fill="patchmatch", edge_generator=g1, true_edge_prob=1.0
+    )
+    b = always_true[(1, 5)]
+    assert torch.equal(b["edges_g2"][hole], b["edges_full"][hole])
+    half = PhotoDataset(files, cfg.data, 2.0, edge_generator=g1, true_edge_prob=0.5)
+    picks = [torch.equal(half[(0, s)]["edges_g2"], half[(0, s)]["edges_g2"]) for s in range(3)]
+    assert all(picks)  # the per-sample choice is part of the sample's seed: deterministic
+    n_true = sum(
+        torch.equal(h["edges_g2"], torch.where(h["mask"] > 0, h["edges_full"], h["edges_known"]))
+        for h in (half[(0, s)] for s in range(12))
+    )
+    assert 1 <= n_true <= 11
 
 
 def test_dataset_masks_from_folder(tmp_path: Path, photos: Path) -> None:

@@ -37,6 +37,9 @@ class ModelConfig:
     # None keeps the edge generator's soft probabilities; a float binarises them.
     edge_threshold: float | None = None
     hole_fill: str = "white"
+    # Weight of the edge guide in the PatchMatch pre-fill (0 = unguided): with it, the composite
+    # edge map (predicted or drawn inside the hole) steers which texture is copied where.
+    edge_guide: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ def validate(cfg: Config) -> None:
         raise EdgefillError(
             f"model.hole_fill must be one of {HOLE_FILLS}, got {cfg.model.hole_fill!r}"
         )
+    if not 0.0 <= cfg.model.edge_guide <= 100.0:
+        raise EdgefillError(f"model.edge_guide must be in [0, 100], got {cfg.model.edge_guide}")
     if not 0.0 <= cfg.train.true_edge_prob <= 1.0:
         raise EdgefillError(
             f"train.true_edge_prob must be in [0, 1], got {cfg.train.true_edge_prob}"

@@ -9,7 +9,7 @@ DataLoader workers and with distributed ranks.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -18,10 +18,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from edgefill.config import DataConfig
-from edgefill.edges import canny_edges, to_gray
+from edgefill.edges import canny_edges, composite, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb
 from edgefill.masks import generate_mask, load_mask
+from edgefill.networks import edge_input
 from edgefill.prefill import fill_hole
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -100,25 +101,37 @@ def _chw(rgb: np.ndarray) -> torch.Tensor:
 
 
 def make_sample(
-    rgb: np.ndarray, hole: np.ndarray, sigma: float, hole_fill: str = "white", seed: int = 0
+    rgb: np.ndarray,
+    hole: np.ndarray,
+    sigma: float,
+    hole_fill: str = "white",
+    seed: int = 0,
+    guide: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    edge_guide: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Tensors for one training example (CHW float32): image, filled, gray, mask, edges_known,
-    edges_full.
+    """Tensors for one training example (CHW float32): image, gray, mask, edges_known,
+    edges_full, edges_g2, filled.
 
-    filled: the photo with the hole pre-filled as G2 will see it (``model.hole_fill``; computed
-    here, in the DataLoader workers, not in the training step);
     edges_known: Canny restricted to known pixels (what inference sees);
-    edges_full: Canny of the whole photo (the edge generator's target, the 'ground-truth' edges).
+    edges_full: Canny of the whole photo (the edge generator's target, the 'ground-truth' edges);
+    edges_g2: the composite edge map G2 gets: known edges outside the hole and, inside it, those
+    ``guide`` returns for the sample (e.g. a frozen G1's prediction), else the true ones;
+    filled: the photo with the hole pre-filled as G2 will see it (``model.hole_fill``, guided by
+    edges_g2 when ``edge_guide`` > 0). Both are computed here, in the DataLoader workers.
     """
     gray = to_gray(rgb)
-    return {
+    sample = {
         "image": _chw(rgb),
-        "filled": _chw(fill_hole(hole_fill, rgb, hole, seed)),
         "gray": torch.from_numpy(gray)[None],
         "mask": torch.from_numpy(hole.astype(np.float32))[None],
         "edges_known": torch.from_numpy(canny_edges(gray, hole, sigma))[None],
         "edges_full": torch.from_numpy(canny_edges(gray, None, sigma))[None],
     }
+    inside = sample["edges_full"] if guide is None else guide(sample)
+    sample["edges_g2"] = composite(sample["edges_known"], inside, sample["mask"])
+    edges = sample["edges_g2"][0].numpy()
+    sample["filled"] = _chw(fill_hole(hole_fill, rgb, hole, seed, edges, edge_guide))
+    return sample
 
 
 class PhotoDataset(Dataset):
@@ -131,11 +144,20 @@ class PhotoDataset(Dataset):
         sigma: float,
         cache: bool = True,
         hole_fill: str = "white",
+        edge_guide: float = 0.0,
+        edge_generator: torch.nn.Module | None = None,
+        true_edge_prob: float = 0.0,
     ):
+        """``edge_generator``: a frozen G1 whose predictions G2 gets inside the hole (stage
+        inpaint-on-predicted), except for a ``true_edge_prob`` share of samples, which get the
+        true edges; without it G2 always gets the true edges."""
         self.files = files
         self.cfg = cfg
         self.sigma = sigma
         self.hole_fill = hole_fill
+        self.edge_guide = edge_guide
+        self.edge_generator = edge_generator
+        self.true_edge_prob = true_edge_prob
         self.kinds = [k.strip() for k in cfg.mask_kinds.split(",")]
         weights = np.array([float(x) for x in cfg.mask_weights.split(",")])
         self.mask_p = weights / weights.sum()
@@ -186,7 +208,18 @@ class PhotoDataset(Dataset):
         hole = self.mask(rng, self.cfg.crop_size)
         # Drawn last, so the crops and masks of a seed are those of runs without a pre-fill.
         fill_seed = int(rng.integers(2**31))
-        return make_sample(crop, hole, self.sigma, self.hole_fill, fill_seed)
+        guide = None
+        if self.edge_generator is not None and rng.random() >= self.true_edge_prob:
+            guide = self._predict_edges
+        return make_sample(
+            crop, hole, self.sigma, self.hole_fill, fill_seed, guide, self.edge_guide
+        )
+
+    @torch.no_grad()
+    def _predict_edges(self, sample: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert self.edge_generator is not None
+        x = edge_input(sample["gray"][None], sample["edges_known"][None], sample["mask"][None])
+        return self.edge_generator(x)[0].float()
 
 
 class StepSampler(Sampler):
@@ -226,7 +259,7 @@ class StepSampler(Sampler):
 
 
 def validation_samples(
-    files: list[Path], size: int, sigma: float, seed: int = 1234, hole_fill: str = "white"
+    files: list[Path], size: int, sigma: float, seed: int = 1234
 ) -> list[dict[str, torch.Tensor]]:
     """Fixed validation set: centre crops with fixed irregular masks cycling through the buckets."""
     out = []
@@ -235,7 +268,7 @@ def validation_samples(
         low = 0.1 + 0.1 * (i % 5)
         rgb, _ = load_rgb(f)
         hole = generate_mask("irregular", size, size, rng, (low, low + 0.1))
-        out.append(make_sample(center_square(rgb, size), hole, sigma, hole_fill, seed + i))
+        out.append(make_sample(center_square(rgb, size), hole, sigma))
     return out
 
 

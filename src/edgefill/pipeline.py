@@ -511,7 +511,8 @@ class Inpainter:
     @torch.inference_mode()
     def complete(self, rgb: np.ndarray, hole: np.ndarray, edges: np.ndarray) -> np.ndarray:
         """G2 on the masked photo and a composite edge map; returns the raw prediction uint8 HxWx3."""
-        filled = to_tensor(fill_hole(self.config.hole_fill, rgb, hole))
+        cfg = self.config
+        filled = to_tensor(fill_hole(cfg.hole_fill, rgb, hole, 0, edges, cfg.edge_guide))
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
         x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, self.config.hole_fill))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
 from edgefill.config import HOLE_FILLS
 from edgefill.errors import EdgefillError
@@ -21,6 +22,8 @@ from edgefill.errors import EdgefillError
 TELEA_RADIUS = 3  # OpenCV's documented example value
 PATCHMATCH_RADIUS = 3  # pypatchmatch's patch_size is a radius: 7x7 patches
 GREY = 128  # the fill of an image without a single known pixel
+GUIDE_REACH = 6.0  # px: distances to the nearest edge beyond this count as "far from edges"
+GUIDE_WEIGHT = 1.0  # default weight of the edge guide against the patch distance
 
 
 def telea(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
@@ -41,22 +44,63 @@ def patchmatch_unavailable() -> str | None:
     return None
 
 
-def patchmatch(rgb: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray:
-    """PatchMatch fill (7x7 patches); deterministic for a given ``seed``."""
+def edge_guide_map(edges: np.ndarray, reach: float = GUIDE_REACH) -> np.ndarray:
+    """PatchMatch's guide (HxWx3 float32) from an edge map: each pixel's distance to the nearest
+    edge, in units of ``reach`` pixels, saturated at 1 and scaled into [0, 0.5] (the library
+    compares the first channel between source and target with wrap-around at 1)."""
+    far = (edges < 0.5).astype(np.uint8)
+    guide = np.zeros((*edges.shape, 3), np.float32)
+    if far.all():
+        guide[..., 0] = 0.5
+        return guide
+    dist = cv2.distanceTransform(far, cv2.DIST_L2, 3)
+    guide[..., 0] = np.minimum(dist / reach, 1.0) * 0.5
+    return guide
+
+
+def patchmatch(
+    rgb: np.ndarray,
+    hole: np.ndarray,
+    seed: int = 0,
+    edges: np.ndarray | None = None,
+    guide_weight: float = GUIDE_WEIGHT,
+) -> np.ndarray:
+    """PatchMatch fill (7x7 patches); deterministic for a given ``seed``.
+
+    ``edges`` (float HxW, the composite edge map: known edges outside the hole, predicted or
+    drawn inside) steers the copy: a hole pixel then prefers source patches that lie as far from
+    an edge as it does, so texture is copied along the drawn structure and flat regions stay flat.
+    """
     reason = patchmatch_unavailable()
     if reason is not None:
         raise EdgefillError(f"the PatchMatch hole fill cannot run: {reason}")
     import patchmatch as pm
 
     pm.set_random_seed(seed)  # the library's generator is global: seed right before each use
-    return pm.inpaint(rgb, hole.astype(np.uint8), patch_size=PATCHMATCH_RADIUS)
+    if edges is None:
+        return pm.inpaint(rgb, hole.astype(np.uint8), patch_size=PATCHMATCH_RADIUS)
+    return pm.inpaint_regularity(
+        rgb,
+        hole.astype(np.uint8),
+        edge_guide_map(edges),
+        patch_size=PATCHMATCH_RADIUS,
+        guide_weight=guide_weight,
+    )
 
 
-def fill_hole(kind: str, rgb: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray:
+def fill_hole(
+    kind: str,
+    rgb: np.ndarray,
+    hole: np.ndarray,
+    seed: int = 0,
+    edges: np.ndarray | None = None,
+    edge_guide: float = 0.0,
+) -> np.ndarray:
     """``rgb`` (uint8 HxWx3) with ``hole`` (bool HxW) pre-filled by ``kind`` (see HOLE_FILLS).
 
     Pixels outside the hole are returned exactly; an image without any known pixel is mid-grey
-    for the classical fills (they have nothing to copy from).
+    for the classical fills (they have nothing to copy from). With ``edge_guide`` > 0 the
+    PatchMatch fill follows ``edges`` (the composite edge map G2 gets; see ``patchmatch``).
     """
     if kind not in HOLE_FILLS:
         raise EdgefillError(f"hole fill must be one of {HOLE_FILLS}, got {kind!r}")
@@ -70,6 +114,32 @@ def fill_hole(kind: str, rgb: np.ndarray, hole: np.ndarray, seed: int = 0) -> np
         fill = np.full_like(rgb, GREY)
     elif kind == "telea":
         fill = telea(rgb, hole)
+    elif edge_guide > 0 and edges is not None:
+        fill = patchmatch(rgb, hole, seed, edges, edge_guide)
     else:
         fill = patchmatch(rgb, hole, seed)
     return np.where(hole[..., None], fill, rgb)
+
+
+def fill_batch(
+    kind: str,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    edges: torch.Tensor | None = None,
+    edge_guide: float = 0.0,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``fill_hole`` over a batch of tensors (Bx3 image in [0, 1], Bx1 mask and edges), for
+    validation, where the edges come from the network; training fills in the data workers."""
+    rgb = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    rgb_np = rgb.permute(0, 2, 3, 1).cpu().numpy()
+    holes = (mask[:, 0] >= 0.5).cpu().numpy()
+    lines = None if edges is None else edges[:, 0].detach().float().cpu().numpy()
+    out = [
+        fill_hole(
+            kind, rgb_np[i], holes[i], seed + i, None if lines is None else lines[i], edge_guide
+        )
+        for i in range(len(rgb_np))
+    ]
+    filled = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(image.device, torch.float32)
+    return torch.where(mask >= 0.5, filled / 255, image.float())

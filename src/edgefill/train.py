@@ -54,6 +54,7 @@ from edgefill.networks import (
     edge_input,
     inpaint_input,
 )
+from edgefill.prefill import fill_batch
 from edgefill.vgg import default_vgg_path, load_vgg16
 
 CKPT_DIR = "checkpoints"
@@ -184,10 +185,12 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
     raise EdgefillError(f"{ckpt_path}: has no {which} generator (stage {ck.get('stage')})")
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave SIGINT / SIGTERM to the main process, which stops cleanly."""
+def _init_worker(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT / SIGTERM to the main process, which stops cleanly, and
+    run the frozen G1 on one thread each (the workers already run side by side)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)
 
 
 class StopRequest:
@@ -266,9 +269,6 @@ class Trainer:
                 f"{self.data}: every photo fell into validation; lower data.val_fraction"
             )
         self.train_files, self.val_files = train_files, val_files[: cfg.data.val_count]
-        self.dataset = PhotoDataset(
-            train_files, cfg.data, cfg.model.canny_sigma, hole_fill=cfg.model.hole_fill
-        )
         self.pairs: dict[str, Pair] = {}
         m = cfg.model
         if self.stage in ("edge", "joint"):
@@ -285,7 +285,20 @@ class Trainer:
                 )
             g1 = EdgeGenerator(m.width, m.edge_blocks)
             g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
-            self.frozen_edge = g1.to(self.device).eval().requires_grad_(False)
+            self.frozen_edge = g1.eval().requires_grad_(False)
+        # The frozen G1 runs in the data workers (on the CPU), beside the pre-fill that follows
+        # its edges; the live G1 of stage joint runs in the training step.
+        self.dataset = PhotoDataset(
+            train_files,
+            cfg.data,
+            m.canny_sigma,
+            hole_fill=m.hole_fill,
+            edge_guide=m.edge_guide,
+            edge_generator=copy.deepcopy(self.frozen_edge),
+            true_edge_prob=cfg.train.true_edge_prob,
+        )
+        if self.frozen_edge is not None:
+            self.frozen_edge = self.frozen_edge.to(self.device)
         if self.init:
             for name, pair in self.pairs.items():
                 sd = load_generator_from(self.init, name)
@@ -392,7 +405,9 @@ class Trainer:
         for p in self.pairs.values():
             p.d.requires_grad_(False)
         with self._autocast():
-            pred = batch["edges_full"]  # stage inpaint: G2 learns on ground-truth edges
+            # G2's edges: from the data workers (true ones, or the frozen G1's there), or in
+            # stage joint from the live G1, whose gradient then also comes from G2's losses.
+            edges = batch["edges_g2"]
             if "edge" in self.pairs:
                 pair = self.pairs["edge"]
                 pred = pair.g_run(batch_edge_input(batch)).float()
@@ -408,15 +423,10 @@ class Trainer:
                     [f.float() for f in fake_feats], [f.float() for f in real_feats]
                 )
                 d_inputs["edge"] = (real, fake)
-            elif self.frozen_edge is not None:
-                with torch.no_grad():
-                    pred = self.frozen_edge(batch_edge_input(batch)).float()
-            if "edge" in self.pairs or self.frozen_edge is not None:
                 pred = self._mix_true_edges(pred, batch["edges_full"])
+                edges = composite(batch["edges_known"], pred, mask)
             if "inpaint" in self.pairs:
                 pair, image = self.pairs["inpaint"], batch["image"]
-                # joint: `pred` is not detached, so G2's losses train G1 too (end to end).
-                edges = composite(batch["edges_known"], pred, mask)
                 out = pair.g_run(
                     inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
                 ).float()
@@ -440,7 +450,8 @@ class Trainer:
     def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         """Predicted edges, replaced by the true ones for a ``train.true_edge_prob`` share of the
         samples: G2 then learns that following the edge guide pays, so drawn or better
-        predicted edges steer the fill, while still learning to cope with predicted ones."""
+        predicted edges steer the fill, while still learning to cope with predicted ones.
+        (Stage joint; with a frozen G1 the data workers make the same choice.)"""
         p = self.cfg.train.true_edge_prob
         if p <= 0:
             return pred
@@ -559,7 +570,9 @@ class Trainer:
                     sums[f"edge_{k}"] = sums.get(f"edge_{k}", 0.0) + v * len(mask)
             out = batch["image"] * (1 - mask) + mask
             if g2 is not None:
-                x = inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
+                m = self.cfg.model
+                filled = fill_batch(m.hole_fill, batch["image"], mask, edges, m.edge_guide)
+                x = inpaint_input(filled, mask, edges, m.hole_fill)
                 pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)
                 scores = {
@@ -681,7 +694,6 @@ class Trainer:
                 self.val_files,
                 cfg.data.val_size or cfg.data.crop_size,
                 cfg.model.canny_sigma,
-                hole_fill=cfg.model.hole_fill,
             )
             if self.rank == 0
             else []
@@ -702,7 +714,7 @@ class Trainer:
             # Its own generator: starting the iterator must not consume the global RNG, or a
             # resumed run's RNG state would drift from an uninterrupted one.
             generator=torch.Generator().manual_seed(t.seed),
-            worker_init_fn=_ignore_stop_signals,
+            worker_init_fn=_init_worker,
         )
         for p in self.pairs.values():
             p.g.train()

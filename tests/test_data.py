@@ -107,7 +107,7 @@ def test_dataset_prefills_the_hole_in_the_worker(photos: Path) -> None:
     assert torch.equal(a["filled"], ds[(2, 77)]["filled"])  # deterministic, seeded per sample
 
 
-def test_dataset_runs_a_frozen_g1_in_the_worker_for_the_edges_and_the_guided_fill(
+def test_dataset_runs_a_frozen_g1_in_the_worker_and_guides_the_fill_by_true_edges(
     photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edgefill import data as data_module
@@ -132,13 +132,15 @@ def test_dataset_runs_a_frozen_g1_in_the_worker_for_the_edges_and_the_guided_fil
     with torch.no_grad():
         want = g1(torch.cat([a["gray"] * ~hole + hole, a["edges_known"], a["mask"]])[None])[0]
     torch.testing.assert_close(a["edges_g2"][hole], want[hole])
-    edges, weight = guides[-1]
-    assert weight == 1.0 and np.array_equal(edges, a["edges_g2"][0].numpy())  # fill follows them
+    assert guides[-1][1] == 0.0  # predicted edges steer G2, not the pre-fill
     always_true = PhotoDataset(
-        files, cfg.data, 2.0, hole_fill="patchmatch", edge_generator=g1, true_edge_prob=1.0
-    )
+        files, cfg.data, 2.0, hole_fill="patchmatch", edge_guide=1.0, edge_generator=g1,
+        true_edge_prob=1.0,
+    )  # fmt: skip
     b = always_true[(1, 5)]
     assert torch.equal(b["edges_g2"][hole], b["edges_full"][hole])
+    edges, weight = guides[-1]
+    assert weight == 1.0 and np.array_equal(edges, b["edges_g2"][0].numpy())  # fill follows them
     half = PhotoDataset(files, cfg.data, 2.0, edge_generator=g1, true_edge_prob=0.5)
     picks = [torch.equal(half[(0, s)]["edges_g2"], half[(0, s)]["edges_g2"]) for s in range(3)]
     assert all(picks)  # the per-sample choice is part of the sample's seed: deterministic

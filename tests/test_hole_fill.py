@@ -193,3 +193,30 @@ def test_release_without_hole_fill_loads_as_the_reference(tmp_path: Path) -> Non
     del doc["model"]["hole_fill"]  # releases written before the option existed
     (rel / "config.json").write_text(json.dumps(doc))
     assert load_release(rel)[2].hole_fill == "white"
+
+
+def test_pipeline_guides_the_patchmatch_fill_by_drawn_edges_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edgefill import pipeline as pipeline_module
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="patchmatch", edge_guide=2.0
+    )
+    inp = Inpainter.from_modules(EdgeGenerator(4, 1), InpaintGenerator(4, 1, "patchmatch"), cfg)
+    weights = []
+    real = pipeline_module.fill_hole
+
+    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0):
+        weights.append(edge_guide)
+        return real(kind, rgb, hole, seed, edges, edge_guide)
+
+    monkeypatch.setattr(pipeline_module, "fill_hole", spy)
+    rgb, hole = photo_array(), box_hole()
+    plain, _ = inp.inpaint_arrays(rgb, hole)
+    line = np.zeros(hole.shape, np.float32)
+    line[hole.shape[0] // 2] = 1
+    drawn, _ = inp.inpaint_arrays(rgb, hole, line)
+    assert weights == [0.0, 2.0]
+    assert not np.array_equal(plain, drawn)

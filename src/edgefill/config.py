@@ -37,8 +37,9 @@ class ModelConfig:
     # None keeps the edge generator's soft probabilities; a float binarises them.
     edge_threshold: float | None = None
     hole_fill: str = "white"
-    # Weight of the edge guide in the PatchMatch pre-fill (0 = unguided): with it, the composite
-    # edge map (predicted or drawn inside the hole) steers which texture is copied where.
+    # Weight of the edge guide in the PatchMatch pre-fill (0 = unguided): with it, edges drawn
+    # into the hole (true edges in training) steer which texture is copied where. Predicted
+    # edges steer G2 only: guided by a small G1's predictions PatchMatch did worse than unguided.
     edge_guide: float = 0.0
 
 

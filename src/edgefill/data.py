@@ -116,8 +116,9 @@ def make_sample(
     edges_full: Canny of the whole photo (the edge generator's target, the 'ground-truth' edges);
     edges_g2: the composite edge map G2 gets: known edges outside the hole and, inside it, those
     ``guide`` returns for the sample (e.g. a frozen G1's prediction), else the true ones;
-    filled: the photo with the hole pre-filled as G2 will see it (``model.hole_fill``, guided by
-    edges_g2 when ``edge_guide`` > 0). Both are computed here, in the DataLoader workers.
+    filled: the photo with the hole pre-filled as G2 will see it (``model.hole_fill``; guided by
+    edges_g2 with weight ``edge_guide`` when those are the true edges). Both are computed here,
+    in the DataLoader workers.
     """
     gray = to_gray(rgb)
     sample = {
@@ -129,8 +130,12 @@ def make_sample(
     }
     inside = sample["edges_full"] if guide is None else guide(sample)
     sample["edges_g2"] = composite(sample["edges_known"], inside, sample["mask"])
+    # The pre-fill follows true edges (at inference: drawn ones), never predicted ones: guided
+    # by the predicted edges of a small G1, PatchMatch did worse than unguided
+    # (benchmarks/ablate_prefill.py, docs/model-card.md).
+    weight = edge_guide if guide is None else 0.0
     edges = sample["edges_g2"][0].numpy()
-    sample["filled"] = _chw(fill_hole(hole_fill, rgb, hole, seed, edges, edge_guide))
+    sample["filled"] = _chw(fill_hole(hole_fill, rgb, hole, seed, edges, weight))
     return sample
 
 

@@ -509,10 +509,17 @@ class Inpainter:
         return known, pred[0, 0].cpu().numpy()
 
     @torch.inference_mode()
-    def complete(self, rgb: np.ndarray, hole: np.ndarray, edges: np.ndarray) -> np.ndarray:
-        """G2 on the masked photo and a composite edge map; returns the raw prediction uint8 HxWx3."""
+    def complete(
+        self, rgb: np.ndarray, hole: np.ndarray, edges: np.ndarray, drawn: bool = False
+    ) -> np.ndarray:
+        """G2 on the masked photo and a composite edge map; returns the raw prediction uint8 HxWx3.
+
+        ``drawn``: the edges inside the hole were given (drawn by a user), not predicted; only
+        then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training.
+        """
         cfg = self.config
-        filled = to_tensor(fill_hole(cfg.hole_fill, rgb, hole, 0, edges, cfg.edge_guide))
+        weight = cfg.edge_guide if drawn else 0.0
+        filled = to_tensor(fill_hole(cfg.hole_fill, rgb, hole, 0, edges, weight))
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
         x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, self.config.hole_fill))
@@ -572,7 +579,7 @@ class Inpainter:
                 edges[t:b, lf:r] = comp
             if result is None:
                 continue
-            filled = self.complete(rgb_s, hole_s, comp)
+            filled = self.complete(rgb_s, hole_s, comp, drawn=guide is not None)
             if (sh, sw) != (wh, ww):
                 # Upscale the small result with its known pixels around the hole (no dark halo).
                 small = np.where(hole_s[..., None], filled, rgb_s)

@@ -571,7 +571,8 @@ class Trainer:
             out = batch["image"] * (1 - mask) + mask
             if g2 is not None:
                 m = self.cfg.model
-                filled = fill_batch(m.hole_fill, batch["image"], mask, edges, m.edge_guide)
+                guide = m.edge_guide if g1 is None or self.stage == "inpaint" else 0.0
+                filled = fill_batch(m.hole_fill, batch["image"], mask, edges, guide)
                 x = inpaint_input(filled, mask, edges, m.hole_fill)
                 pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)

@@ -38,6 +38,8 @@ def test_grow_widens_the_proposal_and_results_repeat() -> None:
     wide = select_object(rgb, (40, 20, 120, 100), grow=6)
     assert wide[tight].all() and wide.sum() > tight.sum()
     np.testing.assert_array_equal(wide, select_object(rgb, (40, 20, 120, 100), grow=6))
+    default = select_object(rgb, (40, 20, 120, 100))  # 0.5 % of 160 px, at least 2 px
+    np.testing.assert_array_equal(default, select_object(rgb, (40, 20, 120, 100), grow=2))
 
 
 def test_scribbles_alone_and_not_object_marks() -> None:

@@ -687,7 +687,7 @@ def test_select_box_proposes_the_object(client: TestClient) -> None:
     assert got.shape == disc.shape
     assert got[disc].mean() > 0.97, "the proposal misses part of the object"
     y, x = np.mgrid[: disc.shape[0], : disc.shape[1]]
-    near = (x - 70) ** 2 + (y - 60) ** 2 < (30 + 7) ** 2  # the disc grown by the default 6 px
+    near = (x - 70) ** 2 + (y - 60) ** 2 < (30 + 3) ** 2  # the disc grown by the default 2 px
     assert not (got & ~near).any(), "the proposal spills beyond the object"
     assert not got[:, 115:].any() and not got[:15].any()
 

@@ -19,7 +19,7 @@ from edgefill.errors import EdgefillError
 
 WORKING_SIZE = 640  # longest side GrabCut works at; the mask is scaled back to the photo
 ITERATIONS = 5
-DEFAULT_GROW = 6  # px at the photo's size
+GROW_FRACTION = 0.005  # default growth: 0.5 % of the photo's longer side (12 px at 2400 px)
 OBJECT, NOT_OBJECT = 255, 128  # scribble values
 
 
@@ -34,6 +34,10 @@ def parse_box(text: str, width: int, height: int) -> tuple[int, int, int, int]:
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise EdgefillError(f"box {text!r} is too small: draw it around the object")
     return x0, y0, x1, y1
+
+
+def default_grow(width: int, height: int) -> int:
+    return max(2, round(GROW_FRACTION * max(width, height)))
 
 
 def _initial_labels(
@@ -76,15 +80,17 @@ def select_object(
     rgb: np.ndarray,
     box: tuple[int, int, int, int] | None = None,
     scribbles: np.ndarray | None = None,
-    grow: int = DEFAULT_GROW,
+    grow: int | None = None,
 ) -> np.ndarray:
     """A proposed object mask (bool HxW) from a box (x0, y0, x1, y1) and/or scribbles.
 
     ``scribbles``: uint8 HxW, 255 = surely the object, 128 = surely not, 0 = unknown. Without a
     box the region around the object marks counts as possibly object. ``grow``: px added around
-    the proposal so the fill covers the object's outline.
+    the proposal so the fill covers the object's outline (None: see ``default_grow``).
     """
     h, w = rgb.shape[:2]
+    if grow is None:
+        grow = default_grow(w, h)
     if scribbles is not None and scribbles.shape != (h, w):
         raise EdgefillError(
             f"scribbles are {scribbles.shape[1]}x{scribbles.shape[0]} but the photo is {w}x{h}"

@@ -45,7 +45,7 @@ from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb
 from edgefill.masks import load_mask, mask_from_alpha
 from edgefill.pipeline import HD_STRATEGIES, Inpainter, load_guide
-from edgefill.selection import DEFAULT_GROW, parse_box, select_object
+from edgefill.selection import parse_box, select_object
 
 log = logging.getLogger("edgefill.server")
 
@@ -106,7 +106,10 @@ ScribblesField = Annotated[
     UploadFile | None,
     File(description="optional gray PNG of the photo's size: 255 = object, 128 = not, 0 = unknown"),
 ]
-GrowField = Annotated[int, Form(description="px added around the proposed mask")]
+GrowField = Annotated[
+    int | None,
+    Form(description="px added around the proposed mask (default: 0.5 % of the longer side)"),
+]
 
 
 class UploadError(Exception):
@@ -196,7 +199,7 @@ def inpaint_rgb(
 
 
 def selection_u8(
-    rgb: np.ndarray, box: str | None, scribbles: Image.Image | None, grow: int
+    rgb: np.ndarray, box: str | None, scribbles: Image.Image | None, grow: int | None
 ) -> np.ndarray:
     """GrabCut's proposed object mask, white on black."""
     h, w = rgb.shape[:2]
@@ -553,7 +556,7 @@ def create_app(
         photo: PhotoField,
         box: BoxField = None,
         scribbles: ScribblesField = None,
-        grow: GrowField = DEFAULT_GROW,
+        grow: GrowField = None,
     ) -> Response:
         """Propose a mask for the object in ``box`` and/or marked by ``scribbles`` (OpenCV
         GrabCut, no model): white = object, photo size. Needs no inpainting model."""

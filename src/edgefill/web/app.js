@@ -643,9 +643,9 @@
   }
 
   // Draws `src` (a full-size layer) as a solid colour at `alpha`; `clip` keeps (in) or removes
-  // (out) the part under another layer. `lines` draws thin lines at least ~3 screen pixels wide
-  // and fully opaque at any zoom: the layer is scaled once, then stamped at 1 px offsets and
-  // summed, so a 1-px edge that downscaling made faint comes back solid.
+  // (out) the part under another layer. `lines` draws thin lines 2-3 screen pixels wide and
+  // fully opaque at any zoom: the layer is scaled once, then stamped at 1 px offsets and summed,
+  // so a 1-px edge that downscaling made faint comes back solid.
   function drawTinted(src, color, alpha, clip, clipMode, lines) {
     const dpr = window.devicePixelRatio || 1;
     const rect = imageRect();
@@ -663,10 +663,10 @@
       sctx.globalCompositeOperation = "lighter";
       const reps = Math.min(4, Math.max(1, Math.ceil(0.5 / D.vt.s)));
       const step = Math.max(1, Math.round(dpr));
+      // Zoomed out: 3x3 stamps (about 3 px wide); from 1:1 on the line is wide already: 2x2.
+      const offsets = D.vt.s < 1 ? [-step, 0, step] : [0, step];
       for (let r = 0; r < reps; r++) {
-        for (let dy = -step; dy <= step; dy += step) {
-          for (let dx = -step; dx <= step; dx += step) sctx.drawImage(scratch2, dx, dy);
-        }
+        for (const dy of offsets) for (const dx of offsets) sctx.drawImage(scratch2, dx, dy);
       }
       sctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     } else {

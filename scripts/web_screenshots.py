@@ -82,8 +82,6 @@ def drive(browser, base: str, name: str, out: Path, extra: Path) -> list[Path]:
     def client(x: float, y: float) -> tuple[float, float]:
         return tuple(page.evaluate("([x, y]) => window.edgefill.imageToClient(x, y)", [x, y]))
 
-    if name == "laptop":
-        shot("empty")
     page.set_input_files("#photo-input", [str(extra), str(PHOTO)])
     page.wait_for_function("() => window.edgefill.docs.length === 2")
     page.set_input_files("#mask-input", str(MASK))

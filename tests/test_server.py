@@ -108,9 +108,7 @@ def test_edges_endpoint(client: TestClient, inpainter: Inpainter) -> None:
     photo, mask = photo_array(), mask_array()
     edges = decode(client.post("/api/edges", files=files(png(photo), png(mask))))
     assert edges.shape == mask.shape and edges.dtype == np.uint8
-    hole = mask > 0
-    known, pred = inpainter.predict_edges(photo, hole)
-    expected = np.round(np.where(hole, pred, known) * 255).astype(np.uint8)
+    expected = np.round(inpainter.edge_map(photo, mask > 0) * 255).astype(np.uint8)
     np.testing.assert_array_equal(edges, expected)
 
 
@@ -480,13 +478,13 @@ def test_model_calls_are_serialised_and_do_not_block_the_loop(inpainter: Inpaint
     peak = []
 
     class Slow(Inpainter):
-        def inpaint_arrays(self, rgb, hole, guide=None):
+        def inpaint_arrays(self, rgb, hole, guide=None, **options):
             active.append(1)
             peak.append(len(active))
             entered.set()
             release.wait(10)
             try:
-                return super().inpaint_arrays(rgb, hole, guide)
+                return super().inpaint_arrays(rgb, hole, guide, **options)
             finally:
                 active.pop()
 
@@ -511,10 +509,10 @@ def test_queue_limit_gives_503(inpainter: Inpainter) -> None:
     entered = threading.Event()
 
     class Slow(Inpainter):
-        def inpaint_arrays(self, rgb, hole, guide=None):
+        def inpaint_arrays(self, rgb, hole, guide=None, **options):
             entered.set()
             release.wait(10)
-            return super().inpaint_arrays(rgb, hole, guide)
+            return super().inpaint_arrays(rgb, hole, guide, **options)
 
     slow = Slow(inpainter.g1, inpainter.g2, inpainter.config)
     data = files(png(photo_array()), png(mask_array()))
@@ -615,3 +613,127 @@ def test_cli_serve_loads_the_release_and_binds_loopback(tmp_path, monkeypatch) -
     assert isinstance(seen["inp"], Inpainter) and seen["inp"].config.width == 8
     assert seen["host"] == "127.0.0.1" and seen["port"] == 7860
     assert seen["max_upload_bytes"] == 2 * 2**20
+
+
+# ----------------------------------------------------------------------------- web app v2
+
+
+def disc_photo(h: int = 120, w: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """A red disc (the object) on a textured green and blue background; and the disc's mask."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[:h, :w]
+    img = np.stack([40 + 0 * x, 110 + 40 * (y / h), 60 + 80 * (x / w)], -1).astype(float)
+    img += rng.normal(0, 8, img.shape)
+    disc = (x - 70) ** 2 + (y - 60) ** 2 < 30**2
+    img[disc] = [200, 40, 40] + rng.normal(0, 8, (disc.sum(), 3))
+    return img.clip(0, 255).astype(np.uint8), disc
+
+
+@pytest.fixture(scope="module")
+def big_client(inpainter: Inpainter) -> TestClient:
+    with TestClient(create_app(inpainter), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize("strategy", [None, "crop", "resize", "original"])
+def test_edges_go_through_the_same_windows_as_inpaint(
+    big_client: TestClient, inpainter: Inpainter, strategy: str | None
+) -> None:
+    """A 640x400 photo with a small hole: the crop strategy works on a window around it."""
+    photo, mask = photo_array(400, 640), np.zeros((400, 640), np.uint8)
+    mask[180:210, 300:340] = 255
+    data = {} if strategy is None else {"hd_strategy": strategy}
+    r = big_client.post("/api/edges", files=files(png(photo), png(mask)), data=data)
+    edges = decode(r)
+    _, used = inpainter.inpaint_arrays(photo, mask > 0, hd_strategy=strategy)
+    np.testing.assert_array_equal(edges, np.round(used * 255).astype(np.uint8))
+    if strategy in (None, "crop"):  # nothing is computed far from the hole
+        assert edges[:20].max() == 0 and edges[:, :100].max() == 0
+    else:
+        assert edges[:20].max() > 0
+
+
+def test_inpaint_hd_strategy_and_refine(big_client: TestClient, inpainter: Inpainter) -> None:
+    from edgefill.refine import refine
+
+    photo, mask = photo_array(400, 640), np.zeros((400, 640), np.uint8)
+    mask[180:210, 300:340] = 255
+    hole = mask > 0
+    for strategy in ("crop", "resize"):
+        data = {"hd_strategy": strategy}
+        out = decode(big_client.post("/api/inpaint", files=files(png(photo), png(mask)), data=data))
+        expected, _ = inpainter.inpaint_arrays(photo, hole, hd_strategy=strategy)
+        np.testing.assert_array_equal(out, expected)
+    data = {"refine": "true"}
+    out = decode(big_client.post("/api/inpaint", files=files(png(photo), png(mask)), data=data))
+    plain, comp = inpainter.inpaint_arrays(photo, hole)
+    np.testing.assert_array_equal(out, refine(plain, hole, comp))
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert (out[hole] != plain[hole]).any()
+
+
+@pytest.mark.parametrize("route", ["/api/edges", "/api/inpaint"])
+def test_unknown_hd_strategy_is_400(client: TestClient, route: str) -> None:
+    data = {"hd_strategy": "tiles"}
+    r = client.post(route, files=files(png(photo_array()), png(mask_array())), data=data)
+    assert r.status_code == 400
+    assert "crop, resize, original" in r.json()["detail"] and "tiles" in r.json()["detail"]
+
+
+def test_select_box_proposes_the_object(client: TestClient) -> None:
+    photo, disc = disc_photo()
+    r = client.post("/api/select", files=files(png(photo)), data={"box": "35,25,105,95"})
+    got = decode(r) > 0
+    assert got.shape == disc.shape
+    assert got[disc].mean() > 0.97, "the proposal misses part of the object"
+    y, x = np.mgrid[: disc.shape[0], : disc.shape[1]]
+    near = (x - 70) ** 2 + (y - 60) ** 2 < (30 + 3) ** 2  # the disc grown by the default 2 px
+    assert not (got & ~near).any(), "the proposal spills beyond the object"
+    assert not got[:, 115:].any() and not got[:15].any()
+
+
+def test_select_scribbles_without_a_box(client: TestClient) -> None:
+    photo, disc = disc_photo()
+    marks = np.zeros(disc.shape, np.uint8)
+    marks[55:65, 60:80] = 255  # a stroke across the middle of the disc
+    marks[5:10, 5:150] = 128  # and one over the background
+    got = (
+        decode(
+            client.post(
+                "/api/select",
+                files={"photo": ("p.png", png(photo)), "scribbles": ("s.png", png(marks))},
+            )
+        )
+        > 0
+    )
+    assert got[disc].mean() > 0.9
+    assert not got[5:10, 5:150].any()
+
+
+@pytest.mark.parametrize(
+    "data, extra, message",
+    [
+        ({}, None, "draw a box"),
+        ({"box": "1,2,3"}, None, "four numbers"),
+        ({"box": "10,10,11,11"}, None, "too small"),
+        ({"box": "10,10,60,60"}, np.zeros((5, 5), np.uint8), "scribbles are 5x5"),
+        ({"box": "10,10,60,60", "grow": "-1"}, None, "grow"),
+    ],
+)
+def test_select_bad_input_is_400(client: TestClient, data, extra, message) -> None:
+    photo, _ = disc_photo()
+    up = files(png(photo))
+    if extra is not None:
+        up["scribbles"] = ("s.png", png(extra), "image/png")
+    r = client.post("/api/select", files=up, data=data)
+    assert r.status_code == 400 and message in r.json()["detail"], r.text
+
+
+def test_select_needs_no_model() -> None:
+    def broken() -> Inpainter:
+        raise EdgefillError("no weights here")
+
+    photo, disc = disc_photo()
+    with TestClient(create_app(broken)) as c:
+        r = c.post("/api/select", files=files(png(photo)), data={"box": "35,25,105,95"})
+        assert decode(r)[disc].mean() > 0

@@ -5,8 +5,9 @@
 
 API (OpenAPI schema at ``/api/openapi.json``):
 
-- ``POST /api/edges``   photo + mask            -> PNG edge map (white lines on black)
-- ``POST /api/inpaint`` photo + mask [+ edges]  -> PNG result, same size as the photo
+- ``POST /api/edges``   photo + mask [+ hd_strategy] -> PNG edge map the fill will use
+- ``POST /api/inpaint`` photo + mask [+ edges, hd_strategy, refine] -> PNG result, photo size
+- ``POST /api/select``  photo + box and/or scribbles -> PNG proposed object mask (GrabCut)
 - ``POST /api/detect``  photo [+ kind, sensitivity] -> PNG damage mask (white = damaged)
 - ``GET  /api/health``  model and limits as JSON
 
@@ -43,7 +44,8 @@ from edgefill.detect import DEFAULT_SENSITIVITY, KINDS, detect_damage, detector_
 from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb
 from edgefill.masks import load_mask, mask_from_alpha
-from edgefill.pipeline import Inpainter, load_guide
+from edgefill.pipeline import HD_STRATEGIES, Inpainter, load_guide
+from edgefill.selection import parse_box, select_object
 
 log = logging.getLogger("edgefill.server")
 
@@ -86,6 +88,27 @@ KindField = Annotated[
 ]
 SensitivityField = Annotated[
     float, Form(description="0 to 1; higher flags fainter damage and more pixels")
+]
+HdStrategyField = Annotated[
+    str | None,
+    Form(
+        description=f"high-resolution strategy: {', '.join(HD_STRATEGIES)} "
+        "(default: the server's setting, crop)"
+    ),
+]
+RefineField = Annotated[
+    bool, Form(description="blend the fill's seam into the photo (edgefill inpaint --refine)")
+]
+BoxField = Annotated[
+    str | None, Form(description="x0,y0,x1,y1 in photo pixels: a box around the object")
+]
+ScribblesField = Annotated[
+    UploadFile | None,
+    File(description="optional gray PNG of the photo's size: 255 = object, 128 = not, 0 = unknown"),
+]
+GrowField = Annotated[
+    int | None,
+    Form(description="px added around the proposed mask (default: 0.5 % of the longer side)"),
 ]
 
 
@@ -139,6 +162,58 @@ def encode_png(arr: np.ndarray, compress_level: int = 3) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
+
+
+def check_hd_strategy(value: str | None) -> str | None:
+    if value is not None and value not in HD_STRATEGIES:
+        raise UploadError(
+            400, f"hd_strategy must be one of {', '.join(HD_STRATEGIES)}, got {value!r}"
+        )
+    return value
+
+
+def edge_map_u8(
+    inp: Inpainter, rgb: np.ndarray, hole: np.ndarray, strategy: str | None
+) -> np.ndarray:
+    """The composite edge map inpainting will use, through the same windows (one code path)."""
+    comp = inp.edge_map(rgb, hole, hd_strategy=strategy)
+    return np.round(np.clip(comp, 0, 1) * 255).astype(np.uint8)
+
+
+def inpaint_rgb(
+    inp: Inpainter,
+    rgb: np.ndarray,
+    hole: np.ndarray,
+    alpha: np.ndarray | None,
+    guide: np.ndarray | None,
+    strategy: str | None,
+    refine_seam: bool,
+) -> np.ndarray:
+    """The filled photo (with its alpha channel when it had one), seam-refined if asked."""
+    result, comp = inp.inpaint_arrays(rgb, hole, guide, hd_strategy=strategy)
+    if refine_seam:
+        from edgefill.refine import refine
+
+        result = refine(result, hole, comp)
+    return result if alpha is None else np.dstack([result, alpha])
+
+
+def selection_u8(
+    rgb: np.ndarray, box: str | None, scribbles: Image.Image | None, grow: int | None
+) -> np.ndarray:
+    """GrabCut's proposed object mask, white on black."""
+    h, w = rgb.shape[:2]
+    marks = None
+    if scribbles is not None:
+        if scribbles.size != (w, h):
+            raise UploadError(
+                400,
+                f"scribbles are {scribbles.size[0]}x{scribbles.size[1]} but the photo is "
+                f"{w}x{h}; they must be the same size",
+            )
+        marks = np.asarray(scribbles.convert("L"))
+    parsed = None if box is None or not box.strip() else parse_box(box, w, h)
+    return select_object(rgb, parsed, marks, grow).astype(np.uint8) * 255
 
 
 def _png(data: bytes, seconds: float) -> Response:
@@ -438,19 +513,17 @@ def create_app(
         }
 
     @app.post("/api/edges", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def edges(photo: PhotoField, mask: MaskField = None) -> Response:
-        """The edge map the edge generator sees and predicts: Canny edges of the known pixels
-        outside the hole, predicted edges inside it. White lines on black, photo size."""
+    async def edges(
+        photo: PhotoField, mask: MaskField = None, hd_strategy: HdStrategyField = None
+    ) -> Response:
+        """The edge map the fill will use: Canny edges of the known pixels, predicted edges
+        inside the hole, computed on the same windows as ``/api/inpaint`` (zero outside them
+        with the crop strategy). White lines on black, photo size."""
+        strategy = check_hd_strategy(hd_strategy)
         rgb, hole, _ = await inputs(photo, mask)
         t0 = time.perf_counter()
-
-        def work(inp: Inpainter) -> np.ndarray:
-            known, pred = inp.predict_edges(rgb, hole)
-            return np.where(hole, pred, known)
-
-        comp = await runner.run(work)
+        arr = await runner.run(lambda inp: edge_map_u8(inp, rgb, hole, strategy))
         seconds = time.perf_counter() - t0
-        arr = np.round(np.clip(comp, 0, 1) * 255).astype(np.uint8)
         data = await anyio.to_thread.run_sync(encode_png, arr, 1)
         return _png(data, seconds)
 
@@ -459,8 +532,11 @@ def create_app(
         photo: PhotoField,
         mask: MaskField = None,
         edges: EdgesField = None,
+        hd_strategy: HdStrategyField = None,
+        refine: RefineField = False,
     ) -> Response:
         """Fill the hole. Pixels outside it come back unchanged; an alpha channel is kept."""
+        strategy = check_hd_strategy(hd_strategy)
         rgb, hole, alpha = await inputs(photo, mask)
         guide = None
         if edges is not None:
@@ -468,10 +544,29 @@ def create_app(
             h, w = hole.shape
             guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, max_pixels)
         t0 = time.perf_counter()
-        result, _ = await runner.run(lambda inp: inp.inpaint_arrays(rgb, hole, guide))
+        out = await runner.run(
+            lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine)
+        )
         seconds = time.perf_counter() - t0
-        out = result if alpha is None else np.dstack([result, alpha])
         data = await anyio.to_thread.run_sync(encode_png, out)
+        return _png(data, seconds)
+
+    @app.post("/api/select", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
+    async def select(
+        photo: PhotoField,
+        box: BoxField = None,
+        scribbles: ScribblesField = None,
+        grow: GrowField = None,
+    ) -> Response:
+        """Propose a mask for the object in ``box`` and/or marked by ``scribbles`` (OpenCV
+        GrabCut, no model): white = object, photo size. Needs no inpainting model."""
+        photo_img = await read(photo, "photo")
+        marks = await read(scribbles, "scribbles")
+        rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, max_pixels)
+        t0 = time.perf_counter()
+        arr = await runner.run(lambda _: selection_u8(rgb, box, marks, grow), needs_model=False)
+        seconds = time.perf_counter() - t0
+        data = await anyio.to_thread.run_sync(encode_png, arr, 1)
         return _png(data, seconds)
 
     @app.post("/api/detect", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)

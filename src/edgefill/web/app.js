@@ -1,8 +1,10 @@
-// edgefill web app: paint a mask, check and edit the predicted edges, inpaint, compare.
+// edgefill web app: paint or select a mask, check and edit the predicted edges, inpaint, compare.
 //
-// Hand-written, no build step, no outside requests. The photo is kept at full resolution: the
-// mask and edge layers are canvases of the photo's size, the view canvas only shows them scaled.
-// Layers are white strokes on transparent; they are exported as white-on-black PNGs.
+// Hand-written, no build step, no outside requests. Each open photo is a "doc" with its own
+// mask, edges, results and one undo/redo history that holds strokes, runs and Keep & continue.
+// Photos are kept at full resolution: the mask and edge layers are canvases of the photo's size,
+// the view canvas only shows them scaled. Layers are white strokes on transparent; they are
+// exported as white-on-black PNGs.
 "use strict";
 
 (() => {
@@ -12,39 +14,99 @@
   const stage = $("stage");
   const scratch = document.createElement("canvas"); // view-sized, for tinting layers
   const sctx = scratch.getContext("2d");
+  const scratch2 = document.createElement("canvas"); // view-sized, a layer scaled once
+  const sctx2 = scratch2.getContext("2d");
 
   const COLORS = {
     mask: "#ff3d7f",
     hole: "#ff3d7f",
     edgeInside: "#4ff0ff",
     edgeOutside: "#ffffff",
+    object: "#4dff88",
+    notObject: "#ff5c5c",
   };
   const MIN_SIZE = 2;
   const MAX_SIZE = 200;
+  const MAX_DOCS = 12;
+  const MAX_RESULTS = 12; // per photo, in the strip
+  const SETTINGS_KEY = "edgefill.settings.v1";
+  const DEFAULT_SETTINGS = {
+    hdStrategy: "crop",
+    refine: false,
+    detectKind: "auto",
+    sensitivity: 0.5,
+    autoRun: false,
+  };
+  const CHOICES = {
+    hdStrategy: ["crop", "resize", "original"],
+    detectKind: ["auto", "scratches", "spots"],
+  };
 
-  const state = {
-    photoFile: null, // Blob sent to the server (the original file: full resolution, EXIF intact)
-    photoName: "photo",
-    photo: null, // ImageBitmap for display
-    W: 0,
-    H: 0,
-    view: "mask",
-    tool: "brush",
-    sizes: { mask: 40, edges: 4 }, // brush sizes in screen pixels
-    mask: null, // Layer
-    edges: null, // Layer (base = edge map from the server)
-    maskVersion: 0,
-    edgesVersion: -1, // maskVersion the edge base was predicted for
-    maskHasPixels: false,
-    result: null, // {blob, bitmap, usedEdges, seconds}
-    compare: 0.5,
-    vt: { s: 1, x: 0, y: 0 }, // view transform: client = x + image * s (CSS pixels)
-    fitted: true,
+  const ui = {
+    docs: [],
+    tool: "brush", // brush | eraser | select
+    selectMode: "box", // box | object | background
+    sizes: { mask: 40, edges: 4, select: 14 }, // brush sizes in screen pixels
     busy: false,
     abort: null,
     limits: { max_upload_bytes: 64 * 2 ** 20, max_pixels: 40e6 },
     spaceDown: false,
+    settings: loadSettings(),
+    requests: 0, // requests sent, for tests
   };
+  let D = null; // the active doc
+  let uid = 1; // ids for docs, layers, operations and results
+
+  // ------------------------------------------------------------------------ settings
+
+  function loadSettings() {
+    let saved = {};
+    try {
+      saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}") || {};
+    } catch (e) {
+      saved = {};
+    }
+    const s = { ...DEFAULT_SETTINGS };
+    for (const key of Object.keys(s)) {
+      if (!(key in saved)) continue;
+      const v = saved[key];
+      if (key in CHOICES) s[key] = CHOICES[key].includes(v) ? v : s[key];
+      else if (typeof s[key] === "boolean") s[key] = v === true;
+      else if (typeof v === "number" && v >= 0 && v <= 1) s[key] = v;
+    }
+    return s;
+  }
+
+  function saveSettings() {
+    try {
+      localStorage.setItem(SETTINGS_KEY, JSON.stringify(ui.settings));
+    } catch (e) {
+      /* private mode: the settings last for this page only */
+    }
+  }
+
+  function showSettings() {
+    const s = ui.settings;
+    $("set-hd").value = s.hdStrategy;
+    $("set-refine").checked = s.refine;
+    $("set-kind").value = s.detectKind;
+    $("set-sensitivity").value = String(s.sensitivity);
+    $("set-sensitivity-out").value = s.sensitivity.toFixed(2);
+    $(s.autoRun ? "set-run-auto" : "set-run-manual").checked = true;
+  }
+
+  function readSettings() {
+    ui.settings = {
+      hdStrategy: $("set-hd").value,
+      refine: $("set-refine").checked,
+      detectKind: $("set-kind").value,
+      sensitivity: Number($("set-sensitivity").value),
+      autoRun: $("set-run-auto").checked,
+    };
+    $("set-sensitivity-out").value = ui.settings.sensitivity.toFixed(2);
+    saveSettings();
+    refreshUI();
+  }
 
   // ------------------------------------------------------------------------ canvases & layers
 
@@ -75,14 +137,14 @@
     ctx.restore();
   }
 
-  // A full-resolution layer rebuilt from a list of operations, which gives undo/redo cheaply.
+  // A full-resolution layer rebuilt from a list of operations: undo pops one and redraws.
   class Layer {
     constructor(w, h) {
+      this.id = uid++;
       this.canvas = makeCanvas(w, h);
-      this.ctx = this.canvas.getContext("2d", { willReadFrequently: false });
+      this.ctx = this.canvas.getContext("2d");
       this.base = null; // canvas drawn before the operations ("reset" returns to it)
       this.ops = [];
-      this.undone = [];
     }
     apply(op) {
       const ctx = this.ctx;
@@ -97,23 +159,11 @@
       this.apply({ type: "reset" });
       for (const op of this.ops) this.apply(op);
     }
-    push(op, applied = false) {
-      this.ops.push(op);
-      this.undone = [];
-      if (!applied) this.apply(op);
-    }
-    undo() {
-      if (!this.ops.length) return false;
-      this.undone.push(this.ops.pop());
-      this.render();
-      return true;
-    }
-    redo() {
-      if (!this.undone.length) return false;
-      const op = this.undone.pop();
-      this.ops.push(op);
-      this.apply(op);
-      return true;
+    // Ops are only appended and popped, and every op has its own id, so the count and the last
+    // id name the layer's content: results remember it to know when they went stale.
+    get signature() {
+      const last = this.ops[this.ops.length - 1];
+      return `${this.id}:${this.ops.length}:${last ? last.id : 0}`;
     }
     // White-on-black PNG of the photo's size; binary=true makes every painted pixel 255.
     toBlob(binary) {
@@ -131,27 +181,47 @@
         }
         ctx.putImageData(img, 0, 0);
       }
-      return new Promise((resolve) => c.toBlob(resolve, "image/png"));
+      return canvasBlob(c);
     }
-    // Whether any pixel is painted: halving keeps thin strokes visible at a small size.
-    hasPixels() {
-      let src = this.canvas;
-      let w = src.width;
-      let h = src.height;
-      while (w > 512 || h > 512) {
-        w = Math.max(1, Math.ceil(w / 2));
-        h = Math.max(1, Math.ceil(h / 2));
-        const c = makeCanvas(w, h);
-        c.getContext("2d").drawImage(src, 0, 0, w, h);
-        src = c;
-      }
+  }
+
+  const canvasBlob = (c) => new Promise((resolve) => c.toBlob(resolve, "image/png"));
+
+  // The painted part of a canvas, scanned at most 512 px wide (halving keeps thin strokes):
+  // null when nothing is painted, else the bounding box [x0, y0, x1, y1] in canvas pixels.
+  function paintedBox(canvas) {
+    let src = canvas;
+    let w = src.width;
+    let h = src.height;
+    while (w > 512 || h > 512) {
+      w = Math.max(1, Math.ceil(w / 2));
+      h = Math.max(1, Math.ceil(h / 2));
       const c = makeCanvas(w, h);
-      const ctx = c.getContext("2d", { willReadFrequently: true });
-      ctx.drawImage(src, 0, 0);
-      const d = ctx.getImageData(0, 0, w, h).data;
-      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true;
-      return false;
+      c.getContext("2d").drawImage(src, 0, 0, w, h);
+      src = c;
     }
+    const c = makeCanvas(w, h);
+    const ctx = c.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(src, 0, 0);
+    const d = ctx.getImageData(0, 0, w, h).data;
+    let x0 = w;
+    let y0 = h;
+    let x1 = -1;
+    let y1 = -1;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        if (d[(y * w + x) * 4 + 3] > 0) {
+          if (x < x0) x0 = x;
+          if (x > x1) x1 = x;
+          if (y < y0) y0 = y;
+          if (y > y1) y1 = y;
+        }
+      }
+    }
+    if (x1 < 0) return null;
+    const sx = canvas.width / w;
+    const sy = canvas.height / h;
+    return [x0 * sx, y0 * sy, (x1 + 1) * sx, (y1 + 1) * sy];
   }
 
   // A gray PNG (white = 255) as a white layer whose alpha is the gray value.
@@ -182,6 +252,308 @@
     return c;
   }
 
+  function thumbnail(src, w, h, size) {
+    const s = Math.min(1, size / Math.max(w, h));
+    const c = makeCanvas(Math.max(1, Math.round(w * s)), Math.max(1, Math.round(h * s)));
+    const ctx = c.getContext("2d");
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(src, 0, 0, c.width, c.height);
+    return c.toDataURL("image/jpeg", 0.8);
+  }
+
+  // ------------------------------------------------------------------------ docs
+
+  function newDoc(file, name, bmp) {
+    return {
+      id: uid++,
+      file, // Blob sent to the server (the original file: full resolution, EXIF intact)
+      fileId: uid++, // names the photo's current version (Keep & continue makes a new one)
+      name,
+      photo: bmp, // ImageBitmap for display
+      W: bmp.width,
+      H: bmp.height,
+      thumb: thumbnail(bmp, bmp.width, bmp.height, 96),
+      view: "mask",
+      mask: new Layer(bmp.width, bmp.height),
+      edges: new Layer(bmp.width, bmp.height),
+      edgesKey: null, // what the edge prediction (edges.base) was made for
+      maskHasPixels: false,
+      result: null, // the result shown: {id, blob, bitmap, before, usedEdges, seconds, ...}
+      results: [], // the strip: earlier results of this photo, newest last
+      compare: 0.5,
+      vt: { s: 1, x: 0, y: 0 }, // view transform: client = x + image * s (CSS pixels)
+      fitted: true,
+      undo: [],
+      redo: [],
+      saved: undefined, // the undo entry on top when the work was last downloaded
+      selection: null, // an object selection in progress (see "object selection")
+    };
+  }
+
+  const isDirty = (doc) => doc.undo[doc.undo.length - 1] !== doc.saved;
+  const markSaved = (doc) => (doc.saved = doc.undo[doc.undo.length - 1]);
+
+  function activate(doc) {
+    if (ui.busy || doc === D) return;
+    endSelection();
+    D = doc;
+    resizeView();
+    if (D.fitted) fit();
+    setView(D.view);
+    setStatus();
+    renderDocs();
+  }
+
+  async function closeDoc(doc) {
+    if (ui.busy) return;
+    if (isDirty(doc)) {
+      const ok = await confirmDialog(
+        `Close ${doc.name}?`,
+        "Its mask, edges and results have changed since you last downloaded them; " +
+          "closing it throws that work away.",
+        "Close without saving",
+      );
+      if (!ok) return;
+    }
+    const i = ui.docs.indexOf(doc);
+    ui.docs.splice(i, 1);
+    if (doc === D) {
+      D = null;
+      const next = ui.docs[Math.min(i, ui.docs.length - 1)];
+      if (next) activate(next);
+    }
+    renderDocs();
+    setStatus();
+    refreshUI();
+    requestRender();
+  }
+
+  function renderDocs() {
+    const bar = $("docs");
+    bar.hidden = !ui.docs.length;
+    document.body.classList.toggle("has-docs", ui.docs.length > 0);
+    const list = $("doc-list");
+    list.replaceChildren();
+    for (const doc of ui.docs) {
+      const item = document.createElement("div");
+      item.className = "doc" + (doc === D ? " active" : "");
+      const pick = document.createElement("button");
+      pick.className = "doc-pick";
+      pick.disabled = ui.busy;
+      pick.title = `${doc.name} · ${doc.W}×${doc.H}`;
+      if (doc === D) pick.setAttribute("aria-current", "true");
+      const img = document.createElement("img");
+      img.src = doc.result ? doc.result.thumb : doc.thumb;
+      img.alt = "";
+      const name = document.createElement("span");
+      name.className = "doc-name";
+      name.textContent = doc.name;
+      const dot = document.createElement("span");
+      dot.className = "doc-state";
+      const stale = doc.result && resultStale(doc);
+      dot.dataset.state = isDirty(doc) ? "unsaved" : doc.result ? "saved" : "new";
+      dot.title = isDirty(doc)
+        ? "Changed since the last download"
+        : doc.result
+          ? "Downloaded"
+          : "No changes yet";
+      if (stale) dot.title += " · the result is outdated";
+      pick.append(img, name, dot);
+      pick.addEventListener("click", () => activate(doc));
+      const close = document.createElement("button");
+      close.className = "doc-close";
+      close.disabled = ui.busy;
+      close.setAttribute("aria-label", `Close ${doc.name}`);
+      close.title = `Close ${doc.name}`;
+      close.textContent = "×";
+      close.addEventListener("click", () => closeDoc(doc));
+      item.append(pick, close);
+      list.append(item);
+    }
+    $("download-all").hidden = ui.docs.length < 2;
+    $("download-all").disabled = ui.busy || !ui.docs.some((d) => d.result);
+  }
+
+  // ------------------------------------------------------------------------ history
+  //
+  // One list per photo: {type: "op", layer, op} paints, {type: "run", result, prev} shows a new
+  // result, {type: "keep", before, after} swaps the photo (Keep & continue), {type: "group",
+  // items} does several as one step (auto-run: run + keep).
+
+  function snapshot(doc) {
+    return {
+      photo: doc.photo,
+      file: doc.file,
+      fileId: doc.fileId,
+      thumb: doc.thumb,
+      name: doc.name,
+      mask: doc.mask,
+      edges: doc.edges,
+      edgesKey: doc.edgesKey,
+      result: doc.result,
+    };
+  }
+
+  function restore(doc, snap) {
+    Object.assign(doc, snap);
+    doc.maskHasPixels = !!paintedBox(doc.mask.canvas);
+  }
+
+  function applyEntry(doc, entry, forward) {
+    if (entry.type === "group") {
+      const items = forward ? entry.items : [...entry.items].reverse();
+      for (const item of items) applyEntry(doc, item, forward);
+    } else if (entry.type === "op") {
+      if (forward) {
+        entry.layer.ops.push(entry.op);
+        entry.layer.apply(entry.op);
+      } else {
+        entry.layer.ops.pop();
+        entry.layer.render();
+      }
+      if (entry.layer === doc.mask) doc.maskHasPixels = !!paintedBox(doc.mask.canvas);
+    } else if (entry.type === "run") {
+      doc.result = forward ? entry.result : entry.prev;
+    } else if (entry.type === "keep") {
+      restore(doc, forward ? entry.after : entry.before);
+    }
+  }
+
+  function record(entry) {
+    D.undo.push(entry);
+    D.redo = [];
+    afterChange();
+  }
+
+  // A layer operation as one history step.
+  function layerStep(layer, op, label, applied = false) {
+    op.id = uid++;
+    layer.ops.push(op);
+    if (!applied) layer.apply(op);
+    if (layer === D.mask) D.maskHasPixels = !!paintedBox(D.mask.canvas);
+    record({ type: "op", layer, op, label });
+  }
+
+  function afterChange() {
+    refreshUI();
+    renderDocs();
+    setStatus();
+    requestRender();
+  }
+
+  // Where an undone or redone step can be seen.
+  function viewFor(entry) {
+    const last = entry.type === "group" ? entry.items[entry.items.length - 1] : entry;
+    if (last.type === "op") return last.layer === D.edges && D.edges.base ? "edges" : "mask";
+    if (last.type === "run") return D.result ? "result" : "mask";
+    return "mask";
+  }
+
+  function historyStep(redo) {
+    if (!D) return;
+    if (ui.busy) return;
+    const from = redo ? D.redo : D.undo;
+    const to = redo ? D.undo : D.redo;
+    if (!from.length) {
+      toast(redo ? "Nothing to redo" : "Nothing to undo");
+      return;
+    }
+    endSelection();
+    const entry = from.pop();
+    applyEntry(D, entry, redo);
+    to.push(entry);
+    const want = viewFor(entry);
+    if (want !== D.view) setView(want);
+    toast(`${redo ? "Redone" : "Undone"}: ${entry.label}`);
+    afterChange();
+  }
+
+  function clearLayer() {
+    const layer = currentLayer();
+    if (!layer || !layer.ops.length || ui.busy) return;
+    layerStep(layer, { type: "reset" }, layer === D.mask ? "clear mask" : "reset edges");
+  }
+
+  // ------------------------------------------------------------------------ results
+
+  function resultStale(doc) {
+    const r = doc.result;
+    if (!r) return false;
+    return (
+      r.before.fileId !== doc.fileId ||
+      r.maskSig !== doc.mask.signature ||
+      r.edgesSig !== doc.edges.signature
+    );
+  }
+
+  function staleReason(doc) {
+    const r = doc.result;
+    if (r.before.fileId !== doc.fileId) return "it was made from an earlier version of the photo";
+    if (r.maskSig !== doc.mask.signature) return "the mask changed after it";
+    return "the edges changed after it";
+  }
+
+  function renderResults() {
+    const strip = $("results-strip");
+    const list = D ? D.results : [];
+    const show = !!D && D.view !== "edges" && list.length > 0;
+    strip.hidden = !show;
+    if (!show) return;
+    strip.replaceChildren();
+    list.forEach((r, i) => {
+      const b = document.createElement("button");
+      b.className = "result-thumb" + (r === D.result ? " active" : "");
+      b.disabled = ui.busy;
+      const stale = r.before.fileId !== D.fileId;
+      b.title = `Result ${i + 1}${r.usedEdges ? " (your edges)" : ""}${
+        stale ? " · made from an earlier photo" : ""
+      }`;
+      b.setAttribute("aria-label", b.title);
+      if (r === D.result) b.setAttribute("aria-current", "true");
+      const img = document.createElement("img");
+      img.src = r.thumb;
+      img.alt = "";
+      const n = document.createElement("span");
+      n.textContent = String(i + 1);
+      b.append(img, n);
+      b.addEventListener("click", () => pickResult(r));
+      strip.append(b);
+    });
+  }
+
+  // Showing an earlier result is a history step too: undo returns to the one shown before.
+  function pickResult(r) {
+    if (ui.busy || r === D.result) return;
+    const prev = D.result;
+    D.result = r;
+    record({ type: "run", result: r, prev, label: `back to result ${D.results.indexOf(r) + 1}` });
+    setView("result");
+  }
+
+  function keepResult() {
+    if (!D || !D.result || ui.busy) return;
+    record(keepEntry(D.result));
+    setView("mask");
+    toast("Continuing on the result (Ctrl+Z takes it back); paint what is left to fix");
+  }
+
+  function keepEntry(result) {
+    const before = snapshot(D);
+    // The kept result is the photo now: it is no longer a result of the photo (the strip keeps it).
+    restore(D, {
+      photo: result.bitmap,
+      file: result.blob,
+      fileId: result.id,
+      thumb: result.thumb,
+      name: D.name,
+      mask: new Layer(D.W, D.H),
+      edges: new Layer(D.W, D.H),
+      edgesKey: null,
+      result: null,
+    });
+    return { type: "keep", before, after: snapshot(D), label: "keep & continue" };
+  }
+
   // ------------------------------------------------------------------------ view transform
 
   function viewSize() {
@@ -189,35 +561,56 @@
   }
 
   function fit() {
-    if (!state.photo) return;
+    if (!D) return;
     const { w, h } = viewSize();
     const pad = w < 600 ? 8 : 24;
-    const s = Math.min((w - 2 * pad) / state.W, (h - 2 * pad) / state.H, 16);
-    state.vt = { s, x: (w - state.W * s) / 2, y: (h - state.H * s) / 2 };
-    state.fitted = true;
+    const s = Math.min((w - 2 * pad) / D.W, (h - 2 * pad) / D.H, 16);
+    D.vt = { s, x: (w - D.W * s) / 2, y: (h - D.H * s) / 2 };
+    D.fitted = true;
     requestRender();
   }
 
-  function zoomAt(cx, cy, factor) {
-    const vt = state.vt;
+  // Zoom so the hole (with some context around it) fills the view.
+  function zoomToHole() {
+    if (!D) return;
+    const box = paintedBox(D.mask.canvas);
+    if (!box) {
+      toast("The mask is empty: there is no hole to zoom to yet");
+      return;
+    }
     const { w, h } = viewSize();
-    const fitS = Math.min(w / state.W, h / state.H);
+    const bw = box[2] - box[0];
+    const bh = box[3] - box[1];
+    const margin = Math.max(bw, bh) * 0.35 + 16;
+    const s = Math.min(w / (bw + 2 * margin), h / (bh + 2 * margin), 16);
+    const cx = (box[0] + box[2]) / 2;
+    const cy = (box[1] + box[3]) / 2;
+    D.vt = { s, x: w / 2 - cx * s, y: h / 2 - cy * s };
+    D.fitted = false;
+    requestRender();
+    updateCursor();
+  }
+
+  function zoomAt(cx, cy, factor) {
+    const vt = D.vt;
+    const { w, h } = viewSize();
+    const fitS = Math.min(w / D.W, h / D.H);
     const s = Math.min(Math.max(vt.s * factor, fitS * 0.5), Math.max(32, fitS));
-    state.vt = { s, x: cx - ((cx - vt.x) * s) / vt.s, y: cy - ((cy - vt.y) * s) / vt.s };
-    state.fitted = false;
+    D.vt = { s, x: cx - ((cx - vt.x) * s) / vt.s, y: cy - ((cy - vt.y) * s) / vt.s };
+    D.fitted = false;
     requestRender();
     updateCursor();
   }
 
   function toImage(clientX, clientY) {
     const r = view.getBoundingClientRect();
-    const vt = state.vt;
+    const vt = D.vt;
     return [(clientX - r.left - vt.x) / vt.s, (clientY - r.top - vt.y) / vt.s];
   }
 
   function toClient(ix, iy) {
     const r = view.getBoundingClientRect();
-    const vt = state.vt;
+    const vt = D.vt;
     return [r.left + vt.x + ix * vt.s, r.top + vt.y + iy * vt.s];
   }
 
@@ -227,10 +620,10 @@
     const pw = Math.max(1, Math.round(w * dpr));
     const ph = Math.max(1, Math.round(h * dpr));
     if (view.width !== pw || view.height !== ph) {
-      view.width = scratch.width = pw;
-      view.height = scratch.height = ph;
+      view.width = scratch.width = scratch2.width = pw;
+      view.height = scratch.height = scratch2.height = ph;
     }
-    if (state.fitted) fit();
+    if (D && D.fitted) fit();
     else requestRender();
   }
 
@@ -245,27 +638,48 @@
   }
 
   function imageRect() {
-    const vt = state.vt;
-    return [vt.x, vt.y, state.W * vt.s, state.H * vt.s];
+    const vt = D.vt;
+    return [vt.x, vt.y, D.W * vt.s, D.H * vt.s];
   }
 
   // Draws `src` (a full-size layer) as a solid colour at `alpha`; `clip` keeps (in) or removes
-  // (out) the part under another layer.
-  function drawTinted(src, color, alpha, clip, clipMode) {
+  // (out) the part under another layer. `lines` draws thin lines 2-3 screen pixels wide and
+  // fully opaque at any zoom: the layer is scaled once, then stamped at 1 px offsets and summed,
+  // so a 1-px edge that downscaling made faint comes back solid.
+  function drawTinted(src, color, alpha, clip, clipMode, lines) {
     const dpr = window.devicePixelRatio || 1;
-    const smooth = state.vt.s < 2;
+    const rect = imageRect();
+    const thicken = lines && D.vt.s < 3;
     sctx.setTransform(1, 0, 0, 1, 0, 0);
     sctx.globalCompositeOperation = "source-over";
     sctx.clearRect(0, 0, scratch.width, scratch.height);
-    sctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    sctx.imageSmoothingEnabled = smooth;
-    const rect = imageRect();
-    sctx.drawImage(src, ...rect);
+    if (thicken) {
+      sctx2.setTransform(1, 0, 0, 1, 0, 0);
+      sctx2.clearRect(0, 0, scratch2.width, scratch2.height);
+      sctx2.setTransform(dpr, 0, 0, dpr, 0, 0);
+      sctx2.imageSmoothingEnabled = true;
+      sctx2.imageSmoothingQuality = "high";
+      sctx2.drawImage(src, ...rect);
+      sctx.globalCompositeOperation = "lighter";
+      const reps = Math.min(4, Math.max(1, Math.ceil(0.5 / D.vt.s)));
+      const step = Math.max(1, Math.round(dpr));
+      // Zoomed out: 3x3 stamps (about 3 px wide); from 1:1 on the line is wide already: 2x2.
+      const offsets = D.vt.s < 1 ? [-step, 0, step] : [0, step];
+      for (let r = 0; r < reps; r++) {
+        for (const dy of offsets) for (const dx of offsets) sctx.drawImage(scratch2, dx, dy);
+      }
+      sctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    } else {
+      sctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      sctx.imageSmoothingEnabled = D.vt.s < 2;
+      sctx.drawImage(src, ...rect);
+    }
     sctx.globalCompositeOperation = "source-in";
     sctx.fillStyle = color;
     sctx.fillRect(...rect);
     if (clip) {
       sctx.globalCompositeOperation = clipMode === "out" ? "destination-out" : "destination-in";
+      sctx.imageSmoothingEnabled = false;
       sctx.drawImage(clip, ...rect);
     }
     vctx.save();
@@ -281,9 +695,10 @@
     vctx.setTransform(1, 0, 0, 1, 0, 0);
     vctx.clearRect(0, 0, view.width, view.height);
     placeCompareHandle();
-    if (!state.photo) return;
+    renderResults();
+    if (!D) return;
     vctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    vctx.imageSmoothingEnabled = state.vt.s < 2;
+    vctx.imageSmoothingEnabled = D.vt.s < 2;
     vctx.imageSmoothingQuality = "high";
     const rect = imageRect();
     vctx.save();
@@ -293,51 +708,61 @@
     vctx.fillRect(...rect);
     vctx.restore();
 
-    if (state.view === "result" && state.result) {
-      const split = rect[0] + rect[2] * state.compare;
+    if (D.view === "result" && D.result) {
+      const split = rect[0] + rect[2] * D.compare;
       vctx.save();
       vctx.beginPath();
       vctx.rect(rect[0], rect[1], split - rect[0], rect[3]);
       vctx.clip();
-      vctx.drawImage(state.photo, ...rect);
+      vctx.drawImage(D.result.before.photo, ...rect);
       vctx.restore();
       vctx.save();
       vctx.beginPath();
       vctx.rect(split, rect[1], rect[0] + rect[2] - split, rect[3]);
       vctx.clip();
-      vctx.drawImage(state.result.bitmap, ...rect);
+      vctx.drawImage(D.result.bitmap, ...rect);
       vctx.restore();
       return;
     }
 
-    vctx.drawImage(state.photo, ...rect);
-    if (state.view === "edges") {
+    vctx.drawImage(D.photo, ...rect);
+    if (D.view === "edges") {
       vctx.fillStyle = "rgba(10, 12, 16, 0.72)";
       vctx.fillRect(...rect);
-      drawTinted(state.mask.canvas, COLORS.hole, 0.22);
-      if (state.edges.base) {
-        drawTinted(state.edges.base, COLORS.edgeOutside, 0.55, state.mask.canvas, "out");
-        drawTinted(state.edges.canvas, COLORS.edgeInside, 1, state.mask.canvas, "in");
+      drawTinted(D.mask.canvas, COLORS.hole, 0.22);
+      if (D.edges.base) {
+        drawTinted(D.edges.base, COLORS.edgeOutside, 0.7, D.mask.canvas, "out", true);
+        drawTinted(D.edges.canvas, COLORS.edgeInside, 1, D.mask.canvas, "in", true);
       }
     } else {
-      drawTinted(state.mask.canvas, COLORS.mask, 0.55);
+      drawTinted(D.mask.canvas, COLORS.mask, 0.55);
+      renderSelection(rect);
     }
   }
 
   function placeCompareHandle() {
     const handle = $("compare-handle");
     const labels = $("compare-labels");
-    const show = state.view === "result" && !!state.result && !!state.photo;
+    const show = !!D && D.view === "result" && !!D.result;
     handle.hidden = labels.hidden = !show;
     if (!show) return;
     const [x, y, w, h] = imageRect();
     const { w: vw, h: vh } = viewSize();
     const top = Math.max(0, y);
     const bottom = Math.min(vh, y + h);
-    handle.style.left = `${x + w * state.compare}px`;
+    handle.style.left = `${x + w * D.compare}px`;
     handle.style.top = `${top}px`;
     handle.style.height = `${Math.max(0, bottom - top)}px`;
-    handle.setAttribute("aria-valuenow", String(Math.round(state.compare * 100)));
+    const before = Math.round(D.compare * 100);
+    handle.setAttribute("aria-valuenow", String(before));
+    handle.setAttribute(
+      "aria-valuetext",
+      before >= 100
+        ? "all before (the original)"
+        : before <= 0
+          ? "all after (the result)"
+          : `before on the left ${before} %, after on the right ${100 - before} %`,
+    );
     labels.style.left = `${Math.max(0, x)}px`;
     labels.style.width = `${Math.min(vw, x + w) - Math.max(0, x)}px`;
     labels.style.top = `${top}px`;
@@ -345,13 +770,24 @@
 
   // ------------------------------------------------------------------------ UI state
 
+  const HINTS = {
+    mask: "Paint over everything that should be filled",
+    select: "Drag a box around the object, or mark it with the Object / Not object scribbles",
+    edges: "Draw or erase the lines inside the hole, then inpaint with these edges",
+    result: "Drag across the photo to compare before and after",
+  };
+
   function setView(name) {
-    if (name === "edges" && !state.maskHasPixels) return;
-    if (name === "result" && !state.result) return;
-    state.view = name;
+    if (!D) return;
+    if (name === "edges" && !D.maskHasPixels) return;
+    if (name === "result" && !D.result) return;
+    if (name !== "mask") endSelection();
+    D.view = name;
     document.body.dataset.view = name;
     for (const tab of document.querySelectorAll('[role="tab"]')) {
-      tab.setAttribute("aria-selected", String(tab.dataset.view === name));
+      const on = tab.dataset.view === name;
+      tab.setAttribute("aria-selected", String(on));
+      tab.tabIndex = on ? 0 : -1;
     }
     for (const label of document.querySelectorAll("[data-" + name + "]")) {
       label.textContent = label.dataset[name];
@@ -359,51 +795,87 @@
     for (const label of document.querySelectorAll(".label[data-mask]")) {
       if (!(name in label.dataset)) label.textContent = label.dataset.mask;
     }
-    $("brush-size").value = state.sizes[name === "edges" ? "edges" : "mask"];
-    $("brush-size-out").value = $("brush-size").value;
+    syncSize();
     $("clear").title = name === "edges" ? "Back to the predicted edges" : "Clear the mask";
-    const hints = {
-      mask: "Paint over everything that should be filled",
-      edges: "Draw or erase the lines inside the hole, then inpaint with these edges",
-      result: "Drag across the photo to compare before and after",
-    };
-    showHint(hints[name]);
+    showHint(HINTS[name === "mask" && ui.tool === "select" ? "select" : name]);
     refreshUI();
     requestRender();
     updateCursor();
-    if (name === "edges") ensureEdges().catch(reportError);
+    if (name === "edges") {
+      runJob("Predicting edges…", () => ensureEdges()).catch(reportError);
+    }
+  }
+
+  const sizeKey = () => (D && D.view === "edges" ? "edges" : ui.tool === "select" ? "select" : "mask");
+
+  function syncSize() {
+    $("brush-size").value = ui.sizes[sizeKey()];
+    $("brush-size-out").value = $("brush-size").value;
   }
 
   function refreshUI() {
-    const has = !!state.photo;
-    const busy = state.busy;
+    const has = !!D;
+    const busy = ui.busy;
     document.body.classList.toggle("no-photo", !has);
     document.body.classList.toggle("is-busy", busy);
+    document.body.dataset.tool = ui.tool;
     $("dropzone").hidden = has;
-    $("tab-mask").disabled = !has || busy;
-    $("tab-edges").disabled = !has || busy || !state.maskHasPixels;
-    $("tab-result").disabled = !has || busy || !state.result;
+    // Tabs stay focusable while a job runs (arrow keys keep working); activating one waits.
+    $("tab-mask").disabled = !has;
+    $("tab-edges").disabled = !has || !D.maskHasPixels;
+    $("tab-result").disabled = !has || !D.result;
+    const stale = has && resultStale(D);
+    $("tab-result").classList.toggle("stale", stale);
+    $("tab-result").dataset.stale = String(stale);
+    $("tab-result").title = stale ? `The result is outdated: ${staleReason(D)}` : "";
+    const note = $("stale-note");
+    note.hidden = !(stale && D.view === "result");
+    if (!note.hidden) {
+      $("stale-text").textContent = `Outdated: ${staleReason(D)}. Inpaint again to update it.`;
+    }
+    const canUndo = has && D.undo.length > 0;
+    const canRedo = has && D.redo.length > 0;
+    $("undo").disabled = busy || !canUndo;
+    $("redo").disabled = busy || !canRedo;
+    $("undo").title = canUndo ? `Undo ${D.undo[D.undo.length - 1].label} (Ctrl+Z)` : "Undo (Ctrl+Z)";
+    $("redo").title = canRedo
+      ? `Redo ${D.redo[D.redo.length - 1].label} (Ctrl+Shift+Z)`
+      : "Redo (Ctrl+Shift+Z)";
     const layer = currentLayer();
-    $("undo").disabled = busy || !layer || !layer.ops.length;
-    $("redo").disabled = busy || !layer || !layer.undone.length;
     $("clear").disabled = busy || !layer || !layer.ops.length;
     $("load-mask").disabled = busy || !has;
     $("detect-damage").disabled = busy || !has;
     $("fit").disabled = !has;
-    $("inpaint").disabled = busy || !has || !state.maskHasPixels;
-    $("download-result").disabled = !state.result;
-    $("download-mask").disabled = !has || !state.maskHasPixels;
-    $("keep-result").disabled = busy || !state.result;
-    $("show-edges-again").disabled = busy || !state.maskHasPixels;
+    $("zoom-hole").disabled = !has || !D.maskHasPixels;
+    $("inpaint").disabled = busy || !has || !D.maskHasPixels;
+    $("inpaint").setAttribute("aria-busy", String(busy));
+    $("download-result").disabled = !has || !D.result;
+    $("download-result").setAttribute(
+      "aria-label",
+      stale ? "Download result (outdated) as PNG" : "Download result as PNG",
+    );
+    $("download-mask").disabled = !has || !D.maskHasPixels;
+    $("keep-result").disabled = busy || !has || !D.result;
+    $("show-edges-again").disabled = busy || !has || !D.maskHasPixels;
     $("open-photo").disabled = busy;
-    for (const b of ["tool-brush", "tool-eraser"]) {
-      $(b).setAttribute("aria-pressed", String(b === "tool-" + state.tool));
+    $("add-photo").disabled = busy || ui.docs.length >= MAX_DOCS;
+    $("auto-badge").hidden = !ui.settings.autoRun;
+    for (const b of ["tool-brush", "tool-eraser", "tool-select"]) {
+      $(b).setAttribute("aria-pressed", String(b === "tool-" + ui.tool));
+    }
+    for (const mode of ["box", "object", "background"]) {
+      $(`select-${mode}`).setAttribute("aria-pressed", String(ui.selectMode === mode));
+    }
+    $("select-done").disabled = busy || !(has && D.selection);
+    for (const b of document.querySelectorAll(".doc-pick, .doc-close, .result-thumb")) {
+      b.disabled = busy;
     }
   }
 
   function currentLayer() {
-    if (state.view === "mask") return state.mask;
-    if (state.view === "edges" && state.edges && state.edges.base) return state.edges;
+    if (!D) return null;
+    if (D.view === "mask") return D.mask;
+    if (D.view === "edges" && D.edges.base) return D.edges;
     return null;
   }
 
@@ -411,7 +883,7 @@
   function showHint(text) {
     const el = $("view-hint");
     clearTimeout(hintTimer);
-    if (!text || !state.photo) {
+    if (!text || !D) {
       el.hidden = true;
       return;
     }
@@ -431,6 +903,11 @@
     toastTimer = setTimeout(() => (el.hidden = true), kind === "error" ? 9000 : 3500);
   }
 
+  function clearErrorToast() {
+    const el = $("toast");
+    if (el.classList.contains("error")) el.hidden = true;
+  }
+
   class UserError extends Error {}
   class Cancelled extends Error {}
 
@@ -445,7 +922,7 @@
 
   let busyTimer = 0;
   function setBusy(text) {
-    state.busy = !!text;
+    ui.busy = !!text;
     const el = $("busy");
     el.hidden = !text;
     stage.setAttribute("aria-busy", String(!!text));
@@ -454,7 +931,7 @@
       $("toast").hidden = true; // an old message must not look like news about this run
       $("busy-text").textContent = text;
       const t0 = performance.now();
-      $("busy-time").textContent = "";
+      $("busy-time").textContent = "0 s";
       busyTimer = setInterval(() => {
         $("busy-time").textContent = `${Math.round((performance.now() - t0) / 1000)} s`;
       }, 500);
@@ -462,10 +939,28 @@
     refreshUI();
   }
 
+  // One job at a time: busy from the first click (synchronously, before anything is awaited)
+  // until what the job produced is drawn; a second click or shortcut meanwhile does nothing.
+  async function runJob(label, fn) {
+    if (ui.busy) return undefined;
+    const ctrl = new AbortController();
+    ui.abort = ctrl;
+    setBusy(label);
+    try {
+      const out = await fn(ctrl.signal);
+      render(); // draw now, so the overlay never lifts on the old picture
+      return out;
+    } finally {
+      ui.abort = null;
+      setBusy(null);
+      renderDocs();
+    }
+  }
+
   function setStatus() {
     const parts = [];
-    if (state.photo) parts.push(`${state.photoName} · ${state.W}×${state.H}`);
-    if (state.result && state.result.seconds) parts.push(`last fill ${state.result.seconds} s`);
+    if (D) parts.push(`${D.name} · ${D.W}×${D.H}`);
+    if (D && D.result && D.result.seconds) parts.push(`last fill ${D.result.seconds} s`);
     $("status-line").textContent = parts.join(" · ");
   }
 
@@ -478,94 +973,134 @@
     return detail || `the server answered ${status}`;
   }
 
-  async function post(path, form, label) {
-    const ctrl = new AbortController();
-    state.abort = ctrl;
-    setBusy(label);
+  async function post(path, form, signal, label) {
+    if (label) $("busy-text").textContent = label;
+    let resp;
+    ui.requests++;
     try {
-      let resp;
+      resp = await fetch(path, { method: "POST", body: form, signal });
+    } catch (e) {
+      if (e.name === "AbortError") throw new Cancelled("cancelled");
+      throw new UserError("Cannot reach the edgefill server. Is `edgefill serve` still running?");
+    }
+    if (!resp.ok) {
+      let detail = null;
       try {
-        resp = await fetch(path, { method: "POST", body: form, signal: ctrl.signal });
+        detail = (await resp.json()).detail;
       } catch (e) {
-        if (e.name === "AbortError") throw new Cancelled("cancelled");
-        throw new UserError("Cannot reach the edgefill server. Is `edgefill serve` still running?");
+        detail = null;
       }
-      if (!resp.ok) {
-        let detail = null;
-        try {
-          detail = (await resp.json()).detail;
-        } catch (e) {
-          detail = null;
-        }
-        throw new UserError(errorText(detail, resp.status));
-      }
+      throw new UserError(errorText(detail, resp.status));
+    }
+    try {
       const blob = await resp.blob();
       return { blob, seconds: resp.headers.get("X-Edgefill-Seconds"), headers: resp.headers };
     } catch (e) {
       if (e.name === "AbortError") throw new Cancelled("cancelled");
       throw e;
-    } finally {
-      state.abort = null;
-      setBusy(null);
     }
   }
 
-  async function baseForm() {
+  async function baseForm(doc) {
     const form = new FormData();
-    form.append("photo", state.photoFile, state.photoName);
-    form.append("mask", await state.mask.toBlob(true), "mask.png");
+    form.append("photo", doc.file, doc.name);
+    form.append("mask", await doc.mask.toBlob(true), "mask.png");
     return form;
   }
 
-  async function ensureEdges() {
-    if (!state.photo || !state.maskHasPixels) return;
-    if (state.edgesVersion === state.maskVersion && state.edges.base) return;
-    const version = state.maskVersion;
-    const { blob } = await post("/api/edges", await baseForm(), "Predicting edges…");
-    state.edges.base = await grayToAlpha(blob, state.W, state.H, false);
-    state.edges.render(); // keeps the user's edge strokes on top of the new prediction
-    state.edgesVersion = version;
+  // The prediction depends on the mask and the HD strategy (the same windows as the fill).
+  const edgesKeyOf = (doc) => `${doc.fileId}|${doc.mask.signature}|${ui.settings.hdStrategy}`;
+
+  async function ensureEdges(signal) {
+    const doc = D;
+    if (!doc || !doc.maskHasPixels) return;
+    const key = edgesKeyOf(doc);
+    if (doc.edgesKey === key && doc.edges.base) return;
+    const form = await baseForm(doc);
+    form.append("hd_strategy", ui.settings.hdStrategy);
+    const { blob } = await post("/api/edges", form, signal, "Predicting edges…");
+    doc.edges.base = await grayToAlpha(blob, doc.W, doc.H, false);
+    doc.edges.render(); // keeps the user's edge strokes on top of the new prediction
+    doc.edgesKey = key;
     refreshUI();
     requestRender();
   }
 
-  async function inpaint() {
-    if (!state.photo || state.busy || !state.maskHasPixels) return;
-    const useEdges =
-      state.view === "edges" || (state.view === "result" && state.result && state.result.usedEdges);
-    try {
-      if (useEdges) await ensureEdges();
-      const form = await baseForm();
-      if (useEdges) form.append("edges", await state.edges.toBlob(false), "edges.png");
-      const { blob, seconds } = await post("/api/inpaint", form, "Filling the hole…");
-      const bitmap = await createImageBitmap(blob);
-      if (state.result) state.result.bitmap.close();
-      state.result = { blob, bitmap, usedEdges: useEdges, seconds };
-      state.compare = 0.5;
-      setStatus();
-      setView("result");
-      toast(useEdges ? "Filled, following your edges" : "Filled");
-    } catch (e) {
-      reportError(e);
+  function explainEmptyMask() {
+    toast("Nothing to fill yet: the mask is empty. Paint over (or select) what should go first.");
+  }
+
+  // auto: the run that follows a stroke in auto-run mode, kept at once (IOPaint's default).
+  function inpaint(auto = false) {
+    if (!D || ui.busy) return;
+    if (!D.maskHasPixels) {
+      explainEmptyMask();
+      return;
     }
+    const doc = D;
+    const useEdges =
+      doc.view === "edges" || (doc.view === "result" && !!doc.result && doc.result.usedEdges);
+    runJob("Filling the hole…", async (signal) => {
+      if (useEdges) await ensureEdges(signal);
+      const form = await baseForm(doc);
+      if (useEdges) form.append("edges", await doc.edges.toBlob(false), "edges.png");
+      form.append("hd_strategy", ui.settings.hdStrategy);
+      form.append("refine", String(ui.settings.refine));
+      const { blob, seconds } = await post("/api/inpaint", form, signal, "Filling the hole…");
+      const bitmap = await createImageBitmap(blob);
+      const result = {
+        id: uid++,
+        blob,
+        bitmap,
+        before: { photo: doc.photo, fileId: doc.fileId },
+        usedEdges: useEdges,
+        seconds,
+        maskSig: doc.mask.signature,
+        edgesSig: doc.edges.signature,
+        thumb: thumbnail(bitmap, doc.W, doc.H, 96),
+      };
+      doc.results.push(result);
+      if (doc.results.length > MAX_RESULTS) doc.results.shift();
+      const prev = doc.result;
+      doc.result = result;
+      const run = { type: "run", result, prev, label: useEdges ? "inpaint with edges" : "inpaint" };
+      if (auto) {
+        record({ type: "group", items: [run, keepEntry(result)], label: "auto fill" });
+        setView("mask");
+      } else {
+        record(run);
+        doc.compare = 0.5;
+        setView("result");
+      }
+      setStatus();
+      toast(
+        auto
+          ? "Filled and kept (auto-run); Ctrl+Z takes it back"
+          : useEdges
+            ? "Filled, following your edges"
+            : "Filled",
+      );
+    }).catch(reportError);
   }
 
   // Mark scratches, folds, dust and spots found by the server's detector: added to what is
   // painted already, as one undoable mask step the user can then paint over or erase.
-  async function detectDamage() {
-    if (!state.photo || state.busy) return;
-    try {
+  function detectDamage() {
+    if (!D || ui.busy) return;
+    const doc = D;
+    runJob("Looking for scratches and dust…", async (signal) => {
       const form = new FormData();
-      form.append("photo", state.photoFile, state.photoName);
-      const { blob, headers } = await post("/api/detect", form, "Looking for scratches and dust…");
-      const found = await grayToAlpha(blob, state.W, state.H, true);
-      const merged = makeCanvas(state.W, state.H);
+      form.append("photo", doc.file, doc.name);
+      form.append("kind", ui.settings.detectKind);
+      form.append("sensitivity", String(ui.settings.sensitivity));
+      const { blob, headers } = await post("/api/detect", form, signal);
+      const found = await grayToAlpha(blob, doc.W, doc.H, true);
+      const merged = makeCanvas(doc.W, doc.H);
       const ctx = merged.getContext("2d");
-      ctx.drawImage(state.mask.canvas, 0, 0);
+      ctx.drawImage(doc.mask.canvas, 0, 0);
       ctx.drawImage(found, 0, 0);
-      state.mask.push({ type: "image", canvas: merged });
-      maskChanged();
-      if (state.view !== "mask") setView("mask");
+      layerStep(doc.mask, { type: "image", canvas: merged }, "detected damage");
+      if (doc.view !== "mask") setView("mask");
       const share = Number(headers.get("X-Edgefill-Damage-Fraction") || 0);
       toast(
         share > 0
@@ -573,16 +1108,14 @@
               "check it, paint what was missed, erase what is not damage"
           : "No scratches or dust found; paint the damage by hand",
       );
-    } catch (e) {
-      reportError(e);
-    }
+    }).catch(reportError);
   }
 
   async function loadHealth() {
     try {
       const r = await fetch("/api/health");
       const h = await r.json();
-      state.limits = { max_upload_bytes: h.max_upload_bytes, max_pixels: h.max_pixels };
+      ui.limits = { max_upload_bytes: h.max_upload_bytes, max_pixels: h.max_pixels };
       if (h.status !== "ok") toast(`The model is not available: ${h.detail}`, "error");
       $("detect-damage").hidden = !h.detect;
     } catch (e) {
@@ -590,19 +1123,141 @@
     }
   }
 
+  // ------------------------------------------------------------------------ object selection
+  //
+  // A box and/or scribbles ("object" / "not object") go to /api/select (GrabCut on the server);
+  // the proposal is added to the mask as it was when the selection began, as one undo step.
+  // Each new box or scribble replaces the proposal with a better one. Brush and eraser refine it.
+
+  function startSelection() {
+    if (!D.selection) {
+      D.selection = {
+        base: (() => {
+          const c = makeCanvas(D.W, D.H);
+          c.getContext("2d").drawImage(D.mask.canvas, 0, 0);
+          return c;
+        })(),
+        box: null,
+        object: new Layer(D.W, D.H),
+        background: new Layer(D.W, D.H),
+      };
+    }
+    return D.selection;
+  }
+
+  function endSelection() {
+    if (D && D.selection) {
+      D.selection = null;
+      refreshUI();
+      requestRender();
+    }
+  }
+
+  async function scribbleBlob(sel) {
+    const c = makeCanvas(D.W, D.H);
+    const ctx = c.getContext("2d");
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, c.width, c.height);
+    // "Not object" is gray 128, "object" white on top; the server reads exactly these values.
+    const gray = makeCanvas(D.W, D.H);
+    const gctx = gray.getContext("2d");
+    gctx.drawImage(sel.background.canvas, 0, 0);
+    gctx.globalCompositeOperation = "source-in";
+    gctx.fillStyle = "rgb(128,128,128)";
+    gctx.fillRect(0, 0, D.W, D.H);
+    ctx.drawImage(gray, 0, 0);
+    ctx.drawImage(sel.object.canvas, 0, 0);
+    return canvasBlob(c);
+  }
+
+  function requestSelection() {
+    const doc = D;
+    const sel = doc.selection;
+    if (!sel || ui.busy) return;
+    if (!sel.box && !sel.object.ops.length) {
+      toast("Now draw a box around the object, or mark it with the Object scribble");
+      return;
+    }
+    runJob("Selecting the object…", async (signal) => {
+      const form = new FormData();
+      form.append("photo", doc.file, doc.name);
+      if (sel.box) form.append("box", sel.box.map((v) => Math.round(v)).join(","));
+      if (sel.object.ops.length || sel.background.ops.length) {
+        form.append("scribbles", await scribbleBlob(sel), "scribbles.png");
+      }
+      const { blob } = await post("/api/select", form, signal);
+      const found = await grayToAlpha(blob, doc.W, doc.H, true);
+      const merged = makeCanvas(doc.W, doc.H);
+      const ctx = merged.getContext("2d");
+      ctx.drawImage(sel.base, 0, 0);
+      ctx.drawImage(found, 0, 0);
+      layerStep(doc.mask, { type: "image", canvas: merged }, "object selection");
+      toast("Selected: check the pink area, refine with more scribbles or with the brush");
+    }).catch(reportError);
+  }
+
+  function renderSelection(rect) {
+    const sel = D.selection;
+    if (!sel) return;
+    drawTinted(sel.object.canvas, COLORS.object, 0.9);
+    drawTinted(sel.background.canvas, COLORS.notObject, 0.9);
+    const box = dragBox ? dragBox.box : sel.box;
+    if (!box) return;
+    const s = D.vt.s;
+    const x = rect[0] + Math.min(box[0], box[2]) * s;
+    const y = rect[1] + Math.min(box[1], box[3]) * s;
+    const w = Math.abs(box[2] - box[0]) * s;
+    const h = Math.abs(box[3] - box[1]) * s;
+    vctx.save();
+    vctx.lineWidth = 1.5;
+    vctx.strokeStyle = "#000";
+    vctx.strokeRect(x, y, w, h);
+    vctx.setLineDash([6, 4]);
+    vctx.strokeStyle = "#fff";
+    vctx.strokeRect(x, y, w, h);
+    vctx.restore();
+  }
+
+  // Done: back to the brush for touching up; in auto-run mode the fill runs now.
+  function finishSelection() {
+    setTool("brush");
+    if (ui.settings.autoRun && D && D.maskHasPixels) inpaint(true);
+  }
+
+  function setSelectMode(mode) {
+    ui.selectMode = mode;
+    setTool("select");
+  }
+
   // ------------------------------------------------------------------------ files
 
-  function baseName() {
-    return state.photoName.replace(/\.[^.]*$/, "") || "photo";
+  function baseName(doc) {
+    return doc.name.replace(/\.[^.]*$/, "") || "photo";
+  }
+
+  async function openPhotos(files) {
+    const list = [...(files || [])];
+    for (const file of list) {
+      if (ui.docs.length >= MAX_DOCS) {
+        toast(`At most ${MAX_DOCS} photos can be open at once; close one first`, "error");
+        return;
+      }
+      await openPhoto(file);
+    }
   }
 
   async function openPhoto(file, name) {
-    if (!file || state.busy) return;
-    if (file.size > state.limits.max_upload_bytes) {
+    if (!file || ui.busy) return;
+    const shown = name || file.name || "photo";
+    if (file.size === 0) {
+      toast(`${shown} is empty (0 bytes): nothing to open`, "error");
+      return;
+    }
+    if (file.size > ui.limits.max_upload_bytes) {
       const mb = (n) => `${Math.round(n / 2 ** 20)} MB`;
       toast(
-        `${name || file.name} is ${mb(file.size)}; this server accepts up to ` +
-          `${mb(state.limits.max_upload_bytes)} (edgefill serve --max-upload-mb)`,
+        `${shown} is ${mb(file.size)}; this server accepts up to ` +
+          `${mb(ui.limits.max_upload_bytes)} (edgefill serve --max-upload-mb)`,
         "error",
       );
       return;
@@ -611,51 +1266,41 @@
     try {
       bmp = await createImageBitmap(file);
     } catch (e) {
-      toast(
-        `${name || file.name}: this browser cannot display that file. Use PNG, JPEG or WebP.`,
-        "error",
-      );
+      toast(`${shown}: this browser cannot display that file. Use PNG, JPEG or WebP.`, "error");
       return;
     }
-    if (bmp.width * bmp.height > state.limits.max_pixels) {
+    if (bmp.width * bmp.height > ui.limits.max_pixels) {
       toast(
         `${bmp.width}×${bmp.height} is more than this server's limit of ` +
-          `${Math.round(state.limits.max_pixels / 1e6)} megapixels`,
+          `${Math.round(ui.limits.max_pixels / 1e6)} megapixels`,
         "error",
       );
       bmp.close();
       return;
     }
-    if (state.photo) state.photo.close();
-    if (state.result) state.result.bitmap.close();
-    state.photo = bmp;
-    state.photoFile = file;
-    state.photoName = name || file.name || "photo.png";
-    state.W = bmp.width;
-    state.H = bmp.height;
-    state.mask = new Layer(state.W, state.H);
-    state.edges = new Layer(state.W, state.H);
-    state.maskVersion++;
-    state.edgesVersion = -1;
-    state.maskHasPixels = false;
-    state.result = null;
-    setStatus();
+    clearErrorToast();
+    const doc = newDoc(file, name || file.name || "photo.png", bmp);
+    ui.docs.push(doc);
+    endSelection();
+    D = doc;
     resizeView();
     fit();
     setView("mask");
+    setStatus();
+    renderDocs();
   }
 
   async function loadMaskFile(file) {
-    if (!file || !state.photo) return;
+    if (!file || !D || ui.busy) return;
     try {
-      const c = await grayToAlpha(file, state.W, state.H, true).catch((e) => {
+      const c = await grayToAlpha(file, D.W, D.H, true).catch((e) => {
         if (e instanceof UserError) throw new UserError(`${file.name}: ${e.message}`);
         throw new UserError(`${file.name}: not an image this browser can read`);
       });
-      state.mask.push({ type: "image", canvas: c });
-      maskChanged();
-      if (state.view !== "mask") setView("mask");
-      toast(state.maskHasPixels ? "Mask loaded" : "That mask is empty (all black)");
+      endSelection();
+      layerStep(D.mask, { type: "image", canvas: c }, "mask file");
+      if (D.view !== "mask") setView("mask");
+      toast(D.maskHasPixels ? "Mask loaded" : "That mask is empty (all black)");
     } catch (e) {
       reportError(e);
     }
@@ -672,91 +1317,167 @@
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
-  function keepResult() {
-    if (!state.result || state.busy) return;
-    const { blob, bitmap } = state.result;
-    state.photo.close();
-    state.photo = bitmap;
-    state.photoFile = blob;
-    state.photoName = `${baseName()}_inpainted.png`;
-    state.result = null;
-    state.mask = new Layer(state.W, state.H);
-    state.edges = new Layer(state.W, state.H);
-    state.maskVersion++;
-    state.maskHasPixels = false;
-    setStatus();
-    setView("mask");
-    toast("Continuing on the result; paint what is left to fix");
+  function downloadResult() {
+    if (!D || !D.result) return;
+    download(D.result.blob, `${baseName(D)}_inpainted.png`);
+    if (!resultStale(D)) markSaved(D);
+    renderDocs();
+  }
+
+  async function downloadAll() {
+    const done = ui.docs.filter((d) => d.result);
+    if (!done.length) {
+      toast("No results yet: inpaint a photo first");
+      return;
+    }
+    const used = new Set();
+    const files = [];
+    for (const doc of done) {
+      let name = `${baseName(doc)}_inpainted.png`;
+      for (let i = 2; used.has(name); i++) name = `${baseName(doc)}_${i}_inpainted.png`;
+      used.add(name);
+      files.push({ name, data: new Uint8Array(await doc.result.blob.arrayBuffer()) });
+    }
+    download(zipStore(files), "edgefill_results.zip");
+    for (const doc of done) if (!resultStale(doc)) markSaved(doc);
+    renderDocs();
+    const skipped = ui.docs.length - done.length;
+    toast(
+      `Downloading ${done.length} result${done.length > 1 ? "s" : ""} as one ZIP` +
+        (skipped ? ` (${skipped} photo${skipped > 1 ? "s have" : " has"} no result yet)` : ""),
+    );
+  }
+
+  // A ZIP of PNGs, stored (PNG is compressed already): one download instead of one per photo.
+  const CRC_TABLE = (() => {
+    const t = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      t[n] = c >>> 0;
+    }
+    return t;
+  })();
+
+  function crc32(data) {
+    let c = 0xffffffff;
+    for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  }
+
+  function zipStore(files) {
+    const parts = [];
+    const central = [];
+    let offset = 0;
+    const enc = new TextEncoder();
+    for (const f of files) {
+      const name = enc.encode(f.name);
+      const crc = crc32(f.data);
+      const local = new DataView(new ArrayBuffer(30));
+      local.setUint32(0, 0x04034b50, true);
+      local.setUint16(4, 20, true);
+      local.setUint16(6, 0x0800, true); // UTF-8 names
+      local.setUint16(12, 0x21, true); // 1980-01-01
+      local.setUint32(14, crc, true);
+      local.setUint32(18, f.data.length, true);
+      local.setUint32(22, f.data.length, true);
+      local.setUint16(26, name.length, true);
+      const dir = new DataView(new ArrayBuffer(46));
+      dir.setUint32(0, 0x02014b50, true);
+      dir.setUint16(4, 20, true);
+      dir.setUint16(6, 20, true);
+      dir.setUint16(8, 0x0800, true);
+      dir.setUint16(14, 0x21, true);
+      dir.setUint32(16, crc, true);
+      dir.setUint32(20, f.data.length, true);
+      dir.setUint32(24, f.data.length, true);
+      dir.setUint16(28, name.length, true);
+      dir.setUint32(42, offset, true);
+      parts.push(local, name, f.data);
+      central.push(dir, name);
+      offset += 30 + name.length + f.data.length;
+    }
+    const size = central.reduce((n, p) => n + p.byteLength, 0);
+    const end = new DataView(new ArrayBuffer(22));
+    end.setUint32(0, 0x06054b50, true);
+    end.setUint16(8, files.length, true);
+    end.setUint16(10, files.length, true);
+    end.setUint32(12, size, true);
+    end.setUint32(16, offset, true);
+    return new Blob([...parts, ...central, end], { type: "application/zip" });
+  }
+
+  // ------------------------------------------------------------------------ dialogs
+
+  function confirmDialog(title, text, yes) {
+    const dlg = $("confirm");
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    $("confirm-yes").textContent = yes;
+    dlg.returnValue = "";
+    dlg.showModal();
+    $("confirm-no").focus();
+    return new Promise((resolve) => {
+      dlg.addEventListener("close", () => resolve(dlg.returnValue === "yes"), { once: true });
+    });
   }
 
   // ------------------------------------------------------------------------ drawing
 
-  function maskChanged() {
-    state.maskVersion++;
-    state.maskHasPixels = state.mask.hasPixels();
-    refreshUI();
-    requestRender();
-  }
-
-  function historyStep(redo) {
-    const layer = currentLayer();
-    if (!layer || state.busy) return;
-    const done = redo ? layer.redo() : layer.undo();
-    if (!done) return;
-    if (layer === state.mask) maskChanged();
-    refreshUI();
-    requestRender();
-  }
-
-  function clearLayer() {
-    const layer = currentLayer();
-    if (!layer || !layer.ops.length || state.busy) return;
-    layer.push({ type: "reset" });
-    if (layer === state.mask) maskChanged();
-    refreshUI();
-    requestRender();
-  }
-
   function setTool(tool) {
-    state.tool = tool;
+    if (tool !== "select") endSelection();
+    ui.tool = tool;
+    if (D && tool === "select" && D.view !== "mask") setView("mask");
+    syncSize();
+    if (D && D.view === "mask") showHint(HINTS[tool === "select" ? "select" : "mask"]);
     refreshUI();
     updateCursor();
   }
 
   function setSize(v) {
-    const key = state.view === "edges" ? "edges" : "mask";
     const size = Math.round(Math.min(MAX_SIZE, Math.max(MIN_SIZE, v)));
-    state.sizes[key] = size;
-    $("brush-size").value = size;
-    $("brush-size-out").value = size;
+    ui.sizes[sizeKey()] = size;
+    syncSize();
     updateCursor();
   }
 
-  let stroke = null; // {layer, op, pointerId}
+  let stroke = null; // {layer, op, pointerId, label}
+  let dragBox = null; // {pointerId, box}
   let pan = null; // {pointerId, x, y, vx, vy}
   let pinch = null; // {dist, cx, cy}
   let comparing = null;
   const pointers = new Map();
   let lastPointer = null;
 
+  // The layer a stroke would paint on now, or null.
   function canPaint() {
-    if (!state.photo || state.busy) return null;
-    if (state.view === "mask") return state.mask;
-    if (state.view === "edges" && state.edges.base) return state.edges;
+    if (!D || ui.busy) return null;
+    if (D.view === "mask") {
+      if (ui.tool !== "select") return D.mask;
+      if (ui.selectMode === "box") return null;
+      const sel = startSelection();
+      return ui.selectMode === "object" ? sel.object : sel.background;
+    }
+    if (D.view === "edges" && D.edges.base) return D.edges;
     return null;
   }
 
   function startStroke(e) {
     const layer = canPaint();
     if (!layer) return;
-    const size = state.sizes[state.view === "edges" ? "edges" : "mask"];
+    const size = ui.sizes[sizeKey()];
+    const selecting = ui.tool === "select";
     const op = {
       type: "stroke",
-      erase: state.tool === "eraser",
-      width: Math.max(1, size / state.vt.s),
+      erase: !selecting && ui.tool === "eraser",
+      width: Math.max(1, size / D.vt.s),
       points: [toImage(e.clientX, e.clientY)],
     };
-    stroke = { layer, op, pointerId: e.pointerId };
+    const edges = D.view === "edges";
+    const label = selecting
+      ? "selection scribble"
+      : `${edges ? "edge" : "mask"} ${op.erase ? "erase" : edges ? "line" : "brush stroke"}`;
+    stroke = { layer, op, pointerId: e.pointerId, label, selecting };
     drawStroke(layer.ctx, op);
     requestRender();
   }
@@ -777,74 +1498,112 @@
 
   function endStroke(cancel) {
     if (!stroke) return;
-    const { layer, op } = stroke;
+    const { layer, op, label, selecting } = stroke;
     stroke = null;
     if (cancel) {
       layer.render();
+    } else if (selecting) {
+      op.id = uid++;
+      layer.ops.push(op); // scribbles are inputs to the selection, not mask history
+      requestSelection();
     } else {
-      layer.push(op, true);
-      if (layer === state.mask) maskChanged();
+      layerStep(layer, op, label, true);
+      if (layer === D.mask && ui.settings.autoRun && D.maskHasPixels && !op.erase) inpaint(true);
     }
     refreshUI();
     requestRender();
   }
 
+  function startBox(e) {
+    startSelection();
+    const p = toImage(e.clientX, e.clientY);
+    dragBox = { pointerId: e.pointerId, box: [p[0], p[1], p[0], p[1]] };
+  }
+
+  function endBox(cancel) {
+    const box = dragBox.box;
+    dragBox = null;
+    const clamp = (v, hi) => Math.min(hi, Math.max(0, v));
+    const b = [
+      clamp(Math.min(box[0], box[2]), D.W),
+      clamp(Math.min(box[1], box[3]), D.H),
+      clamp(Math.max(box[0], box[2]), D.W),
+      clamp(Math.max(box[1], box[3]), D.H),
+    ];
+    if (cancel || b[2] - b[0] < 3 || b[3] - b[1] < 3) {
+      if (!cancel) toast("Drag to draw a box around the object");
+      requestRender();
+      return;
+    }
+    D.selection.box = b;
+    requestSelection();
+  }
+
   function setCompare(clientX) {
     const r = view.getBoundingClientRect();
     const [x, , w] = imageRect();
-    state.compare = Math.min(1, Math.max(0, (clientX - r.left - x) / w));
+    D.compare = Math.min(1, Math.max(0, (clientX - r.left - x) / w));
     requestRender();
   }
 
   function updateCursor(e) {
     const cur = $("brush-cursor");
     if (e) lastPointer = { x: e.clientX, y: e.clientY, type: e.pointerType };
-    const painting = !!canPaint() && !pan && !pinch && !state.spaceDown;
-    view.classList.toggle("panning", !!pan || state.spaceDown);
-    view.classList.toggle("comparing", state.view === "result");
-    if (!painting || !lastPointer || lastPointer.type === "touch") {
+    const boxing = !!D && D.view === "mask" && ui.tool === "select" && ui.selectMode === "box";
+    const painting = !!D && !ui.busy && !boxing && !!currentLayer() && !pan && !pinch;
+    view.classList.toggle("panning", !!pan || ui.spaceDown);
+    view.classList.toggle("comparing", !!D && D.view === "result");
+    view.classList.toggle("boxing", boxing);
+    if (!painting || ui.spaceDown || !lastPointer || lastPointer.type === "touch") {
       cur.hidden = true;
       return;
     }
-    const size = state.sizes[state.view === "edges" ? "edges" : "mask"];
+    const size = ui.sizes[sizeKey()];
     const r = stage.getBoundingClientRect();
     cur.hidden = false;
-    cur.className = state.tool === "eraser" ? "eraser" : "";
+    cur.className =
+      ui.tool === "select" ? `select-${ui.selectMode}` : ui.tool === "eraser" ? "eraser" : "";
     cur.style.width = cur.style.height = `${size}px`;
     cur.style.left = `${lastPointer.x - r.left}px`;
     cur.style.top = `${lastPointer.y - r.top}px`;
   }
 
   view.addEventListener("pointerdown", (e) => {
-    if (!state.photo || state.busy) return;
+    if (!D || ui.busy) return;
     view.setPointerCapture(e.pointerId);
     const r = view.getBoundingClientRect();
     pointers.set(e.pointerId, { x: e.clientX - r.left, y: e.clientY - r.top });
     if (pointers.size === 2) {
       // Second finger: the touch is a pinch, not a stroke.
       endStroke(true);
+      if (dragBox) endBox(true);
       comparing = null;
       const [a, b] = [...pointers.values()];
       pinch = { dist: Math.hypot(a.x - b.x, a.y - b.y), cx: (a.x + b.x) / 2, cy: (a.y + b.y) / 2 };
       return;
     }
     if (pointers.size > 2) return;
-    if (e.button === 1 || e.button === 2 || state.spaceDown) {
-      pan = { pointerId: e.pointerId, x: e.clientX, y: e.clientY, vx: state.vt.x, vy: state.vt.y };
+    if (e.button === 1 || e.button === 2 || ui.spaceDown) {
+      pan = { pointerId: e.pointerId, x: e.clientX, y: e.clientY, vx: D.vt.x, vy: D.vt.y };
       updateCursor(e);
       e.preventDefault();
       return;
     }
     if (e.button !== 0) return;
-    if (state.view === "result") {
+    if (D.view === "result") {
       comparing = e.pointerId;
       setCompare(e.clientX);
+      return;
+    }
+    if (D.view === "mask" && ui.tool === "select" && ui.selectMode === "box") {
+      startBox(e);
       return;
     }
     startStroke(e);
   });
 
   view.addEventListener("pointermove", (e) => {
+    if (!D) return;
     const r = view.getBoundingClientRect();
     if (pointers.has(e.pointerId)) {
       pointers.set(e.pointerId, { x: e.clientX - r.left, y: e.clientY - r.top });
@@ -854,19 +1613,24 @@
       const dist = Math.hypot(a.x - b.x, a.y - b.y);
       const cx = (a.x + b.x) / 2;
       const cy = (a.y + b.y) / 2;
-      state.vt.x += cx - pinch.cx;
-      state.vt.y += cy - pinch.cy;
+      D.vt.x += cx - pinch.cx;
+      D.vt.y += cy - pinch.cy;
       if (pinch.dist > 0) zoomAt(cx, cy, dist / pinch.dist);
       pinch = { dist, cx, cy };
-      state.fitted = false;
+      D.fitted = false;
       requestRender();
     } else if (pan && pan.pointerId === e.pointerId) {
-      state.vt.x = pan.vx + e.clientX - pan.x;
-      state.vt.y = pan.vy + e.clientY - pan.y;
-      state.fitted = false;
+      D.vt.x = pan.vx + e.clientX - pan.x;
+      D.vt.y = pan.vy + e.clientY - pan.y;
+      D.fitted = false;
       requestRender();
     } else if (comparing === e.pointerId) {
       setCompare(e.clientX);
+    } else if (dragBox && dragBox.pointerId === e.pointerId) {
+      const p = toImage(e.clientX, e.clientY);
+      dragBox.box[2] = p[0];
+      dragBox.box[3] = p[1];
+      requestRender();
     } else if (stroke && stroke.pointerId === e.pointerId) {
       extendStroke(e);
     }
@@ -878,6 +1642,7 @@
     if (pinch && pointers.size < 2) pinch = null;
     if (pan && pan.pointerId === e.pointerId) pan = null;
     if (comparing === e.pointerId) comparing = null;
+    if (dragBox && dragBox.pointerId === e.pointerId) endBox(e.type === "pointercancel");
     if (stroke && stroke.pointerId === e.pointerId) endStroke(e.type === "pointercancel");
     updateCursor(e);
   }
@@ -891,7 +1656,7 @@
   view.addEventListener(
     "wheel",
     (e) => {
-      if (!state.photo) return;
+      if (!D) return;
       e.preventDefault();
       const r = view.getBoundingClientRect();
       const delta = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
@@ -911,11 +1676,12 @@
   });
   handle.addEventListener("pointerup", () => (comparing = null));
   handle.addEventListener("keydown", (e) => {
+    if (!D) return;
     const step = e.shiftKey ? 0.1 : 0.02;
-    if (e.key === "ArrowLeft") state.compare = Math.max(0, state.compare - step);
-    else if (e.key === "ArrowRight") state.compare = Math.min(1, state.compare + step);
-    else if (e.key === "Home") state.compare = 0;
-    else if (e.key === "End") state.compare = 1;
+    if (e.key === "ArrowLeft") D.compare = Math.max(0, D.compare - step);
+    else if (e.key === "ArrowRight") D.compare = Math.min(1, D.compare + step);
+    else if (e.key === "Home") D.compare = 0;
+    else if (e.key === "End") D.compare = 1;
     else return;
     e.preventDefault();
     requestRender();
@@ -925,44 +1691,96 @@
 
   const photoInput = $("photo-input");
   const maskInput = $("mask-input");
-  const pickPhoto = () => !state.busy && photoInput.click();
-  $("open-photo").addEventListener("click", pickPhoto);
-  $("open-photo-2").addEventListener("click", pickPhoto);
+  const pickPhoto = () => !ui.busy && photoInput.click();
+  for (const id of ["open-photo", "open-photo-2", "add-photo"]) {
+    $(id).addEventListener("click", pickPhoto);
+  }
   photoInput.addEventListener("change", () => {
-    openPhoto(photoInput.files[0]);
+    const files = [...photoInput.files];
     photoInput.value = "";
+    openPhotos(files);
   });
   $("load-mask").addEventListener("click", () => maskInput.click());
   maskInput.addEventListener("change", () => {
     loadMaskFile(maskInput.files[0]);
     maskInput.value = "";
   });
-  for (const tab of document.querySelectorAll('[role="tab"]')) {
-    tab.addEventListener("click", () => setView(tab.dataset.view));
+
+  // Tabs: click, or arrow keys / Home / End move between the enabled ones (WAI-ARIA tabs).
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  for (const tab of tabs) {
+    tab.addEventListener("click", () => !ui.busy && setView(tab.dataset.view));
+    tab.addEventListener("keydown", (e) => {
+      const enabled = tabs.filter((t) => !t.disabled);
+      const i = enabled.indexOf(tab);
+      let next = null;
+      if (e.key === "ArrowRight") next = enabled[(i + 1) % enabled.length];
+      else if (e.key === "ArrowLeft") next = enabled[(i - 1 + enabled.length) % enabled.length];
+      else if (e.key === "Home") next = enabled[0];
+      else if (e.key === "End") next = enabled[enabled.length - 1];
+      if (!next) return;
+      e.preventDefault();
+      e.stopPropagation();
+      next.focus();
+      if (!ui.busy) setView(next.dataset.view);
+    });
   }
+
   $("tool-brush").addEventListener("click", () => setTool("brush"));
   $("tool-eraser").addEventListener("click", () => setTool("eraser"));
+  $("tool-select").addEventListener("click", () => setTool("select"));
+  for (const mode of ["box", "object", "background"]) {
+    $(`select-${mode}`).addEventListener("click", () => setSelectMode(mode));
+  }
+  $("select-done").addEventListener("click", finishSelection);
   $("brush-size").addEventListener("input", (e) => setSize(Number(e.target.value)));
   $("undo").addEventListener("click", () => historyStep(false));
   $("redo").addEventListener("click", () => historyStep(true));
   $("clear").addEventListener("click", clearLayer);
   $("fit").addEventListener("click", fit);
-  $("inpaint").addEventListener("click", inpaint);
+  $("zoom-hole").addEventListener("click", zoomToHole);
+  $("inpaint").addEventListener("click", () => inpaint());
   $("detect-damage").addEventListener("click", detectDamage);
-  $("cancel").addEventListener("click", () => state.abort && state.abort.abort());
+  $("cancel").addEventListener("click", () => ui.abort && ui.abort.abort());
   $("keep-result").addEventListener("click", keepResult);
   $("show-edges-again").addEventListener("click", () => setView("edges"));
-  $("download-result").addEventListener("click", () => {
-    if (state.result) download(state.result.blob, `${baseName()}_inpainted.png`);
-  });
+  $("stale-rerun").addEventListener("click", () => inpaint());
+  $("download-result").addEventListener("click", downloadResult);
   $("download-mask").addEventListener("click", async () => {
-    if (state.photo) download(await state.mask.toBlob(true), `${baseName()}_mask.png`);
+    if (D) download(await D.mask.toBlob(true), `${baseName(D)}_mask.png`);
   });
+  $("download-all").addEventListener("click", downloadAll);
+
   const help = $("help");
+  const settings = $("settings");
   $("help-button").addEventListener("click", () => help.showModal());
   $("help-close").addEventListener("click", () => help.close());
+  $("settings-button").addEventListener("click", () => {
+    showSettings();
+    settings.showModal();
+  });
+  $("settings-close").addEventListener("click", () => settings.close());
+  $("settings-reset").addEventListener("click", () => {
+    ui.settings = { ...DEFAULT_SETTINGS };
+    saveSettings();
+    showSettings();
+    refreshUI();
+  });
+  settings.addEventListener("input", readSettings);
+  settings.addEventListener("change", readSettings);
+  const confirmDlg = $("confirm");
+  $("confirm-yes").addEventListener("click", () => confirmDlg.close("yes"));
+  $("confirm-no").addEventListener("click", () => confirmDlg.close("no"));
 
-  // Drag and drop a photo anywhere on the page.
+  // Leaving or reloading the page with work not downloaded asks first (the browser's dialog).
+  window.addEventListener("beforeunload", (e) => {
+    if (ui.docs.some(isDirty)) {
+      e.preventDefault();
+      e.returnValue = "";
+    }
+  });
+
+  // Drag and drop photos anywhere on the page.
   let dragDepth = 0;
   window.addEventListener("dragenter", (e) => {
     if (![...(e.dataTransfer?.types || [])].includes("Files")) return;
@@ -978,8 +1796,7 @@
     e.preventDefault();
     dragDepth = 0;
     $("drop-hint").hidden = true;
-    const file = e.dataTransfer?.files?.[0];
-    if (file) openPhoto(file);
+    openPhotos(e.dataTransfer?.files);
   });
 
   // Paste a photo (e.g. a screenshot) with Ctrl+V.
@@ -991,10 +1808,24 @@
     }
   });
 
+  function switchView(name) {
+    if (!D || ui.busy) return;
+    if (name === "edges" && !D.maskHasPixels) {
+      explainEmptyMask();
+      return;
+    }
+    if (name === "result" && !D.result) {
+      toast("No result yet: paint the mask and press Ctrl+Enter to inpaint");
+      return;
+    }
+    setView(name);
+  }
+
   window.addEventListener("keydown", (e) => {
     const t = e.target;
-    const typing = t instanceof HTMLInputElement && t.type !== "range";
-    if (typing || help.open) return;
+    const typing =
+      (t instanceof HTMLInputElement && t.type !== "range") || t instanceof HTMLSelectElement;
+    if (typing || help.open || settings.open || confirmDlg.open) return;
     const mod = e.ctrlKey || e.metaKey;
     const key = e.key.toLowerCase();
     if (mod && key === "z") {
@@ -1009,26 +1840,36 @@
       setTool("brush");
     } else if (key === "e") {
       setTool("eraser");
+    } else if (key === "s") {
+      setTool("select");
     } else if (e.key === "[") {
-      setSize(state.sizes[state.view === "edges" ? "edges" : "mask"] / 1.25);
+      setSize(ui.sizes[sizeKey()] / 1.25);
     } else if (e.key === "]") {
-      setSize(state.sizes[state.view === "edges" ? "edges" : "mask"] * 1.25);
+      setSize(ui.sizes[sizeKey()] * 1.25);
     } else if (key === "1" || key === "2" || key === "3") {
-      if (!state.busy) setView(["mask", "edges", "result"][Number(key) - 1]);
+      switchView(["mask", "edges", "result"][Number(key) - 1]);
     } else if (key === "f") {
       fit();
+    } else if (key === "h") {
+      zoomToHole();
     } else if (key === "d") {
       if (!$("detect-damage").hidden) detectDamage();
     } else if (key === "o") {
       pickPhoto();
+    } else if (e.key === ",") {
+      $("settings-button").click();
     } else if (e.key === "?") {
       help.showModal();
     } else if (e.key === " ") {
-      if (t instanceof HTMLButtonElement) return;
-      state.spaceDown = true;
+      if (t instanceof HTMLButtonElement || t.getAttribute("role") === "tab") return;
+      ui.spaceDown = true;
       updateCursor();
-    } else if (e.key === "Escape" && state.abort) {
-      state.abort.abort();
+    } else if (e.key === "Escape") {
+      if (ui.abort) ui.abort.abort();
+      else if (D && D.selection) setTool("brush");
+      else return;
+    } else if (e.key === "Enter" && D && D.selection) {
+      finishSelection();
     } else {
       return;
     }
@@ -1036,7 +1877,7 @@
   });
   window.addEventListener("keyup", (e) => {
     if (e.key === " ") {
-      state.spaceDown = false;
+      ui.spaceDown = false;
       updateCursor();
     }
   });
@@ -1048,23 +1889,51 @@
     imageToClient: (x, y) => toClient(x, y),
     clientToImage: (x, y) => toImage(x, y),
     get view() {
-      return state.view;
+      return D ? D.view : "mask";
     },
     get busy() {
-      return state.busy;
+      return ui.busy;
     },
     get size() {
-      return [state.W, state.H];
+      return D ? [D.W, D.H] : [0, 0];
     },
     get edgesReady() {
       return (
-        state.view === "edges" && !!state.edges?.base && state.edgesVersion === state.maskVersion
+        !!D && D.view === "edges" && !!D.edges.base && D.edgesKey === edgesKeyOf(D) && !ui.busy
       );
+    },
+    get docs() {
+      return ui.docs.map((d) => ({ name: d.name, size: [d.W, d.H], results: d.results.length }));
+    },
+    get active() {
+      return ui.docs.indexOf(D);
+    },
+    get history() {
+      return D ? { undo: D.undo.map((e) => e.label), redo: D.redo.map((e) => e.label) } : null;
+    },
+    get resultStale() {
+      return !!D && resultStale(D);
+    },
+    get resultIndex() {
+      return D && D.result ? D.results.indexOf(D.result) : -1;
+    },
+    get settings() {
+      return { ...ui.settings };
+    },
+    get requests() {
+      return ui.requests;
+    },
+    get photoVersion() {
+      return D ? D.fileId : 0;
+    },
+    get scale() {
+      return D ? D.vt.s : 0;
     },
   };
 
-  document.body.dataset.view = state.view;
+  document.body.dataset.view = "mask";
   resizeView();
   refreshUI();
+  renderDocs();
   loadHealth();
 })();

@@ -15,12 +15,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edgefill.config import DEFAULT_MAX_PIXELS
 from edgefill.errors import EdgefillError
 
 ImageInput = str | Path | Image.Image | np.ndarray
-
-# Decompression-bomb guard: pixel count above which a file is refused (about 100 MP).
-DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:

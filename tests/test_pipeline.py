@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +255,21 @@ def test_cuda_keeps_outside_pixels_and_agrees_with_cpu(photo: np.ndarray) -> Non
     gpu = gpu_inp(photo, hole)
     np.testing.assert_array_equal(gpu.image[~hole], photo[~hole])
     assert np.abs(gpu.image.astype(int) - cpu.image.astype(int)).max() <= 3
+
+
+def test_inpainter_is_importable_from_the_package() -> None:
+    import edgefill
+    from edgefill import Inpainter as Top
+    from edgefill import InpaintResult as TopResult
+
+    assert Top is Inpainter and TopResult is InpaintResult
+    assert {"Inpainter", "InpaintResult"} <= set(dir(edgefill))
+    with pytest.raises(AttributeError):
+        edgefill.NoSuchThing  # noqa: B018
+    # `import edgefill` stays light; torch loads only when Inpainter is used.
+    probe = (
+        "import sys, edgefill; assert 'torch' not in sys.modules, 'torch imported early'; "
+        "from edgefill import Inpainter; assert 'torch' in sys.modules"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -40,18 +40,23 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefill import __version__
-from edgefill.detect import DEFAULT_SENSITIVITY, KINDS, detect_damage, detector_available
+from edgefill.config import (
+    DAMAGE_KINDS,
+    DEFAULT_SENSITIVITY,
+    HD_STRATEGIES,
+    SERVER_MAX_PIXELS,
+    SERVER_MAX_UPLOAD_BYTES,
+)
+from edgefill.detect import detect_damage, detector_available
 from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb
-from edgefill.masks import load_mask, mask_from_alpha
-from edgefill.pipeline import HD_STRATEGIES, Inpainter, load_guide
+from edgefill.masks import load_photo_and_mask
+from edgefill.pipeline import Inpainter, load_guide
 from edgefill.selection import parse_box, select_object
 
 log = logging.getLogger("edgefill.server")
 
 WEB_DIR = Path(__file__).parent / "web"
-DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a whole request (photo + mask + edges)
-DEFAULT_MAX_PIXELS = 40_000_000  # per image; a 40 MP photo already takes minutes on a CPU
 DEFAULT_MAX_QUEUE = 16  # model calls waiting for the lock before new ones get 503
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
@@ -84,7 +89,8 @@ EdgesField = Annotated[
 
 
 KindField = Annotated[
-    str, Form(description=f"damage to look for: {', '.join(KINDS)} (auto = scratches and spots)")
+    str,
+    Form(description=f"damage to look for: {', '.join(DAMAGE_KINDS)} (auto = scratches and spots)"),
 ]
 SensitivityField = Annotated[
     float, Form(description="0 to 1; higher flags fainter damage and more pixels")
@@ -409,8 +415,8 @@ class SecurityHeaders:
 
 def create_app(
     inpainter_or_loader: InpainterOrLoader,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_upload_bytes: int = SERVER_MAX_UPLOAD_BYTES,
+    max_pixels: int = SERVER_MAX_PIXELS,
     max_queue: int = DEFAULT_MAX_QUEUE,
     allowed_hosts: list[str] | None = None,
     static_dir: str | Path = WEB_DIR,
@@ -462,27 +468,9 @@ def create_app(
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         photo_img = await read(photo, "photo")
         mask_img = await read(mask, "mask")
-        assert photo_img is not None
-        if mask_img is not None and mask_img.size != photo_img.size:
-            raise UploadError(
-                400,
-                f"mask is {mask_img.size[0]}x{mask_img.size[1]} but the photo is "
-                f"{photo_img.size[0]}x{photo_img.size[1]}; they must be the same size",
-            )
-
-        def prepare() -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-            # As Inpainter.prepare, without needing the (possibly still loading) model.
-            rgb, alpha = load_rgb(photo_img, max_pixels)
-            if mask_img is None:
-                if alpha is None:
-                    raise UploadError(
-                        400, "mask: no mask given and the photo has no transparency to use as one"
-                    )
-                return rgb, mask_from_alpha(alpha), None
-            hole = load_mask(mask_img, (rgb.shape[1], rgb.shape[0]), max_pixels=max_pixels)
-            return rgb, hole, alpha
-
-        return await anyio.to_thread.run_sync(prepare)
+        return await anyio.to_thread.run_sync(
+            lambda: load_photo_and_mask(photo_img, mask_img, max_pixels=max_pixels)
+        )
 
     @app.get("/api/health", tags=["api"])
     async def health() -> dict[str, Any]:
@@ -612,8 +600,8 @@ def serve(
     inpainter_or_loader: InpainterOrLoader,
     host: str = "127.0.0.1",
     port: int = 7860,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_upload_bytes: int = SERVER_MAX_UPLOAD_BYTES,
+    max_pixels: int = SERVER_MAX_PIXELS,
     log_level: str = "info",
 ) -> None:
     """Run the app with uvicorn until interrupted (what ``edgefill serve`` does)."""

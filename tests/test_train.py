@@ -110,6 +110,50 @@ def test_generator_and_discriminator_steps_touch_only_their_parameters(
     assert not same(params([ds[0]]), d1[:n1]) and not same(params([ds[1]]), d1[n1:])
 
 
+def test_perceptual_style_and_tv_terms_are_added_when_on(
+    photos: Path, tmp_path: Path, vgg_file: Path
+) -> None:
+    """Each weighted term is weight x its loss on the merged result, and the total sums them."""
+    from edgefill.vgg import load_vgg16
+
+    w = {"perceptual_weight": 0.3, "style_weight": 7.0, "tv_weight": 0.05}
+    t = make_trainer(
+        photos,
+        tmp_path / "run",
+        "inpaint",
+        f"loss.vgg_weights={vgg_file}",
+        *(f"loss.{k}={v}" for k, v in w.items()),
+    )
+    seen: list[torch.Tensor] = []
+    t.pairs["inpaint"].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    batch = batch_of(t)
+    terms, _ = t.generator_losses(batch)
+    assert set(terms) == {
+        "inpaint/g_adv",
+        "inpaint/l1",
+        "inpaint/perceptual",
+        "inpaint/style",
+        "inpaint/tv",
+    }
+    image, mask = batch["image"], batch["mask"]
+    merged = seen[0] * mask + image * (1 - mask)
+    perceptual, style = losses.VGGLosses(load_vgg16(vgg_file))(merged, image)
+    expected = {
+        "inpaint/perceptual": w["perceptual_weight"] * perceptual,
+        "inpaint/style": w["style_weight"] * style,
+        "inpaint/tv": w["tv_weight"] * losses.total_variation(merged),
+    }
+    for k, v in expected.items():
+        assert float(v) > 0, k
+        torch.testing.assert_close(terms[k].detach(), v, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(_total(terms), sum(terms.values()))
+    # Off again: the terms are gone, not zero-weighted passengers.
+    off = make_trainer(photos, tmp_path / "off", "inpaint", "loss.tv_weight=0")
+    assert not {"inpaint/perceptual", "inpaint/style", "inpaint/tv"} & set(
+        off.generator_losses(batch_of(off))[0]
+    )
+
+
 def test_joint_trains_edge_generator_end_to_end(photos: Path, tmp_path: Path) -> None:
     # With the edge losses off, G1 still learns: G2's losses reach it through the edges.
     t = make_trainer(

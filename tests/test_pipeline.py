@@ -12,7 +12,7 @@ import torch
 from conftest import TINY_CONFIG, box_hole, photo_array, tiny_generators
 from PIL import Image
 
-import edgefill.pipeline as pipeline_mod
+import edgefill.checkpoint as checkpoint_mod
 from edgefill.checkpoint import save_release
 from edgefill.config import ModelConfig
 from edgefill.edges import canny_edges, to_gray
@@ -226,7 +226,7 @@ def test_fp32_release_reproduces_the_in_memory_model(tmp_path: Path, photo: np.n
 def test_missing_default_weights_say_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline_mod, "DEFAULT_WEIGHTS", tmp_path / "nowhere")
+    monkeypatch.setattr(checkpoint_mod, "DEFAULT_WEIGHTS", tmp_path / "nowhere")
     for name in (None, "default"):
         with pytest.raises(EdgefillError) as err:
             Inpainter.from_pretrained(name)

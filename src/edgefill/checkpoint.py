@@ -25,6 +25,7 @@ from edgefill.errors import EdgefillError
 from edgefill.networks import EdgeGenerator, InpaintGenerator, load_reference
 
 RELEASE_FORMAT = 1
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"  # the shipped model
 EDGE_FILE, INPAINT_FILE, CONFIG_FILE = "edge.safetensors", "inpaint.safetensors", "config.json"
 # The reference's released generators (knazeri/edge-connect, checkpoints/<dataset>/).
 REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE = "EdgeModel_gen.pth", "InpaintingModel_gen.pth"
@@ -234,6 +235,24 @@ def convert_reference(src: str | Path, out_dir: str | Path, half: bool = False) 
         "converted_from": [REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE],
     }
     return save_release(out_dir, g1.state_dict(), g2.state_dict(), cfg, info, half)
+
+
+def resolve_weights(path_or_name: str | Path | None) -> Path:
+    """The weights folder for a path, or for None / 'default' (the shipped model)."""
+    if path_or_name is None or str(path_or_name) == "default":
+        path = DEFAULT_WEIGHTS
+        if not (path / "config.json").is_file():
+            raise EdgefillError(
+                f"the default model weights are missing ({path}). Reinstall edgefill from a full checkout, "
+                "pass --weights DIR (a folder made by `edgefill export`), or train a model: see docs/training.md"
+            )
+        return path
+    path = Path(path_or_name)
+    if not path.exists():
+        raise EdgefillError(
+            f"weights not found: {path} (expected a folder made by `edgefill export`)"
+        )
+    return path
 
 
 def load_release(

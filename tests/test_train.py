@@ -154,6 +154,16 @@ def test_perceptual_style_and_tv_terms_are_added_when_on(
     )
 
 
+def test_edge_discriminator_input_is_gray_then_edges(photos: Path, tmp_path: Path) -> None:
+    """D1 sees (gray, edges) like the reference's EdgeModel, so its released D1 fine-tunes."""
+    t = make_trainer(photos, tmp_path / "run", "edge")
+    batch = batch_of(t)
+    _, d_inputs = t.generator_losses(batch)
+    real, fake = d_inputs["edge"]
+    assert torch.equal(real, torch.cat([batch["gray"], batch["edges_full"]], 1))
+    assert torch.equal(fake[:, :1], batch["gray"]) and not torch.equal(fake, real)
+
+
 def test_joint_trains_edge_generator_end_to_end(photos: Path, tmp_path: Path) -> None:
     # With the edge losses off, G1 still learns: G2's losses reach it through the edges.
     t = make_trainer(
@@ -514,3 +524,17 @@ def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
     resumed = make_trainer(photos, out, "inpaint", "train.save_every=100", "train.val_every=100")
     resumed.fit(resume=True, max_steps=5)
     assert resumed.step == 5
+
+
+def test_init_from_the_reference_released_generators(photos: Path, tmp_path: Path) -> None:
+    """--init accepts a folder of the reference's *_gen.pth files (fine-tuning EdgeConnect)."""
+    from edgefill.checkpoint import load_release
+
+    fixture = Path(__file__).parent / "fixtures" / "edge-connect-tiny"
+    t = make_trainer(photos, tmp_path / "run", "joint", "model.width=4", init=str(fixture))
+    g1, g2, _, _ = load_release(fixture)
+    for name, ref in (("edge", g1), ("inpaint", g2)):
+        for pair_net in (t.pairs[name].g, t.pairs[name].ema):
+            got, want = pair_net.state_dict(), ref.state_dict()
+            assert got.keys() == want.keys()
+            assert all(torch.equal(got[k], want[k]) for k in want), name

@@ -122,6 +122,9 @@ def save_release(
 
 
 def read_release_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """The architecture and info of a weights folder (a reference folder: read from its files)."""
+    if is_reference_folder(path):
+        return load_reference_generators(path)[2:]
     p = Path(path) / CONFIG_FILE
     if not p.is_file():
         raise EdgefillError(
@@ -241,7 +244,7 @@ def resolve_weights(path_or_name: str | Path | None) -> Path:
     """The weights folder for a path, or for None / 'default' (the shipped model)."""
     if path_or_name is None or str(path_or_name) == "default":
         path = DEFAULT_WEIGHTS
-        if not (path / "config.json").is_file():
+        if not (path / CONFIG_FILE).is_file():
             raise EdgefillError(
                 f"the default model weights are missing ({path}). Reinstall edgefill from a full checkout, "
                 "pass --weights DIR (a folder made by `edgefill export`), or train a model: see docs/training.md"

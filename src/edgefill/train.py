@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from edgefill import losses as L
 from edgefill.checkpoint import (
     atomic_torch_save,
+    is_weights_folder,
     load_checkpoint,
     load_release,
     read_release_config,
@@ -62,12 +63,6 @@ Terms = dict[str, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def unwrap(m: nn.Module) -> nn.Module:
-    """The plain module inside torch.compile and DistributedDataParallel wrappers."""
-    m = getattr(m, "_orig_mod", m)
-    return m.module if isinstance(m, DistributedDataParallel) else m
 
 
 def batch_edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -170,7 +165,7 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
 
     From a run, the EMA weights if the run kept them."""
     p = Path(path)
-    if p.is_dir() and (p / "config.json").is_file():
+    if is_weights_folder(p):  # a release, or the reference's released generators
         g1, g2, _, _ = load_release(p)
         return (g1 if which == "edge" else g2).state_dict()
     ckpt_path = latest_checkpoint(p) if p.is_dir() else p
@@ -221,7 +216,7 @@ class StopRequest:
 def source_model_config(path: str | Path) -> ModelConfig:
     """The architecture of a release folder, a run folder or a checkpoint (see --init)."""
     p = Path(path)
-    if p.is_dir() and (p / "config.json").is_file():
+    if is_weights_folder(p):
         return read_release_config(p)[0]
     ckpt_path = latest_checkpoint(p) if p.is_dir() else p
     if ckpt_path is None:
@@ -253,25 +248,52 @@ class Trainer:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise EdgefillError(f"unknown stage {self.stage!r}; choose from {', '.join(STAGES)}")
-        cfg, self.out = self.cfg, Path(self.out)
-        torch.manual_seed(cfg.train.seed)
-        if cfg.train.threads > 0:
-            torch.set_num_threads(cfg.train.threads)
+        self.out = Path(self.out)
+        self._setup_runtime()
+        train_files = self._split_photos()
+        self._build_networks()  # after the seed: their random init is part of the run
+        self._setup_data(train_files)
+        self._setup_losses()
+        self.step = 0
+        self.best: float | None = None
+        self.nonfinite = 0
+        self.tb: Any = None  # TensorBoard SummaryWriter, when installed (rank 0, during fit)
+
+    # -- setup ---------------------------------------------------------------
+
+    def _setup_runtime(self) -> None:
+        """Seed, CPU threads, TF32 and mixed precision (bf16 autocast) for this device."""
+        t = self.cfg.train
+        torch.manual_seed(t.seed)
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
         if self.device.type == "cuda":  # TF32 matmuls/convs unless full fp32 was asked for
-            tf32 = cfg.train.amp != "fp32"
+            tf32 = t.amp != "fp32"
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cudnn.benchmark = True
-        files = list_images(self.data)
-        train_files, val_files = split(files, cfg.data.val_fraction)
+        if t.amp == "auto":
+            self.amp = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        else:
+            self.amp = t.amp == "bf16"
+
+    def _split_photos(self) -> list[Path]:
+        """The training photos; the validation ones (at most data.val_count) go to val_files."""
+        cfg = self.cfg
+        train_files, val_files = split(list_images(self.data), cfg.data.val_fraction)
         if not train_files:
             raise EdgefillError(
                 f"{self.data}: every photo fell into validation; lower data.val_fraction"
             )
         self.train_files, self.val_files = train_files, val_files[: cfg.data.val_count]
+        return train_files
+
+    def _build_networks(self) -> None:
+        """The stage's generator/discriminator pairs, the frozen G1 (CPU) and the --init weights."""
+        m = self.cfg.model
         self.pairs: dict[str, Pair] = {}
-        m = cfg.model
         if self.stage in ("edge", "joint"):
+            # D1 sees (gray, edges), the reference's channel order: its D1 weights fine-tune.
             self.pairs["edge"] = self._pair(EdgeGenerator(m.width, m.edge_blocks), Discriminator(2))
         if self.stage != "edge":
             self.pairs["inpaint"] = self._pair(
@@ -279,15 +301,35 @@ class Trainer:
             )
         self.frozen_edge: EdgeGenerator | None = None
         if self.stage == "inpaint-on-predicted":
-            if not self.edge_weights:
-                raise EdgefillError(
-                    "stage inpaint-on-predicted needs --edge-weights (a release, run or checkpoint)"
-                )
-            g1 = EdgeGenerator(m.width, m.edge_blocks)
-            g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
-            self.frozen_edge = g1.eval().requires_grad_(False)
-        # The frozen G1 runs in the data workers (on the CPU), beside the pre-fill that follows
-        # its edges; the live G1 of stage joint runs in the training step.
+            self.frozen_edge = self._frozen_edge_generator()
+        if self.init:
+            self._init_generators(self.init)
+
+    def _frozen_edge_generator(self) -> EdgeGenerator:
+        if not self.edge_weights:
+            raise EdgefillError(
+                "stage inpaint-on-predicted needs --edge-weights (a release, run or checkpoint)"
+            )
+        m = self.cfg.model
+        g1 = EdgeGenerator(m.width, m.edge_blocks)
+        g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
+        return g1.eval().requires_grad_(False)
+
+    def _init_generators(self, source: str) -> None:
+        """Start each generator (and its EMA) from a release, run or checkpoint (fine-tuning)."""
+        for name, pair in self.pairs.items():
+            sd = load_generator_from(source, name)
+            if name == "inpaint":
+                source_fill = source_model_config(source).hole_fill
+                sd = adapt_inpaint_state(sd, pair.g, source_fill != self.cfg.model.hole_fill)
+            pair.g.load_state_dict(sd)
+            if pair.ema is not None:
+                pair.ema.load_state_dict(sd)
+
+    def _setup_data(self, train_files: list[Path]) -> None:
+        """The training dataset. The frozen G1 runs in the data workers (on the CPU), beside the
+        pre-fill that follows its edges; the live G1 of stage joint runs in the training step."""
+        cfg, m = self.cfg, self.cfg.model
         self.dataset = PhotoDataset(
             train_files,
             cfg.data,
@@ -297,36 +339,19 @@ class Trainer:
             edge_generator=copy.deepcopy(self.frozen_edge),
             true_edge_prob=cfg.train.true_edge_prob,
         )
-        if self.frozen_edge is not None:
+        if self.frozen_edge is not None:  # validation runs the trainer's own copy
             self.frozen_edge = self.frozen_edge.to(self.device)
-        if self.init:
-            for name, pair in self.pairs.items():
-                sd = load_generator_from(self.init, name)
-                if name == "inpaint":
-                    source_fill = source_model_config(self.init).hole_fill
-                    sd = adapt_inpaint_state(sd, pair.g, source_fill != m.hole_fill)
-                pair.g.load_state_dict(sd)
-                if pair.ema is not None:
-                    pair.ema.load_state_dict(sd)
+
+    def _setup_losses(self) -> None:
+        """VGG perceptual/style losses (when weighted) and LPIPS for validation (rank 0)."""
+        lc = self.cfg.loss
         self.vgg_losses: L.VGGLosses | None = None
-        if "inpaint" in self.pairs and (
-            cfg.loss.perceptual_weight > 0 or cfg.loss.style_weight > 0
-        ):
-            self.vgg_losses = L.VGGLosses(load_vgg16(cfg.loss.vgg_weights)).to(self.device)
+        if "inpaint" in self.pairs and (lc.perceptual_weight > 0 or lc.style_weight > 0):
+            self.vgg_losses = L.VGGLosses(load_vgg16(lc.vgg_weights)).to(self.device)
         self.lpips: LPIPS | None = None  # validation only, so rank 0 only
-        vgg_path = Path(cfg.loss.vgg_weights) if cfg.loss.vgg_weights else default_vgg_path()
+        vgg_path = Path(lc.vgg_weights) if lc.vgg_weights else default_vgg_path()
         if vgg_path.is_file() and self.rank == 0:
             self.lpips = LPIPS(path=vgg_path).to(self.device)
-        self.step = 0
-        self.best: float | None = None
-        self.nonfinite = 0
-        amp = cfg.train.amp
-        if amp == "auto":
-            on_cuda = self.device.type == "cuda"
-            self.amp = on_cuda and torch.cuda.is_bf16_supported()
-        else:
-            self.amp = amp == "bf16"
-        self.tb: Any = None  # TensorBoard SummaryWriter, when installed (rank 0, during fit)
 
     def _pair(self, g: nn.Module, d: nn.Module) -> Pair:
         g, d = g.to(self.device), d.to(self.device)
@@ -399,7 +424,6 @@ class Trainer:
         The discriminators are frozen and called outside DDP (nothing of theirs to sync): the
         generators' losses flow through them without giving them gradients.
         """
-        lc, mask = self.cfg.loss, batch["mask"]
         terms: Terms = {}
         d_inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for p in self.pairs.values():
@@ -409,43 +433,55 @@ class Trainer:
             # stage joint from the live G1, whose gradient then also comes from G2's losses.
             edges = batch["edges_g2"]
             if "edge" in self.pairs:
-                pair = self.pairs["edge"]
-                pred = pair.g_run(batch_edge_input(batch)).float()
-                real = torch.cat([batch["edges_full"], batch["gray"]], 1)
-                fake = torch.cat([pred, batch["gray"]], 1)
-                fake_logits, fake_feats = pair.d(fake)
-                with torch.no_grad():
-                    _, real_feats = pair.d(real)
-                terms["edge/g_adv"] = lc.edge_adv_weight * L.adversarial_g(
-                    lc.gan_loss, fake_logits.float()
-                )
-                terms["edge/fm"] = lc.fm_weight * L.feature_matching(
-                    [f.float() for f in fake_feats], [f.float() for f in real_feats]
-                )
-                d_inputs["edge"] = (real, fake)
+                pred = self._edge_terms(batch, terms, d_inputs)
                 pred = self._mix_true_edges(pred, batch["edges_full"])
-                edges = composite(batch["edges_known"], pred, mask)
+                edges = composite(batch["edges_known"], pred, batch["mask"])
             if "inpaint" in self.pairs:
-                pair, image = self.pairs["inpaint"], batch["image"]
-                out = pair.g_run(
-                    inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
-                ).float()
-                merged = out * mask + image * (1 - mask)
-                fake_logits, _ = pair.d(out)
-                terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
-                    lc.gan_loss, fake_logits.float()
-                )
-                terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask)
-                if self.vgg_losses is not None:
-                    # One VGG pass on the merged result serves both losses (the reference runs a
-                    # second pass on masked inputs for style; on a CPU that doubles the step time).
-                    perceptual, style = self.vgg_losses(merged, image)
-                    terms["inpaint/perceptual"] = lc.perceptual_weight * perceptual
-                    terms["inpaint/style"] = lc.style_weight * style
-                if lc.tv_weight > 0:
-                    terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
-                d_inputs["inpaint"] = (image, out)
+                self._inpaint_terms(batch, edges, terms, d_inputs)
         return terms, d_inputs
+
+    def _edge_terms(
+        self, batch: dict[str, torch.Tensor], terms: Terms, d_inputs: dict
+    ) -> torch.Tensor:
+        """G1's adversarial and feature-matching terms; returns its predicted edges."""
+        lc, pair = self.cfg.loss, self.pairs["edge"]
+        pred = pair.g_run(batch_edge_input(batch)).float()
+        # (gray, edges): the reference's D1 input order, so its released D1 can be fine-tuned.
+        real = torch.cat([batch["gray"], batch["edges_full"]], 1)
+        fake = torch.cat([batch["gray"], pred], 1)
+        fake_logits, fake_feats = pair.d(fake)
+        with torch.no_grad():
+            _, real_feats = pair.d(real)
+        terms["edge/g_adv"] = lc.edge_adv_weight * L.adversarial_g(lc.gan_loss, fake_logits.float())
+        terms["edge/fm"] = lc.fm_weight * L.feature_matching(
+            [f.float() for f in fake_feats], [f.float() for f in real_feats]
+        )
+        d_inputs["edge"] = (real, fake)
+        return pred
+
+    def _inpaint_terms(
+        self, batch: dict[str, torch.Tensor], edges: torch.Tensor, terms: Terms, d_inputs: dict
+    ) -> None:
+        """G2's adversarial, L1, perceptual, style and TV terms, guided by ``edges``."""
+        lc, pair = self.cfg.loss, self.pairs["inpaint"]
+        image, mask = batch["image"], batch["mask"]
+        x = inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
+        out = pair.g_run(x).float()
+        merged = out * mask + image * (1 - mask)
+        fake_logits, _ = pair.d(out)
+        terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
+            lc.gan_loss, fake_logits.float()
+        )
+        terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask)
+        if self.vgg_losses is not None:
+            # One VGG pass on the merged result serves both losses (the reference runs a
+            # second pass on masked inputs for style; on a CPU that doubles the step time).
+            perceptual, style = self.vgg_losses(merged, image)
+            terms["inpaint/perceptual"] = lc.perceptual_weight * perceptual
+            terms["inpaint/style"] = lc.style_weight * style
+        if lc.tv_weight > 0:
+            terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
+        d_inputs["inpaint"] = (image, out)
 
     def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         """Predicted edges, replaced by the true ones for a ``train.true_edge_prob`` share of the

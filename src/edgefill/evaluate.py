@@ -433,7 +433,8 @@ def run_evaluation(
     weights_desc = weights_key = None
     if any(m in MODEL_METHODS for m in active):
         if inpainter is None:
-            from edgefill.pipeline import Inpainter, resolve_weights
+            from edgefill.checkpoint import resolve_weights
+            from edgefill.pipeline import Inpainter
 
             resolved = resolve_weights(weights)
             inpainter = Inpainter.from_pretrained(resolved, device=device)

@@ -26,13 +26,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -410,36 +411,171 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# ----------------------------------------------------------------------------- routes
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pixels: int  # per image
+    max_upload_bytes: int  # per request
+
+
+def _runner(request: Request) -> ModelRunner:
+    return request.app.state.runner
+
+
+def _limits(request: Request) -> Limits:
+    return request.app.state.limits
+
+
+RunnerDep = Annotated[ModelRunner, Depends(_runner)]
+LimitsDep = Annotated[Limits, Depends(_limits)]
+
+
+async def read_upload(upload: UploadFile | None, field: str, max_pixels: int) -> Image.Image | None:
+    """An optional upload decoded on a worker thread (``decode_upload``)."""
+    if upload is None:
+        return None
+    data = await upload.read()
+    return await anyio.to_thread.run_sync(decode_upload, data, field, max_pixels)
+
+
+async def read_inputs(
+    photo: UploadFile, mask: UploadFile | None, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(RGB, hole, alpha) of an upload, by the library's one input path (no model needed)."""
+    photo_img = await read_upload(photo, "photo", max_pixels)
+    mask_img = await read_upload(mask, "mask", max_pixels)
+    return await anyio.to_thread.run_sync(
+        lambda: load_photo_and_mask(photo_img, mask_img, max_pixels=max_pixels)
+    )
+
+
+api = APIRouter(prefix="/api", tags=["api"])
+
+
+@api.get("/health")
+async def health(runner: RunnerDep, limits: LimitsDep) -> dict[str, Any]:
+    """Whether the model is loaded, which one, and the upload limits the page should respect."""
+    inp = runner.inpainter
+    return {
+        "status": "error" if runner.load_error else "ok",
+        "detail": runner.load_error,
+        "version": __version__,
+        "model_loaded": inp is not None,
+        "model": None
+        if inp is None
+        else {
+            "device": str(inp.device),
+            "width": inp.config.width,
+            "edge_blocks": inp.config.edge_blocks,
+            "inpaint_blocks": inp.config.inpaint_blocks,
+            "info": {k: v for k, v in inp.info.items() if isinstance(v, (str, int, float))},
+        },
+        # The page shows its "Detect damage" button when this is true; "net" or "classical"
+        # says which detector method="auto" picks (the network needs its installed weights).
+        "detect": True,
+        "detect_method": "net" if detector_available() else "classical",
+        "busy": runner.waiting,
+        "served": runner.served,
+        "max_upload_bytes": limits.max_upload_bytes,
+        "max_pixels": limits.max_pixels,
+    }
+
+
+@api.post("/edges", response_class=Response, responses=_PNG_RESPONSE)
+async def edges(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    mask: MaskField = None,
+    hd_strategy: HdStrategyField = None,
+) -> Response:
+    """The edge map the fill will use: Canny edges of the known pixels, predicted edges
+    inside the hole, computed on the same windows as ``/api/inpaint`` (zero outside them
+    with the crop strategy). White lines on black, photo size."""
+    strategy = check_hd_strategy(hd_strategy)
+    rgb, hole, _ = await read_inputs(photo, mask, limits.max_pixels)
+    t0 = time.perf_counter()
+    arr = await runner.run(lambda inp: edge_map_u8(inp, rgb, hole, strategy))
+    seconds = time.perf_counter() - t0
+    data = await anyio.to_thread.run_sync(encode_png, arr, 1)
+    return _png(data, seconds)
+
+
+@api.post("/inpaint", response_class=Response, responses=_PNG_RESPONSE)
+async def inpaint(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    mask: MaskField = None,
+    edges: EdgesField = None,
+    hd_strategy: HdStrategyField = None,
+    refine: RefineField = False,
+) -> Response:
+    """Fill the hole. Pixels outside it come back unchanged; an alpha channel is kept."""
+    strategy = check_hd_strategy(hd_strategy)
+    rgb, hole, alpha = await read_inputs(photo, mask, limits.max_pixels)
+    guide = None
+    if edges is not None:
+        edge_img = await read_upload(edges, "edges", limits.max_pixels)
+        h, w = hole.shape
+        guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, limits.max_pixels)
+    t0 = time.perf_counter()
+    out = await runner.run(lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine))
+    seconds = time.perf_counter() - t0
+    data = await anyio.to_thread.run_sync(encode_png, out)
+    return _png(data, seconds)
+
+
+@api.post("/select", response_class=Response, responses=_PNG_RESPONSE)
+async def select(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    box: BoxField = None,
+    scribbles: ScribblesField = None,
+    grow: GrowField = None,
+) -> Response:
+    """Propose a mask for the object in ``box`` and/or marked by ``scribbles`` (OpenCV
+    GrabCut, no model): white = object, photo size. Needs no inpainting model."""
+    photo_img = await read_upload(photo, "photo", limits.max_pixels)
+    marks = await read_upload(scribbles, "scribbles", limits.max_pixels)
+    rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
+    t0 = time.perf_counter()
+    arr = await runner.run(lambda _: selection_u8(rgb, box, marks, grow), needs_model=False)
+    seconds = time.perf_counter() - t0
+    data = await anyio.to_thread.run_sync(encode_png, arr, 1)
+    return _png(data, seconds)
+
+
+@api.post("/detect", response_class=Response, responses=_PNG_RESPONSE)
+async def detect(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    kind: KindField = "auto",
+    sensitivity: SensitivityField = DEFAULT_SENSITIVITY,
+) -> Response:
+    """Find scratches, folds, dust and spots: a mask of the photo's size, white = damaged.
+
+    The header ``X-Edgefill-Damage-Fraction`` gives the flagged share of the photo."""
+    photo_img = await read_upload(photo, "photo", limits.max_pixels)
+    rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
+    t0 = time.perf_counter()
+    mask = await runner.run(lambda _: detect_damage(rgb, kind, sensitivity), needs_model=False)
+    seconds = time.perf_counter() - t0
+    data = await anyio.to_thread.run_sync(encode_png, mask.astype(np.uint8) * 255, 1)
+    resp = _png(data, seconds)
+    resp.headers["X-Edgefill-Damage-Fraction"] = f"{float(mask.mean()):.6f}"
+    return resp
+
+
 # ----------------------------------------------------------------------------- app
 
 
-def create_app(
-    inpainter_or_loader: InpainterOrLoader,
-    max_upload_bytes: int = SERVER_MAX_UPLOAD_BYTES,
-    max_pixels: int = SERVER_MAX_PIXELS,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    allowed_hosts: list[str] | None = None,
-    static_dir: str | Path = WEB_DIR,
-) -> FastAPI:
-    """The web app around an Inpainter (or a zero-argument function that loads one once).
-
-    ``allowed_hosts``: Host header names to accept (None = any); ``serve`` on a loopback address
-    passes the loopback names, which stops DNS-rebinding pages from reaching the API.
-    """
-    runner = ModelRunner(inpainter_or_loader, max_queue)
-    app = FastAPI(
-        title="edgefill",
-        version=__version__,
-        description="Edge-guided photo inpainting (EdgeConnect). Masks: white = hole.",
-        # FastAPI's /docs and /redoc pages load their scripts from a CDN; this server makes no
-        # outside request of any kind, so only the schema itself is served.
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/api/openapi.json",
-    )
-    app.state.runner = runner
-    app.state.max_pixels = max_pixels
-    app.state.max_upload_bytes = max_upload_bytes
+def add_error_handlers(app: FastAPI) -> None:
+    """User errors -> 4xx with a one-line detail; anything else -> a generic 500 (log only)."""
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
@@ -457,125 +593,34 @@ def create_app(
             status_code=500,
         )
 
-    async def read(upload: UploadFile | None, field: str) -> Image.Image | None:
-        if upload is None:
-            return None
-        data = await upload.read()
-        return await anyio.to_thread.run_sync(decode_upload, data, field, max_pixels)
 
-    async def inputs(
-        photo: UploadFile, mask: UploadFile | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        photo_img = await read(photo, "photo")
-        mask_img = await read(mask, "mask")
-        return await anyio.to_thread.run_sync(
-            lambda: load_photo_and_mask(photo_img, mask_img, max_pixels=max_pixels)
-        )
+def create_app(
+    inpainter_or_loader: InpainterOrLoader,
+    max_upload_bytes: int = SERVER_MAX_UPLOAD_BYTES,
+    max_pixels: int = SERVER_MAX_PIXELS,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    allowed_hosts: list[str] | None = None,
+    static_dir: str | Path = WEB_DIR,
+) -> FastAPI:
+    """The web app around an Inpainter (or a zero-argument function that loads one once).
 
-    @app.get("/api/health", tags=["api"])
-    async def health() -> dict[str, Any]:
-        """Whether the model is loaded, which one, and the upload limits the page should respect."""
-        inp = runner.inpainter
-        return {
-            "status": "error" if runner.load_error else "ok",
-            "detail": runner.load_error,
-            "version": __version__,
-            "model_loaded": inp is not None,
-            "model": None
-            if inp is None
-            else {
-                "device": str(inp.device),
-                "width": inp.config.width,
-                "edge_blocks": inp.config.edge_blocks,
-                "inpaint_blocks": inp.config.inpaint_blocks,
-                "info": {k: v for k, v in inp.info.items() if isinstance(v, (str, int, float))},
-            },
-            # The page shows its "Detect damage" button when this is true; "net" or "classical"
-            # says which detector method="auto" picks (the network needs its installed weights).
-            "detect": True,
-            "detect_method": "net" if detector_available() else "classical",
-            "busy": runner.waiting,
-            "served": runner.served,
-            "max_upload_bytes": max_upload_bytes,
-            "max_pixels": max_pixels,
-        }
-
-    @app.post("/api/edges", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def edges(
-        photo: PhotoField, mask: MaskField = None, hd_strategy: HdStrategyField = None
-    ) -> Response:
-        """The edge map the fill will use: Canny edges of the known pixels, predicted edges
-        inside the hole, computed on the same windows as ``/api/inpaint`` (zero outside them
-        with the crop strategy). White lines on black, photo size."""
-        strategy = check_hd_strategy(hd_strategy)
-        rgb, hole, _ = await inputs(photo, mask)
-        t0 = time.perf_counter()
-        arr = await runner.run(lambda inp: edge_map_u8(inp, rgb, hole, strategy))
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, arr, 1)
-        return _png(data, seconds)
-
-    @app.post("/api/inpaint", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def inpaint(
-        photo: PhotoField,
-        mask: MaskField = None,
-        edges: EdgesField = None,
-        hd_strategy: HdStrategyField = None,
-        refine: RefineField = False,
-    ) -> Response:
-        """Fill the hole. Pixels outside it come back unchanged; an alpha channel is kept."""
-        strategy = check_hd_strategy(hd_strategy)
-        rgb, hole, alpha = await inputs(photo, mask)
-        guide = None
-        if edges is not None:
-            edge_img = await read(edges, "edges")
-            h, w = hole.shape
-            guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, max_pixels)
-        t0 = time.perf_counter()
-        out = await runner.run(
-            lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine)
-        )
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, out)
-        return _png(data, seconds)
-
-    @app.post("/api/select", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def select(
-        photo: PhotoField,
-        box: BoxField = None,
-        scribbles: ScribblesField = None,
-        grow: GrowField = None,
-    ) -> Response:
-        """Propose a mask for the object in ``box`` and/or marked by ``scribbles`` (OpenCV
-        GrabCut, no model): white = object, photo size. Needs no inpainting model."""
-        photo_img = await read(photo, "photo")
-        marks = await read(scribbles, "scribbles")
-        rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, max_pixels)
-        t0 = time.perf_counter()
-        arr = await runner.run(lambda _: selection_u8(rgb, box, marks, grow), needs_model=False)
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, arr, 1)
-        return _png(data, seconds)
-
-    @app.post("/api/detect", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def detect(
-        photo: PhotoField,
-        kind: KindField = "auto",
-        sensitivity: SensitivityField = DEFAULT_SENSITIVITY,
-    ) -> Response:
-        """Find scratches, folds, dust and spots: a mask of the photo's size, white = damaged.
-
-        The header ``X-Edgefill-Damage-Fraction`` gives the flagged share of the photo."""
-        photo_img = await read(photo, "photo")
-        rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, max_pixels)
-        t0 = time.perf_counter()
-        mask = await runner.run(lambda _: detect_damage(rgb, kind, sensitivity), needs_model=False)
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, mask.astype(np.uint8) * 255, 1)
-        resp = _png(data, seconds)
-        resp.headers["X-Edgefill-Damage-Fraction"] = f"{float(mask.mean()):.6f}"
-        return resp
-
+    ``allowed_hosts``: Host header names to accept (None = any); ``serve`` on a loopback address
+    passes the loopback names, which stops DNS-rebinding pages from reaching the API.
+    """
+    app = FastAPI(
+        title="edgefill",
+        version=__version__,
+        description="Edge-guided photo inpainting (EdgeConnect). Masks: white = hole.",
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; this server makes no
+        # outside request of any kind, so only the schema itself is served.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.runner = ModelRunner(inpainter_or_loader, max_queue)
+    app.state.limits = Limits(max_pixels, max_upload_bytes)
+    add_error_handlers(app)
+    app.include_router(api)
     # The page. StaticFiles resolves every path inside ``static_dir`` and refuses anything that
     # would leave it (../, %2e%2e, symlinks), answering 404.
     app.mount("/", StaticFiles(directory=str(static_dir), html=True), name="web")

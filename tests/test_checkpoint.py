@@ -280,20 +280,20 @@ def test_reference_folder_errors(tmp_path: Path) -> None:
 
     from edgefill.checkpoint import REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE
 
+    def folder(name: str, edge: str, inpaint: str) -> Path:
+        """A folder whose reference file names hold the fixture files ``edge`` / ``inpaint``."""
+        out = tmp_path / name
+        out.mkdir()
+        shutil.copy(REFERENCE_FIXTURE / f"{edge}.pth", out / REFERENCE_EDGE_FILE)
+        shutil.copy(REFERENCE_FIXTURE / f"{inpaint}.pth", out / REFERENCE_INPAINT_FILE)
+        return out
+
     # Generators swapped: each file holds the other network.
-    swapped = tmp_path / "swapped"
-    swapped.mkdir()
-    shutil.copy(REFERENCE_FIXTURE / "EdgeModel_gen.pth", swapped / REFERENCE_INPAINT_FILE)
-    shutil.copy(REFERENCE_FIXTURE / "InpaintingModel_gen.pth", swapped / REFERENCE_EDGE_FILE)
     with pytest.raises(EdgefillError, match="not a reference EdgeConnect generator"):
-        load_release(swapped)
+        load_release(folder("swapped", "InpaintingModel_gen", "EdgeModel_gen"))
     # A discriminator file where a generator belongs.
-    dis = tmp_path / "dis"
-    dis.mkdir()
-    shutil.copy(REFERENCE_FIXTURE / "EdgeModel_dis.pth", dis / REFERENCE_EDGE_FILE)
-    shutil.copy(REFERENCE_FIXTURE / "InpaintingModel_gen.pth", dis / REFERENCE_INPAINT_FILE)
     with pytest.raises(EdgefillError, match="no 'generator' state dict"):
-        load_release(dis)
+        load_release(folder("dis", "EdgeModel_dis", "InpaintingModel_gen"))
     # A pickle that would run code is refused, never executed (weights_only=True).
     evil = tmp_path / "evil"
     shutil.copytree(REFERENCE_FIXTURE, evil)

@@ -298,11 +298,7 @@ class Inpainter:
         mask_threshold: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(RGB uint8, hole bool, alpha to keep or None) from any supported inputs.
-
-        Without a mask, an RGBA photo's transparent pixels are the hole (and the result is
-        opaque). With a mask, the photo's alpha channel is kept as it was.
-        """
+        """(RGB uint8, hole bool, alpha to keep or None): ``masks.load_photo_and_mask``."""
         return load_photo_and_mask(image, mask, resize_mask, mask_threshold, max_pixels)
 
     # -- model (whole image as given) ---------------------------------------------------

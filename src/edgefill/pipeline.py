@@ -400,6 +400,22 @@ class Inpainter:
                 region[...] = out
         return result, edges
 
+    def _run(
+        self,
+        rgb: np.ndarray,
+        hole: np.ndarray,
+        guide: np.ndarray | None,
+        options: tuple[str | None, int | None, int | None],
+        fill: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """``_run_windows`` with the per-call HD ``options``; a photo without a hole comes back
+        as it is, with the Canny edges of the whole photo."""
+        if not hole.any():
+            edges = canny_edges(to_gray(rgb), None, self.config.canny_sigma)
+            return (rgb.copy() if fill else None), edges
+        strategy, margin, size = self._options(*options)
+        return self._run_windows(rgb, hole, guide, strategy, margin, size, fill)
+
     def inpaint_arrays(
         self,
         rgb: np.ndarray,
@@ -416,11 +432,8 @@ class Inpainter:
         copied unchanged. With the crop strategy the edge map is zero outside the context windows
         (nothing was computed there); inside a downscaled window it is the window's map upscaled.
         """
-        if not hole.any():
-            gray = to_gray(rgb)
-            return rgb.copy(), canny_edges(gray, None, self.config.canny_sigma)
-        strategy, margin, size = self._options(hd_strategy, hd_margin, working_size)
-        result, edges = self._run_windows(rgb, hole, guide, strategy, margin, size, fill=True)
+        options = (hd_strategy, hd_margin, working_size)
+        result, edges = self._run(rgb, hole, guide, options, fill=True)
         assert result is not None
         return result, edges
 
@@ -435,10 +448,8 @@ class Inpainter:
         working_size: int | None = None,
     ) -> np.ndarray:
         """The composite edge map ``inpaint_arrays`` would use (runs the edge generator only)."""
-        if not hole.any():
-            return canny_edges(to_gray(rgb), None, self.config.canny_sigma)
-        strategy, margin, size = self._options(hd_strategy, hd_margin, working_size)
-        return self._run_windows(rgb, hole, guide, strategy, margin, size, fill=False)[1]
+        options = (hd_strategy, hd_margin, working_size)
+        return self._run(rgb, hole, guide, options, fill=False)[1]
 
     def __call__(
         self,

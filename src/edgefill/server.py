@@ -50,7 +50,7 @@ from edgefill.config import (
 )
 from edgefill.detect import detect_damage, detector_available
 from edgefill.errors import EdgefillError
-from edgefill.image import load_rgb
+from edgefill.image import encode_png, load_rgb
 from edgefill.masks import load_photo_and_mask
 from edgefill.pipeline import Inpainter, load_guide
 from edgefill.selection import parse_box, select_object
@@ -163,12 +163,6 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
         return ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not make the photo unusable
         return img
-
-
-def encode_png(arr: np.ndarray, compress_level: int = 3) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
 
 
 def check_hd_strategy(value: str | None) -> str | None:
@@ -524,7 +518,7 @@ async def inpaint(
     t0 = time.perf_counter()
     out = await runner.run(lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine))
     seconds = time.perf_counter() - t0
-    data = await anyio.to_thread.run_sync(encode_png, out)
+    data = await anyio.to_thread.run_sync(encode_png, out, 3)
     return _png(data, seconds)
 
 

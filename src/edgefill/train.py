@@ -710,49 +710,14 @@ class Trainer:
     # -- loop -------------------------------------------------------------------
 
     def fit(self, resume: bool = False, max_steps: int | None = None) -> dict[str, float]:
-        cfg, t = self.cfg, self.cfg.train
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            last = latest_checkpoint(self.out)
-            if last is None:
-                raise EdgefillError(f"--resume: no checkpoint in {self.out / CKPT_DIR}")
-            self.load_state(load_checkpoint(last))
-            self._log_event(f"resumed from {last.name} at step {self.step}")
-        elif latest_checkpoint(self.out) is not None:
-            raise EdgefillError(
-                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        if self.rank == 0:
-            (self.out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+        """Train until ``train.max_steps`` (or ``max_steps``, or a stop signal); returns the last
+        validation scores. Each step: ``train_step`` (optimise), then ``_after_step`` (log,
+        validate, save on their schedules)."""
+        t = self.cfg.train
+        self._start_run(resume)
         end = min(t.max_steps, max_steps if max_steps is not None else t.max_steps)
-        val = (
-            validation_samples(
-                self.val_files,
-                cfg.data.val_size or cfg.data.crop_size,
-                cfg.model.canny_sigma,
-            )
-            if self.rank == 0
-            else []
-        )
-        if self.rank == 0 and not val:
-            self._log_event("no validation photos (data.val_fraction): no scores, best.pt, samples")
-        sampler = StepSampler(
-            len(self.dataset), t.batch_size, t.seed, self.step, self.rank, self.world
-        )
-        loader = DataLoader(
-            self.dataset,
-            batch_size=t.batch_size,
-            sampler=sampler,
-            num_workers=cfg.data.num_workers,
-            collate_fn=collate,
-            persistent_workers=cfg.data.num_workers > 0,
-            pin_memory=self.device.type == "cuda",
-            # Its own generator: starting the iterator must not consume the global RNG, or a
-            # resumed run's RNG state would drift from an uninterrupted one.
-            generator=torch.Generator().manual_seed(t.seed),
-            worker_init_fn=_init_worker,
-        )
+        val = self._validation_set()
+        loader = self._loader()
         for p in self.pairs.values():
             p.g.train()
             p.d.train()
@@ -800,19 +765,73 @@ class Trainer:
             self._log_train(logs, bar)
         best = False
         if (self.step % t.val_every == 0 or last) and val:
-            self.metrics, rows = self.validate(val)
-            self._append_csv(
-                "val_log.csv",
-                {"step": self.step, **{k: round(v, 6) for k, v in self.metrics.items()}},
-            )
-            self._scalars("val", self.metrics)
-            if self.step % t.sample_every == 0 or last:
-                self._save_grid(rows)
+            self.metrics = self._validation(val, grid=self.step % t.sample_every == 0 or last)
             best = self._better(self.metrics)
         if self.step % t.save_every == 0 or last or best:
             self.save(best=best)
 
+    def _start_run(self, resume: bool) -> None:
+        """Resume from the run's last checkpoint, or refuse to overwrite one; write config.yaml."""
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            last = latest_checkpoint(self.out)
+            if last is None:
+                raise EdgefillError(f"--resume: no checkpoint in {self.out / CKPT_DIR}")
+            self.load_state(load_checkpoint(last))
+            self._log_event(f"resumed from {last.name} at step {self.step}")
+        elif latest_checkpoint(self.out) is not None:
+            raise EdgefillError(
+                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if self.rank == 0:
+            (self.out / "config.yaml").write_text(_yaml(to_dict(self.cfg)))
+
+    def _validation_set(self) -> list[dict[str, torch.Tensor]]:
+        """The fixed validation crops (rank 0 only; other ranks never validate)."""
+        if self.rank != 0:
+            return []
+        cfg = self.cfg
+        val = validation_samples(
+            self.val_files, cfg.data.val_size or cfg.data.crop_size, cfg.model.canny_sigma
+        )
+        if not val:
+            self._log_event("no validation photos (data.val_fraction): no scores, best.pt, samples")
+        return val
+
+    def _loader(self) -> DataLoader:
+        """Batches from the current step on, this rank's share (resumes where the run stopped)."""
+        t, workers = self.cfg.train, self.cfg.data.num_workers
+        sampler = StepSampler(
+            len(self.dataset), t.batch_size, t.seed, self.step, self.rank, self.world
+        )
+        return DataLoader(
+            self.dataset,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+            # Its own generator: starting the iterator must not consume the global RNG, or a
+            # resumed run's RNG state would drift from an uninterrupted one.
+            generator=torch.Generator().manual_seed(t.seed),
+            worker_init_fn=_init_worker,
+        )
+
+    def _validation(self, val: list[dict[str, torch.Tensor]], grid: bool) -> dict[str, float]:
+        """Score the validation set; log to val_log.csv and TensorBoard; a sample grid if ``grid``."""
+        metrics, rows = self.validate(val)
+        self._append_csv(
+            "val_log.csv", {"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}}
+        )
+        self._scalars("val", metrics)
+        if grid:
+            self._save_grid(rows)
+        return metrics
+
     def _log_train(self, logs: dict[str, float], bar: Any) -> None:
+        """Training losses and throughput to the progress bar, train_log.csv and TensorBoard."""
         rate = self._seen / max(time.perf_counter() - self._tic, 1e-9)
         short = {k.replace("inpaint/", "").replace("edge/", "e_"): v for k, v in logs.items()}
         bar.set_postfix({k: f"{v:.3g}" for k, v in short.items()} | {"img/s": f"{rate:.2f}"})

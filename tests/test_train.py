@@ -526,15 +526,39 @@ def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
     assert resumed.step == 5
 
 
-def test_init_from_the_reference_released_generators(photos: Path, tmp_path: Path) -> None:
-    """--init accepts a folder of the reference's *_gen.pth files (fine-tuning EdgeConnect)."""
+def test_init_from_the_reference_released_files(photos: Path, tmp_path: Path) -> None:
+    """--init accepts a folder of the reference's released files: its *_gen.pth start the
+    generators (and EMAs), its EdgeModel_dis.pth (input: gray, edges) starts D1."""
+    import shutil
+
     from edgefill.checkpoint import load_release
+    from edgefill.networks import Discriminator
 
     fixture = Path(__file__).parent / "fixtures" / "edge-connect-tiny"
-    t = make_trainer(photos, tmp_path / "run", "joint", "model.width=4", init=str(fixture))
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    for f in ("EdgeModel_gen.pth", "InpaintingModel_gen.pth"):
+        shutil.copy(fixture / f, ref / f)
+    torch.manual_seed(3)
+    d1 = Discriminator(2)  # the reference's D1 size (edgefill's D width is fixed at 64 too)
+    sd = d1.state_dict()
+    # The reference's file layout: conv1 registered twice (also as `features`).
+    sd |= {"features." + k[len("conv1.") :]: v for k, v in sd.items() if k.startswith("conv1.")}
+    torch.save({"discriminator": sd}, ref / "EdgeModel_dis.pth")
+
+    t = make_trainer(photos, tmp_path / "run", "joint", "model.width=4", init=str(ref))
     g1, g2, _, _ = load_release(fixture)
-    for name, ref in (("edge", g1), ("inpaint", g2)):
+    for name, want_net in (("edge", g1), ("inpaint", g2)):
         for pair_net in (t.pairs[name].g, t.pairs[name].ema):
-            got, want = pair_net.state_dict(), ref.state_dict()
+            got, want = pair_net.state_dict(), want_net.state_dict()
             assert got.keys() == want.keys()
             assert all(torch.equal(got[k], want[k]) for k in want), name
+    got = t.pairs["edge"].d.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in d1.state_dict().items())
+    # No InpaintingModel_dis.pth: D2 keeps its fresh init (not D1's weights, not an error).
+    assert not torch.equal(t.pairs["inpaint"].d.conv5[0].weight_orig, d1.conv5[0].weight_orig)
+
+    # A discriminator file of another architecture is one clear error.
+    shutil.copy(fixture / "EdgeModel_dis.pth", ref / "EdgeModel_dis.pth")  # width 4, not 64
+    with pytest.raises(EdgefillError, match="EdgeModel_dis.pth: not a reference discriminator"):
+        make_trainer(photos, tmp_path / "run2", "joint", "model.width=4", init=str(ref))

@@ -30,6 +30,8 @@ EDGE_FILE, INPAINT_FILE, CONFIG_FILE = "edge.safetensors", "inpaint.safetensors"
 # The reference's released generators (knazeri/edge-connect, checkpoints/<dataset>/).
 REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE = "EdgeModel_gen.pth", "InpaintingModel_gen.pth"
 REFERENCE_SOURCE = "knazeri/edge-connect"
+# Its released discriminators, by edgefill's pair name (D1 input: gray, edges; D2: RGB).
+REFERENCE_DIS_FILES = {"edge": "EdgeModel_dis.pth", "inpaint": "InpaintingModel_dis.pth"}
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -202,6 +204,18 @@ def _load_reference_generator(path: Path, make: Any, in_channels: int) -> nn.Mod
             f"{path}: weights do not match the reference architecture ({str(exc)[:300]})"
         ) from None
     return net
+
+
+def load_reference_discriminator(path: str | Path, module: nn.Module) -> nn.Module:
+    """A reference ``*_dis.pth`` file loaded into ``module`` (an edgefill Discriminator)."""
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    try:
+        return load_reference(module, checkpoint)
+    except (KeyError, RuntimeError) as exc:
+        raise EdgefillError(
+            f"{path}: not a reference discriminator of this architecture ({str(exc)[:300]})"
+        ) from None
 
 
 def load_reference_generators(

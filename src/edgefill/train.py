@@ -35,9 +35,12 @@ from torch.utils.data import DataLoader
 
 from edgefill import losses as L
 from edgefill.checkpoint import (
+    REFERENCE_DIS_FILES,
     atomic_torch_save,
+    is_reference_folder,
     is_weights_folder,
     load_checkpoint,
+    load_reference_discriminator,
     load_release,
     read_release_config,
     save_release,
@@ -303,7 +306,7 @@ class Trainer:
         if self.stage == "inpaint-on-predicted":
             self.frozen_edge = self._frozen_edge_generator()
         if self.init:
-            self._init_generators(self.init)
+            self._init_from(self.init)
 
     def _frozen_edge_generator(self) -> EdgeGenerator:
         if not self.edge_weights:
@@ -315,8 +318,11 @@ class Trainer:
         g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
         return g1.eval().requires_grad_(False)
 
-    def _init_generators(self, source: str) -> None:
-        """Start each generator (and its EMA) from a release, run or checkpoint (fine-tuning)."""
+    def _init_from(self, source: str) -> None:
+        """Start each generator (and its EMA) from a release, run or checkpoint (fine-tuning).
+
+        From a folder of the reference's released files, its discriminators start from its
+        ``*_dis.pth`` too, where present."""
         for name, pair in self.pairs.items():
             sd = load_generator_from(source, name)
             if name == "inpaint":
@@ -325,6 +331,9 @@ class Trainer:
             pair.g.load_state_dict(sd)
             if pair.ema is not None:
                 pair.ema.load_state_dict(sd)
+            dis = Path(source) / REFERENCE_DIS_FILES[name]
+            if is_reference_folder(source) and dis.is_file():
+                load_reference_discriminator(dis, pair.d)
 
     def _setup_data(self, train_files: list[Path]) -> None:
         """The training dataset. The frozen G1 runs in the data workers (on the CPU), beside the

@@ -433,6 +433,25 @@ def test_evaluate_without_matplotlib_is_one_line_before_any_work(
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("module", ["onnx", "onnxruntime"])
+def test_onnx_without_the_onnx_extra_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_release: Path,
+    photo_files: tuple[Path, Path],
+    tmp_path: Path,
+    module: str,
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    photo, mask = photo_files
+    args = ["inpaint", photo, "--mask", mask, "-o", tmp_path / "o.png", "--weights", tiny_release]
+    rc, _, err = run(capsys, *args, "--backend", "onnx")
+    assert_user_error(rc, err, repr(module), "pip install 'edgefill[onnx]'")
+    if module == "onnx":
+        rc, _, err = run(capsys, "export-onnx", tiny_release, "-o", tmp_path / "x")
+        assert_user_error(rc, err, "ONNX export", "pip install 'edgefill[onnx]'")
+
+
 def test_require_extra_accepts_either_module_name(monkeypatch: pytest.MonkeyPatch) -> None:
     from edgefill.errors import EdgefillError, require_extra
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edgefill.checkpoint import CONFIG_FILE, EDGE_FILE, INPAINT_FILE, load_release, resolve_weights
-from edgefill.errors import EdgefillError
+from edgefill.errors import EdgefillError, require_extra
 from edgefill.networks import fuse_for_inference
 
 OPSET = 17
@@ -51,6 +51,7 @@ def export_generators(
     edge_generator: nn.Module, inpaint_generator: nn.Module, opset: int = OPSET
 ) -> dict[str, bytes]:
     """Serialized ONNX models {'edge': bytes, 'inpaint': bytes} of both generators."""
+    require_extra("onnx", "ONNX export", "onnx")  # torch's exporter writes through it
     return {
         "edge": _export(edge_generator, 3, opset),
         "inpaint": _export(inpaint_generator, inpaint_generator.in_channels, opset),

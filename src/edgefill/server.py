@@ -445,6 +445,21 @@ async def read_inputs(
     )
 
 
+async def run_to_png(
+    runner: ModelRunner,
+    fn: Callable[[Inpainter | None], np.ndarray],
+    compress_level: int = 1,
+    needs_model: bool = True,
+) -> tuple[Response, np.ndarray]:
+    """``fn`` on the model thread (``ModelRunner.run``), its uint8 array answered as a PNG with
+    the model time in ``X-Edgefill-Seconds``; also returns the array."""
+    t0 = time.perf_counter()
+    arr = await runner.run(fn, needs_model)
+    seconds = time.perf_counter() - t0
+    data = await anyio.to_thread.run_sync(encode_png, arr, compress_level)
+    return _png(data, seconds), arr
+
+
 api = APIRouter(prefix="/api", tags=["api"])
 
 
@@ -490,11 +505,8 @@ async def edges(
     with the crop strategy). White lines on black, photo size."""
     strategy = check_hd_strategy(hd_strategy)
     rgb, hole, _ = await read_inputs(photo, mask, limits.max_pixels)
-    t0 = time.perf_counter()
-    arr = await runner.run(lambda inp: edge_map_u8(inp, rgb, hole, strategy))
-    seconds = time.perf_counter() - t0
-    data = await anyio.to_thread.run_sync(encode_png, arr, 1)
-    return _png(data, seconds)
+    resp, _ = await run_to_png(runner, lambda inp: edge_map_u8(inp, rgb, hole, strategy))
+    return resp
 
 
 @api.post("/inpaint", response_class=Response, responses=_PNG_RESPONSE)
@@ -515,11 +527,10 @@ async def inpaint(
         edge_img = await read_upload(edges, "edges", limits.max_pixels)
         h, w = hole.shape
         guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, limits.max_pixels)
-    t0 = time.perf_counter()
-    out = await runner.run(lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine))
-    seconds = time.perf_counter() - t0
-    data = await anyio.to_thread.run_sync(encode_png, out, 3)
-    return _png(data, seconds)
+    resp, _ = await run_to_png(
+        runner, lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine), 3
+    )
+    return resp
 
 
 @api.post("/select", response_class=Response, responses=_PNG_RESPONSE)
@@ -536,11 +547,10 @@ async def select(
     photo_img = await read_upload(photo, "photo", limits.max_pixels)
     marks = await read_upload(scribbles, "scribbles", limits.max_pixels)
     rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
-    t0 = time.perf_counter()
-    arr = await runner.run(lambda _: selection_u8(rgb, box, marks, grow), needs_model=False)
-    seconds = time.perf_counter() - t0
-    data = await anyio.to_thread.run_sync(encode_png, arr, 1)
-    return _png(data, seconds)
+    resp, _ = await run_to_png(
+        runner, lambda _: selection_u8(rgb, box, marks, grow), needs_model=False
+    )
+    return resp
 
 
 @api.post("/detect", response_class=Response, responses=_PNG_RESPONSE)
@@ -556,12 +566,12 @@ async def detect(
     The header ``X-Edgefill-Damage-Fraction`` gives the flagged share of the photo."""
     photo_img = await read_upload(photo, "photo", limits.max_pixels)
     rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
-    t0 = time.perf_counter()
-    mask = await runner.run(lambda _: detect_damage(rgb, kind, sensitivity), needs_model=False)
-    seconds = time.perf_counter() - t0
-    data = await anyio.to_thread.run_sync(encode_png, mask.astype(np.uint8) * 255, 1)
-    resp = _png(data, seconds)
-    resp.headers["X-Edgefill-Damage-Fraction"] = f"{float(mask.mean()):.6f}"
+    resp, mask = await run_to_png(
+        runner,
+        lambda _: detect_damage(rgb, kind, sensitivity).astype(np.uint8) * 255,
+        needs_model=False,
+    )
+    resp.headers["X-Edgefill-Damage-Fraction"] = f"{float((mask > 0).mean()):.6f}"
     return resp
 
 

@@ -13,6 +13,7 @@ demo: setup
 lint:
 	.venv/bin/ruff check src tests benchmarks scripts
 	.venv/bin/ruff format --check src tests benchmarks scripts
+	.venv/bin/lint-imports
 
 test:
 	scripts/setup.sh test
@@ -24,4 +25,4 @@ bench:
 	.venv/bin/python benchmarks/bench_inference.py
 
 clean:
-	rm -rf out test-artifacts .pytest_cache .ruff_cache
+	rm -rf out test-artifacts .pytest_cache .ruff_cache .import_linter_cache

@@ -524,8 +524,9 @@ def part_ablation(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def ablation_worker(case: dict[str, Any]) -> dict[str, Any]:
     """One generator (G2) at 256 px, each inference variant tried, rounds interleaved."""
+    from edgefill.backends import OnnxEngine, TorchEngine
+    from edgefill.networks import fuse_for_inference
     from edgefill.onnx_export import export_generators
-    from edgefill.pipeline import OnnxEngine, TorchEngine, fuse_for_inference
 
     torch.set_num_threads(case["threads"])
     g1, g2 = models(case["width"], case["blocks"])
@@ -583,7 +584,8 @@ def part_compile(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def compile_worker(case: dict[str, Any]) -> dict[str, Any]:
     """Eager vs torch.compile (inductor) on the image generator: compile time and steady time."""
-    from edgefill.pipeline import TorchEngine, fuse_for_inference
+    from edgefill.backends import TorchEngine
+    from edgefill.networks import fuse_for_inference
 
     torch.set_num_threads(case["threads"])
     # A cold compile, as a user's first run has: no inductor / FX-graph cache from earlier runs.
@@ -634,11 +636,11 @@ def part_quality(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def quality_worker(case: dict[str, Any]) -> dict[str, Any]:
-    from edgefill.checkpoint import load_release
+    from edgefill.checkpoint import DEFAULT_WEIGHTS, load_release
     from edgefill.data import list_images, split
     from edgefill.image import load_rgb, to_tensor
     from edgefill.metrics import LPIPS
-    from edgefill.pipeline import DEFAULT_WEIGHTS, Inpainter
+    from edgefill.pipeline import Inpainter
 
     torch.set_num_threads(case["threads"])
     weights = case["weights"]
@@ -718,10 +720,11 @@ def naive_runner_from(g1: nn.Module, g2: nn.Module, sigma: float) -> tuple[Any, 
     """The reference's inference (whole image, fp32, modules as defined) for given generators."""
     from edgefill.edges import canny_edges, composite, to_gray
     from edgefill.image import to_tensor
-    from edgefill.pipeline import _bake_spectral_norm, pad_to_stride
+    from edgefill.networks import bake_spectral_norm
+    from edgefill.pipeline import pad_to_stride
 
     nets = {
-        "edge": _bake_spectral_norm(copy.deepcopy(g1)).eval(),
+        "edge": bake_spectral_norm(copy.deepcopy(g1)).eval(),
         "inpaint": copy.deepcopy(g2).eval(),
     }
     timed = Timed(lambda which, x: nets[which](x))

@@ -17,19 +17,18 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, photo_array, tiny_generators
 
+from edgefill.backends import TorchEngine, cpu_has_fast_bf16, resolve_precision
 from edgefill.checkpoint import save_release
 from edgefill.cli import main
 from edgefill.config import ModelConfig
 from edgefill.errors import EdgefillError
-from edgefill.networks import EdgeGenerator, InpaintGenerator
-from edgefill.pipeline import (
+from edgefill.networks import (
+    EdgeGenerator,
     FastInstanceNorm,
-    Inpainter,
-    TorchEngine,
-    cpu_has_fast_bf16,
+    InpaintGenerator,
     fuse_for_inference,
-    resolve_precision,
 )
+from edgefill.pipeline import Inpainter
 
 FP32_TOL = 1e-4
 BF16_MEAN_TOL, BF16_MAX_TOL = 0.005, 0.04

@@ -212,3 +212,97 @@ def test_release_from_a_trained_model_config(tmp_path: Path) -> None:
     rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), cfg)
     inp = Inpainter.from_pretrained(rel)
     assert inp.config == cfg and len(inp.g1.middle) == 2
+
+
+# ----------------------------------------------------------------------------- reference checkpoints
+
+REFERENCE_FIXTURE = Path(__file__).parent / "fixtures" / "edge-connect-tiny"
+
+
+def _reference_generators() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The fixture's generators loaded by hand, the way tests/test_networks.py checks them."""
+    from edgefill.networks import InpaintGenerator, load_reference
+
+    g1 = load_reference(
+        EdgeGenerator(4, 1), torch.load(REFERENCE_FIXTURE / "EdgeModel_gen.pth", weights_only=True)
+    )
+    g2 = load_reference(
+        InpaintGenerator(4, 1),
+        torch.load(REFERENCE_FIXTURE / "InpaintingModel_gen.pth", weights_only=True),
+    )
+    return g1.eval(), g2.eval()
+
+
+def test_reference_folder_loads_like_a_release() -> None:
+    g1, g2, cfg, doc = load_release(REFERENCE_FIXTURE)
+    assert cfg == ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1)  # read from the weights
+    assert cfg.hole_fill == "white" and doc["source"] == "knazeri/edge-connect"
+    r1, r2 = _reference_generators()
+    x3, x4 = torch.rand(1, 3, 24, 24), torch.rand(1, 4, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(g1(x3), r1(x3)) and torch.equal(g2(x4), r2(x4))
+
+
+def test_inpainter_and_cli_take_a_reference_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgefill import Inpainter as TopLevelInpainter
+    from edgefill.cli import main
+
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    hole = np.zeros((40, 52), bool)
+    hole[10:22, 14:34] = True
+    direct = Inpainter.from_modules(*_reference_generators(), ModelConfig(4, 1, 1))
+    want, _ = direct.inpaint_arrays(rgb, hole)
+    got, _ = TopLevelInpainter.from_pretrained(REFERENCE_FIXTURE).inpaint_arrays(rgb, hole)
+    assert np.array_equal(got, want) and not np.array_equal(got, rgb)
+
+    from PIL import Image
+
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    out = tmp_path / "out.png"
+    args = ["inpaint", tmp_path / "p.png", "--mask", tmp_path / "m.png", "-o", out]
+    assert main([str(a) for a in [*args, "--weights", REFERENCE_FIXTURE]]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), want)
+
+    # convert-reference writes an exact (float32) release that computes the same result.
+    release = tmp_path / "release"
+    assert main(["convert-reference", str(REFERENCE_FIXTURE), "-o", str(release)]) == 0
+    assert "wrote release weights" in capsys.readouterr().out
+    assert json.loads((release / CONFIG_FILE).read_text())["dtype"] == "float32"
+    converted, _ = Inpainter.from_pretrained(release).inpaint_arrays(rgb, hole)
+    assert np.array_equal(converted, want)
+
+
+def test_reference_folder_errors(tmp_path: Path) -> None:
+    import shutil
+
+    from edgefill.checkpoint import REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE
+
+    def folder(name: str, edge: str, inpaint: str) -> Path:
+        """A folder whose reference file names hold the fixture files ``edge`` / ``inpaint``."""
+        out = tmp_path / name
+        out.mkdir()
+        shutil.copy(REFERENCE_FIXTURE / f"{edge}.pth", out / REFERENCE_EDGE_FILE)
+        shutil.copy(REFERENCE_FIXTURE / f"{inpaint}.pth", out / REFERENCE_INPAINT_FILE)
+        return out
+
+    # Generators swapped: each file holds the other network.
+    with pytest.raises(EdgefillError, match="not a reference EdgeConnect generator"):
+        load_release(folder("swapped", "InpaintingModel_gen", "EdgeModel_gen"))
+    # A discriminator file where a generator belongs.
+    with pytest.raises(EdgefillError, match="no 'generator' state dict"):
+        load_release(folder("dis", "EdgeModel_dis", "InpaintingModel_gen"))
+    # A pickle that would run code is refused, never executed (weights_only=True).
+    evil = tmp_path / "evil"
+    shutil.copytree(REFERENCE_FIXTURE, evil)
+    torch.save({"generator": {}, "hook": Path("x")}, evil / REFERENCE_EDGE_FILE)
+    with pytest.raises(EdgefillError, match="refused to load"):
+        load_release(evil)
+    # Only one of the two files: not a weights folder at all.
+    half = tmp_path / "half"
+    half.mkdir()
+    shutil.copy(REFERENCE_FIXTURE / "EdgeModel_gen.pth", half / REFERENCE_EDGE_FILE)
+    with pytest.raises(EdgefillError, match="InpaintingModel_gen.pth"):
+        load_release(half)

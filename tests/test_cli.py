@@ -408,3 +408,95 @@ def test_bad_output_suffix_fails_before_the_model_runs(
     assert_user_error(rc, err, "e.xyz")
     rc, _, err = run(capsys, "edges", photo, "--mask", mask, "-o", photo.parent / "e", *w)
     assert_user_error(rc, err, "unsupported output format")
+
+
+# ----------------------------------------------------------------------------- optional extras
+
+
+@pytest.mark.parametrize("module", ["fastapi", "uvicorn", "multipart"])
+def test_serve_without_the_web_extra_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    if module == "multipart":
+        monkeypatch.setitem(sys.modules, "python_multipart", None)
+    rc, _, err = run(capsys, "serve", "--port", "7861")
+    assert_user_error(rc, err, "edgefill serve", "pip install 'edgefill[web]'")
+
+
+def test_evaluate_without_matplotlib_is_one_line_before_any_work(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    rc, _, err = run(capsys, "evaluate", "--images", tmp_path / "none", "-o", tmp_path / "r")
+    assert_user_error(rc, err, "matplotlib", "pip install 'edgefill[eval]'")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("module", ["onnx", "onnxruntime"])
+def test_onnx_without_the_onnx_extra_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_release: Path,
+    photo_files: tuple[Path, Path],
+    tmp_path: Path,
+    module: str,
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    photo, mask = photo_files
+    args = ["inpaint", photo, "--mask", mask, "-o", tmp_path / "o.png", "--weights", tiny_release]
+    rc, _, err = run(capsys, *args, "--backend", "onnx")
+    assert_user_error(rc, err, repr(module), "pip install 'edgefill[onnx]'")
+    if module == "onnx":
+        rc, _, err = run(capsys, "export-onnx", tiny_release, "-o", tmp_path / "x")
+        assert_user_error(rc, err, "ONNX export", "pip install 'edgefill[onnx]'")
+
+
+def test_require_extra_accepts_either_module_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefill.errors import EdgefillError, require_extra
+
+    monkeypatch.setitem(sys.modules, "python_multipart", None)
+    require_extra("web", "x", "python_multipart|json")  # the second name is there
+    with pytest.raises(EdgefillError, match=r"x needs .*'python_multipart'.*edgefill\[web\]"):
+        require_extra("web", "x", "python_multipart")
+
+
+# ----------------------------------------------------------------------------- one definition
+
+
+def test_option_defaults_are_the_library_defaults() -> None:
+    """The CLI offers exactly the choices and defaults the library defines (edgefill.config)."""
+    import inspect
+
+    from edgefill import config
+    from edgefill.restore import restore
+    from edgefill.server import create_app
+
+    parser = build_parser()
+    a = parser.parse_args(["inpaint", "p.png"])
+    assert (a.hd_strategy, a.hd_margin, a.working_size, a.max_pixels) == (
+        config.HD_STRATEGIES[0],
+        config.DEFAULT_HD_MARGIN,
+        config.DEFAULT_WORKING_SIZE,
+        config.DEFAULT_MAX_PIXELS,
+    )
+    s = parser.parse_args(["serve"])
+    assert s.max_pixels == config.SERVER_MAX_PIXELS
+    assert int(s.max_upload_mb * 2**20) == config.SERVER_MAX_UPLOAD_BYTES
+    app_defaults = inspect.signature(create_app).parameters
+    assert app_defaults["max_pixels"].default == config.SERVER_MAX_PIXELS
+    assert app_defaults["max_upload_bytes"].default == config.SERVER_MAX_UPLOAD_BYTES
+    assert inspect.signature(restore).parameters["max_pixels"].default == a.max_pixels
+    d = parser.parse_args(["restore", "p.png"])
+    assert d.sensitivity == config.DEFAULT_SENSITIVITY
+    for cmd, dest, choices in (
+        ("inpaint", "hd_strategy", config.HD_STRATEGIES),
+        ("inpaint", "backend", config.BACKENDS),
+        ("inpaint", "precision", config.PRECISIONS),
+        ("restore", "kind", config.DAMAGE_KINDS),
+        ("restore", "method", config.DETECT_METHODS),
+        ("train", "stage", config.STAGES),
+    ):
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        action = next(x for x in sub.choices[cmd]._actions if x.dest == dest)
+        assert tuple(action.choices) == choices, (cmd, dest)

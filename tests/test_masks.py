@@ -218,3 +218,27 @@ def test_write_mask_set_is_reproducible(tmp_path: Path) -> None:
         arr = np.asarray(img)
         assert set(np.unique(arr)) <= {0, 255}
         assert 0.2 <= hole_ratio(load_mask(p)) < 0.3
+
+
+# ----------------------------------------------------------------------------- photo + mask
+
+
+def test_load_photo_and_mask_is_the_one_input_path(tmp_path: Path) -> None:
+    from edgefill.masks import load_photo_and_mask
+
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[2:4, 3:6, 3] = 0
+    rgb, hole, alpha = load_photo_and_mask(rgba)  # no mask: the transparency is the hole
+    assert hole.sum() == 6 and hole[2:4, 3:6].all() and alpha is None
+    mask = np.zeros((6, 8), np.uint8)
+    mask[0, 0] = 200
+    rgb, hole, alpha = load_photo_and_mask(rgba, mask, mask_threshold=128)
+    assert hole.sum() == 1 and alpha is not None and (alpha == rgba[..., 3]).all()
+    assert rgb.shape == (6, 8, 3) and rgb.dtype == np.uint8
+    with pytest.raises(EdgefillError, match="no mask given"):
+        load_photo_and_mask(rgba[..., :3])
+    with pytest.raises(EdgefillError, match="mask is 4x3 but the photo is 8x6"):
+        load_photo_and_mask(rgba, np.zeros((3, 4), np.uint8))
+    _, hole, _ = load_photo_and_mask(rgba, mask[:3, :4], resize_mask=True)
+    assert hole.shape == (6, 8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -299,3 +300,41 @@ def test_load_reference_checkpoint_from_torch_0_4() -> None:
     with torch.no_grad():
         got = target(x)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- frozen reference fixture
+#
+# tests/fixtures/edge-connect-tiny holds checkpoints written by the reference repository's own
+# code (scripts/make_reference_fixture.py: its networks at 1/16 width, one residual block, saved
+# as its models.py saves them) and the outputs its modules computed on fixed inputs. Loading
+# them into edgefill's modules must reproduce those outputs: unlike the test above, nothing here
+# is built from edgefill's modules, so a drift from the reference fails.
+
+FIXTURE = Path(__file__).parent / "fixtures" / "edge-connect-tiny"
+REFERENCE_NETS = {
+    "EdgeModel_gen": lambda: EdgeGenerator(width=4, blocks=1),
+    "InpaintingModel_gen": lambda: InpaintGenerator(width=4, blocks=1),
+    "EdgeModel_dis": lambda: Discriminator(2, width=4),  # input: gray, edges (the reference)
+    "InpaintingModel_dis": lambda: Discriminator(3, width=4),
+}
+
+
+def _outputs(net: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    out = net(x)
+    if isinstance(out, tuple):  # ours returns logits; the reference (use_sigmoid) the sigmoid
+        return [torch.sigmoid(out[0]), *out[1]]
+    return [out]
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("name", sorted(REFERENCE_NETS))
+def test_frozen_reference_checkpoints_give_the_reference_outputs(name: str, mode: str) -> None:
+    expected = torch.load(FIXTURE / "expected.pt", weights_only=True)[name]
+    ckpt = torch.load(FIXTURE / f"{name}.pth", weights_only=True)
+    net = load_reference(_seeded(REFERENCE_NETS[name], 5), ckpt)
+    net.train(mode == "train")  # train: spectral norm runs its power iteration
+    with torch.no_grad():
+        got = _outputs(net, expected["input"])
+    assert len(got) == len(expected[mode])
+    for g, want in zip(got, expected[mode], strict=True):
+        torch.testing.assert_close(g, want, rtol=0, atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 from conftest import TINY_CONFIG, box_hole, photo_array, tiny_generators
 from PIL import Image
 
-import edgefill.pipeline as pipeline_mod
+import edgefill.checkpoint as checkpoint_mod
 from edgefill.checkpoint import save_release
 from edgefill.config import ModelConfig
 from edgefill.edges import canny_edges, to_gray
@@ -224,7 +226,7 @@ def test_fp32_release_reproduces_the_in_memory_model(tmp_path: Path, photo: np.n
 def test_missing_default_weights_say_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline_mod, "DEFAULT_WEIGHTS", tmp_path / "nowhere")
+    monkeypatch.setattr(checkpoint_mod, "DEFAULT_WEIGHTS", tmp_path / "nowhere")
     for name in (None, "default"):
         with pytest.raises(EdgefillError) as err:
             Inpainter.from_pretrained(name)
@@ -253,3 +255,21 @@ def test_cuda_keeps_outside_pixels_and_agrees_with_cpu(photo: np.ndarray) -> Non
     gpu = gpu_inp(photo, hole)
     np.testing.assert_array_equal(gpu.image[~hole], photo[~hole])
     assert np.abs(gpu.image.astype(int) - cpu.image.astype(int)).max() <= 3
+
+
+def test_inpainter_is_importable_from_the_package() -> None:
+    import edgefill
+    from edgefill import Inpainter as Top
+    from edgefill import InpaintResult as TopResult
+
+    assert Top is Inpainter and TopResult is InpaintResult
+    assert {"Inpainter", "InpaintResult"} <= set(dir(edgefill))
+    with pytest.raises(AttributeError):
+        edgefill.NoSuchThing  # noqa: B018
+    # `import edgefill` stays light; torch loads only when Inpainter is used.
+    probe = (
+        "import sys, edgefill; assert 'torch' not in sys.modules, 'torch imported early'; "
+        "from edgefill import Inpainter; assert 'torch' in sys.modules"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

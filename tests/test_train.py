@@ -110,6 +110,60 @@ def test_generator_and_discriminator_steps_touch_only_their_parameters(
     assert not same(params([ds[0]]), d1[:n1]) and not same(params([ds[1]]), d1[n1:])
 
 
+def test_perceptual_style_and_tv_terms_are_added_when_on(
+    photos: Path, tmp_path: Path, vgg_file: Path
+) -> None:
+    """Each weighted term is weight x its loss on the merged result, and the total sums them."""
+    from edgefill.vgg import load_vgg16
+
+    w = {"perceptual_weight": 0.3, "style_weight": 7.0, "tv_weight": 0.05}
+    t = make_trainer(
+        photos,
+        tmp_path / "run",
+        "inpaint",
+        f"loss.vgg_weights={vgg_file}",
+        *(f"loss.{k}={v}" for k, v in w.items()),
+    )
+    seen: list[torch.Tensor] = []
+    t.pairs["inpaint"].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    batch = batch_of(t)
+    terms, _ = t.generator_losses(batch)
+    assert set(terms) == {
+        "inpaint/g_adv",
+        "inpaint/l1",
+        "inpaint/perceptual",
+        "inpaint/style",
+        "inpaint/tv",
+    }
+    image, mask = batch["image"], batch["mask"]
+    merged = seen[0] * mask + image * (1 - mask)
+    perceptual, style = losses.VGGLosses(load_vgg16(vgg_file))(merged, image)
+    expected = {
+        "inpaint/perceptual": w["perceptual_weight"] * perceptual,
+        "inpaint/style": w["style_weight"] * style,
+        "inpaint/tv": w["tv_weight"] * losses.total_variation(merged),
+    }
+    for k, v in expected.items():
+        assert float(v) > 0, k
+        torch.testing.assert_close(terms[k].detach(), v, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(_total(terms), sum(terms.values()))
+    # Off again: the terms are gone, not zero-weighted passengers.
+    off = make_trainer(photos, tmp_path / "off", "inpaint", "loss.tv_weight=0")
+    assert not {"inpaint/perceptual", "inpaint/style", "inpaint/tv"} & set(
+        off.generator_losses(batch_of(off))[0]
+    )
+
+
+def test_edge_discriminator_input_is_gray_then_edges(photos: Path, tmp_path: Path) -> None:
+    """D1 sees (gray, edges) like the reference's EdgeModel, so its released D1 fine-tunes."""
+    t = make_trainer(photos, tmp_path / "run", "edge")
+    batch = batch_of(t)
+    _, d_inputs = t.generator_losses(batch)
+    real, fake = d_inputs["edge"]
+    assert torch.equal(real, torch.cat([batch["gray"], batch["edges_full"]], 1))
+    assert torch.equal(fake[:, :1], batch["gray"]) and not torch.equal(fake, real)
+
+
 def test_joint_trains_edge_generator_end_to_end(photos: Path, tmp_path: Path) -> None:
     # With the edge losses off, G1 still learns: G2's losses reach it through the edges.
     t = make_trainer(
@@ -470,3 +524,41 @@ def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
     resumed = make_trainer(photos, out, "inpaint", "train.save_every=100", "train.val_every=100")
     resumed.fit(resume=True, max_steps=5)
     assert resumed.step == 5
+
+
+def test_init_from_the_reference_released_files(photos: Path, tmp_path: Path) -> None:
+    """--init accepts a folder of the reference's released files: its *_gen.pth start the
+    generators (and EMAs), its EdgeModel_dis.pth (input: gray, edges) starts D1."""
+    import shutil
+
+    from edgefill.checkpoint import load_release
+    from edgefill.networks import Discriminator
+
+    fixture = Path(__file__).parent / "fixtures" / "edge-connect-tiny"
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    for f in ("EdgeModel_gen.pth", "InpaintingModel_gen.pth"):
+        shutil.copy(fixture / f, ref / f)
+    torch.manual_seed(3)
+    d1 = Discriminator(2)  # the reference's D1 size (edgefill's D width is fixed at 64 too)
+    sd = d1.state_dict()
+    # The reference's file layout: conv1 registered twice (also as `features`).
+    sd |= {"features." + k[len("conv1.") :]: v for k, v in sd.items() if k.startswith("conv1.")}
+    torch.save({"discriminator": sd}, ref / "EdgeModel_dis.pth")
+
+    t = make_trainer(photos, tmp_path / "run", "joint", "model.width=4", init=str(ref))
+    g1, g2, _, _ = load_release(fixture)
+    for name, want_net in (("edge", g1), ("inpaint", g2)):
+        for pair_net in (t.pairs[name].g, t.pairs[name].ema):
+            got, want = pair_net.state_dict(), want_net.state_dict()
+            assert got.keys() == want.keys()
+            assert all(torch.equal(got[k], want[k]) for k in want), name
+    got = t.pairs["edge"].d.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in d1.state_dict().items())
+    # No InpaintingModel_dis.pth: D2 keeps its fresh init (not D1's weights, not an error).
+    assert not torch.equal(t.pairs["inpaint"].d.conv5[0].weight_orig, d1.conv5[0].weight_orig)
+
+    # A discriminator file of another architecture is one clear error.
+    shutil.copy(fixture / "EdgeModel_dis.pth", ref / "EdgeModel_dis.pth")  # width 4, not 64
+    with pytest.raises(EdgefillError, match="EdgeModel_dis.pth: not a reference discriminator"):
+        make_trainer(photos, tmp_path / "run2", "joint", "model.width=4", init=str(ref))

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 
 from edgefill import prefill
+from edgefill.config import BASELINES
 from edgefill.errors import EdgefillError
 
-BASELINES = ("telea", "ns", "biharmonic", "fsr", "patchmatch")
 RADIUS = 3  # neighbourhood radius of Telea / Navier-Stokes, OpenCV's documented example value
 
 

@@ -3,7 +3,9 @@
 A checkpoint holds only tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)``: a pickle that tries to run code is refused.
 A release is ``edge.safetensors`` + ``inpaint.safetensors`` + ``config.json`` and loads with
-the networks module alone (no training code).
+the networks module alone (no training code). A folder holding the reference EdgeConnect's
+released generators (``EdgeModel_gen.pth``, ``InpaintingModel_gen.pth`` from
+knazeri/edge-connect) loads the same way, and ``convert_reference`` turns it into a release.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ from torch import nn
 
 from edgefill.config import ModelConfig
 from edgefill.errors import EdgefillError
-from edgefill.networks import EdgeGenerator, InpaintGenerator
+from edgefill.networks import EdgeGenerator, InpaintGenerator, load_reference
 
 RELEASE_FORMAT = 1
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"  # the shipped model
 EDGE_FILE, INPAINT_FILE, CONFIG_FILE = "edge.safetensors", "inpaint.safetensors", "config.json"
+# The reference's released generators (knazeri/edge-connect, checkpoints/<dataset>/).
+REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE = "EdgeModel_gen.pth", "InpaintingModel_gen.pth"
+REFERENCE_SOURCE = "knazeri/edge-connect"
+# Its released discriminators, by edgefill's pair name (D1 input: gray, edges; D2: RGB).
+REFERENCE_DIS_FILES = {"edge": "EdgeModel_dis.pth", "inpaint": "InpaintingModel_dis.pth"}
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -116,10 +124,14 @@ def save_release(
 
 
 def read_release_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """The architecture and info of a weights folder (a reference folder: read from its files)."""
+    if is_reference_folder(path):
+        return load_reference_generators(path)[2:]
     p = Path(path) / CONFIG_FILE
     if not p.is_file():
         raise EdgefillError(
-            f"{path}: no {CONFIG_FILE}; expected a folder made by `edgefill export`"
+            f"{path}: no {CONFIG_FILE}; expected a folder made by `edgefill export` (or the "
+            f"reference's {REFERENCE_EDGE_FILE} and {REFERENCE_INPAINT_FILE})"
         )
     try:
         doc = json.loads(p.read_text())
@@ -151,13 +163,127 @@ def _load_into(module: nn.Module, path: Path) -> None:
         ) from None
 
 
+def is_reference_folder(path: str | Path) -> bool:
+    """A folder with the reference's released generators and no edgefill release config."""
+    p = Path(path)
+    return (
+        p.is_dir()
+        and not (p / CONFIG_FILE).is_file()
+        and all((p / f).is_file() for f in (REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE))
+    )
+
+
+def is_weights_folder(path: str | Path) -> bool:
+    """A folder ``load_release`` can load: an edgefill release or the reference's generators."""
+    return (Path(path) / CONFIG_FILE).is_file() or is_reference_folder(path)
+
+
+def _reference_architecture(sd: dict[str, Any], path: Path, in_channels: int) -> tuple[int, int]:
+    """(width, residual blocks) of a reference generator state dict; a clear error otherwise."""
+    first = sd.get("encoder.1.weight_orig", sd.get("encoder.1.weight"))
+    if not isinstance(first, torch.Tensor) or first.ndim != 4 or first.shape[1] != in_channels:
+        raise EdgefillError(
+            f"{path}: not a reference EdgeConnect generator with {in_channels} input channels"
+        )
+    blocks = {k.split(".")[1] for k in sd if k.startswith("middle.")}
+    return int(first.shape[0]), len(blocks)
+
+
+def _load_reference_generator(path: Path, make: Any, in_channels: int) -> nn.Module:
+    checkpoint = load_checkpoint(path)  # weights_only=True: a pickle that runs code is refused
+    sd = checkpoint.get("generator") if isinstance(checkpoint, dict) else None
+    if not isinstance(sd, dict):
+        raise EdgefillError(f"{path}: no 'generator' state dict (not a reference *_gen.pth file)")
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    width, blocks = _reference_architecture(sd, path, in_channels)
+    net = make(width, blocks)
+    try:
+        load_reference(net, checkpoint)
+    except (KeyError, RuntimeError) as exc:
+        raise EdgefillError(
+            f"{path}: weights do not match the reference architecture ({str(exc)[:300]})"
+        ) from None
+    return net
+
+
+def load_reference_discriminator(path: str | Path, module: nn.Module) -> nn.Module:
+    """A reference ``*_dis.pth`` file loaded into ``module`` (an edgefill Discriminator)."""
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    try:
+        return load_reference(module, checkpoint)
+    except (KeyError, RuntimeError) as exc:
+        raise EdgefillError(
+            f"{path}: not a reference discriminator of this architecture ({str(exc)[:300]})"
+        ) from None
+
+
+def load_reference_generators(
+    path: str | Path,
+) -> tuple[EdgeGenerator, InpaintGenerator, ModelConfig, dict[str, Any]]:
+    """Both generators from a folder of the reference's released ``*_gen.pth`` files.
+
+    The architecture (width, residual blocks) is read from the weights; everything else is the
+    reference's (white hole, Canny sigma 2, soft edges), which are ModelConfig's defaults.
+    """
+    path = Path(path)
+    g1 = _load_reference_generator(path / REFERENCE_EDGE_FILE, EdgeGenerator, 3)
+    g2 = _load_reference_generator(
+        path / REFERENCE_INPAINT_FILE, lambda w, b: InpaintGenerator(w, b, "white"), 4
+    )
+    cfg = ModelConfig(
+        width=g1.encoder[1].out_channels,
+        edge_blocks=len(g1.middle),
+        inpaint_blocks=len(g2.middle),
+    )
+    if g2.encoder[1].out_channels != cfg.width:
+        raise EdgefillError(f"{path}: the two generators have different widths")
+    doc = {"format": RELEASE_FORMAT, "model": dict(cfg.__dict__), "source": REFERENCE_SOURCE}
+    return g1.eval(), g2.eval(), cfg, doc
+
+
+def convert_reference(src: str | Path, out_dir: str | Path, half: bool = False) -> Path:
+    """A release folder (safetensors + config.json) from the reference's released generators.
+
+    float32 by default, so the release computes exactly what the ``.pth`` files do."""
+    g1, g2, cfg, _ = load_reference_generators(src)
+    info = {
+        "source": REFERENCE_SOURCE,
+        "converted_from": [REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE],
+    }
+    return save_release(out_dir, g1.state_dict(), g2.state_dict(), cfg, info, half)
+
+
+def resolve_weights(path_or_name: str | Path | None) -> Path:
+    """The weights folder for a path, or for None / 'default' (the shipped model)."""
+    if path_or_name is None or str(path_or_name) == "default":
+        path = DEFAULT_WEIGHTS
+        if not (path / CONFIG_FILE).is_file():
+            raise EdgefillError(
+                f"the default model weights are missing ({path}). Reinstall edgefill from a full checkout, "
+                "pass --weights DIR (a folder made by `edgefill export`), or train a model: see docs/training.md"
+            )
+        return path
+    path = Path(path_or_name)
+    if not path.exists():
+        raise EdgefillError(
+            f"weights not found: {path} (expected a folder made by `edgefill export`)"
+        )
+    return path
+
+
 def load_release(
     path: str | Path,
 ) -> tuple[EdgeGenerator, InpaintGenerator, ModelConfig, dict[str, Any]]:
-    """Build both generators from a release folder (eval mode, float32)."""
+    """Build both generators from a release folder (eval mode, float32).
+
+    A folder of the reference's released generators loads too (``load_reference_generators``).
+    """
     path = Path(path)
     if not path.is_dir():
         raise EdgefillError(f"weights folder not found: {path}")
+    if is_reference_folder(path):
+        return load_reference_generators(path)
     cfg, doc = read_release_config(path)
     g1 = EdgeGenerator(cfg.width, cfg.edge_blocks)
     g2 = InpaintGenerator(cfg.width, cfg.inpaint_blocks, cfg.hole_fill)

@@ -74,8 +74,7 @@ def _inpaint_folder(
     from tqdm import tqdm
 
     from edgefill.errors import EdgefillError
-    from edgefill.image import load_rgb
-    from edgefill.masks import load_mask
+    from edgefill.masks import load_photo_and_mask
     from edgefill.pipeline import InpaintResult
 
     if args.mask is None:
@@ -111,14 +110,7 @@ def _inpaint_folder(
     def decode(item: tuple[Path, Path, Path]) -> tuple[Any, ...]:
         photo, mask, target = item
         try:
-            rgb, alpha = load_rgb(photo, opts["max_pixels"])
-            hole = load_mask(
-                mask,
-                (rgb.shape[1], rgb.shape[0]),
-                opts["mask_threshold"],
-                opts["resize_mask"],
-                opts["max_pixels"],
-            )
+            rgb, hole, alpha = load_photo_and_mask(photo, mask, **opts)
             return item, rgb, hole, alpha, None
         except EdgefillError as exc:
             return item, None, None, None, str(exc)
@@ -226,6 +218,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_reference(args: argparse.Namespace) -> int:
+    from edgefill.checkpoint import convert_reference
+
+    out = convert_reference(args.reference, args.output, half=args.fp16)
+    print(f"wrote release weights to {out} (use --weights {out})")
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from edgefill.onnx_export import export_onnx
 
@@ -248,6 +248,10 @@ def cmd_fetch_vgg(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgefill.errors import require_extra
+
+    # Checked before hours of scoring: the report's plots and example grids need matplotlib.
+    require_extra("eval", "edgefill evaluate (its plots and grids)", "matplotlib")
     from edgefill.evaluate import cmd_evaluate as run
 
     return run(args)
@@ -264,7 +268,9 @@ def cmd_fetch_inception(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from edgefill.errors import EdgefillError
+    from edgefill.errors import EdgefillError, require_extra
+
+    require_extra("web", "edgefill serve", "fastapi", "uvicorn", "python_multipart|multipart")
     from edgefill.pipeline import Inpainter
     from edgefill.server import is_loopback, serve
 
@@ -349,22 +355,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _add_detect_args(p: argparse.ArgumentParser) -> None:
+    from edgefill.config import DAMAGE_KINDS, DEFAULT_SENSITIVITY, DETECT_METHODS
+
     p.add_argument(
         "--kind",
         default="auto",
-        choices=["scratches", "spots", "auto"],
+        choices=DAMAGE_KINDS,
         help="scratches (thin lines, folds, hairs), spots (dust, specks, stains) or auto (both)",
     )
     p.add_argument(
         "--sensitivity",
         type=float,
-        default=0.5,
-        help="0-1; higher flags fainter damage (and more false alarms); default 0.5",
+        default=DEFAULT_SENSITIVITY,
+        help=f"0-1; higher flags fainter damage (and more false alarms); default {DEFAULT_SENSITIVITY}",
     )
     p.add_argument(
         "--method",
         default="auto",
-        choices=["auto", "net", "classical"],
+        choices=DETECT_METHODS,
         help="detector: the trained network, classical morphology, or auto (the network if shipped)",
     )
 
@@ -373,38 +381,55 @@ def _add_detect_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=None, help="release folder (default: the shipped model)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="release folder, or a folder with the reference EdgeConnect's EdgeModel_gen.pth and "
+        "InpaintingModel_gen.pth (default: the shipped model)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
 
 def _add_speed_args(p: argparse.ArgumentParser) -> None:
     """High-resolution strategy, backend and precision (docs/performance.md)."""
+    from edgefill.config import (
+        BACKENDS,
+        DEFAULT_HD_MARGIN,
+        DEFAULT_WORKING_SIZE,
+        HD_STRATEGIES,
+        PRECISIONS,
+    )
+
     p.add_argument(
         "--hd-strategy",
-        default="crop",
-        choices=["crop", "resize", "original"],
+        default=HD_STRATEGIES[0],
+        choices=HD_STRATEGIES,
         help="crop: fill a context window around each hole region (default); resize: the whole "
         "photo at --working-size; original: the whole photo at full size (slow on big photos)",
     )
     p.add_argument(
-        "--hd-margin", type=int, default=128, help="crop: context pixels around a hole (128)"
+        "--hd-margin",
+        type=int,
+        default=DEFAULT_HD_MARGIN,
+        help=f"crop: context pixels around a hole ({DEFAULT_HD_MARGIN})",
     )
     p.add_argument(
         "--working-size",
         type=int,
-        default=512,
-        help="crop/resize: longest side the networks see; larger windows are downscaled (512)",
+        default=DEFAULT_WORKING_SIZE,
+        help="crop/resize: longest side the networks see; larger windows are downscaled "
+        f"({DEFAULT_WORKING_SIZE})",
     )
     p.add_argument(
         "--backend",
-        default="torch",
-        choices=["torch", "onnx"],
+        default=BACKENDS[0],
+        choices=BACKENDS,
         help="torch (default) or onnx (ONNX Runtime, CPU; pip install 'edgefill[onnx]')",
     )
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=PRECISIONS,
         help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, else fp32 (default auto)",
     )
 
@@ -420,6 +445,8 @@ def _speed_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
+    from edgefill.config import DEFAULT_MAX_PIXELS
+
     p.add_argument(
         "--resize-mask", action="store_true", help="resize a mask of another size to the photo"
     )
@@ -432,13 +459,22 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-pixels",
         type=int,
-        default=100_000_000,
-        help="refuse images with more pixels than this (decompression-bomb guard; default 100 MP)",
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse images with more pixels than this (decompression-bomb guard; default "
+        f"{DEFAULT_MAX_PIXELS / 1e6:.0f} MP)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from edgefill import __version__
+    from edgefill.config import (
+        BASELINES,
+        DEFAULT_MAX_PIXELS,
+        MASK_KINDS,
+        SERVER_MAX_PIXELS,
+        SERVER_MAX_UPLOAD_BYTES,
+        STAGES,
+    )
 
     parser = argparse.ArgumentParser(
         prog="edgefill",
@@ -468,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--refine",
         action="store_true",
-        help="blend the seam, sharpen predicted contours, clean flat areas (inside the hole only)",
+        help="blend the fill into the photo at the hole's border (Poisson seam; changes pixels "
+        "inside the hole only; docs/restoration.md)",
     )
     _add_model_args(p)
     _add_speed_args(p)
@@ -487,11 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_edges)
 
     p = sub.add_parser("masks", help="write a reproducible set of generated masks")
-    p.add_argument(
-        "--kind",
-        default="irregular",
-        help="irregular, box, scratch, lama-thin, lama-medium, lama-thick",
-    )
+    p.add_argument("--kind", default=MASK_KINDS[0], help=", ".join(MASK_KINDS))
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--height", type=int, default=256)
@@ -500,16 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="folder")
     p.set_defaults(func=cmd_masks)
 
-    p = sub.add_parser("train", help="train a stage (edge, inpaint, inpaint-on-predicted, joint)")
+    p = sub.add_parser("train", help=f"train a stage ({', '.join(STAGES)})")
     p.add_argument(
         "--config", help="YAML config file (with --resume, default: the run's config.yaml)"
     )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
-    p.add_argument(
-        "--stage", required=True, choices=["edge", "inpaint", "inpaint-on-predicted", "joint"]
-    )
+    p.add_argument("--stage", required=True, choices=STAGES)
     p.add_argument("--data", required=True, help="folder of photos (recursive) or a .txt file list")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples)")
     p.add_argument(
@@ -537,6 +568,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--latest", action="store_true", help="export the latest checkpoint, not the best"
     )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "convert-reference",
+        help="write release weights from the reference EdgeConnect's released checkpoints",
+        description="Convert a folder holding knazeri/edge-connect's EdgeModel_gen.pth and "
+        "InpaintingModel_gen.pth (e.g. its places2 download) into an edgefill release folder. "
+        "`inpaint --weights` also reads such a folder directly.",
+    )
+    p.add_argument("reference", help="folder with EdgeModel_gen.pth and InpaintingModel_gen.pth")
+    p.add_argument("-o", "--output", required=True, help="release folder")
+    p.add_argument(
+        "--fp16", action="store_true", help="store float16 (half the size; default: exact float32)"
+    )
+    p.set_defaults(func=cmd_convert_reference)
 
     p = sub.add_parser(
         "export-onnx",
@@ -568,19 +613,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--masks", help="folder of masks with the photos' file names (white = hole)")
     g.add_argument(
         "--mask-kind",
-        default="irregular",
-        help="generated masks, comma-separated: irregular, box, scratch, lama-thin, "
-        "lama-medium, lama-thick (default irregular)",
+        default=MASK_KINDS[0],
+        help=f"generated masks, comma-separated: {', '.join(MASK_KINDS)} (default {MASK_KINDS[0]})",
     )
     p.add_argument(
         "--buckets",
         help="hole-ratio buckets in percent for irregular and box masks, e.g. 10-20,20-30 "
         "(default: irregular 10-20,...,50-60; box 20-30, i.e. 25%% boxes)",
     )
+    methods = ",".join(("edgefill", *BASELINES))
     p.add_argument(
-        "--methods",
-        default="edgefill,telea,ns,biharmonic,fsr,patchmatch",
-        help="comma-separated (default: all of edgefill,telea,ns,biharmonic,fsr,patchmatch)",
+        "--methods", default=methods, help=f"comma-separated (default: all of {methods})"
     )
     p.add_argument("--size", type=int, default=256, help="side of the square crops (default 256)")
     p.add_argument("--limit", type=int, help="use only the first N photos (sorted by name)")
@@ -609,14 +652,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (default 127.0.0.1: this computer)",
     )
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    upload_mb = SERVER_MAX_UPLOAD_BYTES / 2**20
     p.add_argument(
-        "--max-upload-mb", type=float, default=64, help="largest request accepted (default 64 MB)"
+        "--max-upload-mb",
+        type=float,
+        default=upload_mb,
+        help=f"largest request accepted (default {upload_mb:g} MB)",
     )
     p.add_argument(
         "--max-pixels",
         type=int,
-        default=40_000_000,
-        help="largest photo accepted, in pixels (default 40 MP)",
+        default=SERVER_MAX_PIXELS,
+        help=f"largest photo accepted, in pixels (default {SERVER_MAX_PIXELS / 1e6:.0f} MP)",
     )
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)
@@ -627,7 +674,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", help="also write the photo with the flagged pixels in red")
     _add_detect_args(p)
     p.add_argument(
-        "--max-pixels", type=int, default=100_000_000, help="refuse larger images (default 100 MP)"
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS / 1e6:.0f} MP)",
     )
     p.set_defaults(func=cmd_detect)
 

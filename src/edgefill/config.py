@@ -2,6 +2,10 @@
 
 Override from a YAML file (nested mapping) and from ``key=value`` strings with dotted keys
 (``train.lr=2e-4``). Unknown keys are an error, never silently ignored.
+
+This module also holds the fixed choices and defaults that several entry points offer (HD
+strategies, precisions, pixel limits, ...): one definition each, imported by the pipeline, the
+server and the CLI. It imports nothing heavy, so ``edgefill --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -24,6 +28,26 @@ GAN_LOSSES = ("nsgan", "lsgan", "hinge")
 # having to carry colour across a large hole with its limited receptive field. "patchmatch": the
 # same with a PatchMatch fill, which copies real texture from the known region (edgefill.prefill).
 HOLE_FILLS = ("white", "telea", "patchmatch")
+
+# Inference (edgefill.pipeline; docs/performance.md).
+HD_STRATEGIES = ("crop", "resize", "original")
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_HD_MARGIN = 128  # context pixels around each hole region (crop strategy)
+DEFAULT_WORKING_SIZE = 512  # longest side the networks see in the crop and resize strategies
+
+# Input limits. Files and arrays: a decompression-bomb guard (about 100 MP). The web server is
+# stricter: a 40 MP photo already takes minutes on a CPU.
+DEFAULT_MAX_PIXELS = 100_000_000
+SERVER_MAX_PIXELS = 40_000_000
+SERVER_MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a whole request (photo + mask + edges)
+
+# Generated masks (edgefill.masks), damage detection (edgefill.detect), classical baselines.
+MASK_KINDS = ("irregular", "box", "scratch", "lama-thin", "lama-medium", "lama-thick")
+DAMAGE_KINDS = ("scratches", "spots", "auto")
+DETECT_METHODS = ("auto", "classical", "net")
+DEFAULT_SENSITIVITY = 0.5
+BASELINES = ("telea", "ns", "biharmonic", "fsr", "patchmatch")
 
 
 @dataclass(frozen=True)

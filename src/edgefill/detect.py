@@ -30,12 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgefill.config import DAMAGE_KINDS, DEFAULT_SENSITIVITY, DETECT_METHODS
 from edgefill.edges import to_gray
 from edgefill.errors import EdgefillError
 
-KINDS = ("scratches", "spots", "auto")
-METHODS = ("auto", "classical", "net")
-DEFAULT_SENSITIVITY = 0.5
 WORK_SIZE = 1024  # px, shorter side; larger photos are analysed downscaled (see detect_damage)
 DETECTOR_WEIGHTS = Path(__file__).parent / "weights" / "detector"
 WEIGHTS_FILE, CONFIG_FILE = "detector.safetensors", "config.json"
@@ -567,10 +565,10 @@ def detect_damage(
     scaled back (the detectors look for defects 1-15 px across, as on a print scanned at about
     300 dpi; on a large scan the same dust is wider). None analyses at full resolution.
     """
-    if kind not in KINDS:
-        raise EdgefillError(f"unknown damage kind {kind!r}; choose from {', '.join(KINDS)}")
-    if method not in METHODS:
-        raise EdgefillError(f"unknown detector {method!r}; choose from {', '.join(METHODS)}")
+    if kind not in DAMAGE_KINDS:
+        raise EdgefillError(f"unknown damage kind {kind!r}; choose from {', '.join(DAMAGE_KINDS)}")
+    if method not in DETECT_METHODS:
+        raise EdgefillError(f"unknown detector {method!r}; choose from {', '.join(DETECT_METHODS)}")
     if not (isinstance(sensitivity, (int, float)) and 0.0 <= sensitivity <= 1.0):
         raise EdgefillError(f"sensitivity must be a number in [0, 1], got {sensitivity!r}")
     rgb = np.asarray(rgb)

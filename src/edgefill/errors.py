@@ -1,8 +1,35 @@
 """The one exception type for errors a user can cause (bad file, wrong size, missing weights)."""
 
+from __future__ import annotations
+
+import importlib
+
 
 class EdgefillError(Exception):
     """A problem with the user's input or setup; the message says what to do about it.
 
     The CLI prints it as a single line without a traceback and exits with status 2.
     """
+
+
+def require_extra(extra: str, purpose: str, *modules: str) -> None:
+    """Raise one EdgefillError naming the pip extra when a module ``purpose`` needs is missing.
+
+    ``modules`` are import names; ``"a|b"`` accepts either (a package that renamed its module).
+    Checked up front, so a command fails in one line instead of a traceback half way through.
+    """
+    for entry in modules:
+        names = entry.split("|")
+        if not any(_importable(name) for name in names):
+            raise EdgefillError(
+                f"{purpose} needs the optional package {names[0]!r}, which is not installed: "
+                f"pip install 'edgefill[{extra}]'"
+            )
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from edgefill import baselines
+from edgefill.config import BASELINES, MASK_KINDS
 from edgefill.data import center_square, list_images
 from edgefill.edges import canny_edges, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb, save_image, to_tensor
 from edgefill.masks import (
-    MASK_KINDS,
     bucket_of,
     generate_mask,
     hole_ratio,
@@ -60,7 +60,7 @@ from edgefill.metrics import (
 # "edgefill-true-edges": the model given the photo's own Canny edges as the guide inside the hole
 # (EdgeConnect's ablation: how much better the fill gets when the structure is right).
 MODEL_METHODS = ("edgefill", "edgefill-true-edges")
-METHODS = (*MODEL_METHODS, *baselines.BASELINES)
+METHODS = (*MODEL_METHODS, *BASELINES)
 DEFAULT_BUCKETS = ("10-20", "20-30", "30-40", "40-50", "50-60")
 BOX_DEFAULT = (0.2, 0.3)  # generated box masks cover the middle of the range: the "25 % box"
 BUCKETED_KINDS = ("irregular", "box")
@@ -433,7 +433,8 @@ def run_evaluation(
     weights_desc = weights_key = None
     if any(m in MODEL_METHODS for m in active):
         if inpainter is None:
-            from edgefill.pipeline import Inpainter, resolve_weights
+            from edgefill.checkpoint import resolve_weights
+            from edgefill.pipeline import Inpainter
 
             resolved = resolve_weights(weights)
             inpainter = Inpainter.from_pretrained(resolved, device=device)

@@ -15,12 +15,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edgefill.config import DEFAULT_MAX_PIXELS
 from edgefill.errors import EdgefillError
 
 ImageInput = str | Path | Image.Image | np.ndarray
-
-# Decompression-bomb guard: pixel count above which a file is refused (about 100 MP).
-DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
@@ -163,9 +161,10 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return arr[..., 0] if arr.shape[2] == 1 else arr
 
 
-def encode_png(arr: np.ndarray) -> bytes:
+def encode_png(arr: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG bytes of a uint8 array; a lower ``compress_level`` (0-9) is faster, larger."""
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

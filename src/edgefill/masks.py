@@ -12,12 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgefill.config import DEFAULT_MAX_PIXELS, MASK_KINDS
 from edgefill.errors import EdgefillError
-from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, open_image
+from edgefill.image import ImageInput, load_rgb, open_image
 
 # Hole-ratio buckets used for evaluation (as in the EdgeConnect paper), as (low, high) fractions.
 BUCKETS: tuple[tuple[float, float], ...] = tuple((i / 10, (i + 1) / 10) for i in range(6))
-MASK_KINDS = ("irregular", "box", "scratch", "lama-thin", "lama-medium", "lama-thick")
 
 
 def bucket_name(low: float, high: float) -> str:
@@ -120,6 +120,29 @@ def load_mask(
 def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
     """Transparent pixels (alpha < 128) of an RGBA photo are the hole."""
     return alpha < 128
+
+
+def load_photo_and_mask(
+    image: ImageInput,
+    mask: ImageInput | None = None,
+    resize_mask: bool = False,
+    mask_threshold: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(RGB uint8 HxWx3, hole bool HxW, alpha to keep or None): how every entry point (the
+    Inpainter, the CLI, the server, restore) reads a photo and its mask, so they never disagree.
+
+    Without a mask, an RGBA photo's transparent pixels are the hole (and the result is opaque).
+    With a mask, the photo's alpha channel is kept as it was.
+    """
+    rgb, alpha = load_rgb(image, max_pixels)
+    h, w = rgb.shape[:2]
+    if mask is None:
+        if alpha is None:
+            raise EdgefillError("no mask given and the photo has no transparency to use as one")
+        return rgb, mask_from_alpha(alpha), None
+    hole = load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels)
+    return rgb, hole, alpha
 
 
 # ----------------------------------------------------------------------------- generators

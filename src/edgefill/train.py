@@ -35,8 +35,12 @@ from torch.utils.data import DataLoader
 
 from edgefill import losses as L
 from edgefill.checkpoint import (
+    REFERENCE_DIS_FILES,
     atomic_torch_save,
+    is_reference_folder,
+    is_weights_folder,
     load_checkpoint,
+    load_reference_discriminator,
     load_release,
     read_release_config,
     save_release,
@@ -62,12 +66,6 @@ Terms = dict[str, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def unwrap(m: nn.Module) -> nn.Module:
-    """The plain module inside torch.compile and DistributedDataParallel wrappers."""
-    m = getattr(m, "_orig_mod", m)
-    return m.module if isinstance(m, DistributedDataParallel) else m
 
 
 def batch_edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -170,7 +168,7 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
 
     From a run, the EMA weights if the run kept them."""
     p = Path(path)
-    if p.is_dir() and (p / "config.json").is_file():
+    if is_weights_folder(p):  # a release, or the reference's released generators
         g1, g2, _, _ = load_release(p)
         return (g1 if which == "edge" else g2).state_dict()
     ckpt_path = latest_checkpoint(p) if p.is_dir() else p
@@ -221,7 +219,7 @@ class StopRequest:
 def source_model_config(path: str | Path) -> ModelConfig:
     """The architecture of a release folder, a run folder or a checkpoint (see --init)."""
     p = Path(path)
-    if p.is_dir() and (p / "config.json").is_file():
+    if is_weights_folder(p):
         return read_release_config(p)[0]
     ckpt_path = latest_checkpoint(p) if p.is_dir() else p
     if ckpt_path is None:
@@ -253,25 +251,52 @@ class Trainer:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise EdgefillError(f"unknown stage {self.stage!r}; choose from {', '.join(STAGES)}")
-        cfg, self.out = self.cfg, Path(self.out)
-        torch.manual_seed(cfg.train.seed)
-        if cfg.train.threads > 0:
-            torch.set_num_threads(cfg.train.threads)
+        self.out = Path(self.out)
+        self._setup_runtime()
+        train_files = self._split_photos()
+        self._build_networks()  # after the seed: their random init is part of the run
+        self._setup_data(train_files)
+        self._setup_losses()
+        self.step = 0
+        self.best: float | None = None
+        self.nonfinite = 0
+        self.tb: Any = None  # TensorBoard SummaryWriter, when installed (rank 0, during fit)
+
+    # -- setup ---------------------------------------------------------------
+
+    def _setup_runtime(self) -> None:
+        """Seed, CPU threads, TF32 and mixed precision (bf16 autocast) for this device."""
+        t = self.cfg.train
+        torch.manual_seed(t.seed)
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
         if self.device.type == "cuda":  # TF32 matmuls/convs unless full fp32 was asked for
-            tf32 = cfg.train.amp != "fp32"
+            tf32 = t.amp != "fp32"
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cudnn.benchmark = True
-        files = list_images(self.data)
-        train_files, val_files = split(files, cfg.data.val_fraction)
+        if t.amp == "auto":
+            self.amp = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        else:
+            self.amp = t.amp == "bf16"
+
+    def _split_photos(self) -> list[Path]:
+        """The training photos; the validation ones (at most data.val_count) go to val_files."""
+        cfg = self.cfg
+        train_files, val_files = split(list_images(self.data), cfg.data.val_fraction)
         if not train_files:
             raise EdgefillError(
                 f"{self.data}: every photo fell into validation; lower data.val_fraction"
             )
         self.train_files, self.val_files = train_files, val_files[: cfg.data.val_count]
+        return train_files
+
+    def _build_networks(self) -> None:
+        """The stage's generator/discriminator pairs, the frozen G1 (CPU) and the --init weights."""
+        m = self.cfg.model
         self.pairs: dict[str, Pair] = {}
-        m = cfg.model
         if self.stage in ("edge", "joint"):
+            # D1 sees (gray, edges), the reference's channel order: its D1 weights fine-tune.
             self.pairs["edge"] = self._pair(EdgeGenerator(m.width, m.edge_blocks), Discriminator(2))
         if self.stage != "edge":
             self.pairs["inpaint"] = self._pair(
@@ -279,15 +304,41 @@ class Trainer:
             )
         self.frozen_edge: EdgeGenerator | None = None
         if self.stage == "inpaint-on-predicted":
-            if not self.edge_weights:
-                raise EdgefillError(
-                    "stage inpaint-on-predicted needs --edge-weights (a release, run or checkpoint)"
-                )
-            g1 = EdgeGenerator(m.width, m.edge_blocks)
-            g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
-            self.frozen_edge = g1.eval().requires_grad_(False)
-        # The frozen G1 runs in the data workers (on the CPU), beside the pre-fill that follows
-        # its edges; the live G1 of stage joint runs in the training step.
+            self.frozen_edge = self._frozen_edge_generator()
+        if self.init:
+            self._init_from(self.init)
+
+    def _frozen_edge_generator(self) -> EdgeGenerator:
+        if not self.edge_weights:
+            raise EdgefillError(
+                "stage inpaint-on-predicted needs --edge-weights (a release, run or checkpoint)"
+            )
+        m = self.cfg.model
+        g1 = EdgeGenerator(m.width, m.edge_blocks)
+        g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
+        return g1.eval().requires_grad_(False)
+
+    def _init_from(self, source: str) -> None:
+        """Start each generator (and its EMA) from a release, run or checkpoint (fine-tuning).
+
+        From a folder of the reference's released files, its discriminators start from its
+        ``*_dis.pth`` too, where present."""
+        for name, pair in self.pairs.items():
+            sd = load_generator_from(source, name)
+            if name == "inpaint":
+                source_fill = source_model_config(source).hole_fill
+                sd = adapt_inpaint_state(sd, pair.g, source_fill != self.cfg.model.hole_fill)
+            pair.g.load_state_dict(sd)
+            if pair.ema is not None:
+                pair.ema.load_state_dict(sd)
+            dis = Path(source) / REFERENCE_DIS_FILES[name]
+            if is_reference_folder(source) and dis.is_file():
+                load_reference_discriminator(dis, pair.d)
+
+    def _setup_data(self, train_files: list[Path]) -> None:
+        """The training dataset. The frozen G1 runs in the data workers (on the CPU), beside the
+        pre-fill that follows its edges; the live G1 of stage joint runs in the training step."""
+        cfg, m = self.cfg, self.cfg.model
         self.dataset = PhotoDataset(
             train_files,
             cfg.data,
@@ -297,36 +348,19 @@ class Trainer:
             edge_generator=copy.deepcopy(self.frozen_edge),
             true_edge_prob=cfg.train.true_edge_prob,
         )
-        if self.frozen_edge is not None:
+        if self.frozen_edge is not None:  # validation runs the trainer's own copy
             self.frozen_edge = self.frozen_edge.to(self.device)
-        if self.init:
-            for name, pair in self.pairs.items():
-                sd = load_generator_from(self.init, name)
-                if name == "inpaint":
-                    source_fill = source_model_config(self.init).hole_fill
-                    sd = adapt_inpaint_state(sd, pair.g, source_fill != m.hole_fill)
-                pair.g.load_state_dict(sd)
-                if pair.ema is not None:
-                    pair.ema.load_state_dict(sd)
+
+    def _setup_losses(self) -> None:
+        """VGG perceptual/style losses (when weighted) and LPIPS for validation (rank 0)."""
+        lc = self.cfg.loss
         self.vgg_losses: L.VGGLosses | None = None
-        if "inpaint" in self.pairs and (
-            cfg.loss.perceptual_weight > 0 or cfg.loss.style_weight > 0
-        ):
-            self.vgg_losses = L.VGGLosses(load_vgg16(cfg.loss.vgg_weights)).to(self.device)
+        if "inpaint" in self.pairs and (lc.perceptual_weight > 0 or lc.style_weight > 0):
+            self.vgg_losses = L.VGGLosses(load_vgg16(lc.vgg_weights)).to(self.device)
         self.lpips: LPIPS | None = None  # validation only, so rank 0 only
-        vgg_path = Path(cfg.loss.vgg_weights) if cfg.loss.vgg_weights else default_vgg_path()
+        vgg_path = Path(lc.vgg_weights) if lc.vgg_weights else default_vgg_path()
         if vgg_path.is_file() and self.rank == 0:
             self.lpips = LPIPS(path=vgg_path).to(self.device)
-        self.step = 0
-        self.best: float | None = None
-        self.nonfinite = 0
-        amp = cfg.train.amp
-        if amp == "auto":
-            on_cuda = self.device.type == "cuda"
-            self.amp = on_cuda and torch.cuda.is_bf16_supported()
-        else:
-            self.amp = amp == "bf16"
-        self.tb: Any = None  # TensorBoard SummaryWriter, when installed (rank 0, during fit)
 
     def _pair(self, g: nn.Module, d: nn.Module) -> Pair:
         g, d = g.to(self.device), d.to(self.device)
@@ -399,7 +433,6 @@ class Trainer:
         The discriminators are frozen and called outside DDP (nothing of theirs to sync): the
         generators' losses flow through them without giving them gradients.
         """
-        lc, mask = self.cfg.loss, batch["mask"]
         terms: Terms = {}
         d_inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for p in self.pairs.values():
@@ -409,43 +442,55 @@ class Trainer:
             # stage joint from the live G1, whose gradient then also comes from G2's losses.
             edges = batch["edges_g2"]
             if "edge" in self.pairs:
-                pair = self.pairs["edge"]
-                pred = pair.g_run(batch_edge_input(batch)).float()
-                real = torch.cat([batch["edges_full"], batch["gray"]], 1)
-                fake = torch.cat([pred, batch["gray"]], 1)
-                fake_logits, fake_feats = pair.d(fake)
-                with torch.no_grad():
-                    _, real_feats = pair.d(real)
-                terms["edge/g_adv"] = lc.edge_adv_weight * L.adversarial_g(
-                    lc.gan_loss, fake_logits.float()
-                )
-                terms["edge/fm"] = lc.fm_weight * L.feature_matching(
-                    [f.float() for f in fake_feats], [f.float() for f in real_feats]
-                )
-                d_inputs["edge"] = (real, fake)
+                pred = self._edge_terms(batch, terms, d_inputs)
                 pred = self._mix_true_edges(pred, batch["edges_full"])
-                edges = composite(batch["edges_known"], pred, mask)
+                edges = composite(batch["edges_known"], pred, batch["mask"])
             if "inpaint" in self.pairs:
-                pair, image = self.pairs["inpaint"], batch["image"]
-                out = pair.g_run(
-                    inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
-                ).float()
-                merged = out * mask + image * (1 - mask)
-                fake_logits, _ = pair.d(out)
-                terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
-                    lc.gan_loss, fake_logits.float()
-                )
-                terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask)
-                if self.vgg_losses is not None:
-                    # One VGG pass on the merged result serves both losses (the reference runs a
-                    # second pass on masked inputs for style; on a CPU that doubles the step time).
-                    perceptual, style = self.vgg_losses(merged, image)
-                    terms["inpaint/perceptual"] = lc.perceptual_weight * perceptual
-                    terms["inpaint/style"] = lc.style_weight * style
-                if lc.tv_weight > 0:
-                    terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
-                d_inputs["inpaint"] = (image, out)
+                self._inpaint_terms(batch, edges, terms, d_inputs)
         return terms, d_inputs
+
+    def _edge_terms(
+        self, batch: dict[str, torch.Tensor], terms: Terms, d_inputs: dict
+    ) -> torch.Tensor:
+        """G1's adversarial and feature-matching terms; returns its predicted edges."""
+        lc, pair = self.cfg.loss, self.pairs["edge"]
+        pred = pair.g_run(batch_edge_input(batch)).float()
+        # (gray, edges): the reference's D1 input order, so its released D1 can be fine-tuned.
+        real = torch.cat([batch["gray"], batch["edges_full"]], 1)
+        fake = torch.cat([batch["gray"], pred], 1)
+        fake_logits, fake_feats = pair.d(fake)
+        with torch.no_grad():
+            _, real_feats = pair.d(real)
+        terms["edge/g_adv"] = lc.edge_adv_weight * L.adversarial_g(lc.gan_loss, fake_logits.float())
+        terms["edge/fm"] = lc.fm_weight * L.feature_matching(
+            [f.float() for f in fake_feats], [f.float() for f in real_feats]
+        )
+        d_inputs["edge"] = (real, fake)
+        return pred
+
+    def _inpaint_terms(
+        self, batch: dict[str, torch.Tensor], edges: torch.Tensor, terms: Terms, d_inputs: dict
+    ) -> None:
+        """G2's adversarial, L1, perceptual, style and TV terms, guided by ``edges``."""
+        lc, pair = self.cfg.loss, self.pairs["inpaint"]
+        image, mask = batch["image"], batch["mask"]
+        x = inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
+        out = pair.g_run(x).float()
+        merged = out * mask + image * (1 - mask)
+        fake_logits, _ = pair.d(out)
+        terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
+            lc.gan_loss, fake_logits.float()
+        )
+        terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask)
+        if self.vgg_losses is not None:
+            # One VGG pass on the merged result serves both losses (the reference runs a
+            # second pass on masked inputs for style; on a CPU that doubles the step time).
+            perceptual, style = self.vgg_losses(merged, image)
+            terms["inpaint/perceptual"] = lc.perceptual_weight * perceptual
+            terms["inpaint/style"] = lc.style_weight * style
+        if lc.tv_weight > 0:
+            terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
+        d_inputs["inpaint"] = (image, out)
 
     def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         """Predicted edges, replaced by the true ones for a ``train.true_edge_prob`` share of the
@@ -674,49 +719,14 @@ class Trainer:
     # -- loop -------------------------------------------------------------------
 
     def fit(self, resume: bool = False, max_steps: int | None = None) -> dict[str, float]:
-        cfg, t = self.cfg, self.cfg.train
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            last = latest_checkpoint(self.out)
-            if last is None:
-                raise EdgefillError(f"--resume: no checkpoint in {self.out / CKPT_DIR}")
-            self.load_state(load_checkpoint(last))
-            self._log_event(f"resumed from {last.name} at step {self.step}")
-        elif latest_checkpoint(self.out) is not None:
-            raise EdgefillError(
-                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        if self.rank == 0:
-            (self.out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+        """Train until ``train.max_steps`` (or ``max_steps``, or a stop signal); returns the last
+        validation scores. Each step: ``train_step`` (optimise), then ``_after_step`` (log,
+        validate, save on their schedules)."""
+        t = self.cfg.train
+        self._start_run(resume)
         end = min(t.max_steps, max_steps if max_steps is not None else t.max_steps)
-        val = (
-            validation_samples(
-                self.val_files,
-                cfg.data.val_size or cfg.data.crop_size,
-                cfg.model.canny_sigma,
-            )
-            if self.rank == 0
-            else []
-        )
-        if self.rank == 0 and not val:
-            self._log_event("no validation photos (data.val_fraction): no scores, best.pt, samples")
-        sampler = StepSampler(
-            len(self.dataset), t.batch_size, t.seed, self.step, self.rank, self.world
-        )
-        loader = DataLoader(
-            self.dataset,
-            batch_size=t.batch_size,
-            sampler=sampler,
-            num_workers=cfg.data.num_workers,
-            collate_fn=collate,
-            persistent_workers=cfg.data.num_workers > 0,
-            pin_memory=self.device.type == "cuda",
-            # Its own generator: starting the iterator must not consume the global RNG, or a
-            # resumed run's RNG state would drift from an uninterrupted one.
-            generator=torch.Generator().manual_seed(t.seed),
-            worker_init_fn=_init_worker,
-        )
+        val = self._validation_set()
+        loader = self._loader()
         for p in self.pairs.values():
             p.g.train()
             p.d.train()
@@ -764,19 +774,73 @@ class Trainer:
             self._log_train(logs, bar)
         best = False
         if (self.step % t.val_every == 0 or last) and val:
-            self.metrics, rows = self.validate(val)
-            self._append_csv(
-                "val_log.csv",
-                {"step": self.step, **{k: round(v, 6) for k, v in self.metrics.items()}},
-            )
-            self._scalars("val", self.metrics)
-            if self.step % t.sample_every == 0 or last:
-                self._save_grid(rows)
+            self.metrics = self._validation(val, grid=self.step % t.sample_every == 0 or last)
             best = self._better(self.metrics)
         if self.step % t.save_every == 0 or last or best:
             self.save(best=best)
 
+    def _start_run(self, resume: bool) -> None:
+        """Resume from the run's last checkpoint, or refuse to overwrite one; write config.yaml."""
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            last = latest_checkpoint(self.out)
+            if last is None:
+                raise EdgefillError(f"--resume: no checkpoint in {self.out / CKPT_DIR}")
+            self.load_state(load_checkpoint(last))
+            self._log_event(f"resumed from {last.name} at step {self.step}")
+        elif latest_checkpoint(self.out) is not None:
+            raise EdgefillError(
+                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if self.rank == 0:
+            (self.out / "config.yaml").write_text(_yaml(to_dict(self.cfg)))
+
+    def _validation_set(self) -> list[dict[str, torch.Tensor]]:
+        """The fixed validation crops (rank 0 only; other ranks never validate)."""
+        if self.rank != 0:
+            return []
+        cfg = self.cfg
+        val = validation_samples(
+            self.val_files, cfg.data.val_size or cfg.data.crop_size, cfg.model.canny_sigma
+        )
+        if not val:
+            self._log_event("no validation photos (data.val_fraction): no scores, best.pt, samples")
+        return val
+
+    def _loader(self) -> DataLoader:
+        """Batches from the current step on, this rank's share (resumes where the run stopped)."""
+        t, workers = self.cfg.train, self.cfg.data.num_workers
+        sampler = StepSampler(
+            len(self.dataset), t.batch_size, t.seed, self.step, self.rank, self.world
+        )
+        return DataLoader(
+            self.dataset,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+            # Its own generator: starting the iterator must not consume the global RNG, or a
+            # resumed run's RNG state would drift from an uninterrupted one.
+            generator=torch.Generator().manual_seed(t.seed),
+            worker_init_fn=_init_worker,
+        )
+
+    def _validation(self, val: list[dict[str, torch.Tensor]], grid: bool) -> dict[str, float]:
+        """Score the validation set; log to val_log.csv and TensorBoard; a sample grid if ``grid``."""
+        metrics, rows = self.validate(val)
+        self._append_csv(
+            "val_log.csv", {"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}}
+        )
+        self._scalars("val", metrics)
+        if grid:
+            self._save_grid(rows)
+        return metrics
+
     def _log_train(self, logs: dict[str, float], bar: Any) -> None:
+        """Training losses and throughput to the progress bar, train_log.csv and TensorBoard."""
         rate = self._seen / max(time.perf_counter() - self._tic, 1e-9)
         short = {k.replace("inpaint/", "").replace("edge/", "e_"): v for k, v in logs.items()}
         bar.set_postfix({k: f"{v:.3g}" for k, v in short.items()} | {"img/s": f"{rate:.2f}"})

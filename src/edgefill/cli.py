@@ -62,15 +62,11 @@ def check_outputs(
             )
 
 
-_warned_lossy = False
-
-
 def _warn_lossy(paths: list[str | Path | None], quality: int | None) -> None:
-    """One warning per run when a result goes to JPEG: it changes pixels outside the hole."""
-    global _warned_lossy
+    """One warning (each command calls this once, before writing) when results go to JPEG:
+    it changes pixels outside the hole."""
     jpegs = [str(p) for p in paths if p and Path(p).suffix.lower() in (".jpg", ".jpeg")]
-    if jpegs and not _warned_lossy:
-        _warned_lossy = True
+    if jpegs:
         q = 95 if quality is None else quality
         print(
             f"edgefill: warning: {', '.join(jpegs)}: JPEG is lossy (quality {q}); pixels outside "

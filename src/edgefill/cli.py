@@ -428,8 +428,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise EdgefillError(
             f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb}"
         )
-    if args.max_pixels <= 0:
-        raise EdgefillError("--max-pixels must be positive")
+    if args.max_pixels <= 0 or (args.pixel_budget is not None and args.pixel_budget <= 0):
+        raise EdgefillError("--max-pixels and --pixel-budget must be positive")
     check_port_free(args.host, args.port)  # one clear line now, not a uvicorn error later
     hosts = allowed_hosts_for(args.host, args.allowed_host)
     if not is_loopback(args.host):
@@ -446,6 +446,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,
         allowed_hosts=hosts,
+        pixel_budget=args.pixel_budget,
     )
     return 0
 
@@ -817,6 +818,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=40_000_000,
         help="largest photo accepted, in pixels (default 40 MP)",
+    )
+    p.add_argument(
+        "--pixel-budget",
+        type=int,
+        default=None,
+        help="decoded pixels all requests in progress may hold together; over it new requests "
+        "get 503 + Retry-After (default 2 x --max-pixels)",
     )
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)

@@ -881,16 +881,23 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
     from edgefill.image import save_image
 
     dead, alive = _dead_pid(), os.getpid()
-    stale = [tmp_path / f".out.png.{dead}-abcdef123456.tmp", tmp_path / f".ck.pt.{dead}-0123.tmp"]
+    stale = [
+        tmp_path / f".out.png.{dead}-abcdef123456.tmp",
+        tmp_path / f".ck.pt.{dead}-0123456789ab.tmp",
+    ]
     live = tmp_path / f".out.png.{alive}-fedcba654321.tmp"  # another writer still at work
     old_style = tmp_path / ".out.png.0123456789ab.tmp"
-    for p in [*stale, live, old_style]:
+    old_ckpt = tmp_path / ".tmp-k2j4h5.pt"  # mkstemp name of earlier versions
+    fresh_old_ckpt = tmp_path / ".tmp-abcdef.pt"  # maybe a live older edgefill: kept
+    unrelated = tmp_path / ".out.png.notes.tmp"  # not a name edgefill writes
+    for p in [*stale, live, old_style, old_ckpt, fresh_old_ckpt, unrelated]:
         p.write_bytes(b"partial")
-    os.utime(old_style, (time.time() - 7200, time.time() - 7200))
+    for p in (old_style, old_ckpt):
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
     save_image(tmp_path / "out.png", photo_array(8, 8))
     atomic_torch_save({"step": 1}, tmp_path / "ck.pt")
-    assert not any(p.exists() for p in stale) and not old_style.exists()
-    assert live.exists()
+    assert not any(p.exists() for p in [*stale, old_style, old_ckpt])
+    assert live.exists() and fresh_old_ckpt.exists() and unrelated.exists()
 
 
 _SIGTERM_SAVER = r"""

@@ -32,6 +32,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)  # left by a run that was killed mid-save
+    _remove_old_style_temps(path.parent)
     tmp = temp_path(path)
     try:
         with open(tmp, "xb") as fh:
@@ -43,6 +44,19 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_old_style_temps(folder: Path, min_age_s: float = 3600) -> None:
+    """Temp files of versions before per-process temp names (``.tmp-XXXX.pt``, from mkstemp),
+    removed once clearly abandoned."""
+    import time
+
+    for tmp in folder.glob(".tmp-*.pt"):
+        try:
+            if time.time() - tmp.stat().st_mtime > min_age_s:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

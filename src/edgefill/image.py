@@ -5,8 +5,10 @@ Everything else in the package works on tensors or plain arrays; file formats li
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import struct
 import threading
 import uuid
@@ -472,6 +474,8 @@ def _png_with_meta(png: bytes, meta: ImageMeta) -> bytes:
 # ----------------------------------------------------------------------------- atomic writes
 
 TEMP_SUFFIX = ".tmp"
+_TEMP_TAG = re.compile(r"(\d+)-[0-9a-f]{12}")  # pid-random, as temp_path writes it
+_OLD_TEMP_TAG = re.compile(r"[0-9a-f]{12}")  # names from edgefill versions before the pid
 
 
 def temp_path(path: Path) -> Path:
@@ -500,16 +504,14 @@ def remove_stale_temps(path: Path) -> list[Path]:
         return removed
     for tmp in candidates:
         tag = tmp.name[len(path.name) + 2 : -len(TEMP_SUFFIX)]
-        pid = tag.split("-", 1)[0]
-        if "-" in tag and pid.isdigit() and _pid_alive(int(pid)):
-            continue
-        if "-" not in tag and _age_seconds(tmp) < 3600:
-            continue  # an old-style name without a pid: only once it is clearly abandoned
-        try:
+        ours = _TEMP_TAG.fullmatch(tag)
+        if ours is not None and _pid_alive(int(ours.group(1))):
+            continue  # another process is writing this file right now
+        if ours is None and not (_OLD_TEMP_TAG.fullmatch(tag) and _age_seconds(tmp) > 3600):
+            continue  # not one of ours (or an old-style name not yet clearly abandoned)
+        with contextlib.suppress(OSError):
             tmp.unlink()
             removed.append(tmp)
-        except OSError:
-            pass
     return removed
 
 

@@ -785,10 +785,10 @@ def test_pixel_budget_gives_503_with_retry_after(inpainter: Inpainter) -> None:
     release, entered = threading.Event(), threading.Event()
 
     class Slow(Inpainter):
-        def inpaint_arrays(self, rgb, hole, guide=None):
+        def inpaint_arrays(self, rgb, hole, guide=None, **options):
             entered.set()
             release.wait(10)
-            return super().inpaint_arrays(rgb, hole, guide)
+            return super().inpaint_arrays(rgb, hole, guide, **options)
 
     slow = Slow(inpainter.g1, inpainter.g2, inpainter.config)
     data = files(png(photo_array()), png(mask_array()))  # 2 x 1920 pixels reserved
@@ -830,10 +830,10 @@ def test_detection_is_not_held_up_by_a_long_inpaint(inpainter: Inpainter) -> Non
     release, entered = threading.Event(), threading.Event()
 
     class Slow(Inpainter):
-        def inpaint_arrays(self, rgb, hole, guide=None):
+        def inpaint_arrays(self, rgb, hole, guide=None, **options):
             entered.set()
             release.wait(20)
-            return super().inpaint_arrays(rgb, hole, guide)
+            return super().inpaint_arrays(rgb, hole, guide, **options)
 
     slow = Slow(inpainter.g1, inpainter.g2, inpainter.config)
     with TestClient(create_app(slow)) as c, ThreadPoolExecutor(2) as pool:

@@ -272,7 +272,10 @@ def test_inpaint_folder_skip_existing(
     assert (out / "a.png").read_bytes() == b"already done"  # skipped
     assert Image.open(out / "b.png").size == (40, 32)
     b_before = (out / "b.png").stat().st_mtime_ns
-    rc, _, _ = run(capsys, *argv)  # without the flag everything is redone
+    rc, _, err = run(capsys, *argv)  # neither flag: refused, nothing is replaced
+    assert_user_error(rc, err, "--overwrite")
+    assert (out / "a.png").read_bytes() == b"already done"
+    rc, _, _ = run(capsys, *argv, "--overwrite")  # --overwrite redoes everything
     assert rc == 0
     assert Image.open(out / "a.png").size == (40, 32)
     assert (out / "b.png").stat().st_mtime_ns >= b_before
@@ -310,7 +313,7 @@ def test_edges_command(
     known = canny_edges(to_gray(np.asarray(Image.open(photo))), hole, 2.0)
     np.testing.assert_array_equal(edges[~hole], (known[~hole] * 255).astype(np.uint8))
     rc, _, err = run(capsys, "edges", photo, "--mask", photo.parent / "nope.png", "-o", out,
-                     "--weights", tiny_release)  # fmt: skip
+                     "--overwrite", "--weights", tiny_release)  # fmt: skip
     assert_user_error(rc, err, "nope.png")
 
 

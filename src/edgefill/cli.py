@@ -6,6 +6,7 @@ User errors (EdgefillError) print one line without a traceback and exit with sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,69 +14,158 @@ from typing import Any
 
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1  # a batch ran but some files failed
+EXIT_SIGTERM = 128 + 15
+PREFETCH = 2  # folder mode: photos decoded ahead of the model (bounds memory, see reliability.md)
+
+
+# ----------------------------------------------------------------------------- file safety
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """True when a and b are one file (hard links and symlinks included) or would be."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(
+    inputs: dict[str, str | Path | None],
+    outputs: dict[str, str | Path | None],
+    overwrite: bool = False,
+) -> None:
+    """Refuse before any work when an output would replace an input, two outputs share a path,
+    or (without ``overwrite``) an output file already exists. Keys are the options' names."""
+    from edgefill.errors import EdgefillError
+
+    ins = [(k, Path(v)) for k, v in inputs.items() if v]
+    outs = [(k, Path(v)) for k, v in outputs.items() if v]
+    for i, (flag, out) in enumerate(outs):
+        for in_flag, src in ins:
+            if _same_path(out, src):
+                raise EdgefillError(
+                    f"{out}: {flag} would overwrite the {in_flag} file; edgefill never writes "
+                    "over its inputs, choose another output path"
+                )
+        for other_flag, other in outs[:i]:
+            if _same_path(out, other):
+                raise EdgefillError(
+                    f"{out}: {other_flag} and {flag} name the same file; give each output its own path"
+                )
+        if not overwrite and out.exists():
+            what = "a folder" if out.is_dir() else "a file"
+            raise EdgefillError(
+                f"{out}: {flag} names {what} that already exists; pass --overwrite to replace it "
+                "or choose another path"
+            )
+
+
+def _warn_lossy(paths: list[str | Path | None], quality: int | None) -> None:
+    """One warning (each command calls this once, before writing) when results go to JPEG:
+    it changes pixels outside the hole."""
+    jpegs = [str(p) for p in paths if p and Path(p).suffix.lower() in (".jpg", ".jpeg")]
+    if jpegs:
+        q = 95 if quality is None else quality
+        print(
+            f"edgefill: warning: {', '.join(jpegs)}: JPEG is lossy (quality {q}); pixels outside "
+            "the hole will change slightly. Write .png, .tif or .webp to keep them exactly",
+            file=sys.stderr,
+        )
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # SystemExit unwinds like Ctrl+C: temp files of writes in progress are removed on the way.
+    raise SystemExit(EXIT_SIGTERM)
+
+
+def install_sigterm_handler() -> None:
+    """SIGTERM (kill, systemd, docker stop) ends the command cleanly instead of abruptly."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 # ----------------------------------------------------------------------------- inpaint / edges
 
 
-def _pairs(photo_dir: Path, mask_dir: Path) -> list[tuple[Path, Path | None]]:
-    """Each photo with the mask of the same file name (any image extension) in mask_dir."""
-    from edgefill.data import IMAGE_SUFFIXES
+def _pairs(photo_dir: Path, mask_dir: Path) -> tuple[list[tuple[Path, Path | None]], list[Path]]:
+    """Each photo with the mask of the same file name (any image extension) in mask_dir, and the
+    files that were not taken because their type is not an image type this install reads.
+
+    "Photo" means any file type single-photo mode reads (every format Pillow has a plugin for:
+    GIF, and AVIF/HEIC where installed), not only the common ones."""
     from edgefill.errors import EdgefillError
+    from edgefill.image import readable_suffixes
 
     if not mask_dir.is_dir():
         raise EdgefillError(f"{mask_dir}: a photo folder needs a mask folder (--mask DIR)")
-    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    photos = sorted(
-        p for p in photo_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    suffixes = readable_suffixes()
+    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in suffixes}
+    files = sorted(p for p in photo_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    photos = [p for p in files if p.suffix.lower() in suffixes]
     if not photos:
         raise EdgefillError(f"{photo_dir}: no photos found")
-    return [(p, masks.get(p.stem)) for p in photos]
+    others = [p for p in files if p.suffix.lower() not in suffixes]
+    return [(p, masks.get(p.stem)) for p in photos], others
 
 
 def cmd_inpaint(args: argparse.Namespace) -> int:
     from edgefill.errors import EdgefillError
-    from edgefill.image import output_format
+    from edgefill.image import check_quality, output_format
+    from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
 
     photo = Path(args.photo)
     if not photo.exists():
         raise EdgefillError(f"{photo}: file not found")
-    inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
-    opts: dict[str, Any] = {
-        "resize_mask": args.resize_mask,
-        "mask_threshold": args.mask_threshold,
-        "max_pixels": args.max_pixels,
-    }
+    check_threshold(args.mask_threshold)
+    check_quality(args.quality)
     if photo.is_dir():
-        return _inpaint_folder(inpainter, photo, args, opts)
+        out_dir, pairs, others = _plan_folder(photo, args)
+        inpainter = Inpainter.from_pretrained(
+            args.weights, device=args.device, **_speed_options(args)
+        )
+        return _inpaint_folder(inpainter, out_dir, pairs, others, args)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_inpainted.png")
     output_format(out)  # a bad suffix fails now, not after the model has run
     if args.edges_out:
         output_format(args.edges_out)
-    result = inpainter(photo, args.mask, edges=args.edges, **opts)
+    check_outputs(
+        {"photo": photo, "--mask": args.mask, "--edges": args.edges},
+        {"--output": out, "--edges-out": args.edges_out},
+        args.overwrite,
+    )
+    _warn_lossy([out], args.quality)
+    inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
+    result = inpainter(
+        photo,
+        args.mask,
+        edges=args.edges,
+        resize_mask=args.resize_mask,
+        mask_threshold=args.mask_threshold,
+        max_pixels=args.max_pixels,
+    )
     if args.refine:
         from edgefill.refine import refine
 
         result.image = refine(result.image, result.mask, result.edges)
-    result.save(out)
+    result.save(out, args.quality)
     if args.edges_out:
         result.save_edges(args.edges_out)
     print(f"wrote {out}")
     return 0
 
 
-def _inpaint_folder(
-    inpainter: Any, photo_dir: Path, args: argparse.Namespace, opts: dict[str, Any]
-) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
+def _plan_folder(
+    photo_dir: Path, args: argparse.Namespace
+) -> tuple[Path, list[tuple[Path, Path | None, Path]], list[Path]]:
+    """Check a folder run before any model loads: (output folder, (photo, mask, target) per
+    photo, files that are not photos). Existing results need --overwrite or --skip-existing."""
     from edgefill.errors import EdgefillError
-    from edgefill.masks import load_photo_and_mask
-    from edgefill.pipeline import InpaintResult
 
     if args.mask is None:
         raise EdgefillError("a photo folder needs --mask MASK_DIR (masks with the same file names)")
@@ -84,17 +174,60 @@ def _inpaint_folder(
     out_dir = (
         Path(args.output) if args.output else photo_dir.with_name(photo_dir.name + "_inpainted")
     )
-    if out_dir.resolve() == photo_dir.resolve():
+    for what, folder in (("photo", photo_dir), ("mask", Path(args.mask))):
+        if _same_path(out_dir, folder):
+            raise EdgefillError(
+                f"{out_dir}: the output folder is the {what} folder; choose another -o so the "
+                f"{what}s are not overwritten"
+            )
+    pairs, others = _pairs(photo_dir, Path(args.mask))
+    planned = [(p, m, out_dir / (p.stem + ".png")) for p, m in pairs]
+    existing = [t for _, m, t in planned if m is not None and t.exists()]
+    if existing and not (args.overwrite or args.skip_existing):
         raise EdgefillError(
-            f"{out_dir}: the output folder is the photo folder; choose another -o so the "
-            "originals are not overwritten"
+            f"{out_dir}: {len(existing)} of the results already exist (e.g. {existing[0].name}); "
+            "pass --skip-existing to keep them or --overwrite to replace them"
         )
-    pairs = _pairs(photo_dir, Path(args.mask))
+    return out_dir, planned, others
+
+
+def _prefetch(fn: Callable[[Any], Any], items: list[Any], pool: Any, ahead: int) -> Any:
+    """``map(fn, items)`` on ``pool`` with at most ``ahead`` results waiting: memory stays flat
+    however many items there are (Executor.map would decode every photo up front)."""
+    from collections import deque
+
+    pending: deque = deque()
+    it = iter(items)
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            break
+    while pending:
+        result = pending.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(fn, nxt))
+        yield result
+
+
+def _inpaint_folder(
+    inpainter: Any,
+    out_dir: Path,
+    pairs: list[tuple[Path, Path | None, Path]],
+    others: list[Path],
+    args: argparse.Namespace,
+) -> int:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from edgefill.errors import EdgefillError
+    from edgefill.pipeline import InpaintResult, prepare_inputs
+
     failures: list[str] = []
     todo = []
     targets: set[Path] = set()
-    for photo, mask in pairs:
-        target = out_dir / (photo.stem + ".png")
+    for photo, mask, target in pairs:
         if mask is None:
             failures.append(f"{photo.name}: no mask with the same name in {args.mask}")
         elif target in targets:  # a.jpg and a.png would both write a.png
@@ -108,42 +241,62 @@ def _inpaint_folder(
             todo.append((photo, mask, target))
 
     def decode(item: tuple[Path, Path, Path]) -> tuple[Any, ...]:
-        photo, mask, target = item
+        photo, mask, _target = item
         try:
-            rgb, hole, alpha = load_photo_and_mask(photo, mask, **opts)
-            return item, rgb, hole, alpha, None
+            loaded = prepare_inputs(
+                photo, mask, args.resize_mask, args.mask_threshold, args.max_pixels
+            )
+            return item, loaded, None
         except EdgefillError as exc:
-            return item, None, None, None, str(exc)
+            return item, None, str(exc)
 
-    # Decode the next file and encode the previous result on worker threads while the model runs.
+    # Decode the next photos and encode the previous result on worker threads while the model
+    # runs; at most PREFETCH decoded photos and PREFETCH unwritten results exist at any time.
+    written = 0
     with ThreadPoolExecutor(max_workers=2) as pool:
-        writes = []
-        for (photo, _mask, target), rgb, hole, alpha, err in tqdm(
-            pool.map(decode, todo), total=len(todo), desc="inpaint", unit="img"
+        writes: list[tuple[Path, Future]] = []
+
+        def settle(keep: int) -> None:
+            nonlocal written
+            while len(writes) > keep:
+                name, fut = writes.pop(0)
+                try:
+                    fut.result()
+                    written += 1
+                except (EdgefillError, OSError) as exc:
+                    failures.append(f"{name.name}: {exc}")
+
+        for (photo, _mask, target), loaded, err in tqdm(
+            _prefetch(decode, todo, pool, PREFETCH), total=len(todo), desc="inpaint", unit="img"
         ):
             if err is not None:
                 failures.append(err)
                 continue
+            source, hole, keep_alpha = loaded
             try:
-                image, edges = inpainter.inpaint_arrays(rgb, hole)
+                image, edges = inpainter.inpaint_arrays(source.rgb, hole)
                 if args.refine:
                     from edgefill.refine import refine
 
                     image = refine(image, hole, edges)
-                writes.append(
-                    (photo, pool.submit(InpaintResult(image, edges, hole, alpha).save, target))
-                )
             except EdgefillError as exc:
                 failures.append(f"{photo.name}: {exc}")
-        written = 0
-        for photo, fut in writes:
-            try:
-                fut.result()
-                written += 1
-            except (EdgefillError, OSError) as exc:
-                failures.append(f"{photo.name}: {exc}")
+                continue
+            alpha = source.alpha if keep_alpha else None
+            res = InpaintResult(image, edges, hole, alpha, source.deep, source.meta)
+            del source, loaded, image, edges
+            settle(PREFETCH - 1)
+            writes.append((photo, pool.submit(res.save, target)))
+            del res
+        settle(0)
     for line in failures:
         print(f"edgefill: skipped {line}", file=sys.stderr)
+    if others:
+        names = ", ".join(p.name for p in others[:5]) + (" ..." if len(others) > 5 else "")
+        print(
+            f"edgefill: ignored {len(others)} file(s) that are not a readable image type: {names}",
+            file=sys.stderr,
+        )
     print(f"wrote {written} of {len(pairs)} photos to {out_dir}")
     return EXIT_PARTIAL if failures else 0
 
@@ -153,6 +306,9 @@ def cmd_edges(args: argparse.Namespace) -> int:
     from edgefill.pipeline import Inpainter, InpaintResult
 
     output_format(args.output)  # a bad suffix fails before the model runs
+    check_outputs(
+        {"photo": args.photo, "--mask": args.mask}, {"--output": args.output}, args.overwrite
+    )
     inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
     rgb, hole, _ = inpainter.prepare(
         args.photo, args.mask, args.resize_mask, args.mask_threshold, args.max_pixels
@@ -167,8 +323,9 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from edgefill.masks import parse_bucket, write_mask_set
+    from edgefill.masks import check_mask_size, parse_bucket, write_mask_set
 
+    check_mask_size(args.width, args.height, args.count)
     ratio = parse_bucket(args.bucket) if args.bucket else None
     paths = write_mask_set(
         args.output, args.kind, args.count, (args.width, args.height), args.seed, ratio
@@ -207,6 +364,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from edgefill.train import export_run
 
+    check_outputs({"run": args.run, "--edge-from": args.edge_from}, {"--output": args.output}, True)
     out = export_run(
         args.run,
         args.output,
@@ -229,6 +387,8 @@ def cmd_convert_reference(args: argparse.Namespace) -> int:
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from edgefill.onnx_export import export_onnx
 
+    if args.weights != "default":
+        check_outputs({"weights": args.weights}, {"--output": args.output}, True)
     out = export_onnx(args.weights, args.output)
     print(
         f"wrote {out / 'edge.onnx'} and {out / 'inpaint.onnx'} (use --weights {out} --backend onnx)"
@@ -268,16 +428,24 @@ def cmd_fetch_inception(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import math
+
     from edgefill.errors import EdgefillError, require_extra
 
     require_extra("web", "edgefill serve", "fastapi", "uvicorn", "python_multipart|multipart")
     from edgefill.pipeline import Inpainter
-    from edgefill.server import is_loopback, serve
+    from edgefill.server import allowed_hosts_for, check_port_free, is_loopback, serve
 
     if not 1 <= args.port <= 65535:
         raise EdgefillError(f"--port must be between 1 and 65535, got {args.port}")
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
-        raise EdgefillError("--max-upload-mb and --max-pixels must be positive")
+    if not math.isfinite(args.max_upload_mb) or not 0 < args.max_upload_mb <= 1_000_000:
+        raise EdgefillError(
+            f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb}"
+        )
+    if args.max_pixels <= 0 or (args.pixel_budget is not None and args.pixel_budget <= 0):
+        raise EdgefillError("--max-pixels and --pixel-budget must be positive")
+    check_port_free(args.host, args.port)  # one clear line now, not a uvicorn error later
+    hosts = allowed_hosts_for(args.host, args.allowed_host)
     if not is_loopback(args.host):
         print(
             f"edgefill: warning: listening on {args.host}: anyone who can reach this address can "
@@ -291,6 +459,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,
+        allowed_hosts=hosts,
+        pixel_budget=args.pixel_budget,
     )
     return 0
 
@@ -307,6 +477,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for path in (args.output, args.preview):
         if path:
             output_format(path)  # a bad suffix fails now, not after the detector has run
+    check_outputs(
+        {"photo": args.photo}, {"--output": args.output, "--preview": args.preview}, args.overwrite
+    )
+    _warn_lossy([args.output], None)
     rgb, _ = load_rgb(args.photo, args.max_pixels)
     mask = detect_damage(rgb, args.kind, args.sensitivity, args.method)
     save_image(args.output, mask.astype(np.uint8) * 255)
@@ -319,7 +493,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from edgefill.image import output_format
+    from edgefill.image import check_quality, output_format
+    from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
     from edgefill.restore import restore
 
@@ -328,6 +503,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for path in (out, args.side_by_side, args.mask_out):
         if path:
             output_format(path)
+    check_threshold(args.mask_threshold)
+    check_quality(args.quality)
+    check_outputs(
+        {"photo": photo, "--mask": args.mask},
+        {"--output": out, "--side-by-side": args.side_by_side, "--mask-out": args.mask_out},
+        args.overwrite,
+    )
+    _warn_lossy([out], args.quality)
     inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
     result = restore(
         photo,
@@ -341,7 +524,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
     )
-    result.save(out)
+    result.save(out, args.quality)
     if args.side_by_side:
         result.save_side_by_side(args.side_by_side)
     if args.mask_out:
@@ -444,6 +627,22 @@ def _speed_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _add_output_args(p: argparse.ArgumentParser, quality: bool = False) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that already exist (inputs are never overwritten)",
+    )
+    if quality:
+        p.add_argument(
+            "--quality",
+            type=int,
+            default=None,
+            help="JPEG quality 1-100 (default 95); for .webp, lossy at this quality instead of "
+            "lossless",
+        )
+
+
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
     from edgefill.config import DEFAULT_MAX_PIXELS
 
@@ -454,7 +653,7 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
         "--mask-threshold",
         type=int,
         default=1,
-        help="mask pixels >= this value (0-255) are the hole (default 1)",
+        help="mask pixels >= this value (1-255) are the hole (default 1)",
     )
     p.add_argument(
         "--max-pixels",
@@ -501,6 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-existing", action="store_true", help="folder mode: skip photos already written"
     )
+    _add_output_args(p, quality=True)
     p.add_argument(
         "--refine",
         action="store_true",
@@ -518,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("--mask", required=True)
     p.add_argument("-o", "--output", required=True)
+    _add_output_args(p)
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
@@ -654,6 +855,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     upload_mb = SERVER_MAX_UPLOAD_BYTES / 2**20
     p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests addressed to this host name (e.g. a reverse proxy's); "
+        "repeatable. Other Host/Origin headers are refused (DNS rebinding)",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=upload_mb,
@@ -665,6 +874,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=SERVER_MAX_PIXELS,
         help=f"largest photo accepted, in pixels (default {SERVER_MAX_PIXELS / 1e6:.0f} MP)",
     )
+    p.add_argument(
+        "--pixel-budget",
+        type=int,
+        default=None,
+        help="decoded pixels all requests in progress may hold together; over it new requests "
+        "get 503 + Retry-After (default 2 x --max-pixels)",
+    )
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)
 
@@ -672,6 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="mask file (white = damaged)")
     p.add_argument("--preview", help="also write the photo with the flagged pixels in red")
+    _add_output_args(p)
     _add_detect_args(p)
     p.add_argument(
         "--max-pixels",
@@ -690,6 +907,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side-by-side", metavar="PNG", help="also write a before/after image")
     p.add_argument("--mask-out", metavar="PNG", help="also write the mask that was repaired")
     p.add_argument("--no-refine", action="store_true", help="skip the refinement pass")
+    _add_output_args(p, quality=True)
     _add_detect_args(p)
     _add_model_args(p)
     _add_speed_args(p)
@@ -705,6 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     from edgefill.errors import EdgefillError
 
+    install_sigterm_handler()
     try:
         return func(args)
     except EdgefillError as exc:

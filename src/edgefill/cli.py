@@ -18,27 +18,15 @@ EXIT_PARTIAL = 1  # a batch ran but some files failed
 # ----------------------------------------------------------------------------- inpaint / edges
 
 
-def _pairs(photo_dir: Path, mask_dir: Path) -> list[tuple[Path, Path | None]]:
-    """Each photo with the mask of the same file name (any image extension) in mask_dir."""
-    from edgefill.data import IMAGE_SUFFIXES
-    from edgefill.errors import EdgefillError
-
-    if not mask_dir.is_dir():
-        raise EdgefillError(f"{mask_dir}: a photo folder needs a mask folder (--mask DIR)")
-    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    photos = sorted(
-        p for p in photo_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not photos:
-        raise EdgefillError(f"{photo_dir}: no photos found")
-    return [(p, masks.get(p.stem)) for p in photos]
-
-
 def cmd_inpaint(args: argparse.Namespace) -> int:
+    from edgefill.batch import is_batch_source
     from edgefill.errors import EdgefillError
     from edgefill.image import output_format
     from edgefill.pipeline import Inpainter
 
+    if is_batch_source(args.photo):
+        return _run_batch(args, "inpaint")
+    _single_photo_only(args)
     photo = Path(args.photo)
     if not photo.exists():
         raise EdgefillError(f"{photo}: file not found")
@@ -48,8 +36,6 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         "mask_threshold": args.mask_threshold,
         "max_pixels": args.max_pixels,
     }
-    if photo.is_dir():
-        return _inpaint_folder(inpainter, photo, args, opts)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_inpainted.png")
     output_format(out)  # a bad suffix fails now, not after the model has run
     if args.edges_out:
@@ -66,94 +52,66 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inpaint_folder(
-    inpainter: Any, photo_dir: Path, args: argparse.Namespace, opts: dict[str, Any]
-) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
+def _run_batch(args: argparse.Namespace, task: str) -> int:
+    """A folder or manifest CSV, photo by photo, here or on Ray (``edgefill.batch``)."""
+    from edgefill.batch import Job, plan_batch, run_batch, summary_line
     from edgefill.errors import EdgefillError
-    from edgefill.image import load_rgb
-    from edgefill.masks import load_mask
-    from edgefill.pipeline import InpaintResult
 
-    if args.mask is None:
-        raise EdgefillError("a photo folder needs --mask MASK_DIR (masks with the same file names)")
-    if args.edges or args.edges_out:
+    if getattr(args, "edges", None) or getattr(args, "edges_out", None):
         raise EdgefillError("--edges and --edges-out apply to a single photo, not a folder")
-    out_dir = (
-        Path(args.output) if args.output else photo_dir.with_name(photo_dir.name + "_inpainted")
+    refine = args.refine if task == "inpaint" else not args.no_refine
+    detect = {}
+    if task == "restore":
+        detect = {"kind": args.kind, "sensitivity": args.sensitivity, "method": args.method}
+    job = Job(
+        task=task,
+        weights=args.weights,
+        device=args.device,
+        speed=_speed_options(args),
+        resize_mask=args.resize_mask,
+        mask_threshold=args.mask_threshold,
+        max_pixels=args.max_pixels,
+        refine=refine,
+        threads=args.threads,
+        skip_existing=args.skip_existing,
+        **detect,
     )
-    if out_dir.resolve() == photo_dir.resolve():
+    plan = plan_batch(
+        args.photo,
+        args.mask,
+        args.output,
+        task,
+        side_by_side=getattr(args, "side_by_side", None),
+        mask_out=getattr(args, "mask_out", None),
+        failures_csv=args.failures,
+    )
+    ray_options = {}
+    if args.engine == "ray":
+        ray_options = {
+            "address": args.address,
+            "workers": args.workers,
+            "cpus_per_worker": args.cpus_per_worker,
+            "gpus_per_worker": args.gpus_per_worker,
+        }
+    summary = run_batch(job, plan, args.engine, progress=not args.quiet, **ray_options)
+    shown = 20  # the CSV has them all; a terminal of 10 000 lines helps nobody
+    for f in summary.failures[:shown]:
+        print(f"edgefill: skipped {Path(f.photo).name or f.output}: {f.reason}", file=sys.stderr)
+    if len(summary.failures) > shown:
+        print(f"edgefill: ... and {len(summary.failures) - shown} more", file=sys.stderr)
+    if summary.failures_csv:
+        print(f"failures listed in {summary.failures_csv}", file=sys.stderr)
+    print(summary_line(summary, plan.out_dir))
+    return EXIT_PARTIAL if summary.failed else 0
+
+
+def _single_photo_only(args: argparse.Namespace) -> None:
+    from edgefill.errors import EdgefillError
+
+    if args.engine != "local":
         raise EdgefillError(
-            f"{out_dir}: the output folder is the photo folder; choose another -o so the "
-            "originals are not overwritten"
+            f"--engine {args.engine} runs a folder or a manifest .csv, not one photo"
         )
-    pairs = _pairs(photo_dir, Path(args.mask))
-    failures: list[str] = []
-    todo = []
-    targets: set[Path] = set()
-    for photo, mask in pairs:
-        target = out_dir / (photo.stem + ".png")
-        if mask is None:
-            failures.append(f"{photo.name}: no mask with the same name in {args.mask}")
-        elif target in targets:  # a.jpg and a.png would both write a.png
-            failures.append(
-                f"{photo.name}: another photo named {photo.stem}.* also writes {target}"
-            )
-        elif args.skip_existing and target.exists():
-            continue
-        else:
-            targets.add(target)
-            todo.append((photo, mask, target))
-
-    def decode(item: tuple[Path, Path, Path]) -> tuple[Any, ...]:
-        photo, mask, target = item
-        try:
-            rgb, alpha = load_rgb(photo, opts["max_pixels"])
-            hole = load_mask(
-                mask,
-                (rgb.shape[1], rgb.shape[0]),
-                opts["mask_threshold"],
-                opts["resize_mask"],
-                opts["max_pixels"],
-            )
-            return item, rgb, hole, alpha, None
-        except EdgefillError as exc:
-            return item, None, None, None, str(exc)
-
-    # Decode the next file and encode the previous result on worker threads while the model runs.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        writes = []
-        for (photo, _mask, target), rgb, hole, alpha, err in tqdm(
-            pool.map(decode, todo), total=len(todo), desc="inpaint", unit="img"
-        ):
-            if err is not None:
-                failures.append(err)
-                continue
-            try:
-                image, edges = inpainter.inpaint_arrays(rgb, hole)
-                if args.refine:
-                    from edgefill.refine import refine
-
-                    image = refine(image, hole, edges)
-                writes.append(
-                    (photo, pool.submit(InpaintResult(image, edges, hole, alpha).save, target))
-                )
-            except EdgefillError as exc:
-                failures.append(f"{photo.name}: {exc}")
-        written = 0
-        for photo, fut in writes:
-            try:
-                fut.result()
-                written += 1
-            except (EdgefillError, OSError) as exc:
-                failures.append(f"{photo.name}: {exc}")
-    for line in failures:
-        print(f"edgefill: skipped {line}", file=sys.stderr)
-    print(f"wrote {written} of {len(pairs)} photos to {out_dir}")
-    return EXIT_PARTIAL if failures else 0
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
@@ -313,10 +271,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from edgefill.batch import is_batch_source
     from edgefill.image import output_format
     from edgefill.pipeline import Inpainter
     from edgefill.restore import restore
 
+    if is_batch_source(args.photo):
+        return _run_batch(args, "restore")
+    _single_photo_only(args)
     photo = Path(args.photo)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_restored.png")
     for path in (out, args.side_by_side, args.mask_out):
@@ -437,6 +399,56 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_batch_args(p: argparse.ArgumentParser) -> None:
+    """Folder and manifest mode: resuming, failures, and the Ray engine (docs/scale.md)."""
+    g = p.add_argument_group(
+        "folders and manifests (PHOTO is a folder or a .csv of photo,mask,output)"
+    )
+    g.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip photos whose output exists (always on with --engine ray: a rerun resumes)",
+    )
+    g.add_argument(
+        "--failures",
+        metavar="CSV",
+        help="where to list the photos that failed, with the reason (default OUT/failures.csv)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per model (default: all cores here; --cpus-per-worker on Ray); "
+        "outputs are byte-identical between engines at equal threads per model",
+    )
+    g.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local: this process (default); ray: a Ray cluster, one model per worker "
+        "(pip install 'edgefill[cluster]')",
+    )
+    g.add_argument(
+        "--address",
+        help="ray: the cluster to join, e.g. auto (started with `ray start`) or HOST:6379 "
+        "(default: start Ray on this machine)",
+    )
+    g.add_argument(
+        "--workers", type=int, help="ray: model workers (default: one per CPU, or per GPU)"
+    )
+    g.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1,
+        help="ray: CPUs (and torch threads) per worker (default 1)",
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="ray: GPUs per worker, e.g. 0.5 to share one (default 1 with --device cuda)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgefill import __version__
 
@@ -463,9 +475,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--edges-out", help="also write the edge map used (white lines on black)")
     p.add_argument(
-        "--skip-existing", action="store_true", help="folder mode: skip photos already written"
-    )
-    p.add_argument(
         "--refine",
         action="store_true",
         help="blend the seam, sharpen predicted contours, clean flat areas (inside the hole only)",
@@ -473,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
+    _add_batch_args(p)
     p.set_defaults(func=cmd_inpaint)
 
     p = sub.add_parser(
@@ -634,16 +644,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "restore", help="repair an old photo in one go: detect damage, inpaint, refine"
     )
-    p.add_argument("photo")
-    p.add_argument("-o", "--output", help="restored photo (default PHOTO_restored.png)")
-    p.add_argument("--mask", help="use this mask (white = damaged) instead of detecting damage")
-    p.add_argument("--side-by-side", metavar="PNG", help="also write a before/after image")
-    p.add_argument("--mask-out", metavar="PNG", help="also write the mask that was repaired")
+    p.add_argument("photo", help="photo file, a folder of photos, or a manifest .csv")
+    p.add_argument(
+        "-o", "--output", help="restored photo (default PHOTO_restored.png) or output folder"
+    )
+    p.add_argument(
+        "--mask",
+        help="use this mask (white = damaged) instead of detecting damage; for a folder, "
+        "a folder of masks with the photos' names",
+    )
+    p.add_argument(
+        "--side-by-side",
+        metavar="PNG",
+        help="also write a before/after image (for a folder or manifest: a folder for them)",
+    )
+    p.add_argument(
+        "--mask-out",
+        metavar="PNG",
+        help="also write the mask that was repaired (for a folder or manifest: a folder)",
+    )
     p.add_argument("--no-refine", action="store_true", help="skip the refinement pass")
     _add_detect_args(p)
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
+    _add_batch_args(p)
     p.set_defaults(func=cmd_restore)
 
     return parser

@@ -41,6 +41,7 @@ ENGINES = ("local", "ray")
 STATUSES = ("done", "skipped", "failed")
 FAILURE_COLUMNS = ("photo", "mask", "output", "reason")
 MAX_RAY_ROUNDS = 3  # a Ray run that loses items (beyond Ray's own retries) is resubmitted
+RAY_TASK_RETRIES = 2  # Ray retries a batch whose worker died this many times within a run
 
 
 @dataclass(frozen=True)
@@ -624,21 +625,27 @@ def run_ray(
         ctx.enable_progress_bars = False  # ours is the one progress bar
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
+        ctx.max_errored_blocks = -1  # a batch lost for good must not stop the others
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         size = _pool_size(ray, workers, cpus_per_worker, gpus)
         pending = {item.output: item for item in items}
         error: Exception | None = None
-        for _ in range(MAX_RAY_ROUNDS):
+        for round_ in range(MAX_RAY_ROUNDS):
             if not pending:
                 break
             rows = [{k: getattr(i, k) or "" for k in _ITEM_FIELDS} for i in pending.values()]
-            ds = ray.data.from_items(rows).map_batches(
+            # After the first run each photo is its own block: a photo that kills its worker
+            # every time (out of memory, say) then takes no other photo down with it.
+            blocks = None if round_ == 0 else len(rows)
+            ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
                 RayWorker,
                 fn_constructor_kwargs={"job": job},
                 batch_size=1,
                 compute=ActorPoolStrategy(size=size),
                 num_cpus=cpus_per_worker,
                 num_gpus=gpus or None,
+                max_restarts=-1,  # a dead worker is replaced, always
+                max_task_retries=RAY_TASK_RETRIES,  # its batch retried, but not forever
             )
             got = 0
             try:
@@ -659,7 +666,10 @@ def run_ray(
                     raise EdgefillError(f"the Ray job failed: {_last_line(exc)}") from None
                 error = exc
         for item in pending.values():
-            reason = f"lost on the Ray cluster ({_last_line(error) if error else 'no result'})"
+            reason = (
+                f"no result after {MAX_RAY_ROUNDS} runs: the worker processing it died each "
+                f"time (out of memory? a crash?){': ' + _last_line(error) if error else ''}"
+            )
             yield ItemResult(item.photo, item.mask, item.output, "failed", reason)
 
 
@@ -734,10 +744,10 @@ def run_batch(
         todo = [i for i in todo if i.output not in done]
     first: float | None = None
     if todo:
-        if engine == "local":
-            from edgefill.pipeline import resolve_weights
+        from edgefill.pipeline import resolve_weights
 
-            resolve_weights(job.weights)  # a missing model is one error, not N failures
+        resolve_weights(job.weights)  # a missing model is one error, not N failures
+        if engine == "local":
             stream = run_local(job, todo)
         else:
             stream = run_ray(job, todo, **ray_options)

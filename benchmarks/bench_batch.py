@@ -1,6 +1,6 @@
 """Batch throughput: the local engine vs Ray with 1 and 2 workers, on the same photos.
 
-    nice -n 19 .venv/bin/python benchmarks/bench_batch.py --photos 40 --json docs/scale_results.json
+    nice -n 19 .venv/bin/python benchmarks/bench_batch.py --photos 8 --json docs/scale_results.json
 
 Each configuration runs in its own subprocess (clean memory numbers) on the same archive of
 ImageNet sample photos with irregular 10-30 % masks, with the shipped model and default options:
@@ -10,7 +10,7 @@ ImageNet sample photos with irregular 10-30 % masks, with the shipped model and 
 - ``ray-1w``: ``--engine ray --workers 1 --cpus-per-worker 2`` (one actor, 2 threads)
 - ``ray-2w``: ``--engine ray --workers 2 --cpus-per-worker 1`` (two actors, 1 thread each)
 
-Reported per configuration: wall time, startup (start to the first photo written: model load,
+Reported per configuration: wall time, CPU seconds of its whole process tree, startup (start to the first photo written: model load,
 and for Ray its start and actor creation), steady throughput ((n - 1) photos over the time from
 the first to the last result), peak RSS of the process and of each Ray actor, and a hash of the
 outputs, to show which configurations write byte-identical files.
@@ -148,6 +148,31 @@ def run_config(name: str, photos: Path, masks: Path, out: Path) -> dict[str, Any
     }
 
 
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The markdown table of docs/scale.md from a results JSON."""
+    rows = [
+        "| configuration | photos/s (steady) | wall s | startup s | CPU s / photo "
+        "| peak RSS MB: driver / each actor | load avg | outputs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    first: dict[str, str] = {}
+    for r in doc["results"]:
+        same = first.setdefault(r["outputs_sha256"], r["config"])
+        actors = " / ".join(str(m) for m in r["actor_peak_rss_mb"]) or "-"
+        rows.append(
+            f"| {r['config']} | {r['steady_photos_per_s']} | {r['wall_s']} | {r['startup_s']} "
+            f"| {r['cpu_s_per_photo']} | {r['process_peak_rss_mb']} / {actors} "
+            f"| {r['load_avg_1min_before']}-{r['load_avg_1min_after']} "
+            f"| {'= ' + same if same != r['config'] else r['outputs_sha256'][:8]} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=int, default=40)
@@ -155,7 +180,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one config, print JSON
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--table", type=Path, help="print the markdown table of a results JSON")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     if args.one:
         root = args.root
         res = run_config(args.one, root / "photos", root / "masks", root / f"out-{args.one}")
@@ -167,6 +196,7 @@ def main() -> None:
         results = []
         for name in args.configs.split(","):
             load_before = os.getloadavg()[0]
+            cpu_before = _children_cpu_s()
             proc = subprocess.run(
                 [sys.executable, __file__, "--one", name, "--root", str(root)],
                 capture_output=True,
@@ -177,6 +207,11 @@ def main() -> None:
             if line is None:
                 raise SystemExit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
             res = json.loads(line[7:])
+            # CPU seconds of the whole process tree (driver, Ray's raylet/GCS, actors): less
+            # sensitive than wall time to what else the machine runs.
+            cpu = _children_cpu_s() - cpu_before
+            res["cpu_s_total"] = round(cpu, 1)
+            res["cpu_s_per_photo"] = round(cpu / res["photos"], 2)
             res["load_avg_1min_before"] = round(load_before, 1)
             res["load_avg_1min_after"] = round(os.getloadavg()[0], 1)
             print(json.dumps(res), flush=True)

@@ -308,7 +308,16 @@ def ray_local() -> object:
     pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'ray[data]'")
     if not Path("/proc/self/stat").exists():
         pytest.skip("the kill test finds Ray's worker processes through /proc (Linux)")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    for attempt in range(2):  # Ray gives its node 30 s to start; a busy machine can need more
+        try:
+            ray.init(
+                num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+            )
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt:
+                raise
     yield ray
     ray.shutdown()
 

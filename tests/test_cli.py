@@ -246,7 +246,10 @@ def test_inpaint_folder_with_a_corrupt_file(
         capsys, "inpaint", photos, "--mask", masks, "-o", out, "--weights", tiny_release
     )
     assert rc == 1  # something failed, but the rest was done
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "failures.csv"]
+    failed = (out / "failures.csv").read_text().splitlines()
+    assert failed[0] == "photo,mask,output,reason" and len(failed) == 3
+    assert "c.png" in failed[1] + failed[2] and "no mask" in failed[1] + failed[2]
     for name in ("a", "b"):
         result = np.asarray(Image.open(out / f"{name}.png"))
         src = np.asarray(Image.open(next(photos.glob(f"{name}.*"))))
@@ -386,7 +389,11 @@ def test_inpaint_folder_guards(
     rc, _, err = run(capsys, "inpaint", photos, "--mask", masks, "-o", tmp_path / "out", *w)
     assert rc == 1
     assert "a.png" in err and "also writes" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a.png",
+        "b.png",
+        "failures.csv",
+    ]
 
 
 def test_bad_output_suffix_fails_before_the_model_runs(

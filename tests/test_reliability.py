@@ -951,22 +951,6 @@ def test_folder_mode_reads_what_single_mode_reads_and_names_the_rest(
     assert "wrote 2 of 2" in out and "notes.txt" in err and "ignored 1 file" in err
 
 
-def test_prefetch_keeps_at_most_n_items_ahead() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from edgefill.cli import _prefetch
-
-    started: list[int] = []
-    with ThreadPoolExecutor(2) as pool:
-        for consumed, item in enumerate(
-            _prefetch(lambda i: started.append(i) or i, list(range(50)), pool, 2)
-        ):
-            assert item == consumed
-            # the item in hand plus at most two decoded ahead, however long the list
-            assert len(started) <= consumed + 1 + 2
-    assert started == list(range(50))
-
-
 def test_serve_on_a_busy_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 

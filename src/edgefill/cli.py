@@ -92,44 +92,21 @@ def install_sigterm_handler() -> None:
 # ----------------------------------------------------------------------------- inpaint / edges
 
 
-def _pairs(photo_dir: Path, mask_dir: Path) -> tuple[list[tuple[Path, Path | None]], list[Path]]:
-    """Each photo with the mask of the same file name (any image extension) in mask_dir, and the
-    files that were not taken because their type is not an image type this install reads.
-
-    "Photo" means any file type single-photo mode reads (every format Pillow has a plugin for:
-    GIF, and AVIF/HEIC where installed), not only the common ones."""
-    from edgefill.errors import EdgefillError
-    from edgefill.image import readable_suffixes
-
-    if not mask_dir.is_dir():
-        raise EdgefillError(f"{mask_dir}: a photo folder needs a mask folder (--mask DIR)")
-    suffixes = readable_suffixes()
-    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in suffixes}
-    files = sorted(p for p in photo_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-    photos = [p for p in files if p.suffix.lower() in suffixes]
-    if not photos:
-        raise EdgefillError(f"{photo_dir}: no photos found")
-    others = [p for p in files if p.suffix.lower() not in suffixes]
-    return [(p, masks.get(p.stem)) for p in photos], others
-
-
 def cmd_inpaint(args: argparse.Namespace) -> int:
+    from edgefill.batch import is_batch_source
     from edgefill.errors import EdgefillError
     from edgefill.image import check_quality, output_format
     from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
 
+    check_threshold(args.mask_threshold)
+    check_quality(args.quality)
+    if is_batch_source(args.photo):
+        return _run_batch(args, "inpaint")
+    _single_photo_only(args)
     photo = Path(args.photo)
     if not photo.exists():
         raise EdgefillError(f"{photo}: file not found")
-    check_threshold(args.mask_threshold)
-    check_quality(args.quality)
-    if photo.is_dir():
-        out_dir, pairs, others = _plan_folder(photo, args)
-        inpainter = Inpainter.from_pretrained(
-            args.weights, device=args.device, **_speed_options(args)
-        )
-        return _inpaint_folder(inpainter, out_dir, pairs, others, args)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_inpainted.png")
     output_format(out)  # a bad suffix fails now, not after the model has run
     if args.edges_out:
@@ -160,145 +137,79 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_folder(
-    photo_dir: Path, args: argparse.Namespace
-) -> tuple[Path, list[tuple[Path, Path | None, Path]], list[Path]]:
-    """Check a folder run before any model loads: (output folder, (photo, mask, target) per
-    photo, files that are not photos). Existing results need --overwrite or --skip-existing."""
+def _run_batch(args: argparse.Namespace, task: str) -> int:
+    """A folder or manifest CSV, photo by photo, here or on Ray (``edgefill.batch``)."""
+    from edgefill.batch import Job, plan_batch, run_batch, summary_line
     from edgefill.errors import EdgefillError
 
-    if args.mask is None:
-        raise EdgefillError("a photo folder needs --mask MASK_DIR (masks with the same file names)")
-    if args.edges or args.edges_out:
+    if getattr(args, "edges", None) or getattr(args, "edges_out", None):
         raise EdgefillError("--edges and --edges-out apply to a single photo, not a folder")
-    out_dir = (
-        Path(args.output) if args.output else photo_dir.with_name(photo_dir.name + "_inpainted")
+    refine = args.refine if task == "inpaint" else not args.no_refine
+    detect = {}
+    if task == "restore":
+        detect = {"kind": args.kind, "sensitivity": args.sensitivity, "method": args.method}
+    job = Job(
+        task=task,
+        weights=args.weights,
+        device=args.device,
+        speed=_speed_options(args),
+        resize_mask=args.resize_mask,
+        mask_threshold=args.mask_threshold,
+        max_pixels=args.max_pixels,
+        refine=refine,
+        threads=args.threads,
+        skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
+        quality=args.quality,
+        **detect,
     )
-    for what, folder in (("photo", photo_dir), ("mask", Path(args.mask))):
-        if _same_path(out_dir, folder):
-            raise EdgefillError(
-                f"{out_dir}: the output folder is the {what} folder; choose another -o so the "
-                f"{what}s are not overwritten"
-            )
-    pairs, others = _pairs(photo_dir, Path(args.mask))
-    planned = [(p, m, out_dir / (p.stem + ".png")) for p, m in pairs]
-    existing = [t for _, m, t in planned if m is not None and t.exists()]
-    if existing and not (args.overwrite or args.skip_existing):
-        raise EdgefillError(
-            f"{out_dir}: {len(existing)} of the results already exist (e.g. {existing[0].name}); "
-            "pass --skip-existing to keep them or --overwrite to replace them"
-        )
-    return out_dir, planned, others
-
-
-def _prefetch(fn: Callable[[Any], Any], items: list[Any], pool: Any, ahead: int) -> Any:
-    """``map(fn, items)`` on ``pool`` with at most ``ahead`` results waiting: memory stays flat
-    however many items there are (Executor.map would decode every photo up front)."""
-    from collections import deque
-
-    pending: deque = deque()
-    it = iter(items)
-    for item in it:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= ahead:
-            break
-    while pending:
-        result = pending.popleft().result()
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append(pool.submit(fn, nxt))
-        yield result
-
-
-def _inpaint_folder(
-    inpainter: Any,
-    out_dir: Path,
-    pairs: list[tuple[Path, Path | None, Path]],
-    others: list[Path],
-    args: argparse.Namespace,
-) -> int:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from tqdm import tqdm
-
-    from edgefill.errors import EdgefillError
-    from edgefill.pipeline import InpaintResult, prepare_inputs
-
-    failures: list[str] = []
-    todo = []
-    targets: set[Path] = set()
-    for photo, mask, target in pairs:
-        if mask is None:
-            failures.append(f"{photo.name}: no mask with the same name in {args.mask}")
-        elif target in targets:  # a.jpg and a.png would both write a.png
-            failures.append(
-                f"{photo.name}: another photo named {photo.stem}.* also writes {target}"
-            )
-        elif args.skip_existing and target.exists():
-            continue
-        else:
-            targets.add(target)
-            todo.append((photo, mask, target))
-
-    def decode(item: tuple[Path, Path, Path]) -> tuple[Any, ...]:
-        photo, mask, _target = item
-        try:
-            loaded = prepare_inputs(
-                photo, mask, args.resize_mask, args.mask_threshold, args.max_pixels
-            )
-            return item, loaded, None
-        except EdgefillError as exc:
-            return item, None, str(exc)
-
-    # Decode the next photos and encode the previous result on worker threads while the model
-    # runs; at most PREFETCH decoded photos and PREFETCH unwritten results exist at any time.
-    written = 0
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        writes: list[tuple[Path, Future]] = []
-
-        def settle(keep: int) -> None:
-            nonlocal written
-            while len(writes) > keep:
-                name, fut = writes.pop(0)
-                try:
-                    fut.result()
-                    written += 1
-                except (EdgefillError, OSError) as exc:
-                    failures.append(f"{name.name}: {exc}")
-
-        for (photo, _mask, target), loaded, err in tqdm(
-            _prefetch(decode, todo, pool, PREFETCH), total=len(todo), desc="inpaint", unit="img"
-        ):
-            if err is not None:
-                failures.append(err)
-                continue
-            source, hole, keep_alpha = loaded
-            try:
-                image, edges = inpainter.inpaint_arrays(source.rgb, hole)
-                if args.refine:
-                    from edgefill.refine import refine
-
-                    image = refine(image, hole, edges)
-            except EdgefillError as exc:
-                failures.append(f"{photo.name}: {exc}")
-                continue
-            alpha = source.alpha if keep_alpha else None
-            res = InpaintResult(image, edges, hole, alpha, source.deep, source.meta)
-            del source, loaded, image, edges
-            settle(PREFETCH - 1)
-            writes.append((photo, pool.submit(res.save, target)))
-            del res
-        settle(0)
-    for line in failures:
-        print(f"edgefill: skipped {line}", file=sys.stderr)
-    if others:
-        names = ", ".join(p.name for p in others[:5]) + (" ..." if len(others) > 5 else "")
+    plan = plan_batch(
+        args.photo,
+        args.mask,
+        args.output,
+        task,
+        side_by_side=getattr(args, "side_by_side", None),
+        mask_out=getattr(args, "mask_out", None),
+        failures_csv=args.failures,
+        # issue 18's rule: results that already exist need --overwrite or --skip-existing (Ray
+        # resumes, so it always skips them).
+        keep_existing=args.overwrite or args.skip_existing or args.engine == "ray",
+    )
+    ray_options = {}
+    if args.engine == "ray":
+        ray_options = {
+            "address": args.address,
+            "workers": args.workers,
+            "cpus_per_worker": args.cpus_per_worker,
+            "gpus_per_worker": args.gpus_per_worker,
+        }
+    summary = run_batch(job, plan, args.engine, progress=not args.quiet, **ray_options)
+    shown = 20  # the CSV has them all; a terminal of 10 000 lines helps nobody
+    for f in summary.failures[:shown]:
+        print(f"edgefill: skipped {Path(f.photo).name or f.output}: {f.reason}", file=sys.stderr)
+    if len(summary.failures) > shown:
+        print(f"edgefill: ... and {len(summary.failures) - shown} more", file=sys.stderr)
+    if summary.failures_csv:
+        print(f"failures listed in {summary.failures_csv}", file=sys.stderr)
+    if plan.others:
+        names = ", ".join(Path(p).name for p in plan.others[:5])
+        more = " ..." if len(plan.others) > 5 else ""
         print(
-            f"edgefill: ignored {len(others)} file(s) that are not a readable image type: {names}",
+            f"edgefill: ignored {len(plan.others)} file(s) that are not a readable image type: "
+            f"{names}{more}",
             file=sys.stderr,
         )
-    print(f"wrote {written} of {len(pairs)} photos to {out_dir}")
-    return EXIT_PARTIAL if failures else 0
+    print(summary_line(summary, plan.out_dir))
+    return EXIT_PARTIAL if summary.failed else 0
+
+
+def _single_photo_only(args: argparse.Namespace) -> None:
+    from edgefill.errors import EdgefillError
+
+    if args.engine != "local":
+        raise EdgefillError(
+            f"--engine {args.engine} runs a folder or a manifest .csv, not one photo"
+        )
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
@@ -493,18 +404,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from edgefill.batch import is_batch_source
     from edgefill.image import check_quality, output_format
     from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
     from edgefill.restore import restore
 
+    check_threshold(args.mask_threshold)
+    check_quality(args.quality)
+    if is_batch_source(args.photo):
+        return _run_batch(args, "restore")
+    _single_photo_only(args)
     photo = Path(args.photo)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_restored.png")
     for path in (out, args.side_by_side, args.mask_out):
         if path:
             output_format(path)
-    check_threshold(args.mask_threshold)
-    check_quality(args.quality)
     check_outputs(
         {"photo": photo, "--mask": args.mask},
         {"--output": out, "--side-by-side": args.side_by_side, "--mask-out": args.mask_out},
@@ -664,6 +579,56 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_batch_args(p: argparse.ArgumentParser) -> None:
+    """Folder and manifest mode: resuming, failures, and the Ray engine (docs/scale.md)."""
+    g = p.add_argument_group(
+        "folders and manifests (PHOTO is a folder or a .csv of photo,mask,output)"
+    )
+    g.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip photos whose output exists (always on with --engine ray: a rerun resumes)",
+    )
+    g.add_argument(
+        "--failures",
+        metavar="CSV",
+        help="where to list the photos that failed, with the reason (default OUT/failures.csv)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per model (default: all cores here; --cpus-per-worker on Ray); "
+        "outputs are byte-identical between engines at equal threads per model",
+    )
+    g.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local: this process (default); ray: a Ray cluster, one model per worker "
+        "(pip install 'edgefill[cluster]')",
+    )
+    g.add_argument(
+        "--address",
+        help="ray: the cluster to join, e.g. auto (started with `ray start`) or HOST:6379 "
+        "(default: start Ray on this machine)",
+    )
+    g.add_argument(
+        "--workers", type=int, help="ray: model workers (default: one per CPU, or per GPU)"
+    )
+    g.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1,
+        help="ray: CPUs (and torch threads) per worker (default 1)",
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="ray: GPUs per worker, e.g. 0.5 to share one (default 1 with --device cuda)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgefill import __version__
     from edgefill.config import (
@@ -697,9 +662,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--edges", help="drawn edge map (white lines on black) to guide the structure in the hole"
     )
     p.add_argument("--edges-out", help="also write the edge map used (white lines on black)")
-    p.add_argument(
-        "--skip-existing", action="store_true", help="folder mode: skip photos already written"
-    )
     _add_output_args(p, quality=True)
     p.add_argument(
         "--refine",
@@ -710,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
+    _add_batch_args(p)
     p.set_defaults(func=cmd_inpaint)
 
     p = sub.add_parser(
@@ -901,17 +864,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "restore", help="repair an old photo in one go: detect damage, inpaint, refine"
     )
-    p.add_argument("photo")
-    p.add_argument("-o", "--output", help="restored photo (default PHOTO_restored.png)")
-    p.add_argument("--mask", help="use this mask (white = damaged) instead of detecting damage")
-    p.add_argument("--side-by-side", metavar="PNG", help="also write a before/after image")
-    p.add_argument("--mask-out", metavar="PNG", help="also write the mask that was repaired")
+    p.add_argument("photo", help="photo file, a folder of photos, or a manifest .csv")
+    p.add_argument(
+        "-o", "--output", help="restored photo (default PHOTO_restored.png) or output folder"
+    )
+    p.add_argument(
+        "--mask",
+        help="use this mask (white = damaged) instead of detecting damage; for a folder, "
+        "a folder of masks with the photos' names",
+    )
+    p.add_argument(
+        "--side-by-side",
+        metavar="PNG",
+        help="also write a before/after image (for a folder or manifest: a folder for them)",
+    )
+    p.add_argument(
+        "--mask-out",
+        metavar="PNG",
+        help="also write the mask that was repaired (for a folder or manifest: a folder)",
+    )
     p.add_argument("--no-refine", action="store_true", help="skip the refinement pass")
     _add_output_args(p, quality=True)
     _add_detect_args(p)
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
+    _add_batch_args(p)
     p.set_defaults(func=cmd_restore)
 
     return parser

@@ -8,7 +8,7 @@ setup:
 	scripts/setup.sh demo
 
 demo: setup
-	.venv/bin/edgefill inpaint $(EXAMPLE) --mask $(EXAMPLE_MASK) -o out/example_inpainted.png --edges-out out/example_edges.png
+	.venv/bin/edgefill inpaint $(EXAMPLE) --mask $(EXAMPLE_MASK) -o out/example_inpainted.png --edges-out out/example_edges.png --overwrite
 
 lint:
 	.venv/bin/ruff check src tests benchmarks scripts

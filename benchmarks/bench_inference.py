@@ -432,6 +432,7 @@ def part_cli(args: argparse.Namespace) -> list[dict[str, Any]]:
                     str(rel),
                     "-o",
                     str(tmp / out),
+                    "--overwrite",  # each repetition replaces the previous result
                 ]
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
                 best = None

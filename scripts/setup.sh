@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install edgefill. Usage: scripts/setup.sh [demo|test]
 #   demo: the package (CPU torch pinned to 2.13.0, which installs a local CPU build)
-#   test: + test/eval/web/onnx extras, Debian chromium for the browser tests, VGG16 weights
+#   test: + test/eval/web/onnx/cluster extras, Debian chromium for the browser tests, VGG16 weights
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-demo}"
@@ -14,7 +14,7 @@ $PIP install -q --upgrade pip
 # torch is pinned here, not in pyproject: an unpinned torch pulls a multi-GB CUDA build.
 $PIP install -q "torch==2.13.0"
 if [ "$MODE" = "test" ]; then
-    $PIP install -q -e ".[test,eval,web,onnx]"
+    $PIP install -q -e ".[test,eval,web,onnx,cluster]"
     if ! command -v chromium >/dev/null 2>&1; then
         if [ "$(id -u)" = "0" ]; then
             (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

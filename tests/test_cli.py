@@ -246,7 +246,10 @@ def test_inpaint_folder_with_a_corrupt_file(
         capsys, "inpaint", photos, "--mask", masks, "-o", out, "--weights", tiny_release
     )
     assert rc == 1  # something failed, but the rest was done
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "failures.csv"]
+    failed = (out / "failures.csv").read_text().splitlines()
+    assert failed[0] == "photo,mask,output,reason" and len(failed) == 3
+    assert "c.png" in failed[1] + failed[2] and "no mask" in failed[1] + failed[2]
     for name in ("a", "b"):
         result = np.asarray(Image.open(out / f"{name}.png"))
         src = np.asarray(Image.open(next(photos.glob(f"{name}.*"))))
@@ -272,7 +275,10 @@ def test_inpaint_folder_skip_existing(
     assert (out / "a.png").read_bytes() == b"already done"  # skipped
     assert Image.open(out / "b.png").size == (40, 32)
     b_before = (out / "b.png").stat().st_mtime_ns
-    rc, _, _ = run(capsys, *argv)  # without the flag everything is redone
+    rc, _, err = run(capsys, *argv)  # neither flag: refused, nothing is replaced
+    assert_user_error(rc, err, "--overwrite")
+    assert (out / "a.png").read_bytes() == b"already done"
+    rc, _, _ = run(capsys, *argv, "--overwrite")  # --overwrite redoes everything
     assert rc == 0
     assert Image.open(out / "a.png").size == (40, 32)
     assert (out / "b.png").stat().st_mtime_ns >= b_before
@@ -310,7 +316,7 @@ def test_edges_command(
     known = canny_edges(to_gray(np.asarray(Image.open(photo))), hole, 2.0)
     np.testing.assert_array_equal(edges[~hole], (known[~hole] * 255).astype(np.uint8))
     rc, _, err = run(capsys, "edges", photo, "--mask", photo.parent / "nope.png", "-o", out,
-                     "--weights", tiny_release)  # fmt: skip
+                     "--overwrite", "--weights", tiny_release)  # fmt: skip
     assert_user_error(rc, err, "nope.png")
 
 
@@ -383,7 +389,11 @@ def test_inpaint_folder_guards(
     rc, _, err = run(capsys, "inpaint", photos, "--mask", masks, "-o", tmp_path / "out", *w)
     assert rc == 1
     assert "a.png" in err and "also writes" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a.png",
+        "b.png",
+        "failures.csv",
+    ]
 
 
 def test_bad_output_suffix_fails_before_the_model_runs(

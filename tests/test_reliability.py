@@ -413,3 +413,551 @@ def test_sigkill_during_image_save_keeps_the_previous_image(tmp_path: Path) -> N
     expected = np.random.default_rng(step).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
     expected[0, 0] = step
     np.testing.assert_array_equal(rgb, expected)
+
+
+# ============================================================================= issue 18
+# A user's files are never overwritten; pixels and colours outside the hole never change;
+# every malformed input is one line and exit 2.
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _one_error_line(rc: int, err: str, needle: str) -> None:
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err
+    assert lines[0].startswith("edgefill: error: ") and needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def files18(tmp_path: Path) -> dict[str, Path]:
+    """photo.png, photo.jpg, mask.png (box hole) and an edges.png of the same size."""
+    rgb = photo_array(40, 52)
+    paths = {k: tmp_path / n for k, n in
+             (("png", "photo.png"), ("jpg", "photo.jpg"), ("mask", "mask.png"), ("edges", "edges.png"))}  # fmt: skip
+    Image.fromarray(rgb).save(paths["png"])
+    Image.fromarray(rgb).save(paths["jpg"], quality=90)
+    Image.fromarray(box_hole(40, 52).astype(np.uint8) * 255).save(paths["mask"])
+    Image.fromarray(np.zeros((40, 52), np.uint8)).save(paths["edges"])
+    return paths
+
+
+# (argv with {png}/{jpg}/{mask}/{edges}/{dir} placeholders, what the one line must say)
+OVERWRITE_CASES: dict[str, tuple[list[str], str]] = {
+    "inpaint-o-is-photo": (["inpaint", "{png}", "--mask", "{mask}", "-o", "{png}"], "photo"),
+    "inpaint-o-is-jpeg-photo": (["inpaint", "{jpg}", "--mask", "{mask}", "-o", "{jpg}"], "photo"),
+    "inpaint-o-is-mask": (["inpaint", "{png}", "--mask", "{mask}", "-o", "{mask}"], "--mask"),
+    "inpaint-o-is-edges": (
+        ["inpaint", "{png}", "--mask", "{mask}", "--edges", "{edges}", "-o", "{edges}"],
+        "--edges",
+    ),
+    "edges-out-is-photo": (
+        ["inpaint", "{png}", "--mask", "{mask}", "-o", "{dir}/r.png", "--edges-out", "{png}"],
+        "photo",
+    ),
+    "edges-out-is-output": (
+        ["inpaint", "{png}", "--mask", "{mask}", "-o", "{dir}/r.png", "--edges-out", "{dir}/r.png"],
+        "same file",
+    ),
+    "inpaint-o-via-symlink": (
+        ["inpaint", "{png}", "--mask", "{mask}", "-o", "{dir}/link.png"],
+        "photo",
+    ),
+    "inpaint-o-via-hardlink": (
+        ["inpaint", "{png}", "--mask", "{mask}", "-o", "{dir}/hard.png"],
+        "photo",
+    ),
+    "inpaint-o-exists": (
+        ["inpaint", "{png}", "--mask", "{mask}", "-o", "{dir}/taken.png"],
+        "--overwrite",
+    ),
+    "edges-o-is-photo": (["edges", "{png}", "--mask", "{mask}", "-o", "{png}"], "photo"),
+    "edges-o-is-mask": (["edges", "{png}", "--mask", "{mask}", "-o", "{mask}"], "--mask"),
+    "detect-o-is-photo": (["detect", "{png}", "-o", "{png}"], "photo"),
+    "detect-preview-is-photo": (
+        ["detect", "{png}", "-o", "{dir}/d.png", "--preview", "{png}"],
+        "photo",
+    ),
+    "detect-preview-is-output": (
+        ["detect", "{png}", "-o", "{dir}/d.png", "--preview", "{dir}/d.png"],
+        "same file",
+    ),
+    "restore-o-is-photo": (["restore", "{png}", "-o", "{png}"], "photo"),
+    "restore-mask-out-is-mask": (
+        ["restore", "{png}", "--mask", "{mask}", "-o", "{dir}/r.png", "--mask-out", "{mask}"],
+        "--mask",
+    ),
+    "restore-side-by-side-is-output": (
+        ["restore", "{png}", "-o", "{dir}/r.png", "--side-by-side", "{dir}/r.png"],
+        "same file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERWRITE_CASES))
+def test_no_command_writes_over_its_inputs(
+    capsys: pytest.CaptureFixture[str],
+    tiny_release: Path,
+    files18: dict[str, Path],
+    tmp_path: Path,
+    case: str,
+) -> None:
+    (tmp_path / "link.png").symlink_to(files18["png"])
+    os.link(files18["png"], tmp_path / "hard.png")
+    (tmp_path / "taken.png").write_bytes(b"somebody's file")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    argv, needle = OVERWRITE_CASES[case]
+    subs = {k: str(v) for k, v in files18.items()} | {"dir": str(tmp_path)}
+    argv = [a.format(**subs) for a in argv]
+    if argv[0] != "detect":
+        argv += ["--weights", str(tiny_release)]
+    rc, _, err = _cli(capsys, *argv)
+    _one_error_line(rc, err, needle)
+    after = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before, "a file was written or changed"
+
+
+def test_overwrite_replaces_an_output_but_never_an_input(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path], tmp_path: Path
+) -> None:
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"old result")
+    base = ["inpaint", files18["png"], "--mask", files18["mask"], "--weights", tiny_release]
+    rc, _, err = _cli(capsys, *base, "-o", taken, "--overwrite")
+    assert rc == 0, err
+    assert Image.open(taken).size == (52, 40)
+    photo_bytes = files18["png"].read_bytes()
+    rc, _, err = _cli(capsys, *base, "-o", files18["png"], "--overwrite")
+    _one_error_line(rc, err, "photo")
+    assert files18["png"].read_bytes() == photo_bytes
+
+
+def test_folder_mode_refuses_the_mask_folder_as_output(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
+) -> None:
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    Image.fromarray(photo_array(40, 52)).save(photos / "a.jpg")
+    Image.fromarray(box_hole(40, 52).astype(np.uint8) * 255).save(masks / "a.png")
+    before = (masks / "a.png").read_bytes()
+    rc, _, err = _cli(capsys, "inpaint", photos, "--mask", masks, "-o", masks,
+                      "--weights", tiny_release)  # fmt: skip
+    _one_error_line(rc, err, "mask folder")
+    assert (masks / "a.png").read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- mask alpha, threshold
+
+
+def _rgba_mask_on_transparent_white(h: int = 40, w: int = 52) -> tuple[np.ndarray, np.ndarray]:
+    """A mask painted with opaque white strokes on a transparent *white* layer."""
+    rgba = np.full((h, w, 4), 255, np.uint8)
+    rgba[..., 3] = 0
+    strokes = box_hole(h, w)
+    rgba[strokes, 3] = 255
+    return rgba, strokes
+
+
+def test_transparent_mask_pixels_are_never_the_hole(inpainter: Inpainter, tmp_path: Path) -> None:
+    from edgefill.masks import load_mask
+
+    rgba, strokes = _rgba_mask_on_transparent_white()
+    Image.fromarray(rgba).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "m.png"), strokes)
+    np.testing.assert_array_equal(load_mask(rgba), strokes)
+    la = np.dstack([rgba[..., 0], rgba[..., 3]])
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "la.png"), strokes)
+    rgb = photo_array(40, 52)
+    res = inpainter(rgb, tmp_path / "m.png")
+    np.testing.assert_array_equal(res.image[~strokes], rgb[~strokes])
+    assert res.mask.sum() == strokes.sum()
+    # Colour hidden under full transparency is not "a colour mask".
+    rgba[~strokes, :3] = (255, 0, 0)
+    np.testing.assert_array_equal(load_mask(rgba), strokes)
+
+
+@pytest.mark.parametrize("threshold", ["0", "-5", "256", "300"])
+def test_mask_threshold_out_of_range(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path], threshold: str
+) -> None:
+    from edgefill.masks import load_mask
+
+    rc, _, err = _cli(capsys, "inpaint", files18["png"], "--mask", files18["mask"],
+                      "-o", files18["png"].with_name("o.png"), "--weights", tiny_release,
+                      f"--mask-threshold={threshold}")  # fmt: skip
+    _one_error_line(rc, err, "between 1 and 255")
+    with pytest.raises(EdgefillError, match="between 1 and 255"):
+        load_mask(files18["mask"], threshold=int(threshold))
+
+
+# ----------------------------------------------------------------------------- 16 bit, ICC, EXIF, DPI
+
+
+def _grey16(h: int = 40, w: int = 52) -> np.ndarray:
+    """A 16-bit greyscale ramp with h*w distinct levels (8 bits would keep at most 256)."""
+    return (np.arange(h * w, dtype=np.uint32).reshape(h, w) * 31 % 65536).astype(np.uint16)
+
+
+def _rgb16(h: int = 40, w: int = 52) -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 65536, (h, w, 3)).astype(np.uint16)
+
+
+def _write_rgb16(path: Path, arr: np.ndarray) -> None:
+    import cv2
+
+    assert cv2.imwrite(str(path), cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
+
+
+def _read16(path: Path) -> np.ndarray:
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert arr.dtype == np.uint16
+    return arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_photos_stay_16_bit_outside_the_hole(
+    capsys: pytest.CaptureFixture[str],
+    tiny_release: Path,
+    files18: dict[str, Path],
+    tmp_path: Path,
+    kind: str,
+    suffix: str,
+) -> None:
+    src = tmp_path / "deep.png"
+    original = _grey16() if kind == "grey" else _rgb16()
+    if kind == "grey":
+        Image.fromarray(original).save(src)
+    else:
+        _write_rgb16(src, original)
+    out = tmp_path / f"out{suffix}"
+    rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
+                      "--weights", tiny_release)  # fmt: skip
+    assert rc == 0, err
+    back = _read16(out)
+    hole = box_hole(40, 52)
+    assert back.shape == original.shape
+    np.testing.assert_array_equal(back[~hole], original[~hole])
+    if kind == "grey":
+        assert len(np.unique(back[~hole])) > 1000  # not quantised to 256 levels
+    # An 8-bit-only format would quantise every pixel: refused, nothing written.
+    rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", tmp_path / "o.jpg",
+                      "--weights", tiny_release)  # fmt: skip
+    assert rc == 2 and "16 bits" in err and not (tmp_path / "o.jpg").exists()
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("src_suffix,out_suffix", [(".jpg", ".png"), (".png", ".png"),
+                                                   (".jpg", ".jpg"), (".png", ".webp"),
+                                                   (".png", ".tif")])  # fmt: skip
+def test_icc_profile_exif_and_dpi_are_kept(
+    capsys: pytest.CaptureFixture[str],
+    tiny_release: Path,
+    files18: dict[str, Path],
+    tmp_path: Path,
+    src_suffix: str,
+    out_suffix: str,
+) -> None:
+    icc = _srgb_profile()
+    exif = Image.Exif()
+    exif[0x010F] = "EdgefillCam"  # Make
+    exif[0x0112] = 1  # upright
+    src = tmp_path / f"p{src_suffix}"
+    Image.fromarray(photo_array(40, 52)).save(
+        src, icc_profile=icc, exif=exif.tobytes(), dpi=(300, 300)
+    )
+    out = tmp_path / f"out{out_suffix}"
+    rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
+                      "--weights", tiny_release)  # fmt: skip
+    assert rc == 0, err
+    img = Image.open(out)
+    assert img.info.get("icc_profile") == icc
+    if out_suffix != ".webp":  # WebP has no resolution field
+        assert img.info.get("dpi") and round(img.info["dpi"][0]) == 300
+    if out_suffix != ".tif":  # TIFF keeps no EXIF block of ours
+        assert img.getexif().get(0x010F) == "EdgefillCam"
+
+
+def test_rotated_photo_loses_its_orientation_tag(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "EdgefillCam"
+    Image.fromarray(photo_array(30, 50)).save(tmp_path / "p.jpg", exif=exif.tobytes())
+    Image.fromarray(box_hole(50, 30).astype(np.uint8) * 255).save(tmp_path / "m.png")
+    rc, _, err = _cli(capsys, "inpaint", tmp_path / "p.jpg", "--mask", tmp_path / "m.png",
+                      "-o", tmp_path / "o.png", "--weights", tiny_release)  # fmt: skip
+    assert rc == 0, err
+    tags = Image.open(tmp_path / "o.png").getexif()
+    assert tags.get(0x010F) == "EdgefillCam" and 0x0112 not in tags  # not turned a second time
+
+
+def test_jpeg_output_warns_once_and_takes_a_quality(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path], tmp_path: Path
+) -> None:
+    base = ["inpaint", files18["png"], "--mask", files18["mask"], "--weights", tiny_release]
+    rc, out, err = _cli(capsys, *base, "-o", tmp_path / "q95.jpg")
+    assert rc == 0
+    warnings = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and "lossy" in warnings[0] and ".png" in warnings[0]
+    rc, _, _ = _cli(capsys, *base, "-o", tmp_path / "q20.jpg", "--quality", "20")
+    assert rc == 0
+    assert (tmp_path / "q20.jpg").stat().st_size < (tmp_path / "q95.jpg").stat().st_size
+    for bad in ("0", "101"):
+        rc, _, err = _cli(capsys, *base, "-o", tmp_path / "x.jpg", "--quality", bad)
+        _one_error_line(rc, err, "quality")
+    # The default output (no -o) is PNG: lossless, every pixel outside the hole as it was.
+    rc, _, _ = _cli(capsys, *base)
+    out_png = files18["png"].with_name("photo_inpainted.png")
+    hole = box_hole(40, 52)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out_png))[~hole], photo_array(40, 52)[~hole]
+    )
+    # WebP is written lossless unless a quality is asked for.
+    rc, _, _ = _cli(capsys, *base, "-o", tmp_path / "o.webp")
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "o.webp"))[~hole], photo_array(40, 52)[~hole]
+    )
+
+
+# ----------------------------------------------------------------------------- malformed inputs
+
+
+def _release_with_model(tmp_path: Path, model: object) -> Path:
+    import json
+
+    g1, g2 = tiny_generators(0)
+    from edgefill.checkpoint import save_release
+
+    rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), TINY_CONFIG)
+    doc = json.loads((rel / "config.json").read_text())
+    doc["model"] = model
+    (rel / "config.json").write_text(json.dumps(doc))
+    return rel
+
+
+BAD_MODELS: dict[str, tuple[object, str]] = {
+    "string-width": ({"width": "4", "edge_blocks": 1, "inpaint_blocks": 1}, "model.width"),
+    "negative-width": ({"width": -4, "edge_blocks": 1, "inpaint_blocks": 1}, "model.width"),
+    "huge-blocks": ({"width": 4, "edge_blocks": 1e9, "inpaint_blocks": 1}, "model.edge_blocks"),
+    "huge-int-blocks": (
+        {"width": 4, "edge_blocks": 10**9, "inpaint_blocks": 1},
+        "between 0 and 64",
+    ),
+    "bool-width": ({"width": True, "edge_blocks": 1, "inpaint_blocks": 1}, "model.width"),
+    "unknown-hole-fill": (
+        {"width": 4, "edge_blocks": 1, "inpaint_blocks": 1, "hole_fill": "purple"},
+        "hole_fill",
+    ),
+    "nan-sigma": (
+        {"width": 4, "edge_blocks": 1, "inpaint_blocks": 1, "canny_sigma": "nan"},
+        "canny_sigma",
+    ),
+    "unknown-key": ({"width": 4, "depth": 3}, "depth"),
+    "model-is-a-list": ([4, 1, 1], "not a valid edgefill release config"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_bad_release_config_values(
+    capsys: pytest.CaptureFixture[str], files18: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    model, needle = BAD_MODELS[case]
+    rel = _release_with_model(tmp_path, model)
+    with pytest.raises(EdgefillError, match=needle):
+        load_release(rel)
+    rc, _, err = _cli(capsys, "inpaint", files18["png"], "--mask", files18["mask"],
+                      "-o", tmp_path / "o.png", "--weights", rel)  # fmt: skip
+    _one_error_line(rc, err, needle)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xfe\x00garbage", b"[" * 100_000 + b"]" * 100_000, b"[1, 2]"]
+)
+def test_unreadable_release_config_files(
+    capsys: pytest.CaptureFixture[str], files18: dict[str, Path], tmp_path: Path, raw: bytes
+) -> None:
+    rel = _release_with_model(tmp_path, TINY_CONFIG.__dict__)
+    (rel / "config.json").write_bytes(raw)
+    rc, _, err = _cli(capsys, "inpaint", files18["png"], "--mask", files18["mask"],
+                      "-o", tmp_path / "o.png", "--weights", rel)  # fmt: skip
+    _one_error_line(rc, err, "not a valid edgefill release config")
+
+
+def test_wrong_shape_safetensors_is_one_line(
+    capsys: pytest.CaptureFixture[str], files18: dict[str, Path], tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    from edgefill.networks import InpaintGenerator
+
+    rel = _release_with_model(tmp_path, TINY_CONFIG.__dict__)
+    save_file(InpaintGenerator(8, 1).state_dict(), str(rel / "inpaint.safetensors"))
+    rc, _, err = _cli(capsys, "inpaint", files18["png"], "--mask", files18["mask"],
+                      "-o", tmp_path / "o.png", "--weights", rel)  # fmt: skip
+    _one_error_line(rc, err, "do not match the architecture")
+
+
+def test_nan_weights_are_reported_not_painted_black(
+    capsys: pytest.CaptureFixture[str], files18: dict[str, Path], tmp_path: Path
+) -> None:
+    from edgefill.checkpoint import save_release
+
+    g1, g2 = tiny_generators(0)
+    sd = g2.state_dict()
+    sd = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in sd.items()}
+    rel = save_release(tmp_path / "nan", g1.state_dict(), sd, TINY_CONFIG)
+    out = tmp_path / "o.png"
+    rc, _, err = _cli(capsys, "inpaint", files18["png"], "--mask", files18["mask"], "-o", out,
+                      "--weights", rel)  # fmt: skip
+    _one_error_line(rc, err, "NaN or infinite")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-3"])
+def test_serve_upload_limit_must_be_a_positive_number(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    rc, _, err = _cli(capsys, "serve", f"--max-upload-mb={value}", "--port", "1")
+    _one_error_line(rc, err, "--max-upload-mb")
+
+
+@pytest.mark.parametrize("w,h", [(100_000, 100_000), (0, 10), (10, -1)])
+def test_masks_command_size_limits(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, w: int, h: int
+) -> None:
+    rc, _, err = _cli(
+        capsys, "masks", "--width", w, "--height", h, "--count", 1, "-o", tmp_path / "m"
+    )
+    _one_error_line(rc, err, "mask")
+    assert not (tmp_path / "m").exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("content", ["raw-pickle", "dict", "list", "missing-pairs"])
+def test_wrong_checkpoints_for_export_are_one_line(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, content: str
+) -> None:
+    ck = tmp_path / "run" / "checkpoints"
+    ck.mkdir(parents=True)
+    path = ck / "step_00000001.pt"
+    if content == "raw-pickle":
+        path.write_bytes(pickle.dumps({"stage": "edge"}, protocol=2))
+    else:
+        obj = {
+            "dict": {"x": 1},
+            "list": [1, 2],
+            "missing-pairs": {"stage": "edge", "step": 1, "config": {}},
+        }
+        torch.save(obj[content], path)
+    rc = main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "rel")])
+    out, err = capfd.readouterr()
+    _one_error_line(rc, err, "step_00000001.pt")
+
+
+# ----------------------------------------------------------------------------- tidiness
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    from edgefill.checkpoint import atomic_torch_save
+    from edgefill.image import save_image
+
+    dead, alive = _dead_pid(), os.getpid()
+    stale = [
+        tmp_path / f".out.png.{dead}-abcdef123456.tmp",
+        tmp_path / f".ck.pt.{dead}-0123456789ab.tmp",
+    ]
+    live = tmp_path / f".out.png.{alive}-fedcba654321.tmp"  # another writer still at work
+    old_style = tmp_path / ".out.png.0123456789ab.tmp"
+    old_ckpt = tmp_path / ".tmp-k2j4h5.pt"  # mkstemp name of earlier versions
+    fresh_old_ckpt = tmp_path / ".tmp-abcdef.pt"  # maybe a live older edgefill: kept
+    unrelated = tmp_path / ".out.png.notes.tmp"  # not a name edgefill writes
+    for p in [*stale, live, old_style, old_ckpt, fresh_old_ckpt, unrelated]:
+        p.write_bytes(b"partial")
+    for p in (old_style, old_ckpt):
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    save_image(tmp_path / "out.png", photo_array(8, 8))
+    atomic_torch_save({"step": 1}, tmp_path / "ck.pt")
+    assert not any(p.exists() for p in [*stale, old_style, old_ckpt])
+    assert live.exists() and fresh_old_ckpt.exists() and unrelated.exists()
+
+
+_SIGTERM_SAVER = r"""
+import sys, numpy as np
+from edgefill.cli import install_sigterm_handler
+from edgefill.image import save_image
+install_sigterm_handler()
+i = 0
+while True:
+    i += 1
+    arr = np.random.default_rng(i).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    print("saving", flush=True)
+    save_image(sys.argv[1], arr)
+"""
+
+
+def test_sigterm_mid_save_leaves_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.png"
+    proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_SAVER, str(target)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until a temp file exists, then SIGTERM
+            if any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_folder_mode_reads_what_single_mode_reads_and_names_the_rest(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
+) -> None:
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    Image.fromarray(photo_array(40, 52)).save(photos / "a.gif")
+    Image.fromarray(photo_array(40, 52)).save(photos / "b.png")
+    (photos / "notes.txt").write_text("not a photo")
+    for name in ("a", "b"):
+        Image.fromarray(box_hole(40, 52).astype(np.uint8) * 255).save(masks / f"{name}.png")
+    rc, out, err = _cli(capsys, "inpaint", photos, "--mask", masks, "-o", tmp_path / "out",
+                        "--weights", tiny_release)  # fmt: skip
+    assert rc == 0, err
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "b.png").is_file()
+    assert "wrote 2 of 2" in out and "notes.txt" in err and "ignored 1 file" in err
+
+
+def test_serve_on_a_busy_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc, out, err = _cli(capsys, "serve", "--port", port)
+    _one_error_line(rc, err, "already in use")
+    assert "open http" not in out

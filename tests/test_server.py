@@ -737,3 +737,153 @@ def test_select_needs_no_model() -> None:
     with TestClient(create_app(broken)) as c:
         r = c.post("/api/select", files=files(png(photo)), data={"box": "35,25,105,95"})
         assert decode(r)[disc].mean() > 0
+
+
+# ----------------------------------------------------------------------------- issue 18
+
+
+def test_transparent_mask_pixels_are_not_the_hole(client: TestClient) -> None:
+    photo = photo_array()
+    strokes = mask_array() > 0
+    rgba = np.full((*strokes.shape, 4), 255, np.uint8)  # white everywhere ...
+    rgba[..., 3] = np.where(strokes, 255, 0)  # ... but transparent outside the strokes
+    out = decode(client.post("/api/inpaint", files=files(png(photo), png(rgba))))
+    np.testing.assert_array_equal(out[~strokes], photo[~strokes])
+    assert (out[strokes] != photo[strokes]).any()
+
+
+def test_16_bit_and_icc_photos_keep_their_samples_and_profile(client: TestClient) -> None:
+    import cv2
+    from PIL import ImageCms
+
+    deep = np.random.default_rng(1).integers(0, 65536, (40, 48, 3)).astype(np.uint16)
+    ok, enc = cv2.imencode(".png", cv2.cvtColor(deep, cv2.COLOR_RGB2BGR))
+    r = client.post("/api/inpaint", files=files(enc.tobytes(), png(mask_array())))
+    assert r.status_code == 200, r.text
+    back = cv2.cvtColor(cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED),
+                        cv2.COLOR_BGR2RGB)  # fmt: skip
+    hole = mask_array() > 0
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back[~hole], deep[~hole])
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buf = io.BytesIO()
+    Image.fromarray(photo_array()).save(buf, format="JPEG", icc_profile=icc, dpi=(240, 240))
+    r = client.post("/api/inpaint", files=files(buf.getvalue(), png(mask_array())))
+    img = Image.open(io.BytesIO(r.content))
+    assert img.info.get("icc_profile") == icc and round(img.info["dpi"][0]) == 240
+
+
+def test_extreme_aspect_ratio_is_refused_before_decoding(client: TestClient) -> None:
+    strip = np.zeros((2, 5000), np.uint8)  # 10 000 pixels: under the pixel limit
+    for route in ("/api/detect", "/api/inpaint"):
+        r = client.post(route, files=files(png(strip), png(strip)))
+        assert "elongated" in detail(r, 413)
+
+
+def test_pixel_budget_gives_503_with_retry_after(inpainter: Inpainter) -> None:
+    release, entered = threading.Event(), threading.Event()
+
+    class Slow(Inpainter):
+        def inpaint_arrays(self, rgb, hole, guide=None, **options):
+            entered.set()
+            release.wait(10)
+            return super().inpaint_arrays(rgb, hole, guide, **options)
+
+    slow = Slow(inpainter.g1, inpainter.g2, inpainter.config)
+    data = files(png(photo_array()), png(mask_array()))  # 2 x 1920 pixels reserved
+    app = create_app(slow, pixel_budget=5000)
+    with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(c.post, "/api/inpaint", files=data)
+        assert entered.wait(10)
+        assert c.get("/api/health").json()["pixels_in_progress"] == 2 * 40 * 48
+        r = c.post("/api/inpaint", files=data)
+        assert r.status_code == 503 and "busy" in r.json()["detail"]
+        assert int(r.headers["retry-after"]) > 0
+        release.set()
+        assert first.result(30).status_code == 200
+        assert c.get("/api/health").json()["pixels_in_progress"] == 0  # given back
+        # Alone, a request larger than the whole budget still gets through.
+        big = files(png(photo_array(60, 60)), png(mask_array(60, 60)))  # 7200 > 5000 pixels
+        assert c.post("/api/inpaint", files=big).status_code == 200
+
+
+def test_memory_is_given_back_after_a_large_request(inpainter: Inpainter, monkeypatch) -> None:
+    import edgefill.server as server
+
+    calls = []
+    monkeypatch.setattr(server, "TRIM_AFTER_PIXELS", 1000)
+    monkeypatch.setattr(server, "give_memory_back", lambda: calls.append(1))
+    with TestClient(create_app(inpainter)) as c:
+        r = c.post("/api/inpaint", files=files(png(photo_array()), png(mask_array())))
+        assert r.status_code == 200
+    assert calls == [1]
+
+
+def test_give_memory_back_runs() -> None:
+    from edgefill.server import give_memory_back
+
+    give_memory_back()  # glibc's malloc_trim where present; a no-op elsewhere
+
+
+def test_detection_is_not_held_up_by_a_long_inpaint(inpainter: Inpainter) -> None:
+    release, entered = threading.Event(), threading.Event()
+
+    class Slow(Inpainter):
+        def inpaint_arrays(self, rgb, hole, guide=None, **options):
+            entered.set()
+            release.wait(20)
+            return super().inpaint_arrays(rgb, hole, guide, **options)
+
+    slow = Slow(inpainter.g1, inpainter.g2, inpainter.config)
+    with TestClient(create_app(slow)) as c, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(
+            c.post, "/api/inpaint", files=files(png(photo_array()), png(mask_array()))
+        )
+        assert entered.wait(10)
+        r = c.post("/api/detect", files={"photo": ("p.png", png(photo_array()), "image/png")})
+        assert r.status_code == 200 and not release.is_set()  # answered while inpaint waits
+        release.set()
+        assert first.result(30).status_code == 200
+
+
+def test_host_and_origin_are_checked_on_all_interfaces(inpainter: Inpainter) -> None:
+    from edgefill.server import allowed_hosts_for, urls_to_open
+
+    hosts = allowed_hosts_for("0.0.0.0", ["photos.example"])
+    assert "127.0.0.1" in hosts and "photos.example" in hosts and "evil.com" not in hosts
+    app = create_app(inpainter, allowed_hosts=hosts)
+    data = files(png(photo_array()), png(mask_array()))
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        assert c.get("/api/health").status_code == 200
+        # What a DNS-rebinding page sends: its own name as Host and as Origin.
+        evil = {"host": "evil.com:7860", "origin": "http://evil.com:7860"}
+        assert c.get("/api/health", headers=evil).status_code == 400
+        assert c.post("/api/inpaint", files=data, headers=evil).status_code == 400
+        r = c.post("/api/inpaint", files=data, headers={"origin": "http://evil.com:7860"})
+        assert r.status_code == 403
+        ok = {"host": "photos.example", "origin": "http://photos.example"}
+        assert c.post("/api/inpaint", files=data, headers=ok).status_code == 200
+    urls = urls_to_open("0.0.0.0", 7860)
+    assert urls[0] == "http://127.0.0.1:7860/" and not any("0.0.0.0" in u for u in urls)
+    assert urls_to_open("::1", 80) == ["http://[::1]:80/"]
+    with pytest.raises(EdgefillError, match="allowed-host"):
+        allowed_hosts_for("127.0.0.1", ["http://x/y"])
+
+
+def test_cli_serve_on_all_interfaces_keeps_the_host_check(tmp_path, monkeypatch) -> None:
+    import edgefill.server
+    from edgefill.cli import main
+
+    g1, g2 = EdgeGenerator(width=8, blocks=1), InpaintGenerator(width=8, blocks=1)
+    cfg = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1)
+    save_release(tmp_path / "w", g1.state_dict(), g2.state_dict(), cfg)
+    seen = {}
+    monkeypatch.setattr(edgefill.server, "serve", lambda inp, **kw: seen.update(kw))
+    argv = ["serve", "--weights", str(tmp_path / "w"), "--host", "0.0.0.0", "--port", "0",
+            "--allowed-host", "nas.local"]  # fmt: skip
+    assert main(argv) == 2  # port 0 is refused by the range check
+    argv[argv.index("0")] = "7899"
+    assert main(argv) == 0
+    hosts = seen["allowed_hosts"]
+    assert "localhost" in hosts and "nas.local" in hosts and "evil.com" not in hosts

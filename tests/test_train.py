@@ -562,3 +562,53 @@ def test_init_from_the_reference_released_files(photos: Path, tmp_path: Path) ->
     shutil.copy(fixture / "EdgeModel_dis.pth", ref / "EdgeModel_dis.pth")  # width 4, not 64
     with pytest.raises(EdgefillError, match="EdgeModel_dis.pth: not a reference discriminator"):
         make_trainer(photos, tmp_path / "run2", "joint", "model.width=4", init=str(ref))
+
+
+# ----------------------------------------------------------------------------- issue 18: bad checkpoints
+
+
+def test_resume_skips_a_truncated_checkpoint_and_says_which(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    make_trainer(photos, out, "edge", "train.save_every=1", "train.keep_last=0").fit(max_steps=2)
+    newest = latest_checkpoint(out)
+    assert newest is not None and newest.name == "step_00000002.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a torn copy
+    resumed = make_trainer(photos, out, "edge", "train.save_every=1", "train.keep_last=0")
+    resumed.fit(resume=True, max_steps=3)
+    assert resumed.step == 3
+    log = (out / "events.log").read_text()
+    assert "skipped a bad checkpoint" in log and "step_00000002.pt" in log
+    assert "resumed from step_00000001.pt" in log
+
+
+@pytest.mark.parametrize("content", [{"x": 1}, [1, 2], "torn"])
+def test_wrong_checkpoints_via_resume_and_edge_weights_are_one_line(
+    photos: Path, tmp_path: Path, capfd: pytest.CaptureFixture, content: object
+) -> None:
+    from train_utils import TINY
+
+    ck = tmp_path / "run" / "checkpoints"
+    ck.mkdir(parents=True)
+    bad = ck / "step_00000003.pt"
+    if content == "torn":
+        bad.write_bytes(b"PK\x03\x04 torn")
+    else:
+        torch.save(content, bad)
+    sets = [a for s in TINY for a in ("--set", s)]
+    base = ["train", "--data", str(photos), *sets, "--max-steps", "1"]
+    runs = [
+        [*base, "--stage", "edge", "--out", str(tmp_path / "run"), "--resume"],
+        [
+            *base,
+            "--stage",
+            "inpaint-on-predicted",
+            "--out",
+            str(tmp_path / "r2"),
+            "--edge-weights",
+            str(bad),
+        ],  # fmt: skip
+    ]
+    for argv in runs:
+        assert main(argv) == 2
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "step_00000003.pt" in err[0], err

@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from edgefill.config import ModelConfig
+from edgefill.config import ModelConfig, check_model_config
 from edgefill.errors import EdgefillError
+from edgefill.image import remove_stale_temps, temp_path
 from edgefill.networks import EdgeGenerator, InpaintGenerator, load_reference
 
 RELEASE_FORMAT = 1
@@ -38,9 +39,11 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """torch.save to a temp file in the same folder, fsync, then os.replace: never a torn file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    remove_stale_temps(path)  # left by a run that was killed mid-save
+    _remove_old_style_temps(path.parent)
+    tmp = temp_path(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -51,13 +54,28 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def _remove_old_style_temps(folder: Path, min_age_s: float = 3600) -> None:
+    """Temp files of versions before per-process temp names (``.tmp-XXXX.pt``, from mkstemp),
+    removed once clearly abandoned."""
+    import time
+
+    for tmp in folder.glob(".tmp-*.pt"):
+        try:
+            if time.time() - tmp.stat().st_mtime > min_age_s:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a training checkpoint safely (weights_only=True); clear error if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise EdgefillError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy/raw pickles on stderr first
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise EdgefillError(f"{path}: not a readable checkpoint ({_one_line(exc)})") from None
@@ -72,6 +90,37 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     except Exception as exc:  # a torn or foreign file fails in many ways inside the unpickler
         raise EdgefillError(f"{path}: not a readable checkpoint ({_one_line(exc)})") from None
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by ``edgefill train``, its structure checked (a safely loadable file
+    of another shape, e.g. ``{'x': 1}`` or a list, is a clear error, not a KeyError later)."""
+    ck = load_checkpoint(path)
+    check_training_checkpoint(ck, Path(path))
+    return ck
+
+
+def check_training_checkpoint(ck: Any, path: Path) -> None:
+    def bad(what: str) -> EdgefillError:
+        return EdgefillError(f"{path}: not an edgefill training checkpoint ({what})")
+
+    if not isinstance(ck, dict):
+        raise bad(f"it holds a {type(ck).__name__}, not a mapping")
+    expected = {"stage": str, "step": int, "config": dict, "pairs": dict}
+    for key, tp in expected.items():
+        if key not in ck:
+            raise bad(f"no {key!r} entry")
+        if not isinstance(ck[key], tp) or isinstance(ck[key], bool):
+            raise bad(f"{key!r} is a {type(ck[key]).__name__}, expected {tp.__name__}")
+    for name, pair in ck["pairs"].items():
+        if not isinstance(pair, dict) or not isinstance(pair.get("g"), dict):
+            raise bad(f"pairs[{name!r}] has no generator weights")
+        for k, v in pair["g"].items():
+            if not isinstance(v, torch.Tensor):
+                raise bad(f"pairs[{name!r}]['g'][{k!r}] is not a tensor")
+    frozen = ck.get("frozen_edge")
+    if frozen is not None and not isinstance(frozen, dict):
+        raise bad("'frozen_edge' is not a mapping of tensors")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -134,10 +183,15 @@ def read_release_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
             f"reference's {REFERENCE_EDGE_FILE} and {REFERENCE_INPAINT_FILE})"
         )
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_bytes().decode("utf-8"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
+            raise TypeError("expected an object with a 'model' object")
         model = ModelConfig(**doc["model"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise EdgefillError(f"{p}: not a valid edgefill release config ({exc})") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # JSON/UTF-8 errors too
+        raise EdgefillError(
+            f"{p}: not a valid edgefill release config ({_one_line(exc)})"
+        ) from None
+    check_model_config(model, f"{p}: model")
     if doc.get("format") != RELEASE_FORMAT:
         raise EdgefillError(
             f"{p}: release format {doc.get('format')} is not supported (expected {RELEASE_FORMAT})"
@@ -159,7 +213,7 @@ def _load_into(module: nn.Module, path: Path) -> None:
         module.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     except RuntimeError as exc:
         raise EdgefillError(
-            f"{path}: weights do not match the architecture in {CONFIG_FILE} ({str(exc)[:300]})"
+            f"{path}: weights do not match the architecture in {CONFIG_FILE} ({_one_line(exc)})"
         ) from None
 
 

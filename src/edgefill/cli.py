@@ -6,6 +6,7 @@ User errors (EdgefillError) print one line without a traceback and exit with sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,139 +14,202 @@ from typing import Any
 
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1  # a batch ran but some files failed
+EXIT_SIGTERM = 128 + 15
+PREFETCH = 2  # folder mode: photos decoded ahead of the model (bounds memory, see reliability.md)
+
+
+# ----------------------------------------------------------------------------- file safety
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """True when a and b are one file (hard links and symlinks included) or would be."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(
+    inputs: dict[str, str | Path | None],
+    outputs: dict[str, str | Path | None],
+    overwrite: bool = False,
+) -> None:
+    """Refuse before any work when an output would replace an input, two outputs share a path,
+    or (without ``overwrite``) an output file already exists. Keys are the options' names."""
+    from edgefill.errors import EdgefillError
+
+    ins = [(k, Path(v)) for k, v in inputs.items() if v]
+    outs = [(k, Path(v)) for k, v in outputs.items() if v]
+    for i, (flag, out) in enumerate(outs):
+        for in_flag, src in ins:
+            if _same_path(out, src):
+                raise EdgefillError(
+                    f"{out}: {flag} would overwrite the {in_flag} file; edgefill never writes "
+                    "over its inputs, choose another output path"
+                )
+        for other_flag, other in outs[:i]:
+            if _same_path(out, other):
+                raise EdgefillError(
+                    f"{out}: {other_flag} and {flag} name the same file; give each output its own path"
+                )
+        if not overwrite and out.exists():
+            what = "a folder" if out.is_dir() else "a file"
+            raise EdgefillError(
+                f"{out}: {flag} names {what} that already exists; pass --overwrite to replace it "
+                "or choose another path"
+            )
+
+
+def _warn_lossy(paths: list[str | Path | None], quality: int | None) -> None:
+    """One warning (each command calls this once, before writing) when results go to JPEG:
+    it changes pixels outside the hole."""
+    jpegs = [str(p) for p in paths if p and Path(p).suffix.lower() in (".jpg", ".jpeg")]
+    if jpegs:
+        q = 95 if quality is None else quality
+        print(
+            f"edgefill: warning: {', '.join(jpegs)}: JPEG is lossy (quality {q}); pixels outside "
+            "the hole will change slightly. Write .png, .tif or .webp to keep them exactly",
+            file=sys.stderr,
+        )
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # SystemExit unwinds like Ctrl+C: temp files of writes in progress are removed on the way.
+    raise SystemExit(EXIT_SIGTERM)
+
+
+def install_sigterm_handler() -> None:
+    """SIGTERM (kill, systemd, docker stop) ends the command cleanly instead of abruptly."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 # ----------------------------------------------------------------------------- inpaint / edges
 
 
-def _pairs(photo_dir: Path, mask_dir: Path) -> list[tuple[Path, Path | None]]:
-    """Each photo with the mask of the same file name (any image extension) in mask_dir."""
-    from edgefill.data import IMAGE_SUFFIXES
-    from edgefill.errors import EdgefillError
-
-    if not mask_dir.is_dir():
-        raise EdgefillError(f"{mask_dir}: a photo folder needs a mask folder (--mask DIR)")
-    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    photos = sorted(
-        p for p in photo_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not photos:
-        raise EdgefillError(f"{photo_dir}: no photos found")
-    return [(p, masks.get(p.stem)) for p in photos]
-
-
 def cmd_inpaint(args: argparse.Namespace) -> int:
+    from edgefill.batch import is_batch_source
     from edgefill.errors import EdgefillError
-    from edgefill.image import output_format
+    from edgefill.image import check_quality, output_format
+    from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
 
+    check_threshold(args.mask_threshold)
+    check_quality(args.quality)
+    if is_batch_source(args.photo):
+        return _run_batch(args, "inpaint")
+    _single_photo_only(args)
     photo = Path(args.photo)
     if not photo.exists():
         raise EdgefillError(f"{photo}: file not found")
-    inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
-    opts: dict[str, Any] = {
-        "resize_mask": args.resize_mask,
-        "mask_threshold": args.mask_threshold,
-        "max_pixels": args.max_pixels,
-    }
-    if photo.is_dir():
-        return _inpaint_folder(inpainter, photo, args, opts)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_inpainted.png")
     output_format(out)  # a bad suffix fails now, not after the model has run
     if args.edges_out:
         output_format(args.edges_out)
-    result = inpainter(photo, args.mask, edges=args.edges, **opts)
+    check_outputs(
+        {"photo": photo, "--mask": args.mask, "--edges": args.edges},
+        {"--output": out, "--edges-out": args.edges_out},
+        args.overwrite,
+    )
+    _warn_lossy([out], args.quality)
+    inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
+    result = inpainter(
+        photo,
+        args.mask,
+        edges=args.edges,
+        resize_mask=args.resize_mask,
+        mask_threshold=args.mask_threshold,
+        max_pixels=args.max_pixels,
+    )
     if args.refine:
         from edgefill.refine import refine
 
         result.image = refine(result.image, result.mask, result.edges)
-    result.save(out)
+    result.save(out, args.quality)
     if args.edges_out:
         result.save_edges(args.edges_out)
     print(f"wrote {out}")
     return 0
 
 
-def _inpaint_folder(
-    inpainter: Any, photo_dir: Path, args: argparse.Namespace, opts: dict[str, Any]
-) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
+def _run_batch(args: argparse.Namespace, task: str) -> int:
+    """A folder or manifest CSV, photo by photo, here or on Ray (``edgefill.batch``)."""
+    from edgefill.batch import Job, plan_batch, run_batch, summary_line
     from edgefill.errors import EdgefillError
-    from edgefill.masks import load_photo_and_mask
-    from edgefill.pipeline import InpaintResult
 
-    if args.mask is None:
-        raise EdgefillError("a photo folder needs --mask MASK_DIR (masks with the same file names)")
-    if args.edges or args.edges_out:
+    if getattr(args, "edges", None) or getattr(args, "edges_out", None):
         raise EdgefillError("--edges and --edges-out apply to a single photo, not a folder")
-    out_dir = (
-        Path(args.output) if args.output else photo_dir.with_name(photo_dir.name + "_inpainted")
+    refine = args.refine if task == "inpaint" else not args.no_refine
+    detect = {}
+    if task == "restore":
+        detect = {"kind": args.kind, "sensitivity": args.sensitivity, "method": args.method}
+    job = Job(
+        task=task,
+        weights=args.weights,
+        device=args.device,
+        speed=_speed_options(args),
+        resize_mask=args.resize_mask,
+        mask_threshold=args.mask_threshold,
+        max_pixels=args.max_pixels,
+        refine=refine,
+        threads=args.threads,
+        skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
+        quality=args.quality,
+        **detect,
     )
-    if out_dir.resolve() == photo_dir.resolve():
-        raise EdgefillError(
-            f"{out_dir}: the output folder is the photo folder; choose another -o so the "
-            "originals are not overwritten"
+    plan = plan_batch(
+        args.photo,
+        args.mask,
+        args.output,
+        task,
+        side_by_side=getattr(args, "side_by_side", None),
+        mask_out=getattr(args, "mask_out", None),
+        failures_csv=args.failures,
+        # issue 18's rule: results that already exist need --overwrite or --skip-existing (Ray
+        # resumes, so it always skips them).
+        keep_existing=args.overwrite or args.skip_existing or args.engine == "ray",
+    )
+    ray_options = {}
+    if args.engine == "ray":
+        ray_options = {
+            "address": args.address,
+            "workers": args.workers,
+            "cpus_per_worker": args.cpus_per_worker,
+            "gpus_per_worker": args.gpus_per_worker,
+        }
+    summary = run_batch(job, plan, args.engine, progress=not args.quiet, **ray_options)
+    shown = 20  # the CSV has them all; a terminal of 10 000 lines helps nobody
+    for f in summary.failures[:shown]:
+        print(f"edgefill: skipped {Path(f.photo).name or f.output}: {f.reason}", file=sys.stderr)
+    if len(summary.failures) > shown:
+        print(f"edgefill: ... and {len(summary.failures) - shown} more", file=sys.stderr)
+    if summary.failures_csv:
+        print(f"failures listed in {summary.failures_csv}", file=sys.stderr)
+    if plan.others:
+        names = ", ".join(Path(p).name for p in plan.others[:5])
+        more = " ..." if len(plan.others) > 5 else ""
+        print(
+            f"edgefill: ignored {len(plan.others)} file(s) that are not a readable image type: "
+            f"{names}{more}",
+            file=sys.stderr,
         )
-    pairs = _pairs(photo_dir, Path(args.mask))
-    failures: list[str] = []
-    todo = []
-    targets: set[Path] = set()
-    for photo, mask in pairs:
-        target = out_dir / (photo.stem + ".png")
-        if mask is None:
-            failures.append(f"{photo.name}: no mask with the same name in {args.mask}")
-        elif target in targets:  # a.jpg and a.png would both write a.png
-            failures.append(
-                f"{photo.name}: another photo named {photo.stem}.* also writes {target}"
-            )
-        elif args.skip_existing and target.exists():
-            continue
-        else:
-            targets.add(target)
-            todo.append((photo, mask, target))
+    print(summary_line(summary, plan.out_dir))
+    return EXIT_PARTIAL if summary.failed else 0
 
-    def decode(item: tuple[Path, Path, Path]) -> tuple[Any, ...]:
-        photo, mask, target = item
-        try:
-            rgb, hole, alpha = load_photo_and_mask(photo, mask, **opts)
-            return item, rgb, hole, alpha, None
-        except EdgefillError as exc:
-            return item, None, None, None, str(exc)
 
-    # Decode the next file and encode the previous result on worker threads while the model runs.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        writes = []
-        for (photo, _mask, target), rgb, hole, alpha, err in tqdm(
-            pool.map(decode, todo), total=len(todo), desc="inpaint", unit="img"
-        ):
-            if err is not None:
-                failures.append(err)
-                continue
-            try:
-                image, edges = inpainter.inpaint_arrays(rgb, hole)
-                if args.refine:
-                    from edgefill.refine import refine
+def _single_photo_only(args: argparse.Namespace) -> None:
+    from edgefill.errors import EdgefillError
 
-                    image = refine(image, hole, edges)
-                writes.append(
-                    (photo, pool.submit(InpaintResult(image, edges, hole, alpha).save, target))
-                )
-            except EdgefillError as exc:
-                failures.append(f"{photo.name}: {exc}")
-        written = 0
-        for photo, fut in writes:
-            try:
-                fut.result()
-                written += 1
-            except (EdgefillError, OSError) as exc:
-                failures.append(f"{photo.name}: {exc}")
-    for line in failures:
-        print(f"edgefill: skipped {line}", file=sys.stderr)
-    print(f"wrote {written} of {len(pairs)} photos to {out_dir}")
-    return EXIT_PARTIAL if failures else 0
+    if args.engine != "local":
+        raise EdgefillError(
+            f"--engine {args.engine} runs a folder or a manifest .csv, not one photo"
+        )
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
@@ -153,6 +217,9 @@ def cmd_edges(args: argparse.Namespace) -> int:
     from edgefill.pipeline import Inpainter, InpaintResult
 
     output_format(args.output)  # a bad suffix fails before the model runs
+    check_outputs(
+        {"photo": args.photo, "--mask": args.mask}, {"--output": args.output}, args.overwrite
+    )
     inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
     rgb, hole, _ = inpainter.prepare(
         args.photo, args.mask, args.resize_mask, args.mask_threshold, args.max_pixels
@@ -167,8 +234,9 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from edgefill.masks import parse_bucket, write_mask_set
+    from edgefill.masks import check_mask_size, parse_bucket, write_mask_set
 
+    check_mask_size(args.width, args.height, args.count)
     ratio = parse_bucket(args.bucket) if args.bucket else None
     paths = write_mask_set(
         args.output, args.kind, args.count, (args.width, args.height), args.seed, ratio
@@ -207,6 +275,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from edgefill.train import export_run
 
+    check_outputs({"run": args.run, "--edge-from": args.edge_from}, {"--output": args.output}, True)
     out = export_run(
         args.run,
         args.output,
@@ -229,6 +298,8 @@ def cmd_convert_reference(args: argparse.Namespace) -> int:
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from edgefill.onnx_export import export_onnx
 
+    if args.weights != "default":
+        check_outputs({"weights": args.weights}, {"--output": args.output}, True)
     out = export_onnx(args.weights, args.output)
     print(
         f"wrote {out / 'edge.onnx'} and {out / 'inpaint.onnx'} (use --weights {out} --backend onnx)"
@@ -268,16 +339,24 @@ def cmd_fetch_inception(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import math
+
     from edgefill.errors import EdgefillError, require_extra
 
     require_extra("web", "edgefill serve", "fastapi", "uvicorn", "python_multipart|multipart")
     from edgefill.pipeline import Inpainter
-    from edgefill.server import is_loopback, serve
+    from edgefill.server import allowed_hosts_for, check_port_free, is_loopback, serve
 
     if not 1 <= args.port <= 65535:
         raise EdgefillError(f"--port must be between 1 and 65535, got {args.port}")
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
-        raise EdgefillError("--max-upload-mb and --max-pixels must be positive")
+    if not math.isfinite(args.max_upload_mb) or not 0 < args.max_upload_mb <= 1_000_000:
+        raise EdgefillError(
+            f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb}"
+        )
+    if args.max_pixels <= 0 or (args.pixel_budget is not None and args.pixel_budget <= 0):
+        raise EdgefillError("--max-pixels and --pixel-budget must be positive")
+    check_port_free(args.host, args.port)  # one clear line now, not a uvicorn error later
+    hosts = allowed_hosts_for(args.host, args.allowed_host)
     if not is_loopback(args.host):
         print(
             f"edgefill: warning: listening on {args.host}: anyone who can reach this address can "
@@ -291,6 +370,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,
+        allowed_hosts=hosts,
+        pixel_budget=args.pixel_budget,
     )
     return 0
 
@@ -307,6 +388,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for path in (args.output, args.preview):
         if path:
             output_format(path)  # a bad suffix fails now, not after the detector has run
+    check_outputs(
+        {"photo": args.photo}, {"--output": args.output, "--preview": args.preview}, args.overwrite
+    )
+    _warn_lossy([args.output], None)
     rgb, _ = load_rgb(args.photo, args.max_pixels)
     mask = detect_damage(rgb, args.kind, args.sensitivity, args.method)
     save_image(args.output, mask.astype(np.uint8) * 255)
@@ -319,15 +404,28 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from edgefill.image import output_format
+    from edgefill.batch import is_batch_source
+    from edgefill.image import check_quality, output_format
+    from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
     from edgefill.restore import restore
 
+    check_threshold(args.mask_threshold)
+    check_quality(args.quality)
+    if is_batch_source(args.photo):
+        return _run_batch(args, "restore")
+    _single_photo_only(args)
     photo = Path(args.photo)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_restored.png")
     for path in (out, args.side_by_side, args.mask_out):
         if path:
             output_format(path)
+    check_outputs(
+        {"photo": photo, "--mask": args.mask},
+        {"--output": out, "--side-by-side": args.side_by_side, "--mask-out": args.mask_out},
+        args.overwrite,
+    )
+    _warn_lossy([out], args.quality)
     inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
     result = restore(
         photo,
@@ -341,7 +439,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
     )
-    result.save(out)
+    result.save(out, args.quality)
     if args.side_by_side:
         result.save_side_by_side(args.side_by_side)
     if args.mask_out:
@@ -444,6 +542,22 @@ def _speed_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _add_output_args(p: argparse.ArgumentParser, quality: bool = False) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that already exist (inputs are never overwritten)",
+    )
+    if quality:
+        p.add_argument(
+            "--quality",
+            type=int,
+            default=None,
+            help="JPEG quality 1-100 (default 95); for .webp, lossy at this quality instead of "
+            "lossless",
+        )
+
+
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
     from edgefill.config import DEFAULT_MAX_PIXELS
 
@@ -454,7 +568,7 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
         "--mask-threshold",
         type=int,
         default=1,
-        help="mask pixels >= this value (0-255) are the hole (default 1)",
+        help="mask pixels >= this value (1-255) are the hole (default 1)",
     )
     p.add_argument(
         "--max-pixels",
@@ -462,6 +576,56 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_PIXELS,
         help="refuse images with more pixels than this (decompression-bomb guard; default "
         f"{DEFAULT_MAX_PIXELS / 1e6:.0f} MP)",
+    )
+
+
+def _add_batch_args(p: argparse.ArgumentParser) -> None:
+    """Folder and manifest mode: resuming, failures, and the Ray engine (docs/scale.md)."""
+    g = p.add_argument_group(
+        "folders and manifests (PHOTO is a folder or a .csv of photo,mask,output)"
+    )
+    g.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip photos whose output exists (always on with --engine ray: a rerun resumes)",
+    )
+    g.add_argument(
+        "--failures",
+        metavar="CSV",
+        help="where to list the photos that failed, with the reason (default OUT/failures.csv)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per model (default: all cores here; --cpus-per-worker on Ray); "
+        "outputs are byte-identical between engines at equal threads per model",
+    )
+    g.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local: this process (default); ray: a Ray cluster, one model per worker "
+        "(pip install 'edgefill[cluster]')",
+    )
+    g.add_argument(
+        "--address",
+        help="ray: the cluster to join, e.g. auto (started with `ray start`) or HOST:6379 "
+        "(default: start Ray on this machine)",
+    )
+    g.add_argument(
+        "--workers", type=int, help="ray: model workers (default: one per CPU, or per GPU)"
+    )
+    g.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1,
+        help="ray: CPUs (and torch threads) per worker (default 1)",
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="ray: GPUs per worker, e.g. 0.5 to share one (default 1 with --device cuda)",
     )
 
 
@@ -498,9 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--edges", help="drawn edge map (white lines on black) to guide the structure in the hole"
     )
     p.add_argument("--edges-out", help="also write the edge map used (white lines on black)")
-    p.add_argument(
-        "--skip-existing", action="store_true", help="folder mode: skip photos already written"
-    )
+    _add_output_args(p, quality=True)
     p.add_argument(
         "--refine",
         action="store_true",
@@ -510,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
+    _add_batch_args(p)
     p.set_defaults(func=cmd_inpaint)
 
     p = sub.add_parser(
@@ -518,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("--mask", required=True)
     p.add_argument("-o", "--output", required=True)
+    _add_output_args(p)
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
@@ -654,6 +818,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     upload_mb = SERVER_MAX_UPLOAD_BYTES / 2**20
     p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests addressed to this host name (e.g. a reverse proxy's); "
+        "repeatable. Other Host/Origin headers are refused (DNS rebinding)",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=upload_mb,
@@ -665,6 +837,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=SERVER_MAX_PIXELS,
         help=f"largest photo accepted, in pixels (default {SERVER_MAX_PIXELS / 1e6:.0f} MP)",
     )
+    p.add_argument(
+        "--pixel-budget",
+        type=int,
+        default=None,
+        help="decoded pixels all requests in progress may hold together; over it new requests "
+        "get 503 + Retry-After (default 2 x --max-pixels)",
+    )
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)
 
@@ -672,6 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="mask file (white = damaged)")
     p.add_argument("--preview", help="also write the photo with the flagged pixels in red")
+    _add_output_args(p)
     _add_detect_args(p)
     p.add_argument(
         "--max-pixels",
@@ -684,16 +864,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "restore", help="repair an old photo in one go: detect damage, inpaint, refine"
     )
-    p.add_argument("photo")
-    p.add_argument("-o", "--output", help="restored photo (default PHOTO_restored.png)")
-    p.add_argument("--mask", help="use this mask (white = damaged) instead of detecting damage")
-    p.add_argument("--side-by-side", metavar="PNG", help="also write a before/after image")
-    p.add_argument("--mask-out", metavar="PNG", help="also write the mask that was repaired")
+    p.add_argument("photo", help="photo file, a folder of photos, or a manifest .csv")
+    p.add_argument(
+        "-o", "--output", help="restored photo (default PHOTO_restored.png) or output folder"
+    )
+    p.add_argument(
+        "--mask",
+        help="use this mask (white = damaged) instead of detecting damage; for a folder, "
+        "a folder of masks with the photos' names",
+    )
+    p.add_argument(
+        "--side-by-side",
+        metavar="PNG",
+        help="also write a before/after image (for a folder or manifest: a folder for them)",
+    )
+    p.add_argument(
+        "--mask-out",
+        metavar="PNG",
+        help="also write the mask that was repaired (for a folder or manifest: a folder)",
+    )
     p.add_argument("--no-refine", action="store_true", help="skip the refinement pass")
+    _add_output_args(p, quality=True)
     _add_detect_args(p)
     _add_model_args(p)
     _add_speed_args(p)
     _add_mask_args(p)
+    _add_batch_args(p)
     p.set_defaults(func=cmd_restore)
 
     return parser
@@ -705,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     from edgefill.errors import EdgefillError
 
+    install_sigterm_handler()
     try:
         return func(args)
     except EdgefillError as exc:

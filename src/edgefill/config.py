@@ -137,21 +137,47 @@ class Config:
         validate(self)
 
 
+# Architecture limits: far beyond any sensible model, but small enough that building one cannot
+# exhaust a machine's memory (a hostile config.json with ``edge_blocks: 1e9`` is refused).
+MAX_WIDTH = 1024
+MAX_BLOCKS = 64
+
+
+def check_model_config(m: ModelConfig, where: str = "model") -> None:
+    """Type and range of every architecture field, before any network is built."""
+
+    def whole(name: str, lo: int, hi: int) -> None:
+        v = getattr(m, name)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise EdgefillError(f"{where}.{name} must be a whole number, got {v!r}")
+        if not lo <= v <= hi:
+            raise EdgefillError(f"{where}.{name} must be between {lo} and {hi}, got {v}")
+
+    def number(name: str, lo: float, hi: float, optional: bool = False) -> None:
+        v = getattr(m, name)
+        if v is None and optional:
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise EdgefillError(f"{where}.{name} must be a number from {lo} to {hi}, got {v!r}")
+
+    whole("width", 1, MAX_WIDTH)
+    whole("edge_blocks", 0, MAX_BLOCKS)
+    whole("inpaint_blocks", 0, MAX_BLOCKS)
+    number("canny_sigma", 0.0, 50.0)
+    number("edge_threshold", 0.0, 1.0, optional=True)
+    number("edge_guide", 0.0, 100.0)
+    if not isinstance(m.hole_fill, str) or m.hole_fill not in HOLE_FILLS:
+        raise EdgefillError(f"{where}.hole_fill must be one of {HOLE_FILLS}, got {m.hole_fill!r}")
+
+
 def validate(cfg: Config) -> None:
+    check_model_config(cfg.model)
     if cfg.loss.gan_loss not in GAN_LOSSES:
         raise EdgefillError(f"loss.gan_loss must be one of {GAN_LOSSES}, got {cfg.loss.gan_loss!r}")
-    if cfg.model.width < 1 or cfg.model.edge_blocks < 0 or cfg.model.inpaint_blocks < 0:
-        raise EdgefillError("model.width must be >= 1 and block counts >= 0")
     if cfg.data.crop_size < 16 or cfg.data.crop_size % 4:
         raise EdgefillError(
             f"data.crop_size must be a multiple of 4 and >= 16, got {cfg.data.crop_size}"
         )
-    if cfg.model.hole_fill not in HOLE_FILLS:
-        raise EdgefillError(
-            f"model.hole_fill must be one of {HOLE_FILLS}, got {cfg.model.hole_fill!r}"
-        )
-    if not 0.0 <= cfg.model.edge_guide <= 100.0:
-        raise EdgefillError(f"model.edge_guide must be in [0, 100], got {cfg.model.edge_guide}")
     if not 0.0 <= cfg.train.true_edge_prob <= 1.0:
         raise EdgefillError(
             f"train.true_edge_prob must be in [0, 1], got {cfg.train.true_edge_prob}"

@@ -5,12 +5,20 @@ Everything else in the package works on tensors or plain arrays; file formats li
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
+import struct
 import threading
 import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -18,20 +26,27 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from edgefill.config import DEFAULT_MAX_PIXELS
 from edgefill.errors import EdgefillError
 
-ImageInput = str | Path | Image.Image | np.ndarray
+ImageInput = str | Path | bytes | Image.Image | np.ndarray  # bytes: an encoded file (uploads)
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
+    """A decoded image from a file; its ``info["edgefill_bits"]`` says the samples' bit depth."""
     if not path.exists():
         raise EdgefillError(f"{path}: file not found")
     if path.is_dir():
         raise EdgefillError(f"{path}: is a directory, expected an image file")
     if path.stat().st_size == 0:
         raise EdgefillError(f"{path}: file is empty")
+    return _decode(path, max_pixels, str(path))
+
+
+def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     try:
-        img = _open_unguarded(path)
-        _check_size(img.size, max_pixels, str(path))
+        img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
+        _check_size(img.size, max_pixels, name)
+        bits = sample_bits(img)  # the tile list is gone after load()
         img.load()
+        img.info["edgefill_bits"] = bits
     except EdgefillError:
         raise
     except (
@@ -41,8 +56,23 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         ValueError,
         Image.DecompressionBombError,
     ) as exc:
-        raise EdgefillError(f"{path}: not a readable image ({exc})") from None
+        raise EdgefillError(f"{name}: not a readable image ({exc})") from None
     return img
+
+
+def sample_bits(img: Image.Image) -> int:
+    """Bits per sample of an opened (not yet loaded) image: 16 for 16-bit PNG/TIFF, else 8.
+
+    Pillow decodes 16-bit RGB(A) files to 8 bits; the raw mode of the file's tiles still says
+    what the file holds."""
+    if img.mode.startswith("I;16"):
+        return 16
+    for tile in img.tile or []:
+        args = tile[3]
+        raw = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw, str) and ";16" in raw:
+            return 16
+    return 8
 
 
 # PIL has its own bomb guard (a warning above ~89 MP, an error above ~179 MP) that would make
@@ -51,12 +81,12 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
 _PIL_GUARD_LOCK = threading.Lock()
 
 
-def _open_unguarded(path: Path) -> Image.Image:
+def _open_unguarded(src: Path | io.BytesIO) -> Image.Image:
     with _PIL_GUARD_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(path)
+            return Image.open(src)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
@@ -74,13 +104,23 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
 
 def open_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open a path or pass through a PIL image, applying the EXIF orientation."""
+    return _transposed(_open_any(src, max_pixels))
+
+
+def _open_any(src: ImageInput, max_pixels: int) -> Image.Image:
     if isinstance(src, (str, Path)):
-        img = _open(Path(src), max_pixels)
-    elif isinstance(src, Image.Image):
-        img = src
-        _check_size(img.size, max_pixels, "image")
-    else:
-        raise EdgefillError(f"expected a file path or PIL image, got {type(src).__name__}")
+        return _open(Path(src), max_pixels)
+    if isinstance(src, bytes):
+        if not src:
+            raise EdgefillError("image: the file is empty")
+        return _decode(src, max_pixels, "image")
+    if isinstance(src, Image.Image):
+        _check_size(src.size, max_pixels, "image")
+        return src
+    raise EdgefillError(f"expected a file path or PIL image, got {type(src).__name__}")
+
+
+def _transposed(img: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not make the photo unusable
@@ -128,20 +168,157 @@ def load_rgb(
     src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Any supported input as (RGB uint8 HxWx3, alpha uint8 HxW or None)."""
+    photo = load_photo(src, max_pixels)
+    return photo.rgb, photo.alpha
+
+
+# ----------------------------------------------------------------------------- photos with depth and metadata
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What a file says about its pixels besides their values; kept on every output that can
+    hold it, so colour-managed viewers show the known pixels exactly as before."""
+
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # without the orientation tag: pixels are stored as displayed
+    dpi: tuple[float, float] | None = None
+
+
+@dataclass
+class Photo:
+    """A photo as the model sees it (8-bit RGB) plus what is needed to write it back losslessly."""
+
+    rgb: np.ndarray  # uint8 HxWx3
+    alpha: np.ndarray | None = None  # uint8 HxW
+    deep: np.ndarray | None = None  # uint16 HxW, HxWx3 or HxWx4: the file's own samples (> 8 bit)
+    meta: ImageMeta = field(default_factory=ImageMeta)
+
+
+def load_photo(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """The one loader for photos: a path, encoded bytes, a PIL image or an array.
+
+    16-bit files keep their samples in ``deep`` (the model still sees 8 bits); the ICC profile,
+    EXIF (minus orientation) and DPI are kept in ``meta``."""
     if isinstance(src, np.ndarray):
-        arr = src
-        if arr.ndim == 2:
-            arr = arr[..., None]
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-            raise EdgefillError(
-                f"image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {src.shape}"
-            )
-        _check_size((arr.shape[1], arr.shape[0]), max_pixels, "image array")
-        arr = _to_uint8(arr, "image array")
-        alpha = arr[..., 3].copy() if arr.shape[2] == 4 else None
-        rgb = np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[..., :3]
-        return np.ascontiguousarray(rgb), alpha
-    return pil_to_rgb_alpha(open_image(src, max_pixels))
+        return _photo_from_array(src, max_pixels)
+    img = open_image(src, max_pixels)
+    return photo_from_image(img, src if isinstance(src, (str, Path, bytes)) else None)
+
+
+def photo_from_image(img: Image.Image, raw: str | Path | bytes | None = None) -> Photo:
+    """A Photo from a decoded, upright PIL image; ``raw`` (its file or bytes) lets 16-bit RGB
+    samples be read again at full depth when ``img.info["edgefill_bits"]`` says 16."""
+    meta = read_meta(img)
+    deep = _deep_samples(img, raw)
+    if deep is None:
+        rgb, alpha = pil_to_rgb_alpha(img)
+        return Photo(rgb, alpha, None, meta)
+    rgb, alpha = split_deep(deep)
+    return Photo(rgb, alpha, deep, meta)
+
+
+def _photo_from_array(src: np.ndarray, max_pixels: int) -> Photo:
+    arr = src[..., None] if src.ndim == 2 else src
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise EdgefillError(
+            f"image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {src.shape}"
+        )
+    _check_size((arr.shape[1], arr.shape[0]), max_pixels, "image array")
+    if arr.dtype == np.uint16 and arr.shape[2] != 1 or src.ndim == 2 and src.dtype == np.uint16:
+        deep = np.ascontiguousarray(src)
+        rgb, alpha = split_deep(deep)
+        return Photo(rgb, alpha, deep)
+    arr = _to_uint8(arr, "image array")
+    alpha = arr[..., 3].copy() if arr.shape[2] == 4 else None
+    rgb = np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[..., :3]
+    return Photo(np.ascontiguousarray(rgb), alpha)
+
+
+def read_meta(img: Image.Image) -> ImageMeta:
+    """ICC profile, EXIF (JPEG, PNG, WebP; orientation removed) and DPI of an opened image."""
+    icc = img.info.get("icc_profile") or None
+    exif = None
+    if img.info.get("exif"):
+        try:
+            tags = Image.Exif()
+            tags.load(img.info["exif"])
+            tags.pop(0x0112, None)  # the pixels were turned upright on loading
+            exif = tags.tobytes() if len(tags) else None
+        except Exception:  # an unreadable EXIF block is dropped, not fatal
+            exif = None
+    dpi = img.info.get("dpi")
+    try:
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
+    except (TypeError, ValueError, IndexError):
+        dpi = None
+    if dpi is not None and not all(0 < d < 1e6 for d in dpi):
+        dpi = None
+    return ImageMeta(icc if isinstance(icc, bytes) else None, exif, dpi)
+
+
+_ORIENT = {  # EXIF orientation -> the numpy version of what ImageOps.exif_transpose does
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.swapaxes(np.rot90(a, 2), 0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _deep_samples(img: Image.Image, raw: str | Path | bytes | None) -> np.ndarray | None:
+    """The file's 16-bit samples, upright, or None for 8-bit files.
+
+    Pillow keeps 16-bit greyscale but reduces 16-bit RGB(A) to 8 bits, so those are decoded
+    again with OpenCV (which keeps 16 bits) and turned upright with the EXIF orientation."""
+    if img.mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16)
+    if img.info.get("edgefill_bits", 8) <= 8 or raw is None:
+        return None
+    buf = np.frombuffer(raw, np.uint8) if isinstance(raw, bytes) else np.fromfile(raw, np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        return None  # a layout OpenCV reads differently: fall back to Pillow's 8 bits
+    arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    try:
+        with _open_unguarded(io.BytesIO(raw) if isinstance(raw, bytes) else Path(raw)) as head:
+            orientation = head.getexif().get(0x0112, 1)
+    except Exception:
+        orientation = 1
+    arr = np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(arr))
+    return arr if arr.shape[:2] == (img.height, img.width) else None
+
+
+def _to8(deep: np.ndarray) -> np.ndarray:
+    """16-bit samples to the nearest 8-bit value (65535 -> 255)."""
+    return ((deep.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def split_deep(deep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(RGB uint8, alpha uint8 or None) that the model sees for 16-bit samples."""
+    small = _to8(deep)
+    if small.ndim == 2:
+        return np.repeat(small[..., None], 3, axis=2), None
+    alpha = np.ascontiguousarray(small[..., 3]) if small.shape[2] == 4 else None
+    return np.ascontiguousarray(small[..., :3]), alpha
+
+
+def compose_deep(
+    deep: np.ndarray, fill: np.ndarray, hole: np.ndarray, keep_alpha: bool = True
+) -> np.ndarray:
+    """The 16-bit original with only the hole replaced by the 8-bit fill (scaled to 16 bits).
+
+    Greyscale originals take the fill's luma; ``keep_alpha=False`` drops an alpha channel (when
+    the transparency was the hole, the result is opaque)."""
+    out = deep if keep_alpha or deep.ndim == 2 or deep.shape[2] == 3 else deep[..., :3]
+    out = out.copy()
+    if out.ndim == 2:
+        out[hole] = cv2.cvtColor(fill, cv2.COLOR_RGB2GRAY)[hole].astype(np.uint16) * 257
+    else:
+        out[..., :3][hole] = fill[hole].astype(np.uint16) * 257
+    return out
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -190,29 +367,206 @@ def output_format(path: str | Path) -> str:
     return fmt
 
 
-def save_image(path: str | Path, arr: np.ndarray, quality: int = 95) -> Path:
-    """Write an array atomically (temp file + rename); the folder is created if missing."""
+LOSSY_FORMATS = ("JPEG",)  # WebP is written lossless unless a quality is asked for
+DEFAULT_JPEG_QUALITY = 95
+
+
+def check_quality(quality: int | None) -> None:
+    if quality is not None and not 1 <= quality <= 100:
+        raise EdgefillError(f"quality must be between 1 and 100, got {quality}")
+
+
+def encode_image(
+    arr: np.ndarray, fmt: str, meta: ImageMeta | None = None, quality: int | None = None
+) -> bytes:
+    """An array (uint8, or uint16 for PNG/TIFF) as file bytes, with the photo's metadata.
+
+    JPEG uses ``quality`` (default 95); WebP is lossless unless ``quality`` is given."""
+    buf = io.BytesIO()
+    write_image(buf, arr, fmt, meta, quality)
+    return buf.getvalue()
+
+
+def write_image(
+    fh: BinaryIO,
+    arr: np.ndarray,
+    fmt: str,
+    meta: ImageMeta | None = None,
+    quality: int | None = None,
+) -> None:
+    """``encode_image`` into an open binary file."""
+    check_quality(quality)
+    meta = meta or ImageMeta()
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype == np.uint16:
+        fh.write(_encode_deep(arr, fmt, meta))
+        return
+    if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]  # JPEG has no alpha channel
+    kwargs: dict = {}
+    if fmt == "JPEG":
+        kwargs["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
+    if fmt == "WEBP":
+        kwargs.update({"lossless": True} if quality is None else {"quality": quality})
+    if meta.icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        kwargs["icc_profile"] = meta.icc_profile
+    if meta.exif and fmt in ("PNG", "JPEG", "WEBP"):
+        kwargs["exif"] = meta.exif
+    if meta.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
+        kwargs["dpi"] = meta.dpi
+    Image.fromarray(arr).save(fh, format=fmt, **kwargs)
+
+
+def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:
+    """16-bit samples: PNG via OpenCV plus our own metadata chunks, TIFF via tifffile."""
+    if fmt not in ("PNG", "TIFF"):
+        raise EdgefillError(
+            f"this photo has 16 bits per channel and {fmt} stores 8: write .png or .tif to "
+            "keep every pixel outside the hole exactly"
+        )
+    if fmt == "TIFF":
+        import tifffile
+
+        buf = io.BytesIO()
+        extratags = []
+        if meta.icc_profile:
+            extratags.append((34675, 7, len(meta.icc_profile), meta.icc_profile, True))
+        tifffile.imwrite(
+            buf,
+            arr,
+            photometric="minisblack" if arr.ndim == 2 else "rgb",
+            extrasamples=("unassalpha",) if arr.ndim == 3 and arr.shape[2] == 4 else None,
+            resolution=meta.dpi,
+            resolutionunit="INCH" if meta.dpi else None,
+            extratags=extratags,
+            compression="zlib",
+        )
+        return buf.getvalue()
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    ok, data = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise EdgefillError("could not encode the 16-bit PNG")
+    return _png_with_meta(data.tobytes(), meta)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _png_with_meta(png: bytes, meta: ImageMeta) -> bytes:
+    """Insert iCCP, pHYs and eXIf chunks right after IHDR (they must precede the pixel data)."""
+    chunks = b""
+    if meta.icc_profile:
+        chunks += _png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(meta.icc_profile))
+    if meta.dpi:
+        x, y = (round(d / 0.0254) for d in meta.dpi)  # pixels per metre
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", x, y, 1))
+    if meta.exif:
+        exif = meta.exif[6:] if meta.exif.startswith(b"Exif\0\0") else meta.exif
+        chunks += _png_chunk(b"eXIf", exif)
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
+    return png[:end_of_ihdr] + chunks + png[end_of_ihdr:]
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+TEMP_SUFFIX = ".tmp"
+_TEMP_TAG = re.compile(r"(\d+)-[0-9a-f]{12}")  # pid-random, as temp_path writes it
+_OLD_TEMP_TAG = re.compile(r"[0-9a-f]{12}")  # names from edgefill versions before the pid
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temp name next to ``path`` that says which process writes it (for cleanup)."""
+    return path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete temp files of earlier writes to ``path`` whose process is gone (kill -9, power cut).
+
+    Temp files of a live process (another edgefill writing the same file) are left alone."""
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*{TEMP_SUFFIX}"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        tag = tmp.name[len(path.name) + 2 : -len(TEMP_SUFFIX)]
+        ours = _TEMP_TAG.fullmatch(tag)
+        if ours is not None and _pid_alive(int(ours.group(1))):
+            continue  # another process is writing this file right now
+        if ours is None and not (_OLD_TEMP_TAG.fullmatch(tag) and _age_seconds(tmp) > 3600):
+            continue  # not one of ours (or an old-style name not yet clearly abandoned)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def _age_seconds(path: Path) -> float:
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file via a temp file + rename: a reader sees the old file or the new one, never
+    half of one. Stale temp files from killed earlier runs are removed first."""
     path = Path(path)
-    fmt = output_format(path)
     # The temp file is opened with open(), not mkstemp, so the result gets the usual umask
-    # permissions (mkstemp's are 0600); its .tmp suffix keeps it out of photo folder listings.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    # permissions (mkstemp's are 0600); its hidden .tmp name keeps it out of photo listings.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        tmp = temp_path(path)
         fh = open(tmp, "xb")  # closed by the with block below
     except OSError as exc:
         raise EdgefillError(f"{path}: cannot write here ({exc.strerror})") from None
     try:
         with fh:
-            kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-            if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] == 4:
-                arr = arr[..., :3]  # JPEG has no alpha channel
-            Image.fromarray(np.ascontiguousarray(arr)).save(fh, format=fmt, **kwargs)
+            write(fh)
         os.replace(tmp, path)
     except OSError as exc:  # disk full, a mode the format cannot store, ...
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise EdgefillError(f"{path}: could not write the image ({exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException:  # KeyboardInterrupt, SIGTERM (the CLI turns it into SystemExit)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def save_image(
+    path: str | Path,
+    arr: np.ndarray,
+    quality: int | None = None,
+    meta: ImageMeta | None = None,
+) -> Path:
+    """Write an array atomically (temp file + rename); the folder is created if missing."""
+    path = Path(path)
+    fmt = output_format(path)
+    check_quality(quality)
+    return write_atomic(path, lambda fh: write_image(fh, arr, fmt, meta, quality))
+
+
+def readable_suffixes() -> set[str]:
+    """File name suffixes of every format Pillow can open here (the set single-photo mode reads)."""
+    Image.init()
+    return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgefill.config import DEFAULT_MAX_PIXELS, MASK_KINDS
 from edgefill.errors import EdgefillError
-from edgefill.image import ImageInput, load_rgb, open_image
+from edgefill.image import ImageInput, Photo, load_photo, open_image
 
 # Hole-ratio buckets used for evaluation (as in the EdgeConnect paper), as (low, high) fractions.
 BUCKETS: tuple[tuple[float, float], ...] = tuple((i / 10, (i + 1) / 10) for i in range(6))
@@ -53,15 +53,39 @@ def hole_ratio(mask: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- reading
 
 
+def check_threshold(threshold: int) -> None:
+    """A mask threshold is a pixel value 1-255: 0 or less would make every pixel the hole, and
+    above 255 no pixel could be one."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)):
+        raise EdgefillError(f"mask threshold must be a whole number 1-255, got {threshold!r}")
+    if not 1 <= threshold <= 255:
+        raise EdgefillError(
+            f"mask threshold must be between 1 and 255, got {threshold} (0 or less would make "
+            "every pixel the hole; above 255 nothing could be)"
+        )
+
+
 def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> np.ndarray:
-    """Hole = pixel value >= threshold (default: any nonzero value). Colour masks are refused."""
+    """Hole = pixel value >= threshold (default: any nonzero value). Colour masks are refused.
+
+    A 2- or 4-channel array (grey or RGB plus alpha) counts transparent pixels (alpha < 128) as
+    "not hole", whatever their colour: a mask painted on a transparent layer marks only the
+    strokes."""
+    check_threshold(threshold)
+    opaque = None
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        alpha = arr[..., -1]
+        if np.issubdtype(alpha.dtype, np.floating):
+            opaque = alpha >= 0.5
+        else:
+            opaque = alpha >= (32768 if alpha.dtype == np.uint16 else 128)
+        arr = arr[..., :-1]
     if arr.ndim == 3:
-        if arr.shape[2] == 4:
-            arr = arr[..., :3]
         if arr.shape[2] == 3:
+            seen = arr if opaque is None else arr[opaque]  # colour under transparency is unseen
             if not (
-                np.array_equal(arr[..., 0], arr[..., 1])
-                and np.array_equal(arr[..., 0], arr[..., 2])
+                np.array_equal(seen[..., 0], seen[..., 1])
+                and np.array_equal(seen[..., 0], seen[..., 2])
             ):
                 raise EdgefillError(
                     f"{name}: mask has colour; expected a single-channel black/white image (white = hole)"
@@ -72,14 +96,16 @@ def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> 
     if arr.ndim != 2:
         raise EdgefillError(f"{name}: mask must be a 2-D array, got shape {arr.shape}")
     if arr.dtype == bool:
-        return arr.copy()
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        hole = arr.copy()
+    elif not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise EdgefillError(f"{name}: unsupported mask dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating):
+    elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise EdgefillError(f"{name}: mask contains NaN or infinite values")
-        return arr >= (threshold / 255.0 if arr.max(initial=0) <= 1.0 else threshold)
-    return arr >= threshold
+        hole = arr >= (threshold / 255.0 if arr.max(initial=0) <= 1.0 else threshold)
+    else:
+        hole = arr >= threshold
+    return hole if opaque is None else hole & opaque
 
 
 def load_mask(
@@ -89,21 +115,25 @@ def load_mask(
     resize: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Read a mask (file, PIL image or array) as bool HxW; ``size`` is the photo's (width, height).
+    """Read a mask (file, bytes, PIL image or array) as bool HxW; ``size`` is the photo's
+    (width, height). Transparent pixels of a mask with alpha are never the hole.
 
     A wrong size is an error naming both sizes unless ``resize`` is set (nearest neighbour).
     """
+    check_threshold(threshold)
     name = str(src) if isinstance(src, (str, Path)) else "mask"
     if isinstance(src, np.ndarray):
         mask = mask_from_array(src, name, threshold)
     else:
         img = open_image(src, max_pixels)
+        if img.mode == "P" and "transparency" in img.info or img.mode == "PA":
+            img = img.convert("RGBA")
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img)
             if img.mode.startswith("I;16"):  # the threshold is on the 0-255 scale
-                threshold = threshold * 257
-        elif img.mode in ("1", "L", "P", "RGB", "RGBA", "LA"):
-            arr = np.asarray(img.convert("L") if img.mode in ("1", "P", "LA") else img)
+                arr = (arr.astype(np.uint16) // 257).astype(np.uint8)
+        elif img.mode in ("L", "RGB", "RGBA", "LA"):
+            arr = np.asarray(img)
         else:
             arr = np.asarray(img.convert("L"))
         mask = mask_from_array(arr, name, threshold)
@@ -122,27 +152,39 @@ def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
     return alpha < 128
 
 
+def prepare_inputs(
+    image: ImageInput | Photo,
+    mask: ImageInput | None = None,
+    resize_mask: bool = False,
+    mask_threshold: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[Photo, np.ndarray, bool]:
+    """(photo, hole bool HxW, keep the photo's alpha): how every entry point (the Inpainter,
+    the CLI, the server, restore) reads a photo and its mask, so they never disagree. The
+    photo keeps its 16-bit samples and metadata; needs no model.
+
+    Without a mask, an RGBA photo's transparent pixels are the hole (and the result is opaque).
+    With a mask, the photo's alpha channel is kept as it was."""
+    photo = image if isinstance(image, Photo) else load_photo(image, max_pixels)
+    h, w = photo.rgb.shape[:2]
+    if mask is None:
+        if photo.alpha is None:
+            raise EdgefillError("no mask given and the photo has no transparency to use as one")
+        return photo, mask_from_alpha(photo.alpha), False
+    return photo, load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels), True
+
+
 def load_photo_and_mask(
-    image: ImageInput,
+    image: ImageInput | Photo,
     mask: ImageInput | None = None,
     resize_mask: bool = False,
     mask_threshold: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(RGB uint8 HxWx3, hole bool HxW, alpha to keep or None): how every entry point (the
-    Inpainter, the CLI, the server, restore) reads a photo and its mask, so they never disagree.
-
-    Without a mask, an RGBA photo's transparent pixels are the hole (and the result is opaque).
-    With a mask, the photo's alpha channel is kept as it was.
-    """
-    rgb, alpha = load_rgb(image, max_pixels)
-    h, w = rgb.shape[:2]
-    if mask is None:
-        if alpha is None:
-            raise EdgefillError("no mask given and the photo has no transparency to use as one")
-        return rgb, mask_from_alpha(alpha), None
-    hole = load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels)
-    return rgb, hole, alpha
+    """(RGB uint8 HxWx3, hole bool HxW, alpha to keep or None): ``prepare_inputs`` for callers
+    that need only the 8-bit pixels."""
+    photo, hole, keep_alpha = prepare_inputs(image, mask, resize_mask, mask_threshold, max_pixels)
+    return photo.rgb, hole, photo.alpha if keep_alpha else None
 
 
 # ----------------------------------------------------------------------------- generators
@@ -326,6 +368,17 @@ def generate_mask(
     return makers[kind]()
 
 
+def check_mask_size(width: int, height: int, count: int = 1) -> None:
+    """Generated masks: a positive size no larger than the photos edgefill reads (100 MP)."""
+    if width < 1 or height < 1 or count < 1:
+        raise EdgefillError(f"mask size and count must be positive, got {width}x{height}, {count}")
+    if width * height > DEFAULT_MAX_PIXELS:
+        raise EdgefillError(
+            f"{width}x{height} = {width * height / 1e6:.0f} MP masks exceed the limit of "
+            f"{DEFAULT_MAX_PIXELS / 1e6:.0f} MP (the largest photo edgefill reads)"
+        )
+
+
 def write_mask_set(
     out_dir: str | Path,
     kind: str,
@@ -338,6 +391,7 @@ def write_mask_set(
     from edgefill.image import save_image
 
     w, h = size
+    check_mask_size(w, h, count)
     rng = np.random.default_rng(seed)
     tag = (
         ""

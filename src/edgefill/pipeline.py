@@ -47,8 +47,16 @@ from edgefill.config import (
 )
 from edgefill.edges import canny_edges, composite, threshold, to_gray
 from edgefill.errors import EdgefillError
-from edgefill.image import ImageInput, load_rgb, save_image, to_tensor
-from edgefill.masks import load_photo_and_mask
+from edgefill.image import (
+    ImageInput,
+    ImageMeta,
+    Photo,
+    compose_deep,
+    load_rgb,
+    save_image,
+    to_tensor,
+)
+from edgefill.masks import load_photo_and_mask, prepare_inputs
 from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
@@ -74,12 +82,19 @@ class InpaintResult:
     edges: np.ndarray  # float32 HxW in [0, 1], composite edge map used for completion
     mask: np.ndarray  # bool HxW, the hole that was filled
     alpha: np.ndarray | None = None  # the photo's alpha channel, when it had one and kept it
+    # The photo's own 16-bit samples (outside the hole they are written back unchanged) and its
+    # ICC profile / EXIF / DPI, kept on every output.
+    deep: np.ndarray | None = None
+    meta: ImageMeta | None = None
 
-    def save(self, path: str | Path) -> Path:
-        arr = self.image if self.alpha is None else np.dstack([self.image, self.alpha])
-        if self.alpha is not None and Path(path).suffix.lower() in (".jpg", ".jpeg"):
-            arr = self.image  # JPEG has no alpha
-        return save_image(path, arr)
+    def output_array(self) -> np.ndarray:
+        """What ``save`` writes: 16-bit where the photo was, with its alpha where it was kept."""
+        if self.deep is not None:
+            return compose_deep(self.deep, self.image, self.mask, keep_alpha=self.alpha is not None)
+        return self.image if self.alpha is None else np.dstack([self.image, self.alpha])
+
+    def save(self, path: str | Path, quality: int | None = None) -> Path:
+        return save_image(path, self.output_array(), quality, self.meta)
 
     def save_edges(self, path: str | Path) -> Path:
         """Edges as white lines on black: the same convention ``edges=`` / ``--edges`` reads back."""
@@ -301,6 +316,18 @@ class Inpainter:
         """(RGB uint8, hole bool, alpha to keep or None): ``masks.load_photo_and_mask``."""
         return load_photo_and_mask(image, mask, resize_mask, mask_threshold, max_pixels)
 
+    def prepare_photo(
+        self,
+        image: ImageInput | Photo,
+        mask: ImageInput | None = None,
+        resize_mask: bool = False,
+        mask_threshold: int = 1,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> tuple[Photo, np.ndarray, bool]:
+        """As ``prepare`` but with the whole loaded photo (16-bit samples, metadata) and whether
+        its alpha is kept (False when the transparency is the hole): ``masks.prepare_inputs``."""
+        return prepare_inputs(image, mask, resize_mask, mask_threshold, max_pixels)
+
     # -- model (whole image as given) ---------------------------------------------------
 
     @torch.inference_mode()
@@ -313,7 +340,7 @@ class Inpainter:
         e = torch.from_numpy(known)[None, None]
         x = edge_input(g, e, m)
         x, (h, w) = pad_to_stride(x)
-        pred = self.engine("edge", x)[..., :h, :w]
+        pred = check_finite(self.engine("edge", x)[..., :h, :w], "edge")
         pred = threshold(pred, self.config.edge_threshold)
         return known, pred[0, 0].cpu().numpy()
 
@@ -332,7 +359,7 @@ class Inpainter:
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
         x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, self.config.hole_fill))
-        out = self.engine("inpaint", x)[..., :h, :w]
+        out = check_finite(self.engine("inpaint", x)[..., :h, :w], "image")
         return out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
     def _edges(self, rgb: np.ndarray, hole: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
@@ -470,7 +497,10 @@ class Inpainter:
         whose values replace the predicted edges inside the hole (user-guided structure).
         ``hd_strategy`` / ``hd_margin`` / ``working_size`` override the inpainter's settings.
         """
-        rgb, hole, alpha = self.prepare(image, mask, resize_mask, mask_threshold, max_pixels)
+        photo, hole, keep_alpha = self.prepare_photo(
+            image, mask, resize_mask, mask_threshold, max_pixels
+        )
+        rgb = photo.rgb
         guide = None
         if edges is not None:
             guide = load_guide(edges, rgb.shape[1], rgb.shape[0], max_pixels)
@@ -482,7 +512,18 @@ class Inpainter:
             hd_margin=hd_margin,
             working_size=working_size,
         )
-        return InpaintResult(result, comp, hole, alpha)
+        alpha = photo.alpha if keep_alpha else None
+        return InpaintResult(result, comp, hole, alpha, photo.deep, photo.meta)
+
+
+def check_finite(t: torch.Tensor, which: str) -> torch.Tensor:
+    """Broken weights (NaN or inf) would silently paint the hole black: refuse instead."""
+    if not bool(torch.isfinite(t).all()):
+        raise EdgefillError(
+            f"the {which} generator produced NaN or infinite values: the model weights are "
+            "broken (re-export or re-download them)"
+        )
+    return t
 
 
 def load_guide(

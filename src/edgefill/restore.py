@@ -16,8 +16,15 @@ import cv2
 import numpy as np
 
 from edgefill.detect import DEFAULT_SENSITIVITY, detect_damage
-from edgefill.image import DEFAULT_MAX_PIXELS, ImageInput, load_rgb, save_image
-from edgefill.masks import load_photo_and_mask
+from edgefill.image import (
+    DEFAULT_MAX_PIXELS,
+    ImageInput,
+    ImageMeta,
+    compose_deep,
+    load_photo,
+    save_image,
+)
+from edgefill.masks import prepare_inputs
 from edgefill.pipeline import Inpainter
 from edgefill.refine import RefineParams, refine
 
@@ -30,10 +37,15 @@ class RestoreResult:
     edges: np.ndarray  # float32 HxW, the composite edge map used for completion
     detected: bool  # True when the mask came from the damage detector
     alpha: np.ndarray | None = None
+    deep: np.ndarray | None = None  # the photo's 16-bit samples, kept outside the repairs
+    meta: ImageMeta | None = None  # ICC profile, EXIF, DPI: kept on the restored photo
 
-    def save(self, path: str | Path) -> Path:
-        keep_alpha = self.alpha is not None and Path(path).suffix.lower() not in (".jpg", ".jpeg")
-        return save_image(path, np.dstack([self.image, self.alpha]) if keep_alpha else self.image)
+    def save(self, path: str | Path, quality: int | None = None) -> Path:
+        if self.deep is not None:
+            arr = compose_deep(self.deep, self.image, self.mask)
+        else:
+            arr = self.image if self.alpha is None else np.dstack([self.image, self.alpha])
+        return save_image(path, arr, quality, self.meta)
 
     def save_mask(self, path: str | Path) -> Path:
         return save_image(path, self.mask.astype(np.uint8) * 255)
@@ -87,18 +99,20 @@ def restore(
     ``kind``, ``sensitivity``, ``method``: passed to ``detect_damage``. A detected mask that is
     empty returns the photo unchanged (``mask`` all False).
     """
-    if mask is not None:
-        rgb, hole, alpha = load_photo_and_mask(image, mask, resize_mask, mask_threshold, max_pixels)
+    photo = load_photo(image, max_pixels)
+    if mask is not None:  # the one photo+mask path (masks.prepare_inputs); the alpha is kept
+        photo, hole, _ = prepare_inputs(photo, mask, resize_mask, mask_threshold, max_pixels)
         detected = False
     else:  # the photo alone; its alpha channel is kept, not taken as a mask
-        rgb, alpha = load_rgb(image, max_pixels)
-        hole = detect_damage(rgb, kind, sensitivity, method)
+        hole = detect_damage(photo.rgb, kind, sensitivity, method)
         detected = True
+    rgb, alpha, extra = photo.rgb, photo.alpha, (photo.deep, photo.meta)
     h, w = rgb.shape[:2]
     if not hole.any():  # nothing found (or an empty mask): the photo comes back as it was
-        return RestoreResult(rgb.copy(), rgb, hole, np.zeros((h, w), np.float32), detected, alpha)
+        edges = np.zeros((h, w), np.float32)
+        return RestoreResult(rgb.copy(), rgb, hole, edges, detected, alpha, *extra)
     inpainter = inpainter or Inpainter.from_pretrained()
     result, edges = inpainter.inpaint_arrays(rgb, hole)
     if refine_result:
         result = refine(result, hole, edges, params=refine_params)
-    return RestoreResult(result, rgb, hole, edges, detected, alpha)
+    return RestoreResult(result, rgb, hole, edges, detected, alpha, *extra)

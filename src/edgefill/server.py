@@ -20,10 +20,15 @@ the server log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import ctypes
+import gc
 import io
 import ipaddress
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +42,6 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefill import __version__
@@ -50,15 +54,28 @@ from edgefill.config import (
 )
 from edgefill.detect import detect_damage, detector_available
 from edgefill.errors import EdgefillError
-from edgefill.image import encode_png, load_rgb
-from edgefill.masks import load_photo_and_mask
-from edgefill.pipeline import Inpainter, load_guide
+from edgefill.image import (
+    Photo,
+    encode_image,
+    encode_png,
+    load_rgb,
+    photo_from_image,
+    sample_bits,
+)
+from edgefill.pipeline import Inpainter, InpaintResult, load_guide, prepare_inputs
 from edgefill.selection import parse_box, select_object
 
 log = logging.getLogger("edgefill.server")
 
 WEB_DIR = Path(__file__).parent / "web"
 DEFAULT_MAX_QUEUE = 16  # model calls waiting for the lock before new ones get 503
+# Decoded pixels all requests in flight may hold together (photo + mask + edges); a request that
+# would go over gets 503 + Retry-After instead of pushing the server into swap. Each pixel costs
+# about 20-30 bytes across the decoded image, arrays, result and encoded PNG.
+DEFAULT_PIXEL_BUDGET_FACTOR = 2  # the budget is this many largest photos (max_pixels)
+MAX_ASPECT = 50  # longest side / shortest side; a 10 000 000 x 4 strip is refused
+RETRY_AFTER_S = 5
+TRIM_AFTER_PIXELS = 4_000_000  # give freed memory back to the OS after requests this big
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 PNG = "image/png"
@@ -66,7 +83,10 @@ _PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {PNG: {}}, "description": "a PNG image"},
     400: {"description": "bad input (not an image, mask of another size, ...)"},
     413: {"description": "upload or image too large"},
-    503: {"description": "too many requests waiting for the model, or the model failed to load"},
+    503: {
+        "description": "busy (too many requests or pixels in flight; see Retry-After), or the "
+        "model failed to load"
+    },
 }
 
 InpainterOrLoader = Inpainter | Callable[[], Inpainter]
@@ -122,10 +142,15 @@ GrowField = Annotated[
 class UploadError(Exception):
     """A bad upload: becomes an HTTP error with ``status`` and a one-line ``detail``."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
+
+
+def busy(detail: str) -> UploadError:
+    return UploadError(503, detail, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -135,7 +160,23 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     """An uploaded file as a loaded PIL image (EXIF orientation applied), or an UploadError.
 
     The pixel count is checked from the header before any pixel is decoded (decompression bombs).
+    ``img.info["edgefill_bits"]`` records the file's bit depth (16-bit photos stay 16-bit).
     """
+    img = peek_upload(data, field, max_pixels)
+    bits = sample_bits(img)
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
+    img.info["edgefill_bits"] = bits
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not make the photo unusable
+        return img
+
+
+def peek_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    """The upload opened but not decoded: its size is checked (pixels, aspect ratio) first."""
     if not data:
         raise UploadError(400, f"{field}: the file is empty")
     try:
@@ -155,14 +196,13 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
             f"{field}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds this server's limit of "
             f"{max_pixels / 1e6:.0f} MP",
         )
-    try:
-        img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
-    try:
-        return ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block must not make the photo unusable
-        return img
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        # A strip like 10 000 000 x 4 passes the pixel limit but would hold the model for
+        # minutes (and runs no faster for being thin): refuse it before decoding.
+        raise UploadError(
+            413, f"{field}: {w}x{h} is too elongated (this server takes at most {MAX_ASPECT}:1)"
+        )
+    return img
 
 
 def check_hd_strategy(value: str | None) -> str | None:
@@ -185,18 +225,18 @@ def inpaint_rgb(
     inp: Inpainter,
     rgb: np.ndarray,
     hole: np.ndarray,
-    alpha: np.ndarray | None,
     guide: np.ndarray | None,
     strategy: str | None,
     refine_seam: bool,
 ) -> np.ndarray:
-    """The filled photo (with its alpha channel when it had one), seam-refined if asked."""
+    """The filled photo (RGB uint8), seam-refined if asked; alpha, 16-bit samples and metadata
+    are put back by ``InpaintResult.output_array``."""
     result, comp = inp.inpaint_arrays(rgb, hole, guide, hd_strategy=strategy)
     if refine_seam:
         from edgefill.refine import refine
 
         result = refine(result, hole, comp)
-    return result if alpha is None else np.dstack([result, alpha])
+    return result
 
 
 def selection_u8(
@@ -225,6 +265,84 @@ def _png(data: bytes, seconds: float) -> Response:
     )
 
 
+# ----------------------------------------------------------------------------- admission
+
+
+def give_memory_back() -> None:
+    """Return freed heap memory to the OS (glibc keeps it otherwise: RSS stays at its peak)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PixelBudget:
+    """Admission by decoded pixels: requests reserve their images' pixel counts (read from the
+    headers, before decoding) and give them back when answered. A reservation that would go over
+    ``total`` is refused with 503 + Retry-After, except for a request that has the server to
+    itself, so a photo up to max_pixels always gets through eventually."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.used = 0
+        self.peak_request = 0  # pixels of the largest request since memory was last trimmed
+
+    @contextlib.asynccontextmanager
+    async def request(self) -> Any:
+        ticket = _Ticket(self)
+        try:
+            yield ticket
+        finally:
+            self.used -= ticket.pixels
+            self.peak_request = max(self.peak_request, ticket.pixels)
+            if self.used == 0 and self.peak_request >= TRIM_AFTER_PIXELS:
+                self.peak_request = 0
+                await anyio.to_thread.run_sync(give_memory_back)
+
+
+class _Ticket:
+    def __init__(self, budget: PixelBudget):
+        self.budget = budget
+        self.pixels = 0
+
+    def reserve(self, pixels: int) -> None:
+        b = self.budget
+        others = b.used - self.pixels
+        if others > 0 and b.used + pixels > b.total:
+            raise busy(
+                f"the server is busy ({others / 1e6:.0f} MP of photos in progress); try again shortly"
+            )
+        b.used += pixels
+        self.pixels += pixels
+
+
+_TICKET: contextvars.ContextVar[_Ticket | None] = contextvars.ContextVar("ticket", default=None)
+
+
+def current_ticket() -> _Ticket:
+    """The admission ticket of the request being handled (a private one outside the app)."""
+    ticket = _TICKET.get()
+    return ticket if ticket is not None else _Ticket(PixelBudget(2**62))
+
+
+class Admission:
+    """Gives every API request a ticket on the pixel budget, released when it is answered."""
+
+    def __init__(self, app: ASGIApp, budget: PixelBudget):
+        self.app = app
+        self.budget = budget
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        async with self.budget.request() as ticket:
+            token = _TICKET.set(ticket)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _TICKET.reset(token)
+
+
 # ----------------------------------------------------------------------------- model access
 
 
@@ -242,15 +360,17 @@ class ModelRunner:
         self.max_queue = max_queue
         self.waiting = 0  # requests holding or waiting for the lock
         self.served = 0
-        self._lock: asyncio.Lock | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
-    def _get_lock(self) -> asyncio.Lock:
-        # One lock per event loop: a server has one loop; test clients may start several.
+    def _get_lock(self, lane: str) -> asyncio.Lock:
+        # One lock per lane and event loop: a server has one loop; test clients may start
+        # several. Damage detection has its own lane, so a long detection never holds up an
+        # inpainting request (and the reverse).
         loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
+        if self._lock_loop is not loop:
+            self._locks, self._lock_loop = {}, loop
+        return self._locks.setdefault(lane, asyncio.Lock())
 
     def _ensure_loaded(self) -> Inpainter:
         """Called with the lock held, on the worker thread."""
@@ -275,12 +395,10 @@ class ModelRunner:
         ``needs_model=False`` (damage detection) passes None and never loads the model, so it
         works while the model is still loading or failed to load."""
         if self.waiting >= self.max_queue:
-            raise UploadError(
-                503, f"the server is busy ({self.waiting} requests waiting); try again shortly"
-            )
+            raise busy(f"the server is busy ({self.waiting} requests waiting); try again shortly")
         self.waiting += 1
         try:
-            async with self._get_lock():
+            async with self._get_lock("model" if needs_model else "detect"):
                 # Cancellation (client gone) waits for the thread, so the lock is never released
                 # while the model is still running.
                 result = await anyio.to_thread.run_sync(
@@ -299,6 +417,69 @@ class _BodyTooLarge(Exception):
     pass
 
 
+async def send_json_error(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _host_name(value: str) -> str:
+    """'Example.com:7860' -> 'example.com'; '[::1]:7860' -> '[::1]'."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _host_allowed(name: str, allowed: list[str]) -> bool:
+    for pattern in allowed:
+        pattern = pattern.lower()
+        if pattern == "*" or name == pattern:
+            return True
+        if pattern.startswith("*.") and name.endswith(pattern[1:]):
+            return True
+    return False
+
+
+class HostOriginGuard:
+    """Answers only requests addressed to this server by one of its own names (Host, 400) and,
+    when a browser says which page sent them, only from this server's own pages (Origin, 403).
+
+    A DNS-rebinding page sends ``Host: evil.com`` and ``Origin: http://evil.com`` to whatever
+    address evil.com now resolves to; both are refused whatever address the server listens on.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]):
+        self.app = app
+        self.allowed = list(allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not _host_allowed(_host_name(headers.get("host", "")), self.allowed):
+            await send_json_error(send, 400, "invalid host header")
+            return
+        origin = headers.get("origin")
+        if origin is not None and origin != "null":
+            netloc = urlsplit(origin).netloc
+            if not _host_allowed(_host_name(netloc), self.allowed):
+                await send_json_error(send, 403, "requests from other sites are not allowed")
+                return
+        await self.app(scope, receive, send)
+
+
 class RequestGuard:
     """Limits request bodies (413) and refuses cross-origin POSTs to the API (403).
 
@@ -312,19 +493,7 @@ class RequestGuard:
         self.max_body = max_body
 
     async def _error(self, send: Send, status: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json_error(send, status, detail)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -422,27 +591,75 @@ def _limits(request: Request) -> Limits:
     return request.app.state.limits
 
 
+def _budget(request: Request) -> PixelBudget:
+    return request.app.state.budget
+
+
 RunnerDep = Annotated[ModelRunner, Depends(_runner)]
 LimitsDep = Annotated[Limits, Depends(_limits)]
+BudgetDep = Annotated[PixelBudget, Depends(_budget)]
 
 
-async def read_upload(upload: UploadFile | None, field: str, max_pixels: int) -> Image.Image | None:
-    """An optional upload decoded on a worker thread (``decode_upload``)."""
+async def read_image(
+    upload: UploadFile | None, field: str, max_pixels: int
+) -> tuple[Image.Image, bytes] | None:
+    """An optional upload decoded on a worker thread (``decode_upload``) and its bytes; its
+    pixels are reserved from the request's pixel budget first."""
     if upload is None:
         return None
     data = await upload.read()
-    return await anyio.to_thread.run_sync(decode_upload, data, field, max_pixels)
+    w, h = peek_upload(data, field, max_pixels).size
+    current_ticket().reserve(w * h)
+    return await anyio.to_thread.run_sync(decode_upload, data, field, max_pixels), data
+
+
+async def read_upload(upload: UploadFile | None, field: str, max_pixels: int) -> Image.Image | None:
+    got = await read_image(upload, field, max_pixels)
+    return None if got is None else got[0]
+
+
+async def photo_inputs(
+    photo: UploadFile, mask: UploadFile | None, max_pixels: int
+) -> tuple[Photo, np.ndarray, bool]:
+    """(photo with its 16-bit samples and metadata, hole, keep the photo's alpha) of an upload,
+    by the library's one input path (``masks.prepare_inputs``; no model needed)."""
+    got = await read_image(photo, "photo", max_pixels)
+    mask_img = await read_upload(mask, "mask", max_pixels)
+    assert got is not None
+    photo_img, data = got
+    if mask_img is not None and mask_img.size != photo_img.size:
+        raise UploadError(
+            400,
+            f"mask is {mask_img.size[0]}x{mask_img.size[1]} but the photo is "
+            f"{photo_img.size[0]}x{photo_img.size[1]}; they must be the same size",
+        )
+
+    def prepare() -> tuple[Photo, np.ndarray, bool]:
+        source = photo_from_image(photo_img, data)
+        if mask_img is None and source.alpha is None:
+            raise UploadError(
+                400, "mask: no mask given and the photo has no transparency to use as one"
+            )
+        return prepare_inputs(source, mask_img, max_pixels=max_pixels)
+
+    return await anyio.to_thread.run_sync(prepare)
 
 
 async def read_inputs(
     photo: UploadFile, mask: UploadFile | None, max_pixels: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(RGB, hole, alpha) of an upload, by the library's one input path (no model needed)."""
-    photo_img = await read_upload(photo, "photo", max_pixels)
-    mask_img = await read_upload(mask, "mask", max_pixels)
-    return await anyio.to_thread.run_sync(
-        lambda: load_photo_and_mask(photo_img, mask_img, max_pixels=max_pixels)
-    )
+    """(RGB, hole, alpha to keep or None): ``photo_inputs`` for the 8-bit-only endpoints."""
+    source, hole, keep_alpha = await photo_inputs(photo, mask, max_pixels)
+    return source.rgb, hole, source.alpha if keep_alpha else None
+
+
+async def run_model(
+    runner: ModelRunner, fn: Callable[[Inpainter | None], Any], needs_model: bool = True
+) -> tuple[Any, float]:
+    """``fn`` on the model thread (``ModelRunner.run``) and the seconds it took."""
+    t0 = time.perf_counter()
+    out = await runner.run(fn, needs_model)
+    return out, time.perf_counter() - t0
 
 
 async def run_to_png(
@@ -453,9 +670,7 @@ async def run_to_png(
 ) -> tuple[Response, np.ndarray]:
     """``fn`` on the model thread (``ModelRunner.run``), its uint8 array answered as a PNG with
     the model time in ``X-Edgefill-Seconds``; also returns the array."""
-    t0 = time.perf_counter()
-    arr = await runner.run(fn, needs_model)
-    seconds = time.perf_counter() - t0
+    arr, seconds = await run_model(runner, fn, needs_model)
     data = await anyio.to_thread.run_sync(encode_png, arr, compress_level)
     return _png(data, seconds), arr
 
@@ -464,7 +679,7 @@ api = APIRouter(prefix="/api", tags=["api"])
 
 
 @api.get("/health")
-async def health(runner: RunnerDep, limits: LimitsDep) -> dict[str, Any]:
+async def health(runner: RunnerDep, limits: LimitsDep, budget: BudgetDep) -> dict[str, Any]:
     """Whether the model is loaded, which one, and the upload limits the page should respect."""
     inp = runner.inpainter
     return {
@@ -486,6 +701,8 @@ async def health(runner: RunnerDep, limits: LimitsDep) -> dict[str, Any]:
         "detect": True,
         "detect_method": "net" if detector_available() else "classical",
         "busy": runner.waiting,
+        "pixels_in_progress": budget.used,
+        "pixel_budget": budget.total,
         "served": runner.served,
         "max_upload_bytes": limits.max_upload_bytes,
         "max_pixels": limits.max_pixels,
@@ -519,18 +736,25 @@ async def inpaint(
     hd_strategy: HdStrategyField = None,
     refine: RefineField = False,
 ) -> Response:
-    """Fill the hole. Pixels outside it come back unchanged; an alpha channel is kept."""
+    """Fill the hole. Pixels outside it come back unchanged, 16-bit photos as 16-bit PNGs;
+    an alpha channel and the ICC profile, EXIF and DPI are kept."""
     strategy = check_hd_strategy(hd_strategy)
-    rgb, hole, alpha = await read_inputs(photo, mask, limits.max_pixels)
+    source, hole, keep_alpha = await photo_inputs(photo, mask, limits.max_pixels)
+    rgb = source.rgb
     guide = None
     if edges is not None:
         edge_img = await read_upload(edges, "edges", limits.max_pixels)
         h, w = hole.shape
         guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, limits.max_pixels)
-    resp, _ = await run_to_png(
-        runner, lambda inp: inpaint_rgb(inp, rgb, hole, alpha, guide, strategy, refine), 3
+    result, seconds = await run_model(
+        runner, lambda inp: inpaint_rgb(inp, rgb, hole, guide, strategy, refine)
     )
-    return resp
+    alpha = source.alpha if keep_alpha else None
+    done = InpaintResult(result, np.zeros(0), hole, alpha, source.deep, source.meta)
+    data = await anyio.to_thread.run_sync(
+        lambda: encode_image(done.output_array(), "PNG", done.meta)
+    )
+    return _png(data, seconds)
 
 
 @api.post("/select", response_class=Response, responses=_PNG_RESPONSE)
@@ -583,7 +807,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(EdgefillError)
     async def _user_error(request: Request, exc: EdgefillError) -> JSONResponse:
@@ -605,12 +829,15 @@ def create_app(
     max_queue: int = DEFAULT_MAX_QUEUE,
     allowed_hosts: list[str] | None = None,
     static_dir: str | Path = WEB_DIR,
+    pixel_budget: int | None = None,
 ) -> FastAPI:
     """The web app around an Inpainter (or a zero-argument function that loads one once).
 
-    ``allowed_hosts``: Host header names to accept (None = any); ``serve`` on a loopback address
-    passes the loopback names, which stops DNS-rebinding pages from reaching the API.
+    ``allowed_hosts``: Host (and Origin) names to accept (None = any); ``serve`` always passes
+    a list (``allowed_hosts_for``), which stops DNS-rebinding pages from reaching the API.
+    ``pixel_budget``: decoded pixels all requests may hold at once (default 2 x max_pixels).
     """
+    budget = PixelBudget(pixel_budget or DEFAULT_PIXEL_BUDGET_FACTOR * max_pixels)
     app = FastAPI(
         title="edgefill",
         version=__version__,
@@ -623,16 +850,18 @@ def create_app(
     )
     app.state.runner = ModelRunner(inpainter_or_loader, max_queue)
     app.state.limits = Limits(max_pixels, max_upload_bytes)
+    app.state.budget = budget
     add_error_handlers(app)
     app.include_router(api)
     # The page. StaticFiles resolves every path inside ``static_dir`` and refuses anything that
     # would leave it (../, %2e%2e, symlinks), answering 404.
     app.mount("/", StaticFiles(directory=str(static_dir), html=True), name="web")
 
+    app.add_middleware(Admission, budget=budget)
     app.add_middleware(RequestGuard, max_body=max_upload_bytes)
     app.add_middleware(SecurityHeaders)
     if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+        app.add_middleware(HostOriginGuard, allowed_hosts=allowed_hosts)
     return app
 
 
@@ -645,6 +874,77 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_wildcard(host: str) -> bool:
+    return host.strip("[]") in ("", "0.0.0.0", "::")
+
+
+def local_addresses() -> list[str]:
+    """This machine's host names and non-loopback IP addresses (best effort, no traffic sent)."""
+    names: list[str] = []
+    with contextlib.suppress(OSError):
+        names += [socket.gethostname().lower(), socket.getfqdn().lower()]
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            names.append(str(info[4][0]))
+    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        # "Connecting" a UDP socket only picks the outgoing interface; nothing is sent.
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            names.append(str(sock.getsockname()[0]))
+    out = []
+    for name in names:
+        if name and not is_loopback(name) and name not in out:
+            out.append(name)
+    return out
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def allowed_hosts_for(host: str, extra: list[str] | None = None) -> list[str]:
+    """Host names the server answers to: the loopback names, the address it listens on (all of
+    this machine's names and addresses for 0.0.0.0 / ::), and ``extra`` (--allowed-host)."""
+    names = list(LOOPBACK_HOSTS)
+    if is_wildcard(host):
+        names += [_bracket(a) for a in local_addresses()]
+    elif not is_loopback(host):
+        names.append(_bracket(host.lower()))
+    for name in extra or []:
+        name = name.strip().lower()
+        if not name or "/" in name:
+            raise EdgefillError(
+                f"--allowed-host expects a host name like photos.example, got {name!r}"
+            )
+        names.append(_host_name(name))
+    return list(dict.fromkeys(names))
+
+
+def urls_to_open(host: str, port: int) -> list[str]:
+    """The addresses a browser can really use (never http://0.0.0.0/)."""
+    if is_wildcard(host):
+        hosts = ["127.0.0.1"] + [_bracket(a) for a in local_addresses() if ":" not in a]
+    else:
+        hosts = [_bracket(host)]
+    return [f"http://{h}:{port}/" for h in hosts]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A clear error now if another program listens on the port (uvicorn's would come later)."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host.strip("[]") or "0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+                raise EdgefillError(
+                    f"port {port} on {host} is already in use (another edgefill serve?); "
+                    "stop it or choose another --port"
+                ) from None
+            raise EdgefillError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def serve(
     inpainter_or_loader: InpainterOrLoader,
     host: str = "127.0.0.1",
@@ -652,15 +952,24 @@ def serve(
     max_upload_bytes: int = SERVER_MAX_UPLOAD_BYTES,
     max_pixels: int = SERVER_MAX_PIXELS,
     log_level: str = "info",
+    allowed_hosts: list[str] | None = None,
+    pixel_budget: int | None = None,
 ) -> None:
-    """Run the app with uvicorn until interrupted (what ``edgefill serve`` does)."""
+    """Run the app with uvicorn until interrupted (what ``edgefill serve`` does).
+
+    Host and Origin headers are checked in every mode (``allowed_hosts``, default
+    ``allowed_hosts_for(host)``), also when listening on all interfaces."""
     import uvicorn
 
-    hosts = None
-    if is_loopback(host):
-        hosts = LOOPBACK_HOSTS  # refuse DNS-rebinding requests that name another host
-    app = create_app(inpainter_or_loader, max_upload_bytes, max_pixels, allowed_hosts=hosts)
+    hosts = allowed_hosts if allowed_hosts is not None else allowed_hosts_for(host)
+    app = create_app(
+        inpainter_or_loader,
+        max_upload_bytes,
+        max_pixels,
+        allowed_hosts=hosts,
+        pixel_budget=pixel_budget,
+    )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    shown = f"[{host}]" if ":" in host else host
-    print(f"edgefill: open http://{shown}:{port}/ in your browser (Ctrl+C stops the server)")
+    urls = urls_to_open(host, port)
+    print(f"edgefill: open {' or '.join(urls)} in your browser (Ctrl+C stops the server)")
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)

@@ -20,6 +20,7 @@ import csv
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -39,9 +40,9 @@ from edgefill.checkpoint import (
     atomic_torch_save,
     is_reference_folder,
     is_weights_folder,
-    load_checkpoint,
     load_reference_discriminator,
     load_release,
+    load_training_checkpoint,
     read_release_config,
     save_release,
 )
@@ -174,7 +175,7 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
     ckpt_path = latest_checkpoint(p) if p.is_dir() else p
     if ckpt_path is None:
         raise EdgefillError(f"{p}: no checkpoint or release weights found")
-    ck = load_checkpoint(ckpt_path)
+    ck = load_training_checkpoint(ckpt_path)
     if which in ck["pairs"]:
         pair = ck["pairs"][which]
         return pair.get("ema", pair["g"])
@@ -224,12 +225,28 @@ def source_model_config(path: str | Path) -> ModelConfig:
     ckpt_path = latest_checkpoint(p) if p.is_dir() else p
     if ckpt_path is None:
         raise EdgefillError(f"{p}: no checkpoint or release weights found")
-    return from_dict(load_checkpoint(ckpt_path)["config"]).model
+    return from_dict(load_training_checkpoint(ckpt_path)["config"]).model
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     steps = sorted(Path(run_dir, CKPT_DIR).glob("step_*.pt"))
     return steps[-1] if steps else None
+
+
+def latest_intact_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any], list[str]]:
+    """The newest checkpoint that loads and has the right structure, and one line per newer
+    one that did not (a file torn by a full disk or a copy, say). None intact is an error."""
+    steps = sorted(Path(run_dir, CKPT_DIR).glob("step_*.pt"), reverse=True)
+    bad: list[str] = []
+    for path in steps:
+        try:
+            return path, load_training_checkpoint(path), bad
+        except EdgefillError as exc:
+            bad.append(str(exc))
+    raise EdgefillError(
+        f"--resume: no intact checkpoint in {Path(run_dir, CKPT_DIR)}"
+        + (f" ({len(bad)} unreadable, newest: {bad[0]})" if bad else "")
+    )
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -784,10 +801,21 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         if resume:
-            last = latest_checkpoint(self.out)
-            if last is None:
+            if latest_checkpoint(self.out) is None:
                 raise EdgefillError(f"--resume: no checkpoint in {self.out / CKPT_DIR}")
-            self.load_state(load_checkpoint(last))
+            # The newest checkpoint that loads; torn or foreign ones are skipped and named.
+            last, state, bad = latest_intact_checkpoint(self.out)
+            for line in bad:
+                self._log_event(f"skipped a bad checkpoint: {line}")
+                if not self.show_progress and self.rank == 0:
+                    print(f"edgefill: warning: skipped a bad checkpoint: {line}", file=sys.stderr)
+            try:
+                self.load_state(state)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise EdgefillError(
+                    f"{last}: cannot resume from this checkpoint ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:200]})"
+                ) from None
             self._log_event(f"resumed from {last.name} at step {self.step}")
         elif latest_checkpoint(self.out) is not None:
             raise EdgefillError(
@@ -899,7 +927,7 @@ def export_run(
     path = best if use_best and best.is_file() else latest_checkpoint(run)
     if path is None:
         raise EdgefillError(f"{run}: no checkpoints to export")
-    ck = load_checkpoint(path)
+    ck = load_training_checkpoint(path)
     cfg = from_dict(ck["config"])
     pairs = ck["pairs"]
 

@@ -172,9 +172,7 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
     if is_weights_folder(p):  # a release, or the reference's released generators
         g1, g2, _, _ = load_release(p)
         return (g1 if which == "edge" else g2).state_dict()
-    ckpt_path = latest_checkpoint(p) if p.is_dir() else p
-    if ckpt_path is None:
-        raise EdgefillError(f"{p}: no checkpoint or release weights found")
+    ckpt_path = checkpoint_in(p)
     ck = load_training_checkpoint(ckpt_path)
     if which in ck["pairs"]:
         pair = ck["pairs"][which]
@@ -222,10 +220,16 @@ def source_model_config(path: str | Path) -> ModelConfig:
     p = Path(path)
     if is_weights_folder(p):
         return read_release_config(p)[0]
-    ckpt_path = latest_checkpoint(p) if p.is_dir() else p
-    if ckpt_path is None:
-        raise EdgefillError(f"{p}: no checkpoint or release weights found")
+    ckpt_path = checkpoint_in(p)
     return from_dict(load_training_checkpoint(ckpt_path)["config"]).model
+
+
+def checkpoint_in(path: Path) -> Path:
+    """A checkpoint file as given, or a run folder's latest checkpoint."""
+    ckpt_path = latest_checkpoint(path) if path.is_dir() else path
+    if ckpt_path is None:
+        raise EdgefillError(f"{path}: no checkpoint or release weights found")
+    return ckpt_path
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -694,11 +694,15 @@ def run_ray(
             got = 0
             try:
                 for row in ds.iter_rows():
+                    # Items reach here only when their output did not exist before the run
+                    # (run_batch skips those first), so a worker's "skipped" means a worker
+                    # killed after writing it: this run made it.
+                    status = "done" if row["status"] == "skipped" else str(row["status"])
                     r = ItemResult(
                         str(row["photo"]),
                         str(row["mask"]) or None,
                         str(row["output"]),
-                        str(row["status"]),
+                        status,
                         str(row["reason"]),
                         float(row["seconds"]),
                     )

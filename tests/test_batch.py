@@ -125,6 +125,30 @@ def test_an_interrupted_run_leaves_only_complete_files(
     assert (summary.done, summary.skipped, summary.failed) == (2, 2, 2)  # p04, p05 now
 
 
+def test_local_engine_streams_one_photo_at_a_time(
+    tiny_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folder mode's memory bound: a photo is read only after the previous result is out."""
+    import edgefill.batch as batch
+
+    photos, masks = make_archive(tmp_path, n=5)
+    opened: list[str] = []
+    real_readable = batch._readable
+
+    def spy(path: str | None):  # type: ignore[no-untyped-def]
+        if path is not None and Path(path).parent == photos:
+            opened.append(Path(path).name)
+        return real_readable(path)
+
+    monkeypatch.setattr(batch, "_readable", spy)
+    plan = plan_batch(photos, masks, tmp_path / "out", "inpaint")
+    seen = []
+    for i, r in enumerate(batch.run_local(job(tiny_release), plan.items)):
+        seen.append(r.status)
+        assert len(opened) == i + 1  # nothing decoded ahead of the result being handed back
+    assert len(seen) == len(plan.items) == 4  # p02 (no mask) is refused at planning
+
+
 def test_manifest_paths_and_per_row_problems(tiny_release: Path, tmp_path: Path) -> None:
     photos, masks = make_archive(tmp_path, n=4)
     rgba = np.dstack([photo_array(*SIZE, seed=1), np.where(box_hole(*SIZE), 0, 255)])

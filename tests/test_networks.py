@@ -337,4 +337,6 @@ def test_frozen_reference_checkpoints_give_the_reference_outputs(name: str, mode
         got = _outputs(net, expected["input"])
     assert len(got) == len(expected[mode])
     for g, want in zip(got, expected[mode], strict=True):
-        torch.testing.assert_close(g, want, rtol=0, atol=1e-6)
+        # Relative: the discriminators' deep features reach 1e5, where fp32 sums taken in another
+        # order (AVX2 vs AVX-512 kernels) differ by a few ulps.
+        torch.testing.assert_close(g, want, rtol=1e-4, atol=1e-5)

@@ -15,7 +15,6 @@ from typing import Any
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1  # a batch ran but some files failed
 EXIT_SIGTERM = 128 + 15
-PREFETCH = 2  # folder mode: photos decoded ahead of the model (bounds memory, see reliability.md)
 
 
 # ----------------------------------------------------------------------------- file safety

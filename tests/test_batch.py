@@ -149,6 +149,30 @@ def test_local_engine_streams_one_photo_at_a_time(
     assert len(seen) == len(plan.items) == 4  # p02 (no mask) is refused at planning
 
 
+def test_a_run_removes_temp_files_dead_writers_left_beside_its_outputs(
+    tiny_release: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    photos, masks = make_archive(tmp_path, n=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # exited and reaped
+    dead = proc.pid
+    # p01 is corrupt: no write to its path would ever clean this one up.
+    stale = out / f".p01.png.{dead}-abcdef123456.tmp"
+    live = out / f".p01.png.{os.getpid()}-0123456789ab.tmp"  # a writer still at work
+    other = out / f".notes.txt.{dead}-abcdef123456.tmp"  # not this job's output: not ours
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    summary = run_batch(
+        job(tiny_release), plan_batch(photos, masks, out, "inpaint"), progress=False
+    )
+    assert summary.failed == 2 and not stale.exists()
+    assert live.exists() and other.exists()
+
+
 def test_manifest_paths_and_per_row_problems(tiny_release: Path, tmp_path: Path) -> None:
     photos, masks = make_archive(tmp_path, n=4)
     rgba = np.dstack([photo_array(*SIZE, seed=1), np.where(box_hole(*SIZE), 0, 255)])
@@ -390,6 +414,7 @@ def test_ray_run_with_a_killed_worker_ends_complete_and_identical(ray_archive: d
     local, ray_pngs = pngs(ray_archive["local"]), pngs(ray_archive["ray"])
     assert len(local) == N_PHOTOS - 2
     assert ray_pngs == local  # byte-identical to the local engine, nothing lost or half-written
+    assert not list(ray_archive["ray"].glob(".*.tmp"))  # the killed worker's temp file is gone
     assert failure_rows(ray_archive["ray"] / "failures.csv") == failure_rows(
         ray_archive["local"] / "failures.csv"
     )

@@ -900,6 +900,26 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
     assert live.exists() and fresh_old_ckpt.exists() and unrelated.exists()
 
 
+def test_a_zombie_writers_temp_file_is_stale(tmp_path: Path) -> None:
+    """A SIGKILLed worker stays a zombie until its parent reaps it: its temp file is abandoned."""
+    from edgefill.image import save_image
+
+    child = subprocess.Popen(["sleep", "0"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    if not stat.exists():
+        child.wait()
+        pytest.skip("zombies are recognised through /proc (Linux)")
+    deadline = time.time() + 30
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not reaped
+        assert time.time() < deadline
+        time.sleep(0.01)
+    stale = tmp_path / f".out.png.{child.pid}-abcdef123456.tmp"
+    stale.write_bytes(b"partial")
+    save_image(tmp_path / "out.png", photo_array(8, 8))
+    child.wait()
+    assert not stale.exists()
+
+
 _SIGTERM_SAVER = r"""
 import sys, numpy as np
 from edgefill.cli import install_sigterm_handler

@@ -26,6 +26,7 @@ import posixpath
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,12 @@ from typing import Any
 
 from edgefill.detect import DEFAULT_SENSITIVITY
 from edgefill.errors import EdgefillError
-from edgefill.image import DEFAULT_MAX_PIXELS, output_format, readable_suffixes
+from edgefill.image import (
+    DEFAULT_MAX_PIXELS,
+    output_format,
+    readable_suffixes,
+    remove_stale_temps_in,
+)
 
 TASKS = ("inpaint", "restore")
 ENGINES = ("local", "ray")
@@ -681,16 +687,20 @@ def run_ray(
             # After the first run each photo is its own block: a photo that kills its worker
             # every time (out of memory, say) then takes no other photo down with it.
             blocks = None if round_ == 0 else len(rows)
-            ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-                RayWorker,
-                fn_constructor_kwargs={"job": job},
-                batch_size=1,
-                compute=ActorPoolStrategy(size=size),
-                num_cpus=cpus_per_worker,
-                num_gpus=gpus or None,
-                max_restarts=-1,  # a dead worker is replaced, always
-                max_task_retries=RAY_TASK_RETRIES,  # its batch retried, but not forever
-            )
+            with warnings.catch_warnings():
+                # Ray 2.60 has no named parameter for a bounded retry count yet and warns that
+                # the remote-args route goes in 2.64 (the extra pins ray below that).
+                warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+                ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+                    RayWorker,
+                    fn_constructor_kwargs={"job": job},
+                    batch_size=1,
+                    compute=ActorPoolStrategy(size=size),
+                    num_cpus=cpus_per_worker,
+                    num_gpus=gpus or None,
+                    max_restarts=-1,  # a dead worker is replaced, always
+                    max_task_retries=RAY_TASK_RETRIES,  # its batch retried, but not forever
+                )
             got = 0
             try:
                 for row in ds.iter_rows():
@@ -799,9 +809,12 @@ def run_batch(
             stream = run_local(job, todo)
         else:
             stream = run_ray(job, todo, **ray_options)
-        for r in _progress(stream, len(todo), progress):
-            first = first if first is not None else time.perf_counter() - start
-            results.append(r)
+        try:
+            for r in _progress(stream, len(todo), progress):
+                first = first if first is not None else time.perf_counter() - start
+                results.append(r)
+        finally:
+            _sweep_temps(todo)
     seconds = time.perf_counter() - start
     failures = [r for r in results if r.status == "failed"]
     csv_path: str | None = plan.failures_csv
@@ -820,6 +833,21 @@ def run_batch(
         failures,
         csv_path,
     )
+
+
+def _sweep_temps(items: list[Item]) -> None:
+    """Remove the temp files that dead workers left beside this job's local outputs.
+
+    A write removes its own path's stale temps, but a photo whose worker was killed and that
+    then failed for good (or was written by a retry on another node) would keep one."""
+    by_folder: dict[Path, set[str]] = {}
+    for item in items:
+        for out in (item.output, item.side_by_side, item.mask_out):
+            local = _local_path(out) if out else None
+            if local is not None:
+                by_folder.setdefault(Path(local).parent, set()).add(Path(local).name)
+    for folder, names in by_folder.items():
+        remove_stale_temps_in(folder, names)
 
 
 def _existing(outputs: set[str]) -> set[str]:

@@ -489,28 +489,41 @@ def _pid_alive(pid: int) -> bool:
         return False
     except OSError:  # exists but belongs to someone else
         return True
-    return True
+    try:  # a zombie has exited, only its parent has not reaped it yet (a killed Ray worker)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS), or it just went away
+        return True
+
+
+def _abandoned(tmp: Path, tag: str) -> bool:
+    """True for a temp file whose writing process is gone (or an old-style one over an hour old)."""
+    ours = _TEMP_TAG.fullmatch(tag)
+    if ours is not None:
+        return not _pid_alive(int(ours.group(1)))  # a live one is being written right now
+    return _OLD_TEMP_TAG.fullmatch(tag) is not None and _age_seconds(tmp) > 3600
 
 
 def remove_stale_temps(path: Path) -> list[Path]:
     """Delete temp files of earlier writes to ``path`` whose process is gone (kill -9, power cut).
 
     Temp files of a live process (another edgefill writing the same file) are left alone."""
-    removed = []
+    return remove_stale_temps_in(path.parent, {path.name})
+
+
+def remove_stale_temps_in(folder: Path, names: set[str]) -> list[Path]:
+    """``remove_stale_temps`` for every file of ``names`` in ``folder``, with one listing."""
+    removed: list[Path] = []
+    pattern = f".{glob_escape(next(iter(names)))}.*" if len(names) == 1 else ".*"
     try:
-        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*{TEMP_SUFFIX}"))
+        candidates = list(folder.glob(pattern + TEMP_SUFFIX))
     except OSError:
         return removed
     for tmp in candidates:
-        tag = tmp.name[len(path.name) + 2 : -len(TEMP_SUFFIX)]
-        ours = _TEMP_TAG.fullmatch(tag)
-        if ours is not None and _pid_alive(int(ours.group(1))):
-            continue  # another process is writing this file right now
-        if ours is None and not (_OLD_TEMP_TAG.fullmatch(tag) and _age_seconds(tmp) > 3600):
-            continue  # not one of ours (or an old-style name not yet clearly abandoned)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed.append(tmp)
+        target, _, tag = tmp.name[1 : -len(TEMP_SUFFIX)].rpartition(".")
+        if target in names and _abandoned(tmp, tag):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
     return removed
 
 

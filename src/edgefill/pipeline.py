@@ -45,6 +45,7 @@ from edgefill.config import (
     HD_STRATEGIES,
     ModelConfig,
 )
+from edgefill.detail import restore_detail
 from edgefill.edges import canny_edges, composite, threshold, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.image import (
@@ -468,6 +469,8 @@ class Inpainter:
                 # Upscale the small result with its known pixels around the hole (no dark halo).
                 small = np.where(hole_s[..., None], filled, rgb_s)
                 filled = cv2.resize(small, (ww, wh), interpolation=cv2.INTER_CUBIC)
+                # ... and the detail finer than the reduced grid copied back from the photo.
+                filled = restore_detail(rgb_w, hole_w, filled, small, hole_s)
             region = result[t:b, lf:r]
             # Only this window's hole pixels are written (cv2.copyTo: ~15x faster than
             # np.copyto(where=)); other holes inside it were holes to the networks too.

@@ -31,13 +31,13 @@ SEARCH = 40  # reduced-scale px searched in each direction
 
 
 def high_band(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``photo - upscale(downscale(photo))`` (float32): the detail lost at ``size`` (h, w),
-    with the same resampling the pipeline uses (area down, bicubic up)."""
+    """``photo - upscale(downscale(photo))`` (int16): the detail lost at ``size`` (h, w), with
+    the same resampling the pipeline uses (area down, bicubic up)."""
     h, w = size
     hh, ww = photo.shape[:2]
     small = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
     back = cv2.resize(small, (ww, hh), interpolation=cv2.INTER_CUBIC)
-    return photo.astype(np.float32) - back.astype(np.float32)
+    return cv2.subtract(photo, back, dtype=cv2.CV_16S)
 
 
 def _all_known(hole: np.ndarray, th: int, tw: int) -> np.ndarray:
@@ -69,10 +69,8 @@ def restore_detail(
     if not hole.any() or small_hole.all() or (h, w) == (hh, ww):
         return out
     band = high_band(photo, (h, w))
-    band[hole] = 0  # damaged pixels carry no detail worth copying
     sy, sx = hh / h, ww / w
     ref = small.astype(np.float32)
-    add = np.zeros_like(band)
     for y0 in range(0, h, block):
         for x0 in range(0, w, block):
             y1, x1 = min(y0 + block, h), min(x0 + block, w)
@@ -96,12 +94,15 @@ def restore_detail(
             dy, dx = ry0 + my - ty0, rx0 + mx - tx0  # reduced-scale offset of the match
             fy0, fy1 = round(y0 * sy), round(y1 * sy)
             fx0, fx1 = round(x0 * sx), round(x1 * sx)
+            mine = hole[fy0:fy1, fx0:fx1]
+            if not mine.any():
+                continue
             oy, ox = round(dy * sy), round(dx * sx)
-            sy0, sx0 = (
-                min(max(fy0 + oy, 0), hh - (fy1 - fy0)),
-                min(max(fx0 + ox, 0), ww - (fx1 - fx0)),
-            )
-            add[fy0:fy1, fx0:fx1] = band[sy0 : sy0 + fy1 - fy0, sx0 : sx0 + fx1 - fx0]
-    detailed = np.clip(np.round(up.astype(np.float32) + add), 0, 255).astype(np.uint8)
-    out[hole] = detailed[hole]
+            sy0 = min(max(fy0 + oy, 0), hh - (fy1 - fy0))
+            sx0 = min(max(fx0 + ox, 0), ww - (fx1 - fx0))
+            src = (slice(sy0, sy0 + fy1 - fy0), slice(sx0, sx0 + fx1 - fx0))
+            detail = band[src][mine]
+            detail[hole[src][mine]] = 0  # damaged pixels carry no detail worth copying
+            target = out[fy0:fy1, fx0:fx1]
+            target[mine] = np.clip(target[mine] + detail, 0, 255).astype(np.uint8)
     return out

@@ -9,12 +9,15 @@ Pixels outside the hole come back bit-identical: the network output is only past
 High-resolution strategies (``hd_strategy``):
 
 - ``crop`` (default): each connected hole region (grown by a few pixels) gets a context window
-  (``hd_margin`` px on each side, at least half the region's size); overlapping windows are merged;
-  a window larger than ``working_size`` is downscaled for the networks and only its filled hole
-  pixels are upscaled and pasted back. A photo that fits the working size and whose windows
-  would cover most of it is processed whole, exactly like ``original``.
+  (``hd_margin`` px on each side, at least half the region's size); overlapping windows are
+  merged while the merged window still fits ``working_size`` (nearby holes share a window, far
+  apart ones keep their own native-resolution windows, which may overlap: each fills only the
+  holes it holds deepest). A window larger than ``working_size`` is downscaled for the networks,
+  its fill upscaled, and the detail finer than the reduced grid copied back from the photo by
+  patch matching (``detail.restore_detail``); only hole pixels are pasted back. A photo that fits
+  the working size and whose windows would cover most of it is processed whole, like ``original``.
 - ``resize``: the whole photo is downscaled to ``working_size`` (if larger), filled, and the
-  fill upscaled and pasted inside the hole.
+  fill upscaled (with its detail restored as above) and pasted inside the hole.
 - ``original``: the whole photo at full size, as the reference EdgeConnect code does (slow and
   memory-hungry on large photos).
 

@@ -7,7 +7,11 @@ Three steps, all confined to the hole (``out[~hole] == result[~hole]`` bit for b
 1. Seam (gradient-domain / Poisson blending, Perez et al. 2003). The network's colours can be
    slightly off where the filled region meets the kept photo. We add to the filled pixels a
    correction ``c`` that is harmonic (Laplace's equation) inside the hole and equals the mismatch
-   at its border, so the fill keeps its own gradients but meets the photo without a step. With
+   at its border, so the fill keeps its own gradients but meets the photo without a step. The
+   mismatch is measured robustly (``border_mismatch``): the known side is read a few pixels out
+   (a crack's rim or a halo the mask missed does not count), and only an offset that is the same
+   all round the hole is corrected (a bright thread along one side of a crack is structure, not
+   a colour cast), so a refinement does not brighten or darken thin fills. With
    ``band`` the correction is solved only within ``band`` px of the border and fades to zero
    deeper inside (a feathered seam; also bounds the cost on huge holes).
 2. Contours: an unsharp mask weighted by the proximity to the predicted edges (the edge map G1

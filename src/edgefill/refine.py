@@ -19,9 +19,10 @@ Three steps, all confined to the hole (``out[~hole] == result[~hole]`` bit for b
 3. Flat areas: total-variation denoising (Chambolle) weighted by flatness and by the distance to
    predicted edges, so smooth regions lose the network's faint blotches and checkerboard.
 
-``RefineParams()`` (what ``--refine`` runs) is the seam only: on the validation photos the seam
-improved PSNR and LPIPS in every hole-size bucket, while sharpening made both slightly worse and
-TV changed them by less than the noise (docs/restoration.md, benchmarks/bench_refine.py).
+``RefineParams()`` (what ``--refine`` runs) is the seam only: sharpening made PSNR and LPIPS
+slightly worse and TV changed them by less than the noise; the robust seam is neutral on
+well-coloured fills and removes colour casts and crack rims (docs/restoration.md,
+benchmarks/bench_refine.py).
 """
 
 from __future__ import annotations

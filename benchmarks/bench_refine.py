@@ -11,6 +11,12 @@ Variants: ``none``; ``seam`` (Poisson seam, no prediction outside the hole); ``s
 the network's raw output on the border, an extra G2 pass); ``seam-band8`` (correction faded out
 8 px into the hole); ``sharpen`` (0.6) and ``tv`` (0.04) alone; ``full`` = seam + sharpen + tv;
 ``default`` = ``RefineParams()``, what ``--refine`` runs (the seam only: the measurements decided).
+
+``--cracks``: instead, the brightness shift of ``--refine`` on thin damage (issue 15). Each of the
+first ``--n`` validation photos at its own size gets seeded scratch masks (``scratch_mask``),
+once clean and once with a bright 1 px rim (+60 levels) around each scratch that the mask does
+not cover (what real cracks look like); printed: the mean colour inside the hole of the refined
+result minus the unrefined one, and of each minus the undamaged photo (levels, per channel).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 
 from edgefill.data import center_square, list_images, split
 from edgefill.image import load_rgb, to_tensor
-from edgefill.masks import BUCKETS, bucket_name, generate_mask
+from edgefill.masks import BUCKETS, bucket_name, generate_mask, scratch_mask
 from edgefill.metrics import LPIPS, psnr
 from edgefill.pipeline import Inpainter
 from edgefill.refine import RefineParams, refine
@@ -47,6 +53,33 @@ VARIANTS: dict[str, RefineParams | None] = {
 }
 
 
+def crack_shift(inpainter: Inpainter, files: list[Path], seed: int) -> None:
+    import cv2
+
+    rows: dict[str, list[np.ndarray]] = {}
+    for i, f in enumerate(files):
+        rgb, _ = load_rgb(f)
+        h, w = rgb.shape[:2]
+        hole = scratch_mask(h, w, np.random.default_rng([seed, i]))
+        rim = (cv2.dilate(hole.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~hole
+        damaged = rgb.copy()
+        damaged[rim] = np.clip(damaged[rim].astype(np.int16) + 60, 0, 255).astype(np.uint8)
+        for name, src in (("clean", rgb), ("bright rim", damaged)):
+            result, edges = inpainter.inpaint_arrays(src, hole)
+            out = refine(result, hole, edges)
+            mean = [x[hole].astype(np.float64).mean(0) for x in (out, result, rgb)]
+            rows.setdefault(f"{name}: refine - none", []).append(mean[0] - mean[1])
+            rows.setdefault(f"{name}: none - truth", []).append(mean[1] - mean[2])
+            rows.setdefault(f"{name}: refine - truth", []).append(mean[0] - mean[2])
+    print(f"{len(files)} photos, mean colour inside the hole (levels, R G B)")
+    for k, v in rows.items():
+        a = np.array(v)
+        print(
+            f"{k:26s} mean {np.round(a.mean(0), 2)}  mean |.| {np.abs(a).mean():5.2f}  "
+            f"max |.| {np.abs(a).max():5.2f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", default=None, help="release folder (default: shipped weights)")
@@ -57,13 +90,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json")
+    ap.add_argument("--cracks", action="store_true", help="brightness shift on thin damage")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     inpainter = Inpainter.from_pretrained(args.weights)
-    lpips = LPIPS()
     _, val = split(list_images(args.data), 0.1)
     val = val[: args.n]
+    if args.cracks:
+        crack_shift(inpainter, val, args.seed)
+        return
+    lpips = LPIPS()
     sums: dict[str, dict[str, dict[str, list[float]]]] = {}
     seconds: dict[str, float] = {v: 0.0 for v in args.variants}
     for i, f in enumerate(val):

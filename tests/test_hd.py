@@ -13,6 +13,7 @@ from edgefill.pipeline import (
     hole_windows,
     merge_boxes,
     plan_windows,
+    window_owners,
 )
 
 
@@ -102,6 +103,68 @@ def test_plan_downscales_only_windows_above_the_working_size() -> None:
     assert max(size2) == 512
     bh, bw = box2[2] - box2[0], box2[3] - box2[1]
     assert abs(size2[0] / size2[1] - bh / bw) < 0.01
+
+
+def three_far_holes() -> np.ndarray:
+    """The issue-15 case: a 736x952 scan with three small holes about 300 px apart."""
+    hole = np.zeros((952, 736), bool)
+    hole[200:215, 150:160] = True
+    hole[470:480, 400:420] = True
+    hole[750:770, 600:606] = True
+    return hole
+
+
+def test_far_apart_holes_get_separate_native_windows() -> None:
+    # Their 128 px-margin windows overlap, but the union (about 840 px) is above the working
+    # size: before issue 15 they merged into one window run downscaled to 512 px.
+    hole = three_far_holes()
+    plan = plan_windows(hole, "crop", 128, 512)
+    assert len(plan) == 3
+    for (t, lf, b, r), size in plan:
+        assert size == (b - t, r - lf)  # native resolution
+        assert max(b - t, r - lf) <= 512
+    assert len(merge_boxes([box for box, _ in plan])) < 3  # they do overlap
+
+
+def test_nearby_holes_cluster_into_one_native_window() -> None:
+    hole = np.zeros((2000, 3000), bool)
+    hole[900:910, 1000:1010] = True
+    hole[960:970, 1100:1120] = True  # 90 px away: the union of the windows fits 512 px
+    hole[1500:1510, 2500:2510] = True  # far away: its own window
+    plan = plan_windows(hole, "crop", 128, 512)
+    assert len(plan) == 2
+    (box1, size1), (box2, size2) = plan
+    assert box1[0] <= 900 and box1[2] >= 970 and box1[1] <= 1000 and box1[3] >= 1120
+    assert size1 == (box1[2] - box1[0], box1[3] - box1[1])
+    assert size2 == (box2[2] - box2[0], box2[3] - box2[1])
+
+
+def test_overlapping_windows_own_each_hole_pixel_once() -> None:
+    hole = three_far_holes()
+    boxes = [box for box, _ in plan_windows(hole, "crop", 128, 512)]
+    owner = window_owners(hole, boxes)
+    assert (owner[~hole] == -1).all() and (owner[hole] >= 0).all()
+    for i, (t, lf, b, r) in enumerate(boxes):  # each window owns the hole at its centre
+        cy, cx = (t + b) // 2, (lf + r) // 2
+        ys, xs = np.nonzero(owner == i)
+        assert ys.size and t <= ys.min() and ys.max() < b and lf <= xs.min() and xs.max() < r
+        assert np.hypot(ys.mean() - cy, xs.mean() - cx) < 60
+
+
+def test_overlapping_native_windows_keep_outside_pixels_and_fill_every_hole(
+    inp: Inpainter,
+) -> None:
+    hole = three_far_holes()
+    rgb = big_photo(*hole.shape, seed=5)
+    rgb[hole] = (255, 0, 255)  # a colour the fill cannot produce
+    result, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="crop", hd_margin=128)
+    assert np.array_equal(result[~hole], rgb[~hole])
+    assert not (result[hole] == (255, 0, 255)).all(1).any()
+    # Each hole is filled at native size: as if its window had been run alone.
+    (t, lf, b, r), _ = plan_windows(hole, "crop", 128, 512)[1]
+    alone, _ = inp.inpaint_arrays(rgb[t:b, lf:r], hole[t:b, lf:r], hd_strategy="original")
+    mine = window_owners(hole, [bx for bx, _ in plan_windows(hole, "crop", 128, 512)]) == 1
+    assert np.array_equal(result[t:b, lf:r][mine[t:b, lf:r]], alone[mine[t:b, lf:r]])
 
 
 def test_plan_for_resize_and_original() -> None:

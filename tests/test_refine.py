@@ -123,3 +123,66 @@ def test_bad_inputs_are_clear_errors():
         refine(img.astype(np.float32), np.zeros((16, 16), bool))
     with pytest.raises(EdgefillError, match="edge map"):
         refine(img, np.ones((16, 16), bool), np.zeros((4, 4), np.float32))
+
+
+# ----------------------------------------------------------------------------- no brightness shift
+
+
+def crack(h: int, w: int, rng: np.random.Generator, width: int) -> np.ndarray:
+    """A thin wandering crack across the photo (bool HxW), ``width`` px wide."""
+    import cv2
+
+    pts = [(0, int(rng.integers(h // 3, 2 * h // 3)))]
+    while pts[-1][0] < w:
+        x, y = pts[-1]
+        pts.append((x + int(rng.integers(6, 14)), int(np.clip(y + rng.integers(-5, 6), 4, h - 5))))
+    canvas = np.zeros((h, w), np.uint8)
+    cv2.polylines(canvas, [np.array(pts, np.int32)], False, 1, width)
+    return canvas > 0
+
+
+def scene(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat or gently graded photo (float HxWx3 in [0, 1]) with film grain of 1.5 levels."""
+    base = np.array([0.45, 0.5, 0.55], np.float32)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    img = np.broadcast_to(base, (h, w, 3)).copy()
+    if kind == "graded":  # 40 grey levels across the width, 20 down the height
+        img += (40 * xx / w + 20 * yy / h)[..., None] / 255 - 0.1
+    return img + rng.normal(0, 1.5 / 255, img.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["flat", "graded"])
+@pytest.mark.parametrize("width", [1, 2, 3])
+@pytest.mark.parametrize("nearby", ["nothing", "bright rim", "bright line", "bright region"])
+def test_refinement_never_shifts_the_mean_of_a_thin_fill(kind, width, nearby, request):
+    """A fill that already matches its flat or gently graded surroundings keeps its mean colour
+    within 1 grey level, also when bright content touches the crack: a crack's bright rim that
+    the mask did not cover, a bright line running along it, a bright region it runs into. (The
+    old seam took the rim pixel as the colour to meet: +49 to +64 levels in the rim and line
+    cases.)
+    """
+    if nearby == "bright line" and width == 3:  # measured +5.3 to +7.1 levels: a known limit
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="3 px bright band along a 3 px crack")
+        )
+    rng = np.random.default_rng([width, len(nearby)])
+    h, w = 96, 128
+    truth = scene(kind, h, w, rng)
+    hole = crack(h, w, rng, width)
+    photo = truth.copy()
+    import cv2
+
+    ring = (cv2.dilate(hole.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~hole
+    if nearby == "bright rim":  # real cracks: a 1 px halo around the flagged pixels
+        photo[ring] = np.minimum(photo[ring] + 60 / 255, 1)
+    elif nearby == "bright line":  # a bright thread running along one side, touching it
+        ys, xs = np.nonzero(hole)
+        photo[np.clip(ys - width, 0, h - 1), xs] = 0.95
+        photo[hole] = truth[hole]
+    elif nearby == "bright region":  # the crack runs into a bright object at the right
+        truth[:, w - 24 :] = photo[:, w - 24 :] = 0.92
+    result = to8(np.where(hole[..., None], truth, photo))
+    out = refine(result, hole)
+    assert np.array_equal(out[~hole], result[~hole])
+    shift = out[hole].astype(float).mean(0) - result[hole].astype(float).mean(0)
+    assert np.abs(shift).max() <= 1.0, shift

@@ -514,8 +514,8 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
         "--working-size",
         type=int,
         default=DEFAULT_WORKING_SIZE,
-        help="crop/resize: longest side the networks see; larger windows are downscaled "
-        f"({DEFAULT_WORKING_SIZE})",
+        help="crop/resize: longest side the networks see; larger windows are downscaled and "
+        f"their fine detail copied back from the photo ({DEFAULT_WORKING_SIZE})",
     )
     p.add_argument(
         "--backend",

@@ -9,12 +9,15 @@ Pixels outside the hole come back bit-identical: the network output is only past
 High-resolution strategies (``hd_strategy``):
 
 - ``crop`` (default): each connected hole region (grown by a few pixels) gets a context window
-  (``hd_margin`` px on each side, at least half the region's size); overlapping windows are merged;
-  a window larger than ``working_size`` is downscaled for the networks and only its filled hole
-  pixels are upscaled and pasted back. A photo that fits the working size and whose windows
-  would cover most of it is processed whole, exactly like ``original``.
+  (``hd_margin`` px on each side, at least half the region's size); overlapping windows are
+  merged while the merged window still fits ``working_size`` (nearby holes share a window, far
+  apart ones keep their own native-resolution windows, which may overlap: each fills only the
+  holes it holds deepest). A window larger than ``working_size`` is downscaled for the networks,
+  its fill upscaled, and the detail finer than the reduced grid copied back from the photo by
+  patch matching (``detail.restore_detail``); only hole pixels are pasted back. A photo that fits
+  the working size and whose windows would cover most of it is processed whole, like ``original``.
 - ``resize``: the whole photo is downscaled to ``working_size`` (if larger), filled, and the
-  fill upscaled and pasted inside the hole.
+  fill upscaled (with its detail restored as above) and pasted inside the hole.
 - ``original``: the whole photo at full size, as the reference EdgeConnect code does (slow and
   memory-hungry on large photos).
 
@@ -45,6 +48,7 @@ from edgefill.config import (
     HD_STRATEGIES,
     ModelConfig,
 )
+from edgefill.detail import restore_detail
 from edgefill.edges import canny_edges, composite, threshold, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.image import (
@@ -121,8 +125,19 @@ def _fit(lo: int, hi: int, n: int) -> tuple[int, int]:
     return lo, lo + size
 
 
-def merge_boxes(boxes: list[Box]) -> list[Box]:
-    """Union boxes that overlap (share at least one pixel) until none do; sorted top-left first."""
+def _longest(box: Box) -> int:
+    return max(box[2] - box[0], box[3] - box[1])
+
+
+def merge_boxes(boxes: list[Box], limit: int | None = None) -> list[Box]:
+    """Union boxes that overlap (share at least one pixel) until none do; sorted top-left first.
+
+    With ``limit``, two overlapping boxes that both fit ``limit`` px (longest side) are merged
+    only if their union fits too: holes near each other share one native-resolution window, but
+    far-apart ones are never pulled into a window so large that it has to be downscaled (their
+    windows may then overlap; each fills only its own holes). Boxes already larger than
+    ``limit`` (run downscaled anyway) merge with whatever they overlap.
+    """
     out = [tuple(b) for b in boxes]
     changed = True
     while changed:
@@ -133,7 +148,12 @@ def merge_boxes(boxes: list[Box]) -> list[Box]:
             i = 0
             while i < len(merged):
                 mt, ml, mb, mr = merged[i]
-                if t < mb and mt < b and lf < mr and ml < r:
+                union = (min(t, mt), min(lf, ml), max(b, mb), max(r, mr))
+                fits = limit is None or _longest(union) <= limit
+                big = (
+                    limit is not None and max(_longest((t, lf, b, r)), _longest(merged[i])) > limit
+                )
+                if t < mb and mt < b and lf < mr and ml < r and (fits or big):
                     t, lf, b, r = min(t, mt), min(lf, ml), max(b, mb), max(r, mr)
                     merged.pop(i)
                     changed = True
@@ -149,13 +169,15 @@ def hole_windows(
     margin: int = DEFAULT_HD_MARGIN,
     grow: int = HOLE_GROW,
     context: float = 0.5,
+    limit: int | None = None,
 ) -> list[Box]:
     """Context windows for the crop strategy, as (top, left, bottom, right) boxes.
 
     Connected regions of the hole grown by ``grow`` px (8-connectivity) each get their bounding
     box plus ``max(margin, context * longest side of the region)`` px on every side; a box that
     would leave the photo is shifted back inside (keeping its size, so border holes still get
-    their context) and clipped only if larger than the photo. Overlapping windows are merged.
+    their context) and clipped only if larger than the photo. Overlapping windows are merged
+    (with ``limit``: only while the merged window still fits it, see ``merge_boxes``).
     """
     h, w = hole.shape
     if not hole.any():
@@ -171,7 +193,7 @@ def hole_windows(
         t, b = _fit(int(y) - pad, int(y + bh) + pad, h)
         lf, r = _fit(int(x) - pad, int(x + bw) + pad, w)
         boxes.append((t, lf, b, r))
-    return merge_boxes(boxes)
+    return merge_boxes(boxes, limit)
 
 
 def plan_windows(
@@ -189,7 +211,7 @@ def plan_windows(
     if strategy in ("original", "resize"):
         boxes = [whole]
     else:
-        boxes = hole_windows(hole, margin)
+        boxes = hole_windows(hole, margin, limit=working_size)
         covered = sum((b - t) * (r - lf) for t, lf, b, r in boxes)
         if max(h, w) <= working_size and covered >= WHOLE_IMAGE_FRACTION * h * w:
             boxes = [whole]
@@ -200,6 +222,34 @@ def plan_windows(
         scale = min(1.0, limit / max(bh, bw))
         plan.append((box, (max(1, round(bh * scale)), max(1, round(bw * scale)))))
     return plan
+
+
+def window_owners(hole: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """For each pixel, the index of the window that fills it (int32 HxW; -1 outside the hole).
+
+    Windows may overlap (``merge_boxes`` with a limit); a hole pixel belongs to the window that
+    holds it deepest inside (the most context around it; a side on the photo's border counts as
+    deep), so every hole pixel is written exactly once.
+    """
+    h, w = hole.shape
+    owner = np.full((h, w), -1, np.int32)
+    if len(boxes) == 1:
+        t, lf, b, r = boxes[0]
+        owner[t:b, lf:r][hole[t:b, lf:r]] = 0
+        return owner
+    best = np.full((h, w), -1.0, np.float32)
+    for i, (t, lf, b, r) in enumerate(boxes):
+        yy = np.arange(t, b, dtype=np.float32)[:, None]
+        xx = np.arange(lf, r, dtype=np.float32)[None, :]
+        far = float(max(h, w))
+        depth = np.minimum(
+            np.minimum(yy - t if t > 0 else far, b - 1 - yy if b < h else far),
+            np.minimum(xx - lf if lf > 0 else far, r - 1 - xx if r < w else far),
+        )
+        inside = hole[t:b, lf:r] & (depth > best[t:b, lf:r])
+        best[t:b, lf:r][inside] = depth[inside]
+        owner[t:b, lf:r][inside] = i
+    return owner
 
 
 def _shrink_max(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -398,7 +448,9 @@ class Inpainter:
         h, w = hole.shape
         result = rgb.copy() if fill else None
         edges = np.zeros((h, w), np.float32)  # stays zero outside the windows
-        for (t, lf, b, r), (sh, sw) in plan_windows(hole, strategy, margin, working_size):
+        plan = plan_windows(hole, strategy, margin, working_size)
+        owner = window_owners(hole, [box for box, _ in plan])
+        for i, ((t, lf, b, r), (sh, sw)) in enumerate(plan):
             rgb_w, hole_w = rgb[t:b, lf:r], hole[t:b, lf:r]
             guide_w = None if guide is None else guide[t:b, lf:r]
             wh, ww = hole_w.shape
@@ -420,9 +472,13 @@ class Inpainter:
                 # Upscale the small result with its known pixels around the hole (no dark halo).
                 small = np.where(hole_s[..., None], filled, rgb_s)
                 filled = cv2.resize(small, (ww, wh), interpolation=cv2.INTER_CUBIC)
+                # ... and the detail finer than the reduced grid copied back from the photo.
+                filled = restore_detail(rgb_w, hole_w, filled, small, hole_s)
             region = result[t:b, lf:r]
-            # Only hole pixels are written (cv2.copyTo: ~15x faster than np.copyto(where=)).
-            out = cv2.copyTo(np.ascontiguousarray(filled), hole_w.view(np.uint8), region)
+            # Only this window's hole pixels are written (cv2.copyTo: ~15x faster than
+            # np.copyto(where=)); other holes inside it were holes to the networks too.
+            mine = owner[t:b, lf:r] == i
+            out = cv2.copyTo(np.ascontiguousarray(filled), mine.view(np.uint8), region)
             if out is not region:  # the binding copied the view instead of writing through it
                 region[...] = out
         return result, edges

@@ -115,11 +115,9 @@ REPAIR_MODES = ("confident", "all")
 _REPAIRED, _UNCERTAIN, _PROTECTED = (230, 30, 30), (255, 200, 0), (60, 140, 255)
 
 
-def _label(canvas: np.ndarray, text: str, x0: int, scale: float) -> None:
-    thick = max(1, round(scale * 2))
-    org = (x0 + round(10 * scale), round(30 * scale))
-    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2)
-    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick)
+def header_height(h: int, w: int) -> int:
+    """Height of the label band above a review sheet's panels (panels h x w)."""
+    return max(16, round(36 * max(0.4, min(h, w) / 600)))
 
 
 def report_sheet(
@@ -156,20 +154,21 @@ def report_sheet(
     for m, colour in ((protected, _PROTECTED), (uncertain, _UNCERTAIN), (repaired, _REPAIRED)):
         mid[small_mask(m)] = colour
     sh, sw = left.shape[:2]
-    canvas = np.full((sh, 3 * sw + 2 * gap, 3), 255, np.uint8)
     scale = max(0.4, min(sh, sw) / 600)
+    band = header_height(sh, sw)  # labels above the panels: no photo pixel is hidden
+    canvas = np.full((band + sh, 3 * sw + 2 * gap, 3), 255, np.uint8)
     n_rep = cv2.connectedComponents(repaired.astype(np.uint8), connectivity=8)[0] - 1
-    n_unc = (
-        0
-        if uncertain is None
-        else cv2.connectedComponents(uncertain.astype(np.uint8), connectivity=8)[0] - 1
-    )
+    n_unc = 0
+    if uncertain is not None:
+        n_unc = cv2.connectedComponents(uncertain.astype(np.uint8), connectivity=8)[0] - 1
     for i, (panel, text) in enumerate(
         ((left, "original"), (mid, f"repaired {n_rep} / uncertain {n_unc}"), (right, "result"))
     ):
         x0 = i * (sw + gap)
-        canvas[:, x0 : x0 + sw] = panel
-        _label(canvas, text, x0, scale)
+        canvas[band:, x0 : x0 + sw] = panel
+        thick = max(1, round(scale * 1.5))
+        org = (x0 + round(6 * scale), band - round(10 * scale))
+        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, (0, 0, 0), thick)
     return canvas
 
 

@@ -316,9 +316,9 @@ EXTRA = DATA.parent / "extra-photos"
 SCAN_LONG = 1600  # px: a print scanned at about 300-400 dpi
 
 
-def val_photos(dirs: list[str]) -> list[Path]:
-    """Validation photos of each folder, interleaved (split rule of edgefill.data)."""
-    lists = [split(list_images(d), 0.1)[1] for d in dirs]
+def val_photos(dirs: list[str], part: str = "val") -> list[Path]:
+    """Validation (or training) photos of each folder, interleaved (split rule of edgefill.data)."""
+    lists = [split(list_images(d), 0.1)[1 if part == "val" else 0] for d in dirs]
     out = []
     for i in range(max(len(v) for v in lists)):
         out += [v[i] for v in lists if i < len(v)]
@@ -358,8 +358,13 @@ def thin_structure_density(path: Path) -> float:
     return float((r > 0.04).mean())
 
 
-def clean_set(dirs: list[str], n: int, skip: set[Path]) -> list[tuple[Path, float]]:
-    scored = [(p, thin_structure_density(p)) for p in val_photos(dirs) if p not in skip]
+def clean_set(
+    dirs: list[str], n: int, skip: set[Path], part: str = "val"
+) -> list[tuple[Path, float]]:
+    pool = val_photos(dirs, part)
+    if part != "val":
+        pool = pool[:150]  # a sample of the training photos (tuning the release's grow)
+    scored = [(p, thin_structure_density(p)) for p in pool if p not in skip]
     scored.sort(key=lambda t: -t[1])
     return scored[:n]
 
@@ -390,7 +395,7 @@ def scan_detectors(args: argparse.Namespace) -> dict:
     for spec in args.nets:
         name, _, folder = spec.partition("=")
         net, info = load_detector(folder)
-        grow = int(info.get("grow", 0))
+        grow = int(info.get("grow", 0)) if args.grow is None else args.grow
 
         def fn(rgb, net=net, grow=grow):
             return analyse_damage(
@@ -406,7 +411,7 @@ def scan_eval(args: argparse.Namespace) -> None:
     from edgefill.damage import DAMAGE_TYPES, scan_effects
 
     torch.set_num_threads(args.threads)
-    photos = val_photos(args.dirs)[: args.n]
+    photos = val_photos(args.dirs, args.split)[: args.n]
     dets = scan_detectors(args)
     counts = {d: {k: [] for k in DAMAGE_TYPES} for d in dets}
     conf_counts = {d: {"confident": [], "uncertain": []} for d in dets}
@@ -422,7 +427,7 @@ def scan_eval(args: argparse.Namespace) -> None:
             conf_counts[d]["confident"].append(mask_scores(dm.confident, truth))
             conf_counts[d]["uncertain"].append(mask_scores(dm.uncertain, truth))
         print(f"case {ncase}: {kind} on {path.name}", flush=True)
-    clean = clean_set(args.dirs, args.n_clean, set())
+    clean = clean_set(args.dirs, args.n_clean, set(), args.split)
     flagged = {d: [] for d in dets}
     flagged_conf = {d: [] for d in dets}
     for i, (path, _dens) in enumerate(clean):
@@ -437,6 +442,7 @@ def scan_eval(args: argparse.Namespace) -> None:
         "scan_long_side": SCAN_LONG,
         "sensitivity": args.sensitivity,
         "seed": args.seed,
+        "split": args.split,
         "clean_set": [{"photo": p.name, "thin_density": round(dn, 4)} for p, dn in clean],
         "detectors": {},
     }
@@ -520,6 +526,67 @@ def scan_examples(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} (columns: damaged scan, truth, {', '.join(dets)})")
 
 
+def review_demo(args: argparse.Namespace) -> None:
+    """A realistic damaged scan restored with the shipped models: its review sheet (--report)."""
+    import cv2
+
+    from edgefill.damage import render_damage, scan_effects
+    from edgefill.pipeline import Inpainter
+    from edgefill.restore import restore
+
+    torch.set_num_threads(args.threads)
+    photo = val_photos(args.dirs)[args.index]
+    clean = as_scan(photo, args.long_side)
+    rng = np.random.default_rng([args.seed, args.index])
+    sc = render_damage(clean, rng, tuple(args.kinds.split(",")))
+    img = scan_effects(sc.image, rng)
+    r = restore(img, inpainter=Inpainter.from_pretrained(args.inpaint_weights))
+    sheet = r.report_sheet()
+    f = min(1.0, args.width / sheet.shape[1])
+    sheet = cv2.resize(sheet, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    save_image(args.out, sheet, quality=80)
+    s = r.summary()
+    print(
+        f"wrote {args.out} ({photo.name}): {s['confident_regions']} regions repaired, "
+        f"{s['uncertain_regions']} uncertain left alone; damaged pixels {100 * sc.mask.mean():.2f} %, "
+        f"repaired {100 * r.mask.mean():.2f} %, recall of the repair "
+        f"{(r.mask & sc.mask).sum() / max(sc.mask.sum(), 1):.3f}"
+    )
+
+
+def scan_table(args: argparse.Namespace) -> None:
+    """Markdown tables (per damage type P / R / IoU, clean-set false alarms) from scan-eval JSONs."""
+    from edgefill.damage import DAMAGE_TYPES
+
+    dets: dict = {}
+    for f in args.results:
+        dets.update(json.loads(Path(f).read_text())["detectors"])
+    names = list(dets)
+    print("| damage type | " + " | ".join(f"{n} P / R / IoU" for n in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for k in [*DAMAGE_TYPES, "all"]:
+        cells = []
+        for n in names:
+            r = dets[n]["per_type"].get(k)
+            cells.append(
+                "-" if r is None else f"{r['precision']:.2f} / {r['recall']:.2f} / {r['iou']:.3f}"
+            )
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    print()
+    print(
+        "| detector | clean set flagged | of it confident | confident P / R | uncertain P / R | s per scan |"
+    )
+    print("|---|---|---|---|---|---|")
+    for n in names:
+        d = dets[n]
+        c, u = d["confident_only"], d["uncertain_only"]
+        print(
+            f"| {n} | {100 * d['clean_flagged']:.3f} % | {100 * d['clean_flagged_confident']:.3f} % "
+            f"| {c['precision']:.2f} / {c['recall']:.2f} | {u['precision']:.2f} / {u['recall']:.2f} "
+            f"| {d['seconds_per_scan']:.2f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DATA))
@@ -593,6 +660,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--sensitivity", type=float, default=0.5)
         p.add_argument("--seed", type=int, default=2026)
         p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--grow", type=int, help="rim dilation for every --nets (default: theirs)")
+        p.add_argument("--split", choices=["val", "train"], default="val")
         p.set_defaults(func=fn)
         if name == "scan-eval":
             p.add_argument(
@@ -610,6 +679,20 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--crop", type=int, default=512)
             p.add_argument("--width", type=int, default=1400)
             p.add_argument("--out", default="/tmp/scan-examples.jpg")
+    p = sub.add_parser("review-demo")
+    p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
+    p.add_argument("--index", type=int, default=3)
+    p.add_argument("--kinds", default="scratch_white,crack,dust,hair")
+    p.add_argument("--long-side", type=int, default=1200)
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--width", type=int, default=1500)
+    p.add_argument("--inpaint-weights")
+    p.add_argument("--out", default="/tmp/review-demo.jpg")
+    p.set_defaults(func=review_demo)
+    p = sub.add_parser("scan-table")
+    p.add_argument("results", nargs="+", help="scan-eval JSON files")
+    p.set_defaults(func=scan_table)
     args = ap.parse_args(argv)
     args.func(args)
 

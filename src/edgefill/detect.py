@@ -2,14 +2,21 @@
 
     mask = detect_damage(rgb)                      # bool HxW, True = damaged (the hole to fill)
     mask = detect_damage(rgb, kind="scratches", sensitivity=0.7)
+    dm = analyse_damage(rgb)                       # regions with a confidence each
+    dm.confident, dm.uncertain, dm.regions         # repair the first, show the second
 
 Two detectors share one interface:
 
 - ``classical``: morphology. A top-hat / black-hat residual keeps thin bright / dark details;
   the supremum of openings by oriented line segments keeps the line-like part (scratches, folds,
   hairs); small compact components that stand out from their neighbourhood are dust and spots.
-- ``net``: a tiny U-Net (``DamageNet``, about 50k parameters) trained on synthetic damage drawn over
-  clean photos (``synth_damage``); two output channels, line-like and blob-like damage.
+- ``net``: a tiny U-Net (``DamageNet``) trained on synthetic damage drawn over clean photos
+  (``edgefill.damage``: realistic scan damage; ``synth_damage``: the first release's simpler
+  damage); two output channels, line-like and blob-like damage.
+
+Flagged pixels form regions (8-connected); a region's confidence is its mean damage probability.
+Regions at or above ``CONFIDENT`` are confident; the others are uncertain: ``restore`` leaves
+them alone by default and reports them (a conservator's rule: when in doubt, show the doubt).
 
 ``method="auto"`` uses the network when its weights are installed (it scored better on the
 validation photos, see docs/restoration.md) and the classical detector otherwise.
@@ -652,14 +659,25 @@ def _check_args(rgb: np.ndarray, kind: str, sensitivity: float, method: str) -> 
 
 
 def damage_probability(
-    rgb: np.ndarray, kind: str = "auto", net: DamageNet | None = None
+    rgb: np.ndarray, kind: str = "auto", net: DamageNet | None = None, min_size: int = 0
 ) -> tuple[np.ndarray, int]:
-    """The network's damage probability for ``kind`` (float32 HxW) and its release's ``grow``."""
+    """The network's damage probability for ``kind`` (float32 HxW) and its release's ``grow``.
+
+    A photo whose short side is under ``min_size`` (the shipped release's ``min_size``: the
+    smallest scan it was trained on) is analysed upscaled to it, as a scan of a small print
+    would be, and the probabilities are scaled back."""
     grow = 0
     if net is None:
         net, info = _cached_detector(str(DETECTOR_WEIGHTS))
-        grow = int(info.get("grow", 0))
-    prob = net_probabilities(rgb, net)
+        grow, min_size = int(info.get("grow", 0)), int(info.get("min_size", 0))
+    h, w = rgb.shape[:2]
+    f = min_size / min(h, w)
+    if f > 1:
+        big = (round(w * f), round(h * f))
+        prob = net_probabilities(cv2.resize(rgb, big, interpolation=cv2.INTER_CUBIC), net)
+        prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_AREA)
+    else:
+        prob = net_probabilities(rgb, net)
     channels = {"scratches": [0], "spots": [1], "auto": [0, 1]}[kind]
     return prob[..., channels].max(2), grow
 
@@ -673,12 +691,14 @@ def analyse_damage(
     confident_at: float = CONFIDENT,
     net: DamageNet | None = None,
     grow: int = 0,
+    min_size: int = 0,
 ) -> DamageMap:
     """Detect damage and group it into regions with a confidence (``DamageMap``).
 
     The arguments are those of ``detect_damage``; ``confident_at`` (0-1) is the mean probability
     a region needs to count as confident. ``net``: a loaded detector instead of the shipped one,
-    with ``grow`` its rim dilation (the shipped one brings its own).
+    with ``grow`` its rim dilation and ``min_size`` its smallest working size (the shipped one
+    brings its own, see ``damage_probability``).
     """
     rgb = _check_args(rgb, kind, sensitivity, method)
     if not (isinstance(confident_at, (int, float)) and 0.0 <= confident_at <= 1.0):
@@ -692,7 +712,7 @@ def analyse_damage(
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     if method == "net":
-        prob, release_grow = damage_probability(small, kind, net)
+        prob, release_grow = damage_probability(small, kind, net, min_size)
         grow = release_grow if net is None else grow
         flagged = prob >= _net_threshold(sensitivity)
         if grow > 0:  # the rim: a measured dilation, part of the release (config.json "grow")

@@ -15,6 +15,7 @@ from edgefill.detect import (
     DamageNet,
     analyse_damage,
     damage_map,
+    damage_probability,
     detect_damage,
     load_detector,
     net_probabilities,
@@ -173,3 +174,21 @@ def test_analyse_damage_on_a_large_photo_has_photo_sized_labels():
     assert dm.mask.shape == dm.labels.shape == (300, 420)
     assert dm.mask[101, 50:380].mean() > 0.8
     assert sum(r.area for r in dm.regions) == int(dm.mask.sum())
+
+
+def test_small_photos_are_analysed_at_the_release_min_size():
+    seen: list[tuple[int, int]] = []
+
+    class Spy(DamageNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape[-2:]))
+            return super().forward(x)
+
+    net = Spy(4, 3).eval()
+    img = scan(60, 80)
+    prob, _ = damage_probability(img, net=net, min_size=120)
+    assert prob.shape == (60, 80) and seen == [(120, 160)]
+    seen.clear()
+    assert damage_probability(img, net=net)[0].shape == (60, 80) and seen == [(60, 80)]
+    dm = analyse_damage(img, method="net", net=net, min_size=120)
+    assert dm.mask.shape == (60, 80) and seen[-1] == (120, 160)

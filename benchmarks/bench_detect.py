@@ -283,7 +283,7 @@ def restore_eval(args: argparse.Namespace) -> None:
     for clean, d in data:
         rows["damaged (no repair)"].append(_psnr(d.image, clean))
         for name in ("classical", "net"):
-            r = restore(d.image, inpainter=inpainter, method=name)
+            r = restore(d.image, inpainter=inpainter, method=name, repair=args.repair)
             rows.setdefault(f"restore, {name} detector", []).append(_psnr(r.image, clean))
         r = restore(d.image, d.mask, inpainter)
         rows.setdefault("restore, true mask", []).append(_psnr(r.image, clean))
@@ -302,7 +302,9 @@ def restore_demo(args: argparse.Namespace) -> None:
     from edgefill.restore import side_by_side
 
     clean, d = cases([Path(args.photo)], args.size, seed=args.seed)[0]
-    r = run_restore(d.image, inpainter=Inpainter.from_pretrained(args.inpaint_weights))
+    r = run_restore(
+        d.image, inpainter=Inpainter.from_pretrained(args.inpaint_weights), repair=args.repair
+    )
     save_image(args.out, side_by_side(d.image, r.image), quality=85)
     print(
         f"wrote {args.out}: PSNR to the clean photo {_psnr(d.image, clean):.2f} dB damaged, "
@@ -642,12 +644,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inpaint-weights", help="inpainting release (default: the shipped one)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json")
+    p.add_argument("--repair", choices=["all", "confident"], default="all", help="as restore's")
     p.set_defaults(func=restore_eval)
     p = sub.add_parser("restore-demo")
     p.add_argument("--photo", default="examples/astronaut.jpg")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--inpaint-weights")
     p.add_argument("--out", default="/tmp/restore-demo.png")
+    p.add_argument("--repair", choices=["all", "confident"], default="all", help="as restore's")
     p.set_defaults(func=restore_demo)
     for name, fn in (
         ("scan-eval", scan_eval),

@@ -133,24 +133,38 @@ def tune(args: argparse.Namespace) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    files, _ = split(list_images(args.data), 0.1)
-    train_detector(files, args.out, steps=args.steps, seed=args.seed)
+    files = [f for d in args.train_data for f in split(list_images(d), 0.1)[0]]
+    train_detector(
+        files,
+        args.out,
+        steps=args.steps,
+        seed=args.seed,
+        batch=args.batch,
+        crop=args.crop,
+        width=args.width,
+        depth=args.depth,
+        synth=args.synth,
+        pos_weight=args.pos_weight,
+        init=args.init,
+        lr=args.lr,
+    )
 
 
 def export(args: argparse.Namespace) -> None:
     ck = torch.load(Path(args.run) / "last.pt", map_location="cpu", weights_only=True)
     from edgefill.detect import DamageNet
 
-    net = DamageNet(int(ck["width"]))
+    net = DamageNet(int(ck["width"]), int(ck.get("depth", 3)))
     net.load_state_dict(ck["model"])
     info = {
         "format": 1,
         "architecture": "DamageNet (tiny U-Net, outputs: line-like, blob-like damage)",
         "width": int(ck["width"]),
+        "depth": int(ck.get("depth", 3)),
         "parameters": sum(p.numel() for p in net.parameters()),
         "steps": int(ck["step"]),
         "grow": args.grow,
-        "data": "synthetic damage over the training split of ../shared/data/imagenet-samples",
+        "data": args.data_note,
     }
     out = save_detector(net, args.output, info)
     print(f"wrote {out}")
@@ -269,7 +283,7 @@ def restore_eval(args: argparse.Namespace) -> None:
     for clean, d in data:
         rows["damaged (no repair)"].append(_psnr(d.image, clean))
         for name in ("classical", "net"):
-            r = restore(d.image, inpainter=inpainter, method=name)
+            r = restore(d.image, inpainter=inpainter, method=name, repair=args.repair)
             rows.setdefault(f"restore, {name} detector", []).append(_psnr(r.image, clean))
         r = restore(d.image, d.mask, inpainter)
         rows.setdefault("restore, true mask", []).append(_psnr(r.image, clean))
@@ -288,12 +302,291 @@ def restore_demo(args: argparse.Namespace) -> None:
     from edgefill.restore import side_by_side
 
     clean, d = cases([Path(args.photo)], args.size, seed=args.seed)[0]
-    r = run_restore(d.image, inpainter=Inpainter.from_pretrained(args.inpaint_weights))
+    r = run_restore(
+        d.image, inpainter=Inpainter.from_pretrained(args.inpaint_weights), repair=args.repair
+    )
     save_image(args.out, side_by_side(d.image, r.image), quality=85)
     print(
         f"wrote {args.out}: PSNR to the clean photo {_psnr(d.image, clean):.2f} dB damaged, "
         f"{_psnr(r.image, clean):.2f} dB restored; {100 * r.mask.mean():.2f} % of pixels repaired"
     )
+
+
+# ----------------------------------------------------------------------------- realistic scans
+
+EXTRA = DATA.parent / "extra-photos"
+SCAN_LONG = 1600  # px: a print scanned at about 300-400 dpi
+
+
+def val_photos(dirs: list[str], part: str = "val") -> list[Path]:
+    """Validation (or training) photos of each folder, interleaved (split rule of edgefill.data)."""
+    lists = [split(list_images(d), 0.1)[1 if part == "val" else 0] for d in dirs]
+    out = []
+    for i in range(max(len(v) for v in lists)):
+        out += [v[i] for v in lists if i < len(v)]
+    return out
+
+
+def as_scan(path: Path, long_side: int = SCAN_LONG) -> np.ndarray:
+    """The photo at scan resolution (upscaled bicubic: a soft print, as scans of old prints are)."""
+    import cv2
+
+    rgb, _ = load_rgb(path)
+    h, w = rgb.shape[:2]
+    f = long_side / max(h, w)
+    return cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_CUBIC)
+
+
+def thin_structure_density(path: Path) -> float:
+    """Selection criterion of the clean set: the fraction of pixels with a strong thin-ridge
+    response (Sato tubeness, sigmas 1 and 2 px, bright and dark ridges, > 0.04 on grey in
+    [0, 1]) at 512 px on the long side: wires, text, railings, branches, lashes."""
+    import cv2
+    from skimage.filters import sato
+
+    rgb, _ = load_rgb(path)
+    h, w = rgb.shape[:2]
+    f = 512 / max(h, w)
+    g = (
+        cv2.cvtColor(
+            cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA),
+            cv2.COLOR_RGB2GRAY,
+        ).astype(np.float32)
+        / 255
+    )
+    r = np.maximum(
+        sato(g, sigmas=[1, 2], black_ridges=True), sato(g, sigmas=[1, 2], black_ridges=False)
+    )
+    return float((r > 0.04).mean())
+
+
+def clean_set(
+    dirs: list[str], n: int, skip: set[Path], part: str = "val"
+) -> list[tuple[Path, float]]:
+    pool = val_photos(dirs, part)
+    if part != "val":
+        pool = pool[:150]  # a sample of the training photos (tuning the release's grow)
+    scored = [(p, thin_structure_density(p)) for p in pool if p not in skip]
+    scored.sort(key=lambda t: -t[1])
+    return scored[:n]
+
+
+def scan_cases(photos: list[Path], seed: int, per_photo: int = 2):
+    """(kind, photo, damaged scan, truth) with one damage type per case; photo i gets types
+    i, i + 4, ... (mod 9) so every type meets different photos."""
+    from edgefill.damage import DAMAGE_TYPES, render_damage, scan_effects
+
+    for i, path in enumerate(photos):
+        clean = as_scan(path)
+        for j in range(per_photo):
+            kind = DAMAGE_TYPES[(i + 4 * j) % len(DAMAGE_TYPES)]
+            rng = np.random.default_rng([seed, i, j])
+            sc = render_damage(clean, rng, (kind,))
+            yield kind, path, scan_effects(sc.image, rng), sc.mask
+
+
+def scan_detectors(args: argparse.Namespace) -> dict:
+    """name -> fn(rgb) -> DamageMap."""
+    from edgefill.detect import analyse_damage
+
+    found = {
+        "classical": lambda rgb: analyse_damage(
+            rgb, method="classical", sensitivity=args.sensitivity
+        )
+    }
+    for spec in args.nets:
+        name, _, folder = spec.partition("=")
+        net, info = load_detector(folder)
+        grow = int(info.get("grow", 0)) if args.grow is None else args.grow
+
+        def fn(rgb, net=net, grow=grow):
+            return analyse_damage(
+                rgb, sensitivity=args.sensitivity, method="net", net=net, grow=grow
+            )
+
+        found[name] = fn
+    return found
+
+
+def scan_eval(args: argparse.Namespace) -> None:
+    """Per damage type P / R / IoU on realistic scans; false alarms on the clean thin-structure set."""
+    from edgefill.damage import DAMAGE_TYPES, scan_effects
+
+    torch.set_num_threads(args.threads)
+    photos = val_photos(args.dirs, args.split)[: args.n]
+    dets = scan_detectors(args)
+    counts = {d: {k: [] for k in DAMAGE_TYPES} for d in dets}
+    conf_counts = {d: {"confident": [], "uncertain": []} for d in dets}
+    secs = {d: 0.0 for d in dets}
+    ncase = 0
+    for kind, path, img, truth in scan_cases(photos, args.seed):
+        ncase += 1
+        for d, fn in dets.items():
+            t0 = time.perf_counter()
+            dm = fn(img)
+            secs[d] += time.perf_counter() - t0
+            counts[d][kind].append(mask_scores(dm.mask, truth))
+            conf_counts[d]["confident"].append(mask_scores(dm.confident, truth))
+            conf_counts[d]["uncertain"].append(mask_scores(dm.uncertain, truth))
+        print(f"case {ncase}: {kind} on {path.name}", flush=True)
+    clean = clean_set(args.dirs, args.n_clean, set(), args.split)
+    flagged = {d: [] for d in dets}
+    flagged_conf = {d: [] for d in dets}
+    for i, (path, _dens) in enumerate(clean):
+        img = scan_effects(as_scan(path), np.random.default_rng([args.seed, 999, i]))
+        for d, fn in dets.items():
+            dm = fn(img)
+            flagged[d].append(float(dm.mask.mean()))
+            flagged_conf[d].append(float(dm.confident.mean()))
+    res: dict = {
+        "damaged_photos": len(photos),
+        "cases": ncase,
+        "scan_long_side": SCAN_LONG,
+        "sensitivity": args.sensitivity,
+        "seed": args.seed,
+        "split": args.split,
+        "clean_set": [{"photo": p.name, "thin_density": round(dn, 4)} for p, dn in clean],
+        "detectors": {},
+    }
+    for d in dets:
+        per = {
+            k: {m: round(v, 4) for m, v in summarise(c).items()} for k, c in counts[d].items() if c
+        }
+        per["all"] = {m: round(v, 4) for m, v in summarise(sum(counts[d].values(), [])).items()}
+        res["detectors"][d] = {
+            "per_type": per,
+            "confident_only": {
+                m: round(v, 4) for m, v in summarise(conf_counts[d]["confident"]).items()
+            },
+            "uncertain_only": {
+                m: round(v, 4) for m, v in summarise(conf_counts[d]["uncertain"]).items()
+            },
+            "clean_flagged": round(float(np.mean(flagged[d])), 6),
+            "clean_flagged_confident": round(float(np.mean(flagged_conf[d])), 6),
+            "seconds_per_scan": round(secs[d] / max(ncase, 1), 3),
+        }
+    print(json.dumps(res["detectors"], indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def scan_timing(args: argparse.Namespace) -> None:
+    """Seconds for one 3000x2000 scan (realistic damage), per detector."""
+    import cv2
+
+    from edgefill.damage import render_damage, scan_effects
+
+    torch.set_num_threads(args.threads)
+    photo = val_photos(args.dirs)[0]
+    rgb, _ = load_rgb(photo)
+    big = cv2.resize(rgb, (3000, 2000), interpolation=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(0)
+    img = scan_effects(render_damage(big, rng, ("scratch_white", "dust", "crack")).image, rng)
+    for d, fn in scan_detectors(args).items():
+        fn(img)  # warm up (weights, caches)
+        t0 = time.perf_counter()
+        for _ in range(args.repeat):
+            fn(img)
+        print(f"{d}: {(time.perf_counter() - t0) / args.repeat:.2f} s per 3000x2000 scan")
+
+
+def scan_examples(args: argparse.Namespace) -> None:
+    """Crops of realistic cases: damaged | truth | each detector (red confident, yellow uncertain,
+    blue missed)."""
+    import cv2
+
+    from edgefill.damage import render_damage, scan_effects
+
+    photos = val_photos(args.dirs)
+    dets = scan_detectors(args)
+    rows = []
+    for idx, kinds in zip(args.indices, args.kinds, strict=True):
+        clean = as_scan(photos[idx])
+        rng = np.random.default_rng([args.seed, idx])
+        sc = render_damage(clean, rng, tuple(kinds.split(",")))
+        img = scan_effects(sc.image, rng)
+        tiles = [img]
+        truth = np.zeros_like(img)
+        truth[sc.mask] = 255
+        tiles.append(truth)
+        for fn in dets.values():
+            dm = fn(img)
+            ov = (img * 0.55).astype(np.uint8)
+            ov[~dm.mask & sc.mask] = (40, 90, 255)
+            ov[dm.uncertain] = (255, 210, 0)
+            ov[dm.confident] = (230, 20, 20)
+            tiles.append(ov)
+        h, w = img.shape[:2]
+        c = args.crop
+        y0, x0 = (h - c) // 2, (w - c) // 2
+        rows.append(np.concatenate([t[y0 : y0 + c, x0 : x0 + c] for t in tiles], 1))
+    sheet = np.concatenate(rows, 0)
+    f = args.width / sheet.shape[1]
+    sheet = cv2.resize(sheet, (args.width, round(sheet.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    save_image(args.out, sheet, quality=82)
+    print(f"wrote {args.out} (columns: damaged scan, truth, {', '.join(dets)})")
+
+
+def review_demo(args: argparse.Namespace) -> None:
+    """A realistic damaged scan restored with the shipped models: its review sheet (--report)."""
+    import cv2
+
+    from edgefill.damage import render_damage, scan_effects
+    from edgefill.pipeline import Inpainter
+    from edgefill.restore import restore
+
+    torch.set_num_threads(args.threads)
+    photo = val_photos(args.dirs)[args.index]
+    clean = as_scan(photo, args.long_side)
+    rng = np.random.default_rng([args.seed, args.index])
+    sc = render_damage(clean, rng, tuple(args.kinds.split(",")))
+    img = scan_effects(sc.image, rng)
+    r = restore(img, inpainter=Inpainter.from_pretrained(args.inpaint_weights))
+    sheet = r.report_sheet()
+    f = min(1.0, args.width / sheet.shape[1])
+    sheet = cv2.resize(sheet, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    save_image(args.out, sheet, quality=80)
+    s = r.summary()
+    print(
+        f"wrote {args.out} ({photo.name}): {s['confident_regions']} regions repaired, "
+        f"{s['uncertain_regions']} uncertain left alone; damaged pixels {100 * sc.mask.mean():.2f} %, "
+        f"repaired {100 * r.mask.mean():.2f} %, recall of the repair "
+        f"{(r.mask & sc.mask).sum() / max(sc.mask.sum(), 1):.3f}"
+    )
+
+
+def scan_table(args: argparse.Namespace) -> None:
+    """Markdown tables (per damage type P / R / IoU, clean-set false alarms) from scan-eval JSONs."""
+    from edgefill.damage import DAMAGE_TYPES
+
+    dets: dict = {}
+    for f in args.results:
+        dets.update(json.loads(Path(f).read_text())["detectors"])
+    names = list(dets)
+    print("| damage type | " + " | ".join(f"{n} P / R / IoU" for n in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for k in [*DAMAGE_TYPES, "all"]:
+        cells = []
+        for n in names:
+            r = dets[n]["per_type"].get(k)
+            cells.append(
+                "-" if r is None else f"{r['precision']:.2f} / {r['recall']:.2f} / {r['iou']:.3f}"
+            )
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    print()
+    print(
+        "| detector | clean set flagged | of it confident | confident P / R | uncertain P / R | s per scan |"
+    )
+    print("|---|---|---|---|---|---|")
+    for n in names:
+        d = dets[n]
+        c, u = d["confident_only"], d["uncertain_only"]
+        print(
+            f"| {n} | {100 * d['clean_flagged']:.3f} % | {100 * d['clean_flagged_confident']:.3f} % "
+            f"| {c['precision']:.2f} / {c['recall']:.2f} | {u['precision']:.2f} / {u['recall']:.2f} "
+            f"| {d['seconds_per_scan']:.2f} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -308,11 +601,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=3500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train-data", nargs="+", default=[str(DATA)], help="photo folders (train split)"
+    )
+    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--width", type=int, default=12)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--synth", choices=["simple", "scan"], default="simple")
+    p.add_argument("--pos-weight", type=float, default=4.0)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--init", help="start from this released detector folder")
     p.set_defaults(func=train)
     p = sub.add_parser("export")
     p.add_argument("run")
     p.add_argument("-o", "--output", default="src/edgefill/weights/detector")
     p.add_argument("--grow", type=int, default=0)
+    p.add_argument(
+        "--data-note",
+        default="synthetic damage over the training split of ../shared/data/imagenet-samples",
+    )
     p.set_defaults(func=export)
     p = sub.add_parser("eval")
     p.add_argument("--n", type=int, default=0, help="validation photos (0 = all)")
@@ -336,13 +644,59 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inpaint-weights", help="inpainting release (default: the shipped one)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json")
+    p.add_argument("--repair", choices=["all", "confident"], default="all", help="as restore's")
     p.set_defaults(func=restore_eval)
     p = sub.add_parser("restore-demo")
     p.add_argument("--photo", default="examples/astronaut.jpg")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--inpaint-weights")
     p.add_argument("--out", default="/tmp/restore-demo.png")
+    p.add_argument("--repair", choices=["all", "confident"], default="all", help="as restore's")
     p.set_defaults(func=restore_demo)
+    for name, fn in (
+        ("scan-eval", scan_eval),
+        ("scan-timing", scan_timing),
+        ("scan-examples", scan_examples),
+    ):
+        p = sub.add_parser(name)
+        p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
+        p.add_argument("--nets", nargs="*", default=[], help="NAME=FOLDER of released detectors")
+        p.add_argument("--sensitivity", type=float, default=0.5)
+        p.add_argument("--seed", type=int, default=2026)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--grow", type=int, help="rim dilation for every --nets (default: theirs)")
+        p.add_argument("--split", choices=["val", "train"], default="val")
+        p.set_defaults(func=fn)
+        if name == "scan-eval":
+            p.add_argument(
+                "--n", type=int, default=36, help="damaged validation photos (2 cases each)"
+            )
+            p.add_argument("--n-clean", type=int, default=30, help="clean thin-structure photos")
+            p.add_argument("--json")
+        if name == "scan-timing":
+            p.add_argument("--repeat", type=int, default=2)
+        if name == "scan-examples":
+            p.add_argument("--indices", type=int, nargs="+", default=[1, 5, 8])
+            p.add_argument(
+                "--kinds", nargs="+", default=["scratch_white,dust", "craquelure", "crack,hair"]
+            )
+            p.add_argument("--crop", type=int, default=512)
+            p.add_argument("--width", type=int, default=1400)
+            p.add_argument("--out", default="/tmp/scan-examples.jpg")
+    p = sub.add_parser("review-demo")
+    p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
+    p.add_argument("--index", type=int, default=3)
+    p.add_argument("--kinds", default="scratch_white,crack,dust,hair")
+    p.add_argument("--long-side", type=int, default=1200)
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--width", type=int, default=1500)
+    p.add_argument("--inpaint-weights")
+    p.add_argument("--out", default="/tmp/review-demo.jpg")
+    p.set_defaults(func=review_demo)
+    p = sub.add_parser("scan-table")
+    p.add_argument("results", nargs="+", help="scan-eval JSON files")
+    p.set_defaults(func=scan_table)
     args = ap.parse_args(argv)
     args.func(args)
 

@@ -887,3 +887,25 @@ def test_cli_serve_on_all_interfaces_keeps_the_host_check(tmp_path, monkeypatch)
     assert main(argv) == 0
     hosts = seen["allowed_hosts"]
     assert "localhost" in hosts and "nas.local" in hosts and "evil.com" not in hosts
+
+
+def test_detect_reports_region_confidence(client: TestClient) -> None:
+    """confidence=true: each flagged pixel's grey level is its region's confidence (x 255); the
+    headers count confident and uncertain regions; the default answer stays 0 / 255."""
+    from edgefill.detect import CONFIDENT, analyse_damage
+
+    damaged = damaged_photo()[1]
+    dm = analyse_damage(damaged)
+    r = client.post("/api/detect", files=files(png(damaged)), data={"confidence": "true"})
+    grey = decode(r)
+    expected = np.where(dm.mask, np.clip(np.round(dm.confidence * 255), 1, 255), 0)
+    np.testing.assert_array_equal(grey, expected.astype(np.uint8))
+    assert int(r.headers["X-Edgefill-Regions"]) == len(dm.regions)
+    unsure = sum(not g.confident for g in dm.regions)
+    assert int(r.headers["X-Edgefill-Uncertain-Regions"]) == unsure
+    assert float(r.headers["X-Edgefill-Confident-At"]) == CONFIDENT
+    assert float(r.headers["X-Edgefill-Confident-Fraction"]) == pytest.approx(
+        dm.confident.mean(), abs=1e-6
+    )
+    plain = decode(client.post("/api/detect", files=files(png(damaged))))
+    assert set(np.unique(plain)) <= {0, 255} and np.array_equal(plain > 0, grey > 0)

@@ -320,6 +320,47 @@ def test_detect_damage_fills_the_mask_layer(laptop: Page, tmp_path: Path) -> Non
     np.testing.assert_array_equal(result[~hole], photo[~hole])
 
 
+def test_detect_damage_marks_confident_regions_and_only_shows_uncertain(
+    laptop: Page, tmp_path: Path
+) -> None:
+    """Grey levels of /api/detect?confidence are region confidences: regions at or above
+    X-Edgefill-Confident-At go into the mask, the others are shown (yellow) but not marked."""
+    page = laptop.page
+    path = tmp_path / "photo.png"
+    Image.fromarray(make_photo()).save(path)
+    answer = np.zeros((H, W), np.uint8)
+    answer[20:24, 10:90] = 242  # confidence 0.95: marked
+    answer[60:66, 120:130] = 140  # confidence 0.55: shown, not marked
+    buf = io.BytesIO()
+    Image.fromarray(answer).save(buf, format="PNG")
+    sent = {}
+
+    def fake(route) -> None:
+        sent["body"] = route.request.post_data_buffer or b""
+        route.fulfill(
+            status=200,
+            body=buf.getvalue(),
+            content_type="image/png",
+            headers={
+                "X-Edgefill-Confident-At": "0.75",
+                "X-Edgefill-Confident-Fraction": f"{(answer >= 191).mean():.6f}",
+                "X-Edgefill-Uncertain-Regions": "1",
+            },
+        )
+
+    page.route("**/api/detect", fake)
+    laptop.open_photo(path)
+    page.click("#detect-damage")
+    laptop.wait_idle()
+    page.wait_for_selector("#toast:not(.error)")
+    assert "1 uncertain region(s) are shown in yellow and not marked" in page.inner_text("#toast")
+    assert b'name="confidence"' in sent["body"]
+    mask = laptop.download("#download-mask")
+    hole = (mask[..., 0] if mask.ndim == 3 else mask) > 0
+    np.testing.assert_array_equal(hole, answer >= 191)
+    page.unroute("**/api/detect")
+
+
 def test_large_photo_is_shown_scaled_and_processed_at_full_size(
     laptop: Page, tmp_path: Path
 ) -> None:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgefill.detect import DEFAULT_SENSITIVITY
+from edgefill.detect import CONFIDENT, DEFAULT_SENSITIVITY
 from edgefill.errors import EdgefillError
 from edgefill.image import (
     DEFAULT_MAX_PIXELS,
@@ -58,6 +58,7 @@ class Item:
     output: str
     side_by_side: str | None = None  # restore: a before/after image
     mask_out: str | None = None  # restore: the mask that was repaired
+    report: str | None = None  # restore: a review sheet (original | flagged | result)
 
 
 @dataclass
@@ -86,6 +87,8 @@ class Job:
     kind: str = "auto"  # restore: the damage detector's settings
     sensitivity: float = DEFAULT_SENSITIVITY
     method: str = "auto"
+    repair: str = "confident"  # restore: repair confident regions only, or all flagged ones
+    confident_at: float = CONFIDENT
     skip_existing: bool = False
     overwrite: bool = False  # planning refused existing results unless this or skip_existing
     quality: int | None = None  # JPEG/WebP quality of the outputs (``image.save_image``)
@@ -297,8 +300,28 @@ def _failed(photo: str, mask: str | None, output: str, reason: str) -> ItemResul
     return ItemResult(photo, mask, output, "failed", reason)
 
 
-def _extra(folder: str | None, output: str) -> str | None:
-    return None if folder is None else _join(folder, _stem(output) + ".png")
+def _extra(folder: str | None, output: str, suffix: str = ".png") -> str | None:
+    return None if folder is None else _join(folder, _stem(output) + suffix)
+
+
+def _beside(output: str) -> str:
+    """The default place of a restored photo's mask: ``masks/STEM.png`` next to the result."""
+    return _join(_join(_parent(output), "masks"), _stem(output) + ".png")
+
+
+def _item(
+    photo: str,
+    mask: str | None,
+    output: str,
+    side_by_side: str | None,
+    mask_out: str | None,
+    report: str | None,
+    mask_beside: bool,
+) -> Item:
+    used = _extra(mask_out, output) or (_beside(output) if mask_beside else None)
+    return Item(
+        photo, mask, output, _extra(side_by_side, output), used, _extra(report, output, ".jpg")
+    )
 
 
 def _add(
@@ -308,7 +331,7 @@ def _add(
     item: Item,
 ) -> None:
     """Queue ``item`` unless an output is unwritable, clashes with another one or is an input."""
-    outputs = [p for p in (item.output, item.side_by_side, item.mask_out) if p]
+    outputs = [p for p in (item.output, item.side_by_side, item.mask_out, item.report) if p]
     if len({_key(p) for p in outputs}) < len(outputs):
         reason = f"two of its outputs are the same file {item.output}; use separate folders"
         failures.append(_failed(item.photo, item.mask, item.output, reason))
@@ -341,6 +364,8 @@ def plan_folder(
     side_by_side: str | None = None,
     mask_out: str | None = None,
     failures_csv: str | None = None,
+    report: str | None = None,
+    mask_beside: bool = False,
 ) -> Plan:
     """Every photo in ``photo_dir`` (by name) with the mask of the same stem in ``mask_dir``.
 
@@ -357,7 +382,7 @@ def plan_folder(
     if mask_dir is not None and not _isdir(str(mask_dir)):
         raise EdgefillError(f"{mask_dir}: a photo folder needs a mask folder (--mask DIR)")
     for name, folder in (("photo", photo_dir), ("mask", mask_dir)):
-        for target in (out_dir, side_by_side, mask_out):
+        for target in (out_dir, side_by_side, mask_out, report):
             if _same(target, folder):
                 raise EdgefillError(
                     f"{target}: an output folder is the {name} folder; choose another so the "
@@ -377,7 +402,7 @@ def plan_folder(
             reason = f"no mask with the same name in {mask_dir}"
             failures.append(_failed(photo, None, output, reason))
             continue
-        item = Item(photo, mask, output, _extra(side_by_side, output), _extra(mask_out, output))
+        item = _item(photo, mask, output, side_by_side, mask_out, report, mask_beside)
         _add(items, failures, claimed, item)
     plan = Plan(items, failures, failures_csv or _join(out_dir, "failures.csv"), out_dir)
     plan.others = _not_images(photo_dir)
@@ -412,6 +437,8 @@ def plan_manifest(
     side_by_side: str | None = None,
     mask_out: str | None = None,
     failures_csv: str | None = None,
+    report: str | None = None,
+    mask_beside: bool = False,
 ) -> Plan:
     """One item per manifest row. Relative photo and mask paths are relative to the manifest's
     folder; relative outputs to ``out_dir`` (else the manifest's folder); an empty output is
@@ -440,7 +467,7 @@ def plan_manifest(
             reason = f"{manifest} line {n}: no output path (add an output column or give -o DIR)"
             failures.append(_failed(photo, mask, "", reason))
             continue
-        item = Item(photo, mask, output, _extra(side_by_side, output), _extra(mask_out, output))
+        item = _item(photo, mask, output, side_by_side, mask_out, report, mask_beside)
         _add(items, failures, claimed, item)
     default_csv = (
         _join(str(out_dir), "failures.csv") if out_dir else manifest[:-4] + "_failures.csv"
@@ -457,8 +484,13 @@ def plan_batch(
     mask_out: str | None = None,
     failures_csv: str | None = None,
     keep_existing: bool = True,
+    report: str | None = None,
+    mask_beside: bool = False,
 ) -> Plan:
     """A folder or a manifest CSV as a list of items (see ``plan_folder``, ``plan_manifest``).
+
+    ``report``: a folder for review sheets (``STEM.jpg``); ``mask_beside``: without ``mask_out``,
+    each restored photo's mask goes to ``masks/STEM.png`` next to it.
 
     ``keep_existing=False`` (the CLI without --overwrite or --skip-existing): results that
     already exist are refused before any model loads, so a run never replaces them silently."""
@@ -467,7 +499,9 @@ def plan_batch(
     if src.lower().endswith(".csv"):
         if masks is not None:
             raise EdgefillError("a manifest lists the masks itself (mask column); drop --mask")
-        plan = plan_manifest(src, out, task, side_by_side, mask_out, failures_csv)
+        plan = plan_manifest(
+            src, out, task, side_by_side, mask_out, failures_csv, report, mask_beside
+        )
     elif not _isdir(src):
         raise EdgefillError(f"{src}: not a folder of photos or a manifest .csv")
     else:
@@ -479,6 +513,8 @@ def plan_batch(
             side_by_side,
             mask_out,
             failures_csv,
+            report,
+            mask_beside,
         )
     if not keep_existing:
         check_no_existing(plan)
@@ -515,6 +551,8 @@ def _outputs(job: Job, model: Any, item: Item) -> list[tuple[str, Callable[[str]
                 kind=job.kind,
                 sensitivity=job.sensitivity,
                 method=job.method,
+                repair=job.repair,
+                confident_at=job.confident_at,
                 refine_result=job.refine,
                 resize_mask=job.resize_mask,
                 mask_threshold=job.mask_threshold,
@@ -525,6 +563,8 @@ def _outputs(job: Job, model: Any, item: Item) -> list[tuple[str, Callable[[str]
                 files.append((item.side_by_side, r.save_side_by_side))
             if item.mask_out:
                 files.append((item.mask_out, r.save_mask))
+            if item.report:
+                files.append((item.report, r.save_report))
             return [*files, (item.output, lambda p: r.save(p, job.quality))]
         # The one photo+mask path (masks.prepare_inputs): 16-bit samples and metadata are kept.
         source, hole, keep_alpha = model.prepare_photo(
@@ -589,7 +629,7 @@ class RayWorker:
         return out
 
 
-_ITEM_FIELDS = ("photo", "mask", "output", "side_by_side", "mask_out")
+_ITEM_FIELDS = ("photo", "mask", "output", "side_by_side", "mask_out", "report")
 
 
 def _import_ray() -> Any:

@@ -146,7 +146,15 @@ def _run_batch(args: argparse.Namespace, task: str) -> int:
     refine = args.refine if task == "inpaint" else not args.no_refine
     detect = {}
     if task == "restore":
-        detect = {"kind": args.kind, "sensitivity": args.sensitivity, "method": args.method}
+        if args.protect:
+            raise EdgefillError("--protect applies to a single photo, not a folder or manifest")
+        detect = {
+            "kind": args.kind,
+            "sensitivity": args.sensitivity,
+            "method": args.method,
+            "repair": args.repair,
+            "confident_at": args.confident_at,
+        }
     job = Job(
         task=task,
         weights=args.weights,
@@ -170,6 +178,8 @@ def _run_batch(args: argparse.Namespace, task: str) -> int:
         side_by_side=getattr(args, "side_by_side", None),
         mask_out=getattr(args, "mask_out", None),
         failures_csv=args.failures,
+        report=getattr(args, "report", None),
+        mask_beside=task == "restore" and not args.no_mask_out,
         # issue 18's rule: results that already exist need --overwrite or --skip-existing (Ray
         # resumes, so it always skips them).
         keep_existing=args.overwrite or args.skip_existing or args.engine == "ray",
@@ -381,7 +391,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edgefill.detect import detect_damage
+    from edgefill.detect import analyse_damage
     from edgefill.image import load_rgb, output_format, save_image
 
     for path in (args.output, args.preview):
@@ -392,18 +402,25 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )
     _warn_lossy([args.output], None)
     rgb, _ = load_rgb(args.photo, args.max_pixels)
-    mask = detect_damage(rgb, args.kind, args.sensitivity, args.method)
+    dm = analyse_damage(rgb, args.kind, args.sensitivity, args.method)
+    mask = dm.mask
     save_image(args.output, mask.astype(np.uint8) * 255)
-    if args.preview:
+    if args.preview:  # confident regions red, uncertain ones yellow
         preview = rgb.copy()
-        preview[mask] = (255, 0, 0)
+        preview[dm.confident] = (255, 0, 0)
+        preview[dm.uncertain] = (255, 200, 0)
         save_image(args.preview, preview)
-    print(f"wrote {args.output} ({100 * mask.mean():.2f} % of the pixels flagged)")
+    n = dm.summary()
+    print(
+        f"wrote {args.output} ({100 * mask.mean():.2f} % of the pixels flagged: "
+        f"{n['confident_regions']} confident, {n['uncertain_regions']} uncertain regions)"
+    )
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from edgefill.batch import is_batch_source
+    from edgefill.errors import EdgefillError
     from edgefill.image import check_quality, output_format
     from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
@@ -411,17 +428,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     check_threshold(args.mask_threshold)
     check_quality(args.quality)
+    if not 0.0 <= args.confident_at <= 1.0:
+        raise EdgefillError(f"--confident-at must be in [0, 1], got {args.confident_at}")
+    if args.no_mask_out and args.mask_out:
+        raise EdgefillError("--no-mask-out and --mask-out contradict each other; drop one")
     if is_batch_source(args.photo):
         return _run_batch(args, "restore")
     _single_photo_only(args)
     photo = Path(args.photo)
     out = Path(args.output) if args.output else photo.with_name(f"{photo.stem}_restored.png")
-    for path in (out, args.side_by_side, args.mask_out):
+    mask_out = args.mask_out
+    if mask_out is None and not args.no_mask_out:  # the mask it used goes next to the result
+        mask_out = out.with_name(f"{out.stem}_mask.png")
+    for path in (out, args.side_by_side, mask_out):
         if path:
             output_format(path)
+    if args.report and Path(args.report).suffix.lower() not in (".html", ".htm"):
+        output_format(args.report)
     check_outputs(
-        {"photo": photo, "--mask": args.mask},
-        {"--output": out, "--side-by-side": args.side_by_side, "--mask-out": args.mask_out},
+        {"photo": photo, "--mask": args.mask, "--protect": args.protect},
+        {
+            "--output": out,
+            "--side-by-side": args.side_by_side,
+            "--mask-out": mask_out,
+            "--report": args.report,
+        },
         args.overwrite,
     )
     _warn_lossy([out], args.quality)
@@ -437,17 +468,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
         resize_mask=args.resize_mask,
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
+        repair=args.repair,
+        confident_at=args.confident_at,
+        protect=args.protect,
     )
     result.save(out, args.quality)
     if args.side_by_side:
         result.save_side_by_side(args.side_by_side)
-    if args.mask_out:
-        result.save_mask(args.mask_out)
+    if mask_out:
+        result.save_mask(mask_out)
+    if args.report:
+        result.save_report(args.report)
     what = "detected damage" if result.detected else "mask"
+    unc = result.uncertain
+    doubt = ""
+    if unc is not None and unc.any():
+        n = result.summary()["uncertain_regions"]
+        doubt = f"; {n} uncertain region(s) left alone, see --report or use --repair all"
     if not result.mask.any():
-        print(f"no damage found; wrote {out} unchanged (try a higher --sensitivity or --mask)")
+        print(
+            f"no damage repaired; wrote {out} unchanged (try a higher --sensitivity or --mask{doubt})"
+        )
     else:
-        print(f"wrote {out} ({what}: {100 * result.mask.mean():.2f} % of the pixels)")
+        print(f"wrote {out} ({what}: {100 * result.mask.mean():.2f} % of the pixels{doubt})")
+    if mask_out:
+        print(f"wrote {mask_out} (the mask that was repaired)")
     return 0
 
 
@@ -880,7 +925,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mask-out",
         metavar="PNG",
-        help="also write the mask that was repaired (for a folder or manifest: a folder)",
+        help="where to write the mask that was repaired (default: OUTPUT_mask.png next to the "
+        "result; for a folder or manifest: a folder, default masks/ next to the results)",
+    )
+    p.add_argument(
+        "--no-mask-out", action="store_true", help="do not write the mask that was repaired"
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="a review sheet: original | flagged regions by confidence | result (.png/.jpg, or "
+        ".html with a table of regions; for a folder or manifest: a folder of STEM.jpg sheets)",
+    )
+    p.add_argument(
+        "--repair",
+        choices=("confident", "all"),
+        default="confident",
+        help="repair only the detector's confident regions and report the uncertain ones "
+        "(default), or every flagged region",
+    )
+    p.add_argument(
+        "--confident-at",
+        type=float,
+        default=0.75,
+        metavar="P",
+        help="0-1: the mean damage probability a region needs to be repaired (default 0.75)",
+    )
+    p.add_argument(
+        "--protect",
+        metavar="MASK",
+        help="a mask (white = protect) of pixels never to touch, whatever is detected",
     )
     p.add_argument("--no-refine", action="store_true", help="skip the refinement pass")
     _add_output_args(p, quality=True)

@@ -2,14 +2,21 @@
 
     mask = detect_damage(rgb)                      # bool HxW, True = damaged (the hole to fill)
     mask = detect_damage(rgb, kind="scratches", sensitivity=0.7)
+    dm = analyse_damage(rgb)                       # regions with a confidence each
+    dm.confident, dm.uncertain, dm.regions         # repair the first, show the second
 
 Two detectors share one interface:
 
 - ``classical``: morphology. A top-hat / black-hat residual keeps thin bright / dark details;
   the supremum of openings by oriented line segments keeps the line-like part (scratches, folds,
   hairs); small compact components that stand out from their neighbourhood are dust and spots.
-- ``net``: a tiny U-Net (``DamageNet``, about 50k parameters) trained on synthetic damage drawn over
-  clean photos (``synth_damage``); two output channels, line-like and blob-like damage.
+- ``net``: a tiny U-Net (``DamageNet``) trained on synthetic damage drawn over clean photos
+  (``edgefill.damage``: realistic scan damage; ``synth_damage``: the first release's simpler
+  damage); two output channels, line-like and blob-like damage.
+
+Flagged pixels form regions (8-connected); a region's confidence is its mean damage probability.
+Regions at or above ``CONFIDENT`` are confident; the others are uncertain: ``restore`` leaves
+them alone by default and reports them (a conservator's rule: when in doubt, show the doubt).
 
 ``method="auto"`` uses the network when its weights are installed (it scored better on the
 validation photos, see docs/restoration.md) and the classical detector otherwise.
@@ -428,29 +435,43 @@ class _Block(nn.Sequential):
 class DamageNet(nn.Module):
     """Tiny U-Net: RGB in [0, 1] (N3HW) -> logits N2HW (line-like, blob-like damage).
 
-    Three scales (H, H/2, H/4), widths (w, 2w, 3w); H and W must be multiples of 4 (callers pad).
+    ``depth`` scales (H, H/2, ...), widths (w, 2w, 3w, 4w, ...); H and W must be multiples of
+    2 ** (depth - 1) (callers pad). Module names are those of the 3-scale release (enc1..encD,
+    upD-1..up1, head), so its weights still load into ``DamageNet(12, 3)``.
     """
 
-    def __init__(self, width: int = 12):
+    def __init__(self, width: int = 12, depth: int = 3):
         super().__init__()
-        w1, w2, w3 = width, 2 * width, 3 * width
-        self.enc1 = _Block(3, w1)
-        self.enc2 = _Block(w1, w2)
-        self.enc3 = _Block(w2, w3)
-        self.up2 = _Block(w3 + w2, w2)
-        self.up1 = _Block(w2 + w1, w1)
-        self.head = nn.Conv2d(w1, 2, 1)
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2, got {depth}")
+        self.depth = depth
+        widths = [width * (i + 1) for i in range(depth)]
+        cin = 3
+        for i, w in enumerate(widths):
+            setattr(self, f"enc{i + 1}", _Block(cin, w))
+            cin = w
+        for i in range(depth - 1, 0, -1):  # up{i}: decoder at scale i
+            setattr(self, f"up{i}", _Block(widths[i] + widths[i - 1], widths[i - 1]))
+        self.head = nn.Conv2d(width, 2, 1)
         self.pool = nn.MaxPool2d(2)
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** (self.depth - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x - 0.5
-        e1 = self.enc1(x)
-        e2 = self.enc2(self.pool(e1))
-        e3 = self.enc3(self.pool(e2))
+        skips = []
+        for i in range(self.depth):
+            x = getattr(self, f"enc{i + 1}")(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = skips.pop()
         up = nn.functional.interpolate
-        d2 = self.up2(torch.cat([up(e3, scale_factor=2.0, mode="nearest"), e2], 1))
-        d1 = self.up1(torch.cat([up(d2, scale_factor=2.0, mode="nearest"), e1], 1))
-        return self.head(d1)
+        for i in range(self.depth - 1, 0, -1):
+            x = getattr(self, f"up{i}")(
+                torch.cat([up(x, scale_factor=2.0, mode="nearest"), skips.pop()], 1)
+            )
+        return self.head(x)
 
 
 def save_detector(net: DamageNet, path: str | Path, info: dict) -> Path:
@@ -478,7 +499,7 @@ def load_detector(path: str | Path | None = None) -> tuple[DamageNet, dict]:
             "(--method classical) or reinstall edgefill from a full checkout"
         )
     info = json.loads(cfg_file.read_text())
-    net = DamageNet(int(info.get("width", 12)))
+    net = DamageNet(int(info.get("width", 12)), int(info.get("depth", 3)))
     sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_file)).items()}
     try:
         net.load_state_dict(sd)
@@ -511,7 +532,8 @@ def net_probabilities(
             y0, x0 = max(0, top - overlap), max(0, left - overlap)
             y1, x1 = min(h, top + step + overlap), min(w, left + step + overlap)
             patch = x[..., y0:y1, x0:x1]
-            ph, pw = (-patch.shape[-2]) % 4, (-patch.shape[-1]) % 4
+            m = net.multiple
+            ph, pw = (-patch.shape[-2]) % m, (-patch.shape[-1]) % m
             if ph or pw:
                 mode = "reflect" if patch.shape[-2] > ph and patch.shape[-1] > pw else "replicate"
                 patch = nn.functional.pad(patch, (0, pw, 0, ph), mode=mode)
@@ -549,6 +571,176 @@ def detect_net(
 # ============================================================================ entry point
 
 
+CONFIDENT = 0.75  # a region whose mean damage probability is at least this is "confident"
+
+
+@dataclass(frozen=True)
+class DamageRegion:
+    """One connected region of flagged pixels (8-connected, in photo pixels)."""
+
+    index: int  # its value in ``DamageMap.labels``
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int  # pixels
+    confidence: float  # mean damage probability over the region's pixels, 0-1
+    confident: bool  # confidence >= the map's ``confident_at``
+
+    def as_dict(self) -> dict:
+        return {
+            "bbox": [self.x, self.y, self.w, self.h],
+            "area": self.area,
+            "confidence": round(self.confidence, 4),
+            "confident": self.confident,
+        }
+
+
+@dataclass
+class DamageMap:
+    """What the detector found: every flagged pixel, grouped into regions with a confidence.
+
+    A conservator's rule: repair the confident regions, show the uncertain ones to a person.
+    The classical detector has no probabilities: all its regions count as confident.
+    """
+
+    mask: np.ndarray  # bool HxW: every flagged pixel (rim included)
+    labels: np.ndarray  # int32 HxW: 0 = not flagged, i = regions[i - 1]
+    regions: list[DamageRegion]
+    confident_at: float = CONFIDENT
+
+    def _select(self, confident: bool) -> np.ndarray:
+        keep = np.zeros(len(self.regions) + 1, bool)
+        for r in self.regions:
+            keep[r.index] = r.confident == confident
+        return keep[self.labels]
+
+    @property
+    def confident(self) -> np.ndarray:
+        """bool HxW: pixels of the confident regions (what ``restore`` repairs by default)."""
+        return self._select(True)
+
+    @property
+    def uncertain(self) -> np.ndarray:
+        """bool HxW: pixels of the uncertain regions (reported, left alone by default)."""
+        return self._select(False)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """float32 HxW: each flagged pixel's region confidence, 0 elsewhere."""
+        lut = np.zeros(len(self.regions) + 1, np.float32)
+        for r in self.regions:
+            lut[r.index] = r.confidence
+        return lut[self.labels]
+
+    def summary(self) -> dict:
+        conf = [r for r in self.regions if r.confident]
+        return {
+            "regions": len(self.regions),
+            "confident_regions": len(conf),
+            "uncertain_regions": len(self.regions) - len(conf),
+            "flagged_fraction": round(float(self.mask.mean()), 6),
+            "confident_fraction": round(float(self.confident.mean()), 6),
+            "confident_at": self.confident_at,
+        }
+
+
+def _check_args(rgb: np.ndarray, kind: str, sensitivity: float, method: str) -> np.ndarray:
+    if kind not in DAMAGE_KINDS:
+        raise EdgefillError(f"unknown damage kind {kind!r}; choose from {', '.join(DAMAGE_KINDS)}")
+    if method not in DETECT_METHODS:
+        raise EdgefillError(f"unknown detector {method!r}; choose from {', '.join(DETECT_METHODS)}")
+    if not (isinstance(sensitivity, (int, float)) and 0.0 <= sensitivity <= 1.0):
+        raise EdgefillError(f"sensitivity must be a number in [0, 1], got {sensitivity!r}")
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise EdgefillError(f"expected an RGB uint8 HxWx3 array, got {rgb.dtype} {rgb.shape}")
+    return rgb
+
+
+def damage_probability(
+    rgb: np.ndarray, kind: str = "auto", net: DamageNet | None = None, min_size: int = 0
+) -> tuple[np.ndarray, int]:
+    """The network's damage probability for ``kind`` (float32 HxW) and its release's ``grow``.
+
+    A photo whose short side is under ``min_size`` (the shipped release's ``min_size``: the
+    smallest scan it was trained on) is analysed upscaled to it, as a scan of a small print
+    would be, and the probabilities are scaled back."""
+    grow = 0
+    if net is None:
+        net, info = _cached_detector(str(DETECTOR_WEIGHTS))
+        grow, min_size = int(info.get("grow", 0)), int(info.get("min_size", 0))
+    h, w = rgb.shape[:2]
+    f = min_size / min(h, w)
+    if f > 1:
+        big = (round(w * f), round(h * f))
+        prob = net_probabilities(cv2.resize(rgb, big, interpolation=cv2.INTER_CUBIC), net)
+        prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_AREA)
+    else:
+        prob = net_probabilities(rgb, net)
+    channels = {"scratches": [0], "spots": [1], "auto": [0, 1]}[kind]
+    return prob[..., channels].max(2), grow
+
+
+def analyse_damage(
+    rgb: np.ndarray,
+    kind: str = "auto",
+    sensitivity: float = DEFAULT_SENSITIVITY,
+    method: str = "auto",
+    work_size: int | None = WORK_SIZE,
+    confident_at: float = CONFIDENT,
+    net: DamageNet | None = None,
+    grow: int = 0,
+    min_size: int = 0,
+) -> DamageMap:
+    """Detect damage and group it into regions with a confidence (``DamageMap``).
+
+    The arguments are those of ``detect_damage``; ``confident_at`` (0-1) is the mean probability
+    a region needs to count as confident. ``net``: a loaded detector instead of the shipped one,
+    with ``grow`` its rim dilation and ``min_size`` its smallest working size (the shipped one
+    brings its own, see ``damage_probability``).
+    """
+    rgb = _check_args(rgb, kind, sensitivity, method)
+    if not (isinstance(confident_at, (int, float)) and 0.0 <= confident_at <= 1.0):
+        raise EdgefillError(f"confident_at must be a number in [0, 1], got {confident_at!r}")
+    if method == "auto":
+        method = "net" if (net is not None or detector_available()) else "classical"
+    h, w = rgb.shape[:2]
+    scale = 1.0 if work_size is None else min(1.0, work_size / min(h, w))
+    small = rgb
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    if method == "net":
+        prob, release_grow = damage_probability(small, kind, net, min_size)
+        grow = release_grow if net is None else grow
+        flagged = prob >= _net_threshold(sensitivity)
+        if grow > 0:  # the rim: a measured dilation, part of the release (config.json "grow")
+            flagged = cv2.dilate(flagged.astype(np.uint8), _disk(grow)) > 0
+    else:
+        flagged = detect_classical(small, kind, sensitivity)
+        prob = flagged.astype(np.float32)
+    if scale < 1.0:  # generous upscaling: a pixel partly covered by damage is damaged
+        up = cv2.resize(flagged.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        flagged = up >= 0.25
+        prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+    return damage_map(flagged, prob, confident_at)
+
+
+def damage_map(flagged: np.ndarray, prob: np.ndarray, confident_at: float = CONFIDENT) -> DamageMap:
+    """Group flagged pixels (bool HxW) into 8-connected regions, each with the mean of ``prob``
+    (float HxW, 0-1) over its pixels as its confidence."""
+    flagged = np.asarray(flagged, bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(flagged.astype(np.uint8), connectivity=8)
+    sums = np.bincount(labels.ravel(), weights=np.asarray(prob, np.float64).ravel(), minlength=n)
+    regions = []
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        c = float(np.clip(sums[i] / max(area, 1), 0.0, 1.0))
+        regions.append(DamageRegion(i, x, y, bw, bh, area, c, c >= confident_at))
+    return DamageMap(flagged, labels.astype(np.int32), regions, float(confident_at))
+
+
 def detect_damage(
     rgb: np.ndarray,
     kind: str = "auto",
@@ -564,30 +756,9 @@ def detect_damage(
     work_size: photos whose shorter side is larger are analysed downscaled to it and the mask is
     scaled back (the detectors look for defects 1-15 px across, as on a print scanned at about
     300 dpi; on a large scan the same dust is wider). None analyses at full resolution.
+    Every flagged pixel, confident or not; ``analyse_damage`` tells them apart.
     """
-    if kind not in DAMAGE_KINDS:
-        raise EdgefillError(f"unknown damage kind {kind!r}; choose from {', '.join(DAMAGE_KINDS)}")
-    if method not in DETECT_METHODS:
-        raise EdgefillError(f"unknown detector {method!r}; choose from {', '.join(DETECT_METHODS)}")
-    if not (isinstance(sensitivity, (int, float)) and 0.0 <= sensitivity <= 1.0):
-        raise EdgefillError(f"sensitivity must be a number in [0, 1], got {sensitivity!r}")
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise EdgefillError(f"expected an RGB uint8 HxWx3 array, got {rgb.dtype} {rgb.shape}")
-    if method == "auto":
-        method = "net" if detector_available() else "classical"
-    h, w = rgb.shape[:2]
-    scale = 1.0 if work_size is None else min(1.0, work_size / min(h, w))
-    small = rgb
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    detect = detect_net if method == "net" else detect_classical
-    mask = detect(small, kind, sensitivity)
-    if scale < 1.0:  # generous upscaling: a pixel partly covered by damage is damaged
-        up = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        mask = up >= 0.25
-    return mask
+    return analyse_damage(rgb, kind, sensitivity, method, work_size).mask
 
 
 # ============================================================================ scoring
@@ -667,6 +838,64 @@ def training_batch(
     return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
 
 
+_TRAIN_ODDS = {"tear": 0.1, "stain": 0.12, "craquelure": 0.2}  # the rest 0.3; large kinds rarer
+
+
+def scan_training_batch(
+    photos: list[np.ndarray], rng: np.random.Generator, batch: int, crop: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops of virtual scans with realistic damage (``edgefill.damage``), as the detector sees them.
+
+    Each sample: a photo upscaled to a random short side in [640, 1024] px (the detector's working
+    size), a crop (half of them where the photo has the most fine structure: hard negatives),
+    a random subset of the damage types (a quarter of the crops stay clean), monochrome or sepia
+    at times, then grain / half-tone and JPEG. Targets N2HW (line-like, blob-like) are exact.
+    """
+    from edgefill.damage import DAMAGE_TYPES, render_damage, scan_effects
+
+    xs, ys = [], []
+    for _ in range(batch):
+        rgb = photos[int(rng.integers(len(photos)))]
+        h, w = rgb.shape[:2]
+        short = float(rng.uniform(640, 1024))
+        f = max(short / min(h, w), crop / min(h, w))
+        src = min(min(h, w), math.ceil(crop / f) + 2)  # the photo's pixels one crop needs
+        cands = [(int(rng.integers(0, h - src + 1)), int(rng.integers(0, w - src + 1)))]
+        if rng.random() < 0.5:  # hard negatives: the busiest of 8 candidate crops
+            cands += [
+                (int(rng.integers(0, h - src + 1)), int(rng.integers(0, w - src + 1)))
+                for _ in range(7)
+            ]
+            gray = rgb.mean(2)
+            busy = [
+                float(np.abs(np.diff(gray[t : t + src, x : x + src], axis=1)).mean())
+                for t, x in cands
+            ]
+            cands = [cands[int(np.argmax(busy))]]
+        top, left = cands[0]
+        up = cv2.resize(
+            rgb[top : top + src, left : left + src],
+            (math.ceil(src * f), math.ceil(src * f)),
+            interpolation=cv2.INTER_CUBIC,
+        )
+        patch = np.ascontiguousarray(up[:crop, :crop])
+        if rng.random() < 0.5:
+            patch = np.ascontiguousarray(patch[:, ::-1])
+        if rng.random() < 0.25:  # old photos are often monochrome or sepia
+            g = to_gray(patch)[..., None]
+            tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.88, 0.7])
+            patch = np.clip(g * tint * 255, 0, 255).astype(np.uint8)
+        kinds = [k for k in DAMAGE_TYPES if rng.random() < _TRAIN_ODDS.get(k, 0.3)]
+        if rng.random() < 0.25:
+            kinds = []
+        rng.shuffle(kinds)
+        sc = render_damage(patch, rng, kinds, scale=short / 1000)
+        img = scan_effects(sc.image, rng, scale=short / 1000)
+        xs.append(torch.from_numpy(img).permute(2, 0, 1))
+        ys.append(torch.from_numpy(sc.line_blob()))
+    return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
+
+
 def train_detector(
     files: list[Path],
     out_dir: str | Path,
@@ -679,12 +908,18 @@ def train_detector(
     threads: int = 1,
     save_every: int = 100,
     stop_at: int | None = None,
+    depth: int = 3,
+    synth: str = "simple",
+    pos_weight: float = 4.0,
+    init: str | Path | None = None,
 ) -> DamageNet:
     """Train ``DamageNet`` on synthetic damage over ``files``; resumes from ``out_dir/last.pt``.
 
     Step s draws its batch from rng([seed, s]), so a resumed run sees the same batches as an
     uninterrupted one. bf16 autocast on CPU (AMX) when available. ``stop_at`` ends the run early
-    (after that step, checkpointed) without changing its schedule.
+    (after that step, checkpointed) without changing its schedule. ``init``: a released detector folder to start
+    from (layers it lacks keep their fresh init). ``synth``: "simple" (the
+    first release: ``synth_damage`` on 256 px photos) or "scan" (``scan_training_batch``).
     """
     from tqdm import tqdm
 
@@ -694,27 +929,35 @@ def train_detector(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    net = DamageNet(width)
+    if synth not in ("simple", "scan"):
+        raise ValueError(f"synth must be 'simple' or 'scan', got {synth!r}")
+    net = DamageNet(width, depth)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
     start = 0
+    if init is not None:  # warm start from a release; layers it lacks keep their fresh init
+        old, _ = load_detector(init)
+        mine = net.state_dict()
+        same = {k: v for k, v in old.state_dict().items() if k in mine and mine[k].shape == v.shape}
+        net.load_state_dict(same, strict=False)
     if (out / "last.pt").is_file():
         ck = load_checkpoint(out / "last.pt")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start = int(ck["step"])
-    photos = _photo_cache(files, 256)
-    pos_weight = torch.tensor([4.0, 4.0]).view(1, 2, 1, 1)
+    photos = _photo_cache(files, 256 if synth == "simple" else 512)
+    make_batch = training_batch if synth == "simple" else scan_training_batch
+    pw = torch.tensor([pos_weight, pos_weight]).view(1, 2, 1, 1)
     log = open(out / "train_log.csv", "a")
     net.train()
     end = steps if stop_at is None else min(steps, stop_at)
     for step in tqdm(range(start, end), initial=start, total=steps, desc="detector"):
-        x, y = training_batch(photos, np.random.default_rng([seed, step]), batch, crop)
+        x, y = make_batch(photos, np.random.default_rng([seed, step]), batch, crop)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = net(x)
         logits = logits.float()
-        bce = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pw)
         p = torch.sigmoid(logits)
         inter = (p * y).sum((0, 2, 3))
         dice = 1 - (2 * inter + 1) / (p.sum((0, 2, 3)) + y.sum((0, 2, 3)) + 1)
@@ -733,6 +976,8 @@ def train_detector(
                     "scheduler": sched.state_dict(),
                     "step": step + 1,
                     "width": width,
+                    "depth": depth,
+                    "synth": synth,
                 },
                 out / "last.pt",
             )

@@ -8,7 +8,8 @@ API (OpenAPI schema at ``/api/openapi.json``):
 - ``POST /api/edges``   photo + mask [+ hd_strategy] -> PNG edge map the fill will use
 - ``POST /api/inpaint`` photo + mask [+ edges, hd_strategy, refine] -> PNG result, photo size
 - ``POST /api/select``  photo + box and/or scribbles -> PNG proposed object mask (GrabCut)
-- ``POST /api/detect``  photo [+ kind, sensitivity] -> PNG damage mask (white = damaged)
+- ``POST /api/detect``  photo [+ kind, sensitivity, confidence] -> PNG damage mask (white =
+  damaged; with ``confidence=true`` each flagged pixel's grey level is its region's confidence)
 - ``GET  /api/health``  model and limits as JSON
 
 The model loads once. Model calls run one at a time (an asyncio lock) on a worker thread, so the
@@ -52,7 +53,7 @@ from edgefill.config import (
     SERVER_MAX_PIXELS,
     SERVER_MAX_UPLOAD_BYTES,
 )
-from edgefill.detect import detect_damage, detector_available
+from edgefill.detect import CONFIDENT, analyse_damage, detector_available
 from edgefill.errors import EdgefillError
 from edgefill.image import (
     Photo,
@@ -777,6 +778,15 @@ async def select(
     return resp
 
 
+ConfidenceField = Annotated[
+    bool,
+    Form(
+        description="true: each flagged pixel's grey level is its region's confidence "
+        "(1-255 = 0-1; confident from X-Edgefill-Confident-At x 255); false: white = damaged"
+    ),
+]
+
+
 @api.post("/detect", response_class=Response, responses=_PNG_RESPONSE)
 async def detect(
     photo: PhotoField,
@@ -784,18 +794,30 @@ async def detect(
     limits: LimitsDep,
     kind: KindField = "auto",
     sensitivity: SensitivityField = DEFAULT_SENSITIVITY,
+    confidence: ConfidenceField = False,
 ) -> Response:
     """Find scratches, folds, dust and spots: a mask of the photo's size, white = damaged.
 
-    The header ``X-Edgefill-Damage-Fraction`` gives the flagged share of the photo."""
+    Headers: ``X-Edgefill-Damage-Fraction`` (the flagged share of the photo),
+    ``X-Edgefill-Confident-Fraction`` (the share in confident regions), ``X-Edgefill-Regions`` and
+    ``X-Edgefill-Uncertain-Regions`` (counts), ``X-Edgefill-Confident-At`` (the threshold)."""
     photo_img = await read_upload(photo, "photo", limits.max_pixels)
     rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
-    resp, mask = await run_to_png(
-        runner,
-        lambda _: detect_damage(rgb, kind, sensitivity).astype(np.uint8) * 255,
-        needs_model=False,
-    )
+    found: dict[str, Any] = {}
+
+    def run(_: Inpainter | None) -> np.ndarray:
+        dm = analyse_damage(rgb, kind, sensitivity)
+        found.update(dm.summary())
+        if not confidence:
+            return dm.mask.astype(np.uint8) * 255
+        return np.where(dm.mask, np.clip(np.round(dm.confidence * 255), 1, 255), 0).astype(np.uint8)
+
+    resp, mask = await run_to_png(runner, run, needs_model=False)
     resp.headers["X-Edgefill-Damage-Fraction"] = f"{float((mask > 0).mean()):.6f}"
+    resp.headers["X-Edgefill-Confident-Fraction"] = f"{found['confident_fraction']:.6f}"
+    resp.headers["X-Edgefill-Regions"] = str(found["regions"])
+    resp.headers["X-Edgefill-Uncertain-Regions"] = str(found["uncertain_regions"])
+    resp.headers["X-Edgefill-Confident-At"] = f"{CONFIDENT:g}"
     return resp
 
 

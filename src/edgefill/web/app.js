@@ -24,6 +24,7 @@
     edgeOutside: "#ffffff",
     object: "#4dff88",
     notObject: "#ff5c5c",
+    doubt: "#ffc400", // detected damage the detector is unsure of: shown, not marked
   };
   const MIN_SIZE = 2;
   const MAX_SIZE = 200;
@@ -225,6 +226,27 @@
   }
 
   // A gray PNG (white = 255) as a white layer whose alpha is the gray value.
+  // The detector's confidence PNG (grey = region confidence) as two alpha canvases: regions at
+  // or above `at` (0-1) and the uncertain rest.
+  async function splitConfidence(blob, w, h, at) {
+    const grey = await grayToAlpha(blob, w, h, false);
+    const sure = makeCanvas(w, h);
+    const doubt = makeCanvas(w, h);
+    const src = grey.getContext("2d").getImageData(0, 0, w, h);
+    const a = new ImageData(w, h);
+    const b = new ImageData(w, h);
+    const cut = Math.max(1, Math.round(at * 255));
+    for (let i = 0; i < src.data.length; i += 4) {
+      const v = src.data[i + 3];
+      const out = v >= cut ? a.data : v > 0 ? b.data : null;
+      if (!out) continue;
+      out[i] = out[i + 1] = out[i + 2] = out[i + 3] = 255;
+    }
+    sure.getContext("2d").putImageData(a, 0, 0);
+    doubt.getContext("2d").putImageData(b, 0, 0);
+    return [sure, doubt];
+  }
+
   async function grayToAlpha(blob, w, h, binary) {
     const bmp = await createImageBitmap(blob, {
       colorSpaceConversion: "none",
@@ -735,6 +757,7 @@
         drawTinted(D.edges.canvas, COLORS.edgeInside, 1, D.mask.canvas, "in", true);
       }
     } else {
+      if (D.doubt) drawTinted(D.doubt, COLORS.doubt, 0.6);
       drawTinted(D.mask.canvas, COLORS.mask, 0.55);
       renderSelection(rect);
     }
@@ -1083,8 +1106,9 @@
     }).catch(reportError);
   }
 
-  // Mark scratches, folds, dust and spots found by the server's detector: added to what is
-  // painted already, as one undoable mask step the user can then paint over or erase.
+  // Mark scratches, folds, dust and spots found by the server's detector: the confident regions
+  // are added to what is painted already, as one undoable mask step the user can then paint over
+  // or erase; the uncertain ones are only shown (yellow), never marked: a person decides.
   function detectDamage() {
     if (!D || ui.busy) return;
     const doc = D;
@@ -1093,19 +1117,29 @@
       form.append("photo", doc.file, doc.name);
       form.append("kind", ui.settings.detectKind);
       form.append("sensitivity", String(ui.settings.sensitivity));
+      form.append("confidence", "true");
       const { blob, headers } = await post("/api/detect", form, signal);
-      const found = await grayToAlpha(blob, doc.W, doc.H, true);
+      const at = Number(headers.get("X-Edgefill-Confident-At") || 0.75);
+      const [found, doubt] = await splitConfidence(blob, doc.W, doc.H, at);
       const merged = makeCanvas(doc.W, doc.H);
       const ctx = merged.getContext("2d");
       ctx.drawImage(doc.mask.canvas, 0, 0);
       ctx.drawImage(found, 0, 0);
       layerStep(doc.mask, { type: "image", canvas: merged }, "detected damage");
+      const unsure = Number(headers.get("X-Edgefill-Uncertain-Regions") || 0);
+      doc.doubt = unsure > 0 ? doubt : null;
       if (doc.view !== "mask") setView("mask");
-      const share = Number(headers.get("X-Edgefill-Damage-Fraction") || 0);
+      requestRender();
+      const share = Number(headers.get("X-Edgefill-Confident-Fraction") || 0);
+      const pct = (share * 100).toFixed(share < 0.001 ? 2 : 1);
+      const note = unsure
+        ? ` ${unsure} uncertain region(s) are shown in yellow and not marked: paint over them ` +
+          "if they are damage."
+        : "";
       toast(
-        share > 0
-          ? `Marked ${(share * 100).toFixed(share < 0.001 ? 2 : 1)} % of the photo as damaged: ` +
-              "check it, paint what was missed, erase what is not damage"
+        share > 0 || unsure
+          ? `Marked ${pct} % of the photo as damaged: check it, paint what was missed, erase ` +
+              `what is not damage.${note}`
           : "No scratches or dust found; paint the damage by hand",
       );
     }).catch(reportError);

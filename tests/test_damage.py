@@ -1,0 +1,194 @@
+"""Realistic synthetic damage (``edgefill.damage``) and the detector's regions with confidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+from edgefill.damage import DAMAGE_TYPES, LINE_TYPES, render_damage, scan_effects
+from edgefill.detect import (
+    DamageNet,
+    analyse_damage,
+    damage_map,
+    damage_probability,
+    detect_damage,
+    load_detector,
+    net_probabilities,
+    save_detector,
+    scan_training_batch,
+    train_detector,
+)
+from edgefill.errors import EdgefillError
+
+
+def scan(h: int = 300, w: int = 400) -> np.ndarray:
+    return cv2.resize(skdata.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+
+@pytest.mark.parametrize("kind", DAMAGE_TYPES)
+def test_each_damage_type_draws_visible_exactly_labelled_damage(kind: str):
+    clean = scan()
+    found = 0
+    for seed in range(4):  # some draws of a type can fall off the photo
+        s = render_damage(clean, np.random.default_rng([seed, 1]), (kind,))
+        assert s.image.shape == clean.shape and s.image.dtype == np.uint8
+        diff = np.abs(s.image.astype(int) - clean.astype(int)).max(2)
+        # exact truth: outside the label the photo changed by less than the visibility threshold
+        assert diff[~s.mask].max(initial=0) < 8 or kind == "stain"
+        assert (diff[s.mask] >= 8).mean() > (0.8 if kind == "stain" else 0.999)
+        assert set(np.unique(s.labels)) <= {0, DAMAGE_TYPES.index(kind) + 1}
+        found += int(s.mask.any())
+    assert found >= 3
+
+
+def test_render_damage_is_reproducible_and_checks_types():
+    clean = scan(120, 160)
+    a = render_damage(clean, np.random.default_rng(5))
+    b = render_damage(clean, np.random.default_rng(5))
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+    assert a.mask.any()
+    lb = a.line_blob()
+    assert lb.shape == (2, 120, 160) and not (lb[0] & lb[1]).any()
+    assert np.array_equal(lb[0] | lb[1], a.mask)
+    line_ids = [DAMAGE_TYPES.index(k) + 1 for k in LINE_TYPES]
+    assert np.array_equal(lb[0], np.isin(a.labels, line_ids))
+    with pytest.raises(ValueError, match="unknown damage type 'mould'"):
+        render_damage(clean, np.random.default_rng(0), ("mould",))
+
+
+def test_scan_effects_add_grain_and_jpeg_but_keep_the_photo():
+    clean = scan(120, 160)
+    out = scan_effects(clean, np.random.default_rng(0), grain=4.0, halftone=True, jpeg=85)
+    assert out.shape == clean.shape and out.dtype == np.uint8
+    d = out.astype(float) - clean.astype(float)
+    assert 1.0 < np.abs(d).mean() < 12.0  # touches every region a little, keeps the picture
+    plain = scan_effects(clean, np.random.default_rng(0), grain=0.0, halftone=False, jpeg=100)
+    assert np.array_equal(plain, clean)
+
+
+def test_scan_training_batch_shapes_and_targets():
+    photos = [scan(200, 260), scan(180, 240)]
+    x, y = scan_training_batch(photos, np.random.default_rng(3), 4, 64)
+    assert x.shape == (4, 3, 64, 64) and y.shape == (4, 2, 64, 64)
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
+    x2, y2 = scan_training_batch(photos, np.random.default_rng(3), 4, 64)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+# ----------------------------------------------------------------------------- deeper net
+
+
+def test_deeper_damage_net_and_release_round_trip(tmp_path: Path):
+    net = DamageNet(4, depth=4)
+    assert net.multiple == 8
+    assert net(torch.rand(1, 3, 32, 48)).shape == (1, 2, 32, 48)
+    # odd sizes are padded to a multiple of 8 by the tiled inference
+    rgb = scan(50, 70)
+    assert net_probabilities(rgb, net.eval()).shape == (50, 70, 2)
+    save_detector(net, tmp_path, {"width": 4, "depth": 4})
+    loaded, info = load_detector(tmp_path)
+    assert loaded.depth == 4 and info["depth"] == 4
+    # the 3-scale release's names are kept, so its weights load into DamageNet(w, 3)
+    assert "up2.0.weight" in DamageNet(4, 3).state_dict() and "enc3.0.weight" in net.state_dict()
+    with pytest.raises(ValueError, match="depth"):
+        DamageNet(4, depth=1)
+
+
+def test_training_warm_start_keeps_matching_layers(tmp_path: Path):
+    torch.manual_seed(1)
+    old = DamageNet(4, 3)
+    save_detector(old, tmp_path / "old", {"width": 4, "depth": 3})
+    photos = [tmp_path / "p.png"]
+    cv2.imwrite(str(photos[0]), scan(200, 260)[..., ::-1])
+    net = train_detector(
+        photos,
+        tmp_path / "run",
+        steps=1,
+        batch=2,
+        crop=32,
+        width=4,
+        depth=4,
+        synth="scan",
+        init=tmp_path / "old",
+        lr=1e-9,
+    )
+    # enc1 came from the old release (lr ~0: unchanged); enc4 is new
+    assert torch.allclose(net.enc1[0].weight, old.enc1[0].weight.half().float(), atol=1e-6)
+    with pytest.raises(ValueError, match="synth"):
+        train_detector(photos, tmp_path / "r2", steps=1, synth="fancy")
+
+
+# ----------------------------------------------------------------------------- regions
+
+
+def test_damage_map_groups_regions_with_their_mean_probability():
+    prob = np.zeros((40, 60), np.float32)
+    prob[5:10, 5:30] = 0.9  # a confident scratch
+    prob[20:24, 40:44] = 0.55  # an uncertain speck
+    flagged = prob >= 0.5
+    dm = damage_map(flagged, prob, confident_at=0.75)
+    assert len(dm.regions) == 2
+    by_area = sorted(dm.regions, key=lambda r: r.area)
+    speck, scratch = by_area
+    assert scratch.area == 125 and scratch.confidence == pytest.approx(0.9)
+    assert scratch.confident and not speck.confident
+    assert (speck.x, speck.y, speck.w, speck.h) == (40, 20, 4, 4)
+    assert np.array_equal(dm.confident, prob >= 0.75)
+    assert np.array_equal(dm.uncertain, (prob > 0.5) & (prob < 0.75))
+    assert not (dm.confident & dm.uncertain).any()
+    assert np.array_equal(dm.confident | dm.uncertain, dm.mask)
+    assert dm.confidence[7, 7] == pytest.approx(0.9) and dm.confidence[0, 0] == 0
+    s = dm.summary()
+    assert (s["regions"], s["confident_regions"], s["uncertain_regions"]) == (2, 1, 1)
+    assert scratch.as_dict()["bbox"] == [5, 5, 25, 5]
+
+
+def test_analyse_damage_matches_detect_damage_and_checks_confident_at():
+    img = scan(96, 96).copy()
+    cv2.line(img, (5, 10), (90, 60), (250, 250, 250), 2)
+    dm = analyse_damage(img, method="classical")
+    assert np.array_equal(dm.mask, detect_damage(img, method="classical"))
+    # the classical detector has no probabilities: all its regions are confident
+    assert all(r.confident and r.confidence == 1.0 for r in dm.regions)
+    torch.manual_seed(0)
+    net = DamageNet(4, 3).eval()
+    dn = analyse_damage(img, method="net", net=net, confident_at=0.0)
+    assert np.array_equal(dn.confident, dn.mask)
+    with pytest.raises(EdgefillError, match="confident_at must be a number in"):
+        analyse_damage(img, confident_at=1.5)
+
+
+def test_analyse_damage_on_a_large_photo_has_photo_sized_labels():
+    img = scan(300, 420)
+    img[100:103, 20:400] = 250
+    dm = analyse_damage(img, method="classical", work_size=150)
+    assert dm.mask.shape == dm.labels.shape == (300, 420)
+    assert dm.mask[101, 50:380].mean() > 0.8
+    assert sum(r.area for r in dm.regions) == int(dm.mask.sum())
+
+
+def test_small_photos_are_analysed_at_the_release_min_size():
+    seen: list[tuple[int, int]] = []
+
+    class Spy(DamageNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape[-2:]))
+            return super().forward(x)
+
+    net = Spy(4, 3).eval()
+    img = scan(60, 80)
+    prob, _ = damage_probability(img, net=net, min_size=120)
+    assert prob.shape == (60, 80) and seen == [(120, 160)]
+    seen.clear()
+    assert damage_probability(img, net=net)[0].shape == (60, 80) and seen == [(60, 80)]
+    dm = analyse_damage(img, method="net", net=net, min_size=120)
+    assert dm.mask.shape == (60, 80) and seen[-1] == (120, 160)

@@ -151,6 +151,20 @@ def test_overlapping_windows_own_each_hole_pixel_once() -> None:
         assert np.hypot(ys.mean() - cy, xs.mean() - cx) < 60
 
 
+@pytest.mark.parametrize("shape", [(200, 1400), (1400, 200)])
+def test_windows_spanning_the_whole_photo_side_own_their_holes(shape: tuple[int, int]) -> None:
+    """A window as high (or wide) as the photo: its depth has no term along that side."""
+    hole = np.zeros(shape, bool)
+    if shape[0] < shape[1]:
+        hole[90:110, 100:120] = hole[90:110, 1280:1300] = True
+    else:
+        hole[100:120, 90:110] = hole[1280:1300, 90:110] = True
+    boxes = [box for box, _ in plan_windows(hole, "crop", 128, 512)]
+    assert len(boxes) == 2 and any(b - t == shape[0] or r - lf == shape[1] for t, lf, b, r in boxes)
+    owner = window_owners(hole, boxes)
+    assert (owner[~hole] == -1).all() and set(np.unique(owner[hole])) == {0, 1}
+
+
 def test_overlapping_native_windows_keep_outside_pixels_and_fill_every_hole(
     inp: Inpainter,
 ) -> None:

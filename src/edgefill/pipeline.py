@@ -246,6 +246,8 @@ def window_owners(hole: np.ndarray, boxes: list[Box]) -> np.ndarray:
             np.minimum(yy - t if t > 0 else far, b - 1 - yy if b < h else far),
             np.minimum(xx - lf if lf > 0 else far, r - 1 - xx if r < w else far),
         )
+        # A window spanning the photo's whole height or width leaves that term a scalar.
+        depth = np.broadcast_to(depth, (b - t, r - lf))
         inside = hole[t:b, lf:r] & (depth > best[t:b, lf:r])
         best[t:b, lf:r][inside] = depth[inside]
         owner[t:b, lf:r][inside] = i

@@ -549,16 +549,21 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
-        tmp = temp_path(path)
-        fh = open(tmp, "xb")  # closed by the with block below
     except OSError as exc:
         raise EdgefillError(f"{path}: cannot write here ({exc.strerror})") from None
+    tmp = temp_path(path)
+    opened = False
+    # One try from open() on: a SIGTERM that lands just after open() created the file (before
+    # any later try block was entered) must remove it too.
     try:
-        with fh:
+        with open(tmp, "xb") as fh:
+            opened = True
             write(fh)
         os.replace(tmp, path)
-    except OSError as exc:  # disk full, a mode the format cannot store, ...
+    except OSError as exc:  # cannot create here; disk full, a mode the format cannot store, ...
         tmp.unlink(missing_ok=True)
+        if not opened:
+            raise EdgefillError(f"{path}: cannot write here ({exc.strerror})") from None
         raise EdgefillError(f"{path}: could not write the image ({exc})") from None
     except BaseException:  # KeyboardInterrupt, SIGTERM (the CLI turns it into SystemExit)
         tmp.unlink(missing_ok=True)

@@ -69,7 +69,10 @@ def _path(
     step: float = 3.0,
     start: tuple[float, float] | None = None,
     angle: float | None = None,
+    inertia: float = 0.85,
 ) -> np.ndarray:
+    """A random smooth curve (N x 2 float xy) of about ``length`` px; ``wiggle`` = turn per px,
+    ``inertia`` = how much of the last turn carries on."""
     n = max(2, int(length / step))
     x, y = start if start is not None else (rng.uniform(0, w), rng.uniform(0, h))
     a = rng.uniform(0, 2 * math.pi) if angle is None else angle
@@ -77,7 +80,7 @@ def _path(
     pts = np.empty((n, 2), np.float32)
     for i in range(n):
         pts[i] = x, y
-        turn = 0.85 * turn + rng.normal(0, wiggle) * step
+        turn = inertia * turn + rng.normal(0, wiggle) * step
         a += turn
         x += step * math.cos(a)
         y += step * math.sin(a)

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from edgefill.config import DAMAGE_KINDS, DEFAULT_SENSITIVITY, DETECT_METHODS
+from edgefill.damage import _path as damage_path
 from edgefill.edges import to_gray
 from edgefill.errors import EdgefillError
 
@@ -73,19 +74,10 @@ class Damage:
 def _smooth_path(
     rng: np.random.Generator, h: int, w: int, length: float, wiggle: float, step: float = 2.0
 ) -> np.ndarray:
-    """A random smooth curve (N x 2 float xy) of about ``length`` px; ``wiggle`` = turn per px."""
-    n = max(2, int(length / step))
+    """The first release's scratch curve: starts anywhere up to 10 % outside the photo."""
     x, y = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h)
     angle = rng.uniform(0, 2 * math.pi)
-    turn = 0.0
-    pts = np.empty((n, 2), np.float32)
-    for i in range(n):
-        pts[i] = x, y
-        turn = 0.9 * turn + rng.normal(0, wiggle) * step
-        angle += turn
-        x += step * math.cos(angle)
-        y += step * math.sin(angle)
-    return pts
+    return damage_path(rng, h, w, length, wiggle, step, (x, y), angle, inertia=0.9)
 
 
 def _draw_path(

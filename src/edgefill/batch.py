@@ -882,7 +882,7 @@ def _sweep_temps(items: list[Item]) -> None:
     then failed for good (or was written by a retry on another node) would keep one."""
     by_folder: dict[Path, set[str]] = {}
     for item in items:
-        for out in (item.output, item.side_by_side, item.mask_out):
+        for out in (item.output, item.side_by_side, item.mask_out, item.report):
             local = _local_path(out) if out else None
             if local is not None:
                 by_folder.setdefault(Path(local).parent, set()).add(Path(local).name)

@@ -692,9 +692,24 @@ def analyse_damage(
     with ``grow`` its rim dilation and ``min_size`` its smallest working size (the shipped one
     brings its own, see ``damage_probability``).
     """
-    rgb = _check_args(rgb, kind, sensitivity, method)
     if not (isinstance(confident_at, (int, float)) and 0.0 <= confident_at <= 1.0):
         raise EdgefillError(f"confident_at must be a number in [0, 1], got {confident_at!r}")
+    flagged, prob = _flag(rgb, kind, sensitivity, method, work_size, net, grow, min_size)
+    return damage_map(flagged, prob, confident_at)
+
+
+def _flag(
+    rgb: np.ndarray,
+    kind: str,
+    sensitivity: float,
+    method: str,
+    work_size: int | None,
+    net: DamageNet | None = None,
+    grow: int = 0,
+    min_size: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(flagged bool HxW, damage probability float32 HxW) at the photo's size."""
+    rgb = _check_args(rgb, kind, sensitivity, method)
     if method == "auto":
         method = "net" if (net is not None or detector_available()) else "classical"
     h, w = rgb.shape[:2]
@@ -716,7 +731,7 @@ def analyse_damage(
         up = cv2.resize(flagged.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         flagged = up >= 0.25
         prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
-    return damage_map(flagged, prob, confident_at)
+    return flagged, prob
 
 
 def damage_map(flagged: np.ndarray, prob: np.ndarray, confident_at: float = CONFIDENT) -> DamageMap:
@@ -750,7 +765,7 @@ def detect_damage(
     300 dpi; on a large scan the same dust is wider). None analyses at full resolution.
     Every flagged pixel, confident or not; ``analyse_damage`` tells them apart.
     """
-    return analyse_damage(rgb, kind, sensitivity, method, work_size).mask
+    return np.asarray(_flag(rgb, kind, sensitivity, method, work_size)[0], bool)
 
 
 # ============================================================================ scoring

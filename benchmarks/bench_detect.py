@@ -37,6 +37,7 @@ from edgefill.detect import (
     ClassicalParams,
     Damage,
     _cached_detector,
+    calibrate_detector,
     classical_scores,
     detect_classical,
     detect_net,
@@ -145,6 +146,7 @@ def train(args: argparse.Namespace) -> None:
         depth=args.depth,
         synth=args.synth,
         pos_weight=args.pos_weight,
+        dice_weight=args.dice_weight,
         init=args.init,
         lr=args.lr,
     )
@@ -156,6 +158,11 @@ def export(args: argparse.Namespace) -> None:
 
     net = DamageNet(int(ck["width"]), int(ck.get("depth", 3)))
     net.load_state_dict(ck["model"])
+    if args.clean_rate:
+        shift = calibrate_detector(
+            net, clean_training_scans(args.dirs, args.n_clean), args.clean_rate
+        )
+        print(f"calibrated: logit shift {shift:+.3f} for {args.clean_rate:.3%} flagged")
     info = {
         "format": 1,
         "architecture": "DamageNet (tiny U-Net, outputs: line-like, blob-like damage)",
@@ -166,8 +173,32 @@ def export(args: argparse.Namespace) -> None:
         "grow": args.grow,
         "data": args.data_note,
     }
+    if args.clean_rate:
+        info["calibration"] = {
+            "logit_shift": round(shift, 4),
+            "clean_rate": args.clean_rate,
+            "photos": f"{args.n_clean} thin-structure training photos at scan size",
+        }
     out = save_detector(net, args.output, info)
     print(f"wrote {out}")
+
+
+def clean_training_scans(dirs: list[str], n: int, seed: int = 7) -> list[np.ndarray]:
+    """``n`` clean *training* photos rich in thin structure (the clean set's selection rule) as
+    scans (grain, JPEG) at the detector's working size: what the release is calibrated on, so
+    its false-alarm rate is never set on the validation photos."""
+    import cv2
+
+    from edgefill.damage import scan_effects
+    from edgefill.detect import WORK_SIZE
+
+    out = []
+    for i, (path, _dens) in enumerate(clean_set(dirs, n, set(), "train")):
+        img = scan_effects(as_scan(path), np.random.default_rng([seed, i]))
+        h, w = img.shape[:2]
+        f = min(1.0, WORK_SIZE / min(h, w))
+        out.append(cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA))
+    return out
 
 
 # ----------------------------------------------------------------------------- eval
@@ -389,11 +420,11 @@ def scan_detectors(args: argparse.Namespace) -> dict:
     """name -> fn(rgb) -> DamageMap."""
     from edgefill.detect import analyse_damage
 
-    found = {
-        "classical": lambda rgb: analyse_damage(
+    found = {}
+    if not getattr(args, "no_classical", False):
+        found["classical"] = lambda rgb: analyse_damage(
             rgb, method="classical", sensitivity=args.sensitivity
         )
-    }
     for spec in args.nets:
         name, _, folder = spec.partition("=")
         net, info = load_detector(folder)
@@ -608,8 +639,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--width", type=int, default=12)
     p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--synth", choices=["simple", "scan"], default="simple")
+    p.add_argument("--synth", choices=["simple", "scan", "mix"], default="simple")
     p.add_argument("--pos-weight", type=float, default=4.0)
+    p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--init", help="start from this released detector folder")
     p.set_defaults(func=train)
@@ -617,6 +649,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run")
     p.add_argument("-o", "--output", default="src/edgefill/weights/detector")
     p.add_argument("--grow", type=int, default=0)
+    p.add_argument(
+        "--clean-rate",
+        type=float,
+        help="calibrate: shift the logits so that this fraction of clean training scans is flagged",
+    )
+    p.add_argument("--n-clean", type=int, default=24, help="clean training photos to calibrate on")
+    p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
     p.add_argument(
         "--data-note",
         default="synthetic damage over the training split of ../shared/data/imagenet-samples",
@@ -672,6 +711,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--n", type=int, default=36, help="damaged validation photos (2 cases each)"
             )
             p.add_argument("--n-clean", type=int, default=30, help="clean thin-structure photos")
+            p.add_argument("--no-classical", action="store_true", help="score only --nets")
             p.add_argument("--json")
         if name == "scan-timing":
             p.add_argument("--repeat", type=int, default=2)

@@ -18,10 +18,12 @@ from edgefill.detect import (
     damage_probability,
     detect_damage,
     load_detector,
+    mixed_training_batch,
     net_probabilities,
     save_detector,
     scan_training_batch,
     train_detector,
+    training_batch,
 )
 from edgefill.errors import EdgefillError
 
@@ -125,6 +127,16 @@ def test_training_warm_start_keeps_matching_layers(tmp_path: Path):
     assert torch.allclose(net.enc1[0].weight, old.enc1[0].weight.half().float(), atol=1e-6)
     with pytest.raises(ValueError, match="synth"):
         train_detector(photos, tmp_path / "r2", steps=1, synth="fancy")
+
+
+def test_mixed_training_batch_is_half_first_release_half_scan_damage():
+    small, big = [scan(256, 300)], [scan(512, 600)]
+    x, y = mixed_training_batch(small, big, np.random.default_rng(5), 5, 48)
+    rng = np.random.default_rng(5)
+    xa, ya = training_batch(small, rng, 2, 48)
+    xb, yb = scan_training_batch(big, rng, 3, 48)
+    assert x.shape == (5, 3, 48, 48) and y.shape == (5, 2, 48, 48)
+    assert torch.equal(x, torch.cat([xa, xb])) and torch.equal(y, torch.cat([ya, yb]))
 
 
 # ----------------------------------------------------------------------------- regions

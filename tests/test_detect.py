@@ -16,6 +16,7 @@ from edgefill.detect import (
     BLOB,
     LINE,
     DamageNet,
+    calibrate_detector,
     detect_classical,
     detect_damage,
     detect_net,
@@ -161,6 +162,25 @@ def test_detector_release_round_trip(tmp_path: Path):
     assert np.abs(a - b).max() < 1e-2  # float16 storage
     with pytest.raises(EdgefillError, match="not found"):
         load_detector(tmp_path / "missing")
+
+
+def test_calibration_sets_the_clean_flagged_rate():
+    torch.manual_seed(0)
+    net = DamageNet(4).eval()
+    rng = np.random.default_rng(2)
+    clean = [clean_photo(64 + 16 * i) for i in range(3)]
+    clean = [np.clip(c + rng.normal(0, 6, c.shape), 0, 255).astype(np.uint8) for c in clean]
+    flagged = lambda: np.mean(  # noqa: E731
+        [(net_probabilities(c, net).max(2) >= 0.5).mean() for c in clean]
+    )
+    before = flagged()
+    shift = calibrate_detector(net, clean, 0.01)
+    assert shift != 0.0 and abs(before - 0.01) > 0.05  # the untrained net was far off
+    assert flagged() == pytest.approx(0.01, abs=0.004)
+    with pytest.raises(ValueError, match="rate"):
+        calibrate_detector(net, clean, 0.0)
+    with pytest.raises(ValueError, match="clean photo"):
+        calibrate_detector(net, [], 0.01)
 
 
 def test_training_batch_and_resumable_training(tmp_path: Path):

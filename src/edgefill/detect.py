@@ -536,6 +536,26 @@ def net_probabilities(
     return out
 
 
+@torch.inference_mode()
+def calibrate_detector(net: DamageNet, clean: list[np.ndarray], rate: float) -> float:
+    """Shift ``net``'s output logits (in place) so that it flags ``rate`` of the pixels of the
+    ``clean`` photos (uint8 HxWx3, no damage) at the default sensitivity, kind auto; returns
+    the shift. Sets a release's false-alarm rate on photos of the user's choosing (the
+    training photos), whatever the loss weighting made of its raw probabilities."""
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"rate must be in (0, 1), got {rate!r}")
+    if not clean:
+        raise ValueError("calibration needs at least one clean photo")
+    net.eval()
+    probs = [net_probabilities(rgb, net).max(2).ravel() for rgb in clean]
+    p = np.concatenate(probs).astype(np.float64).clip(1e-7, 1 - 1e-7)
+    # flagged <=> logit + shift >= logit of the default threshold
+    t = _net_threshold(DEFAULT_SENSITIVITY)
+    shift = math.log(t / (1 - t)) - float(np.quantile(np.log(p / (1 - p)), 1.0 - rate))
+    net.head.bias += shift
+    return shift
+
+
 def _net_threshold(sensitivity: float) -> float:
     """Probability threshold: 0.5 at sensitivity 0.5, 0.1 at 0.9, 0.9 at 0.1."""
     return float(np.clip(1.0 - sensitivity, 0.02, 0.98))
@@ -903,6 +923,20 @@ def scan_training_batch(
     return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
 
 
+def mixed_training_batch(
+    photos: list[np.ndarray],
+    scans: list[np.ndarray],
+    rng: np.random.Generator,
+    batch: int,
+    crop: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half a ``training_batch`` (photos cached at 256 px: dense thin damage and dust, as the
+    first release saw them), half a ``scan_training_batch`` (photos cached at 512 px)."""
+    a = training_batch(photos, rng, batch // 2, crop)
+    b = scan_training_batch(scans, rng, batch - batch // 2, crop)
+    return torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])
+
+
 def train_detector(
     files: list[Path],
     out_dir: str | Path,
@@ -919,6 +953,7 @@ def train_detector(
     synth: str = "simple",
     pos_weight: float = 4.0,
     init: str | Path | None = None,
+    dice_weight: float = 1.0,
 ) -> DamageNet:
     """Train ``DamageNet`` on synthetic damage over ``files``; resumes from ``out_dir/last.pt``.
 
@@ -926,7 +961,11 @@ def train_detector(
     uninterrupted one. bf16 autocast on CPU (AMX) when available. ``stop_at`` ends the run early
     (after that step, checkpointed) without changing its schedule. ``init``: a released detector folder to start
     from (layers it lacks keep their fresh init). ``synth``: "simple" (the
-    first release: ``synth_damage`` on 256 px photos) or "scan" (``scan_training_batch``).
+    first release: ``synth_damage`` on 256 px photos), "scan" (``scan_training_batch``) or
+    "mix" (half of each batch each: the thin damage and dust of the first, dense as the first
+    release saw them, with the scan damage kinds).
+    Loss: BCE (``pos_weight`` on damaged pixels) + ``dice_weight`` x soft Dice (Dice favours
+    recall on rare damage; 0 keeps the probabilities calibrated for the clean-set threshold).
     """
     from tqdm import tqdm
 
@@ -936,8 +975,8 @@ def train_detector(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    if synth not in ("simple", "scan"):
-        raise ValueError(f"synth must be 'simple' or 'scan', got {synth!r}")
+    if synth not in ("simple", "scan", "mix"):
+        raise ValueError(f"synth must be 'simple', 'scan' or 'mix', got {synth!r}")
     net = DamageNet(width, depth)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
@@ -953,14 +992,22 @@ def train_detector(
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start = int(ck["step"])
-    photos = _photo_cache(files, 256 if synth == "simple" else 512)
-    make_batch = training_batch if synth == "simple" else scan_training_batch
+    photos = _photo_cache(files, 256) if synth in ("simple", "mix") else None
+    scans = _photo_cache(files, 512) if synth in ("scan", "mix") else None
+
+    def make_batch(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if synth == "simple":
+            return training_batch(photos, rng, batch, crop)
+        if synth == "scan":
+            return scan_training_batch(scans, rng, batch, crop)
+        return mixed_training_batch(photos, scans, rng, batch, crop)
+
     pw = torch.tensor([pos_weight, pos_weight]).view(1, 2, 1, 1)
     log = open(out / "train_log.csv", "a")
     net.train()
     end = steps if stop_at is None else min(steps, stop_at)
     for step in tqdm(range(start, end), initial=start, total=steps, desc="detector"):
-        x, y = make_batch(photos, np.random.default_rng([seed, step]), batch, crop)
+        x, y = make_batch(np.random.default_rng([seed, step]))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = net(x)
         logits = logits.float()
@@ -968,7 +1015,7 @@ def train_detector(
         p = torch.sigmoid(logits)
         inter = (p * y).sum((0, 2, 3))
         dice = 1 - (2 * inter + 1) / (p.sum((0, 2, 3)) + y.sum((0, 2, 3)) + 1)
-        loss = bce + dice.mean()
+        loss = bce + dice_weight * dice.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -358,6 +358,11 @@ def test_detect_damage_marks_confident_regions_and_only_shows_uncertain(
     mask = laptop.download("#download-mask")
     hole = (mask[..., 0] if mask.ndim == 3 else mask) > 0
     np.testing.assert_array_equal(hole, answer >= 191)
+    assert page.evaluate("window.edgefill.uncertainShown")
+    page.click("#undo")  # the yellow overlay goes with the detection it belongs to
+    assert not page.evaluate("window.edgefill.uncertainShown")
+    page.click("#redo")
+    assert page.evaluate("window.edgefill.uncertainShown")
     page.unroute("**/api/detect")
 
 

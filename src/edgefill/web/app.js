@@ -434,6 +434,8 @@
         entry.layer.render();
       }
       if (entry.layer === doc.mask) doc.maskHasPixels = !!paintedBox(doc.mask.canvas);
+      // a detection's yellow "uncertain" overlay comes and goes with its step
+      if ("doubt" in entry) doc.doubt = forward ? entry.doubt : entry.doubtBefore;
     } else if (entry.type === "run") {
       doc.result = forward ? entry.result : entry.prev;
     } else if (entry.type === "keep") {
@@ -447,13 +449,13 @@
     afterChange();
   }
 
-  // A layer operation as one history step.
-  function layerStep(layer, op, label, applied = false) {
+  // A layer operation as one history step (`extra`: more state the step sets, see applyEntry).
+  function layerStep(layer, op, label, applied = false, extra = {}) {
     op.id = uid++;
     layer.ops.push(op);
     if (!applied) layer.apply(op);
     if (layer === D.mask) D.maskHasPixels = !!paintedBox(D.mask.canvas);
-    record({ type: "op", layer, op, label });
+    record({ type: "op", layer, op, label, ...extra });
   }
 
   function afterChange() {
@@ -1125,9 +1127,13 @@
       const ctx = merged.getContext("2d");
       ctx.drawImage(doc.mask.canvas, 0, 0);
       ctx.drawImage(found, 0, 0);
-      layerStep(doc.mask, { type: "image", canvas: merged }, "detected damage");
       const unsure = Number(headers.get("X-Edgefill-Uncertain-Regions") || 0);
-      doc.doubt = unsure > 0 ? doubt : null;
+      const shown = unsure > 0 ? doubt : null;
+      layerStep(doc.mask, { type: "image", canvas: merged }, "detected damage", false, {
+        doubt: shown,
+        doubtBefore: doc.doubt || null,
+      });
+      doc.doubt = shown;
       if (doc.view !== "mask") setView("mask");
       requestRender();
       const share = Number(headers.get("X-Edgefill-Confident-Fraction") || 0);
@@ -1944,6 +1950,9 @@
     },
     get history() {
       return D ? { undo: D.undo.map((e) => e.label), redo: D.redo.map((e) => e.label) } : null;
+    },
+    get uncertainShown() {
+      return !!D && !!D.doubt;
     },
     get resultStale() {
       return !!D && resultStale(D);

@@ -20,6 +20,7 @@ from edgefill.data import (
     split,
     validation_samples,
 )
+from edgefill.edges import to_gray
 from edgefill.errors import EdgefillError
 
 
@@ -196,3 +197,30 @@ def test_validation_samples_fixed(photos: Path) -> None:
     for k in a:
         assert torch.equal(a[k], b[k])
     assert all(0.05 < float(m.mean()) < 0.8 for m in a["mask"])
+
+
+def test_g1_sees_the_hole_pre_filled_with_edge_hole_fill(photos: Path) -> None:
+    from edgefill.data import sample_edge_input
+    from edgefill.networks import EdgeGenerator
+    from edgefill.prefill import fill_hole
+
+    cfg = tiny_config()
+    files = list_images(photos)
+    g1 = EdgeGenerator(8, 1).eval()
+    white = PhotoDataset(files, cfg.data, 2.0, edge_generator=g1)[(1, 5)]
+    ds = PhotoDataset(files, cfg.data, 2.0, edge_generator=g1, edge_hole_fill="telea")
+    a = ds[(1, 5)]
+    assert "gray_g1" not in white and torch.equal(a["mask"], white["mask"])
+    hole = a["mask"][0].numpy() > 0
+    rgb = a["image"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    want = to_gray(fill_hole("telea", rgb, hole))
+    np.testing.assert_allclose(a["gray_g1"][0].numpy(), want, atol=1e-6)
+    x = sample_edge_input(collate([a]))[0]
+    assert torch.equal(x[0][a["mask"][0] > 0], a["gray_g1"][0][a["mask"][0] > 0])
+    x_white = sample_edge_input(collate([white]))[0]
+    assert torch.equal(x_white[0][white["mask"][0] > 0].unique(), torch.ones(1))
+    with torch.no_grad():  # the frozen G1 in the worker got the pre-filled gray too
+        pred = g1(x[None])[0]
+    torch.testing.assert_close(a["edges_g2"][a["mask"] > 0], pred[a["mask"] > 0])
+    val = validation_samples(files[:2], 32, 2.0, edge_hole_fill="telea")
+    assert all("gray_g1" in v for v in val)

@@ -220,3 +220,26 @@ def test_pipeline_guides_the_patchmatch_fill_by_drawn_edges_only(
     drawn, _ = inp.inpaint_arrays(rgb, hole, line)
     assert weights == [0.0, 2.0]
     assert not np.array_equal(plain, drawn)
+
+
+def test_pipeline_gives_g1_the_pre_filled_gray_with_edge_hole_fill() -> None:
+    from edgefill.edges import canny_edges, to_gray
+    from edgefill.networks import edge_input
+
+    torch.manual_seed(0)
+    g1 = EdgeGenerator(4, 1).eval()
+    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, edge_hole_fill="telea")
+    inp = Inpainter.from_modules(g1, InpaintGenerator(4, 1), cfg)
+    rgb, hole = photo_array(), box_hole()
+    known, pred = inp.predict_edges(rgb, hole)
+    gray = torch.from_numpy(to_gray(rgb))[None, None]
+    hole_gray = torch.from_numpy(to_gray(fill_hole("telea", rgb, hole)))[None, None]
+    m = torch.from_numpy(hole.astype(np.float32))[None, None]
+    e = torch.from_numpy(canny_edges(to_gray(rgb), hole, cfg.canny_sigma))[None, None]
+    with torch.no_grad():
+        want = g1(edge_input(gray, e, m, hole_gray))[0, 0].numpy()
+        white = g1(edge_input(gray, e, m))[0, 0].numpy()
+    np.testing.assert_allclose(pred, want, atol=1e-5)
+    assert np.abs(pred - white).max() > 1e-3  # not what the white hole gives
+    with pytest.raises(EdgefillError, match="edge_hole_fill"):
+        from_dict({"model": {"edge_hole_fill": "paint"}})

@@ -65,6 +65,9 @@ class ModelConfig:
     # into the hole (true edges in training) steer which texture is copied where. Predicted
     # edges steer G2 only: guided by a small G1's predictions PatchMatch did worse than unguided.
     edge_guide: float = 0.0
+    # What G1 sees in the hole of its gray input: "white" (the reference) or a pre-fill of
+    # HOLE_FILLS (unguided), which removes the step at the hole's border that G1 may trace.
+    edge_hole_fill: str = "white"
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,10 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
     number("edge_guide", 0.0, 100.0)
     if not isinstance(m.hole_fill, str) or m.hole_fill not in HOLE_FILLS:
         raise EdgefillError(f"{where}.hole_fill must be one of {HOLE_FILLS}, got {m.hole_fill!r}")
+    if not isinstance(m.edge_hole_fill, str) or m.edge_hole_fill not in HOLE_FILLS:
+        raise EdgefillError(
+            f"{where}.edge_hole_fill must be one of {HOLE_FILLS}, got {m.edge_hole_fill!r}"
+        )
 
 
 def validate(cfg: Config) -> None:

@@ -100,6 +100,11 @@ def _chw(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255.0)
 
 
+def sample_edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """G1's input for a batch (``collate``) of ``make_sample`` tensors."""
+    return edge_input(batch["gray"], batch["edges_known"], batch["mask"], batch.get("gray_g1"))
+
+
 def make_sample(
     rgb: np.ndarray,
     hole: np.ndarray,
@@ -108,6 +113,7 @@ def make_sample(
     seed: int = 0,
     guide: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     edge_guide: float = 0.0,
+    edge_hole_fill: str = "white",
 ) -> dict[str, torch.Tensor]:
     """Tensors for one training example (CHW float32): image, gray, mask, edges_known,
     edges_full, edges_g2, filled.
@@ -118,7 +124,8 @@ def make_sample(
     ``guide`` returns for the sample (e.g. a frozen G1's prediction), else the true ones;
     filled: the photo with the hole pre-filled as G2 will see it (``model.hole_fill``; guided by
     edges_g2 with weight ``edge_guide`` when those are the true edges). Both are computed here,
-    in the DataLoader workers.
+    in the DataLoader workers. With ``edge_hole_fill`` other than "white" also gray_g1: the gray
+    of the photo pre-filled (unguided) that way, what G1 sees in the hole (``sample_edge_input``).
     """
     gray = to_gray(rgb)
     sample = {
@@ -128,6 +135,9 @@ def make_sample(
         "edges_known": torch.from_numpy(canny_edges(gray, hole, sigma))[None],
         "edges_full": torch.from_numpy(canny_edges(gray, None, sigma))[None],
     }
+    if edge_hole_fill != "white":
+        g1_fill = fill_hole(edge_hole_fill, rgb, hole, seed)
+        sample["gray_g1"] = torch.from_numpy(to_gray(g1_fill))[None]
     inside = sample["edges_full"] if guide is None else guide(sample)
     sample["edges_g2"] = composite(sample["edges_known"], inside, sample["mask"])
     # The pre-fill follows true edges (at inference: drawn ones), never predicted ones: guided
@@ -152,6 +162,7 @@ class PhotoDataset(Dataset):
         edge_guide: float = 0.0,
         edge_generator: torch.nn.Module | None = None,
         true_edge_prob: float = 0.0,
+        edge_hole_fill: str = "white",
     ):
         """``edge_generator``: a frozen G1 whose predictions G2 gets inside the hole (stage
         inpaint-on-predicted), except for a ``true_edge_prob`` share of samples, which get the
@@ -163,6 +174,7 @@ class PhotoDataset(Dataset):
         self.edge_guide = edge_guide
         self.edge_generator = edge_generator
         self.true_edge_prob = true_edge_prob
+        self.edge_hole_fill = edge_hole_fill
         self.kinds = [k.strip() for k in cfg.mask_kinds.split(",")]
         weights = np.array([float(x) for x in cfg.mask_weights.split(",")])
         self.mask_p = weights / weights.sum()
@@ -217,13 +229,20 @@ class PhotoDataset(Dataset):
         if self.edge_generator is not None and rng.random() >= self.true_edge_prob:
             guide = self._predict_edges
         return make_sample(
-            crop, hole, self.sigma, self.hole_fill, fill_seed, guide, self.edge_guide
+            crop,
+            hole,
+            self.sigma,
+            self.hole_fill,
+            fill_seed,
+            guide,
+            self.edge_guide,
+            self.edge_hole_fill,
         )
 
     @torch.no_grad()
     def _predict_edges(self, sample: dict[str, torch.Tensor]) -> torch.Tensor:
         assert self.edge_generator is not None
-        x = edge_input(sample["gray"][None], sample["edges_known"][None], sample["mask"][None])
+        x = sample_edge_input({k: v[None] for k, v in sample.items()})
         return self.edge_generator(x)[0].float()
 
 
@@ -264,7 +283,7 @@ class StepSampler(Sampler):
 
 
 def validation_samples(
-    files: list[Path], size: int, sigma: float, seed: int = 1234
+    files: list[Path], size: int, sigma: float, seed: int = 1234, edge_hole_fill: str = "white"
 ) -> list[dict[str, torch.Tensor]]:
     """Fixed validation set: centre crops with fixed irregular masks cycling through the buckets."""
     out = []
@@ -273,7 +292,9 @@ def validation_samples(
         low = 0.1 + 0.1 * (i % 5)
         rgb, _ = load_rgb(f)
         hole = generate_mask("irregular", size, size, rng, (low, low + 0.1))
-        out.append(make_sample(center_square(rgb, size), hole, sigma))
+        out.append(
+            make_sample(center_square(rgb, size), hole, sigma, edge_hole_fill=edge_hole_fill)
+        )
     return out
 
 

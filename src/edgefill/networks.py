@@ -129,9 +129,17 @@ class InpaintGenerator(_Generator):
         return (x[:, :3].to(logits.dtype) + torch.tanh(logits)).clamp(0, 1)
 
 
-def edge_input(gray: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """G1 input: gray with the hole painted white, known Canny edges, mask (as in the reference)."""
-    return torch.cat([gray * (1 - mask) + mask, edges * (1 - mask), mask], 1)
+def edge_input(
+    gray: torch.Tensor,
+    edges: torch.Tensor,
+    mask: torch.Tensor,
+    hole_gray: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """G1 input: gray with the hole painted white (as in the reference) or, given ``hole_gray``
+    (the gray of a pre-filled photo, ``model.edge_hole_fill``), filled with it; known Canny
+    edges; mask."""
+    hole = mask if hole_gray is None else hole_gray * mask
+    return torch.cat([gray * (1 - mask) + hole, edges * (1 - mask), mask], 1)
 
 
 def inpaint_input(

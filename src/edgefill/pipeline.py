@@ -390,7 +390,11 @@ class Inpainter:
         g = torch.from_numpy(gray)[None, None]
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(known)[None, None]
-        x = edge_input(g, e, m)
+        hole_gray = None
+        if self.config.edge_hole_fill != "white":
+            hole_gray = torch.from_numpy(to_gray(fill_hole(self.config.edge_hole_fill, rgb, hole)))
+            hole_gray = hole_gray[None, None]
+        x = edge_input(g, e, m, hole_gray)
         x, (h, w) = pad_to_stride(x)
         pred = check_finite(self.engine("edge", x)[..., :h, :w], "edge")
         pred = threshold(pred, self.config.edge_threshold)

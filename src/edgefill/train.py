@@ -47,7 +47,15 @@ from edgefill.checkpoint import (
     save_release,
 )
 from edgefill.config import STAGES, Config, ModelConfig, from_dict, to_dict
-from edgefill.data import PhotoDataset, StepSampler, collate, list_images, split, validation_samples
+from edgefill.data import (
+    PhotoDataset,
+    StepSampler,
+    collate,
+    list_images,
+    sample_edge_input,
+    split,
+    validation_samples,
+)
 from edgefill.edges import composite
 from edgefill.errors import EdgefillError
 from edgefill.metrics import LPIPS, edge_scores, l1, psnr, ssim
@@ -56,7 +64,6 @@ from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
     adapt_inpaint_state,
-    edge_input,
     inpaint_input,
 )
 from edgefill.prefill import fill_batch
@@ -67,10 +74,6 @@ Terms = dict[str, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def batch_edge_input(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return edge_input(batch["gray"], batch["edges_known"], batch["mask"])
 
 
 def lr_factor(step: int, decay_steps: int, min_ratio: float) -> float:
@@ -368,6 +371,7 @@ class Trainer:
             edge_guide=m.edge_guide,
             edge_generator=copy.deepcopy(self.frozen_edge),
             true_edge_prob=cfg.train.true_edge_prob,
+            edge_hole_fill=m.edge_hole_fill,
         )
         if self.frozen_edge is not None:  # validation runs the trainer's own copy
             self.frozen_edge = self.frozen_edge.to(self.device)
@@ -475,7 +479,7 @@ class Trainer:
     ) -> torch.Tensor:
         """G1's adversarial and feature-matching terms; returns its predicted edges."""
         lc, pair = self.cfg.loss, self.pairs["edge"]
-        pred = pair.g_run(batch_edge_input(batch)).float()
+        pred = pair.g_run(sample_edge_input(batch)).float()
         # (gray, edges): the reference's D1 input order, so its released D1 can be fine-tuned.
         real = torch.cat([batch["gray"], batch["edges_full"]], 1)
         fake = torch.cat([batch["gray"], pred], 1)
@@ -631,7 +635,7 @@ class Trainer:
             if self.stage == "inpaint" or g1 is None:
                 edges = composite(batch["edges_known"], batch["edges_full"], mask)
             else:
-                edges = composite(batch["edges_known"], g1(batch_edge_input(batch)), mask)
+                edges = composite(batch["edges_known"], g1(sample_edge_input(batch)), mask)
                 for k, v in edge_scores(edges, batch["edges_full"], mask).items():
                     sums[f"edge_{k}"] = sums.get(f"edge_{k}", 0.0) + v * len(mask)
             out = batch["image"] * (1 - mask) + mask
@@ -834,7 +838,10 @@ class Trainer:
             return []
         cfg = self.cfg
         val = validation_samples(
-            self.val_files, cfg.data.val_size or cfg.data.crop_size, cfg.model.canny_sigma
+            self.val_files,
+            cfg.data.val_size or cfg.data.crop_size,
+            cfg.model.canny_sigma,
+            edge_hole_fill=cfg.model.edge_hole_fill,
         )
         if not val:
             self._log_event("no validation photos (data.val_fraction): no scores, best.pt, samples")

@@ -7,6 +7,7 @@ its ground truth is known. Tuning and training use only the training split of
     python benchmarks/bench_detect.py tune                       # classical thresholds (train)
     python benchmarks/bench_detect.py train --out ~/edgefill-runs/detector --steps 3500
     python benchmarks/bench_detect.py export ~/edgefill-runs/detector
+    python benchmarks/bench_detect.py export RUN -o DIR --clean-rate 0.003   # calibrated release
     python benchmarks/bench_detect.py eval --json docs/detect_results.json
     python benchmarks/bench_detect.py examples --out /tmp/detect-examples.png
     python benchmarks/bench_detect.py restore-eval --json docs/restore_results.json

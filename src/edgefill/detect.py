@@ -965,7 +965,7 @@ def train_detector(
     "mix" (half of each batch each: the thin damage and dust of the first, dense as the first
     release saw them, with the scan damage kinds).
     Loss: BCE (``pos_weight`` on damaged pixels) + ``dice_weight`` x soft Dice (Dice favours
-    recall on rare damage; 0 keeps the probabilities calibrated for the clean-set threshold).
+    recall on rare damage and inflates probabilities: ``calibrate_detector`` sets the threshold).
     """
     from tqdm import tqdm
 

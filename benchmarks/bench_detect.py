@@ -188,18 +188,13 @@ def clean_training_scans(dirs: list[str], n: int, seed: int = 7) -> list[np.ndar
     """``n`` clean *training* photos rich in thin structure (the clean set's selection rule) as
     scans (grain, JPEG) at the detector's working size: what the release is calibrated on, so
     its false-alarm rate is never set on the validation photos."""
-    import cv2
-
     from edgefill.damage import scan_effects
-    from edgefill.detect import WORK_SIZE
+    from edgefill.detect import at_work_size
 
-    out = []
-    for i, (path, _dens) in enumerate(clean_set(dirs, n, set(), "train")):
-        img = scan_effects(as_scan(path), np.random.default_rng([seed, i]))
-        h, w = img.shape[:2]
-        f = min(1.0, WORK_SIZE / min(h, w))
-        out.append(cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA))
-    return out
+    return [
+        at_work_size(scan_effects(as_scan(path), np.random.default_rng([seed, i])))
+        for i, (path, _dens) in enumerate(clean_set(dirs, n, set(), "train"))
+    ]
 
 
 # ----------------------------------------------------------------------------- eval

@@ -224,3 +224,24 @@ def test_g1_sees_the_hole_pre_filled_with_edge_hole_fill(photos: Path) -> None:
     torch.testing.assert_close(a["edges_g2"][a["mask"] > 0], pred[a["mask"] > 0])
     val = validation_samples(files[:2], 32, 2.0, edge_hole_fill="telea")
     assert all("gray_g1" in v for v in val)
+
+
+def test_the_same_unguided_pre_fill_is_computed_once_for_g1_and_g2(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefill import data as data_module
+
+    calls = []
+    real_fill = data_module.fill_hole
+
+    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0):
+        calls.append(kind)
+        return real_fill(kind, rgb, hole, seed, edges, edge_guide)
+
+    monkeypatch.setattr(data_module, "fill_hole", spy)
+    cfg = tiny_config()
+    ds = PhotoDataset(list_images(photos), cfg.data, 2.0, hole_fill="telea", edge_hole_fill="telea")
+    a = ds[(1, 5)]
+    assert calls == ["telea"]
+    rgb = a["filled"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    np.testing.assert_allclose(a["gray_g1"][0].numpy(), to_gray(rgb), atol=1e-6)

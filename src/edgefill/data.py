@@ -135,6 +135,7 @@ def make_sample(
         "edges_known": torch.from_numpy(canny_edges(gray, hole, sigma))[None],
         "edges_full": torch.from_numpy(canny_edges(gray, None, sigma))[None],
     }
+    g1_fill = None
     if edge_hole_fill != "white":
         g1_fill = fill_hole(edge_hole_fill, rgb, hole, seed)
         sample["gray_g1"] = torch.from_numpy(to_gray(g1_fill))[None]
@@ -145,7 +146,11 @@ def make_sample(
     # (benchmarks/ablate_prefill.py, docs/model-card.md).
     weight = edge_guide if guide is None else 0.0
     edges = sample["edges_g2"][0].numpy()
-    sample["filled"] = _chw(fill_hole(hole_fill, rgb, hole, seed, edges, weight))
+    if g1_fill is not None and edge_hole_fill == hole_fill and weight == 0.0:
+        filled = g1_fill  # the same unguided fill G1 got: not computed twice
+    else:
+        filled = fill_hole(hole_fill, rgb, hole, seed, edges, weight)
+    sample["filled"] = _chw(filled)
     return sample
 
 

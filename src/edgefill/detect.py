@@ -718,6 +718,17 @@ def analyse_damage(
     return damage_map(flagged, prob, confident_at)
 
 
+def at_work_size(rgb: np.ndarray, work_size: int | None = WORK_SIZE) -> np.ndarray:
+    """The photo as the detectors analyse it: downscaled (area) so that its shorter side is at
+    most ``work_size``; the photo itself when it is not larger (or ``work_size`` is None)."""
+    h, w = rgb.shape[:2]
+    scale = 1.0 if work_size is None else min(1.0, work_size / min(h, w))
+    if scale >= 1.0:
+        return rgb
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
 def _flag(
     rgb: np.ndarray,
     kind: str,
@@ -733,11 +744,7 @@ def _flag(
     if method == "auto":
         method = "net" if (net is not None or detector_available()) else "classical"
     h, w = rgb.shape[:2]
-    scale = 1.0 if work_size is None else min(1.0, work_size / min(h, w))
-    small = rgb
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    small = at_work_size(rgb, work_size)
     if method == "net":
         prob, release_grow = damage_probability(small, kind, net, min_size)
         grow = release_grow if net is None else grow
@@ -747,7 +754,7 @@ def _flag(
     else:
         flagged = detect_classical(small, kind, sensitivity)
         prob = flagged.astype(np.float32)
-    if scale < 1.0:  # generous upscaling: a pixel partly covered by damage is damaged
+    if small.shape[:2] != (h, w):  # generous upscaling: a pixel partly covered by damage is damaged
         up = cv2.resize(flagged.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         flagged = up >= 0.25
         prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)

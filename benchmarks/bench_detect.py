@@ -150,7 +150,26 @@ def train(args: argparse.Namespace) -> None:
         dice_weight=args.dice_weight,
         init=args.init,
         lr=args.lr,
+        kind_odds=dict(args.kind_odds),
+        dust_density=args.dust_density,
     )
+
+
+def parse_odds(text: str) -> tuple[str, float]:
+    """'hair=0.6' -> ('hair', 0.6): the chance that a scan training crop gets that damage type."""
+    from edgefill.damage import DAMAGE_TYPES
+
+    kind, sep, value = text.partition("=")
+    try:
+        odds = float(value)
+    except ValueError:
+        odds = -1.0
+    if not sep or kind not in DAMAGE_TYPES or not 0 <= odds <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected KIND=ODDS with KIND one of {', '.join(DAMAGE_TYPES)} and ODDS in [0, 1], "
+            f"got {text!r}"
+        )
+    return kind, odds
 
 
 def export(args: argparse.Namespace) -> None:
@@ -640,6 +659,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--init", help="start from this released detector folder")
+    p.add_argument(
+        "--kind-odds",
+        nargs="*",
+        type=parse_odds,
+        default=[],
+        metavar="KIND=ODDS",
+        help="chance that a scan crop gets a damage type (default tear 0.1, stain 0.12, "
+        "craquelure 0.2, others 0.3)",
+    )
+    p.add_argument(
+        "--dust-density", type=float, default=1.0, help="dust specks per area in scan crops, x"
+    )
     p.set_defaults(func=train)
     p = sub.add_parser("export")
     p.add_argument("run")

@@ -139,6 +139,34 @@ def test_mixed_training_batch_is_half_first_release_half_scan_damage():
     assert torch.equal(x, torch.cat([xa, xb])) and torch.equal(y, torch.cat([ya, yb]))
 
 
+def test_kind_odds_choose_the_damage_of_scan_training_crops():
+    photos = [scan(512, 600)]
+    none = {k: 0.0 for k in DAMAGE_TYPES}
+    _, y = scan_training_batch(photos, np.random.default_rng(2), 6, 64, kind_odds=none)
+    assert y.sum() == 0
+    only_hair = {**none, "hair": 1.0}
+    _, y = scan_training_batch(photos, np.random.default_rng(2), 8, 64, kind_odds=only_hair)
+    assert y[:, 0].sum() > 0 and y[:, 1].sum() == 0  # hairs are line-like
+    with pytest.raises(ValueError, match="unknown damage types"):
+        scan_training_batch(photos, np.random.default_rng(2), 1, 64, kind_odds={"mold": 0.5})
+
+
+def test_dust_density_multiplies_the_specks():
+    clean = scan()
+    area = [
+        np.mean(
+            [
+                render_damage(
+                    clean, np.random.default_rng(s), ("dust",), dust_density=d
+                ).mask.mean()
+                for s in range(4)
+            ]
+        )
+        for d in (1.0, 4.0)
+    ]
+    assert area[1] > 2.5 * area[0] > 0
+
+
 # ----------------------------------------------------------------------------- regions
 
 
@@ -204,3 +232,17 @@ def test_small_photos_are_analysed_at_the_release_min_size():
     assert damage_probability(img, net=net)[0].shape == (60, 80) and seen == [(60, 80)]
     dm = analyse_damage(img, method="net", net=net, min_size=120)
     assert dm.mask.shape == (60, 80) and seen[-1] == (120, 160)
+
+
+def test_bench_detect_reads_kind_odds_and_refuses_bad_ones():
+    import argparse
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_detect.py"
+    spec = importlib.util.spec_from_file_location("bench_detect", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.parse_odds("hair=0.6") == ("hair", 0.6)
+    for bad in ("hair", "hair=2", "mold=0.5", "dust=x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="KIND=ODDS"):
+            bench.parse_odds(bad)

@@ -266,10 +266,10 @@ def _tear(img, rng, s):
     return _over(out, _soft(hole, 0.5), backing)
 
 
-def _dust(img, rng, s):
+def _dust(img, rng, s, density: float = 1.0):
     h, w = img.shape[:2]
     out = img
-    n = int(rng.choice([30, 100, 300]) * h * w / (1000 * 1000 * s * s))
+    n = int(rng.choice([30, 100, 300]) * density * h * w / (1000 * 1000 * s * s))
     for bright in (True, False):
         c = np.zeros((h, w), np.float32)
         for _ in range(int(rng.binomial(n, 0.6 if bright else 0.4))):
@@ -354,8 +354,12 @@ def render_damage(
     kinds: tuple[str, ...] | list[str] = DAMAGE_TYPES,
     scale: float | None = None,
     visible: float = 8 / 255,
+    dust_density: float = 1.0,
 ) -> Scan:
-    """Draw each kind in ``kinds`` over the photo (in that order; a later kind owns the pixels)."""
+    """Draw each kind in ``kinds`` over the photo (in that order; a later kind owns the pixels).
+
+    ``dust_density`` multiplies the number of dust specks per area (training crops are small, so
+    at the scan's own density most of them would hold none)."""
     for k in kinds:
         if k not in _RENDER:
             raise ValueError(f"unknown damage type {k!r}; choose from {', '.join(DAMAGE_TYPES)}")
@@ -365,7 +369,7 @@ def render_damage(
     labels = np.zeros((h, w), np.uint8)
     thr = round(visible * 255)
     for k in kinds:
-        new = _RENDER[k](out, rng, s)
+        new = _dust(out, rng, s, dust_density) if k == "dust" else _RENDER[k](out, rng, s)
         changed = np.abs(np.round(new * 255) - np.round(out * 255)).max(2) >= thr
         if k == "stain":  # a faint tint crosses the threshold in specks: the stain is the region
             changed = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, _disk3) > 0

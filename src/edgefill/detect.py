@@ -876,7 +876,12 @@ _TRAIN_ODDS = {"tear": 0.1, "stain": 0.12, "craquelure": 0.2}  # the rest 0.3; l
 
 
 def scan_training_batch(
-    photos: list[np.ndarray], rng: np.random.Generator, batch: int, crop: int
+    photos: list[np.ndarray],
+    rng: np.random.Generator,
+    batch: int,
+    crop: int,
+    kind_odds: dict[str, float] | None = None,
+    dust_density: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops of virtual scans with realistic damage (``edgefill.damage``), as the detector sees them.
 
@@ -884,9 +889,15 @@ def scan_training_batch(
     size), a crop (half of them where the photo has the most fine structure: hard negatives),
     a random subset of the damage types (a quarter of the crops stay clean), monochrome or sepia
     at times, then grain / half-tone and JPEG. Targets N2HW (line-like, blob-like) are exact.
+    ``kind_odds`` overrides the chance that a crop gets a kind (``_TRAIN_ODDS``, else 0.3);
+    ``dust_density`` multiplies dust specks per area.
     """
     from edgefill.damage import DAMAGE_TYPES, render_damage, scan_effects
 
+    unknown = set(kind_odds or {}) - set(DAMAGE_TYPES)
+    if unknown:
+        raise ValueError(f"unknown damage types in kind_odds: {', '.join(sorted(unknown))}")
+    odds = {**_TRAIN_ODDS, **(kind_odds or {})}
     xs, ys = [], []
     for _ in range(batch):
         rgb = photos[int(rng.integers(len(photos)))]
@@ -919,11 +930,11 @@ def scan_training_batch(
             g = to_gray(patch)[..., None]
             tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.88, 0.7])
             patch = np.clip(g * tint * 255, 0, 255).astype(np.uint8)
-        kinds = [k for k in DAMAGE_TYPES if rng.random() < _TRAIN_ODDS.get(k, 0.3)]
+        kinds = [k for k in DAMAGE_TYPES if rng.random() < odds.get(k, 0.3)]
         if rng.random() < 0.25:
             kinds = []
         rng.shuffle(kinds)
-        sc = render_damage(patch, rng, kinds, scale=short / 1000)
+        sc = render_damage(patch, rng, kinds, scale=short / 1000, dust_density=dust_density)
         img = scan_effects(sc.image, rng, scale=short / 1000)
         xs.append(torch.from_numpy(img).permute(2, 0, 1))
         ys.append(torch.from_numpy(sc.line_blob()))
@@ -936,11 +947,13 @@ def mixed_training_batch(
     rng: np.random.Generator,
     batch: int,
     crop: int,
+    **scan_options,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Half a ``training_batch`` (photos cached at 256 px: dense thin damage and dust, as the
-    first release saw them), half a ``scan_training_batch`` (photos cached at 512 px)."""
+    first release saw them), half a ``scan_training_batch`` (photos cached at 512 px;
+    ``scan_options`` go to it)."""
     a = training_batch(photos, rng, batch // 2, crop)
-    b = scan_training_batch(scans, rng, batch - batch // 2, crop)
+    b = scan_training_batch(scans, rng, batch - batch // 2, crop, **scan_options)
     return torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])
 
 
@@ -961,6 +974,8 @@ def train_detector(
     pos_weight: float = 4.0,
     init: str | Path | None = None,
     dice_weight: float = 1.0,
+    kind_odds: dict[str, float] | None = None,
+    dust_density: float = 1.0,
 ) -> DamageNet:
     """Train ``DamageNet`` on synthetic damage over ``files``; resumes from ``out_dir/last.pt``.
 
@@ -970,7 +985,8 @@ def train_detector(
     from (layers it lacks keep their fresh init). ``synth``: "simple" (the
     first release: ``synth_damage`` on 256 px photos), "scan" (``scan_training_batch``) or
     "mix" (half of each batch each: the thin damage and dust of the first, dense as the first
-    release saw them, with the scan damage kinds).
+    release saw them, with the scan damage kinds); ``kind_odds`` and ``dust_density`` shape
+    the scan damage (``scan_training_batch``).
     Loss: BCE (``pos_weight`` on damaged pixels) + ``dice_weight`` x soft Dice (Dice favours
     recall on rare damage and inflates probabilities: ``calibrate_detector`` sets the threshold).
     """
@@ -1005,9 +1021,10 @@ def train_detector(
     def make_batch(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if synth == "simple":
             return training_batch(photos, rng, batch, crop)
+        scan_options = {"kind_odds": kind_odds, "dust_density": dust_density}
         if synth == "scan":
-            return scan_training_batch(scans, rng, batch, crop)
-        return mixed_training_batch(photos, scans, rng, batch, crop)
+            return scan_training_batch(scans, rng, batch, crop, **scan_options)
+        return mixed_training_batch(photos, scans, rng, batch, crop, **scan_options)
 
     pw = torch.tensor([pos_weight, pos_weight]).view(1, 2, 1, 1)
     log = open(out / "train_log.csv", "a")

@@ -53,6 +53,27 @@ def test_masked_l1_normalises_by_hole_fraction() -> None:
     assert L.masked_l1(out, target, mask).item() == pytest.approx(2.0)
 
 
+def test_balanced_edge_bce_weighs_classes_and_sees_only_the_hole() -> None:
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2, :] = 1.0  # one edge row: 1/8 of the pixels
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :] = 1.0  # the hole holds the edge row: 1/4 of its pixels
+    assert float(L.balanced_edge_bce(target, target, mask)) < 1e-3
+    # Outside the hole nothing counts.
+    noisy = target.clone()
+    noisy[..., 6:, :] = 0.7
+    assert torch.equal(
+        L.balanced_edge_bce(noisy, target, mask), L.balanced_edge_bce(target, target, mask)
+    )
+    # Balanced: missing every edge costs as much as flagging every non-edge (weights 3/4, 1/4).
+    none, all_ = torch.full_like(target, 0.01), torch.full_like(target, 0.99)
+    torch.testing.assert_close(
+        L.balanced_edge_bce(none, target, mask), L.balanced_edge_bce(all_, target, mask)
+    )
+    expected = -0.75 * 0.25 * math.log(0.01) - 0.25 * 0.75 * math.log(0.99)
+    assert float(L.balanced_edge_bce(none, target, mask)) == pytest.approx(expected, rel=1e-4)
+
+
 def test_gram_and_tv_values() -> None:
     x = torch.arange(8.0).reshape(1, 2, 2, 2)
     f = x.reshape(1, 2, 4)

@@ -164,6 +164,20 @@ def test_edge_discriminator_input_is_gray_then_edges(photos: Path, tmp_path: Pat
     assert torch.equal(fake[:, :1], batch["gray"]) and not torch.equal(fake, real)
 
 
+def test_edge_bce_term_is_added_when_on(photos: Path, tmp_path: Path) -> None:
+    t = make_trainer(photos, tmp_path / "run", "edge", "loss.edge_bce_weight=2.5")
+    seen: list[torch.Tensor] = []
+    t.pairs["edge"].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    batch = batch_of(t)
+    terms, _ = t.generator_losses(batch)
+    assert set(terms) == {"edge/g_adv", "edge/fm", "edge/bce"}
+    expected = 2.5 * losses.balanced_edge_bce(seen[0], batch["edges_full"], batch["mask"])
+    assert float(expected) > 0
+    torch.testing.assert_close(terms["edge/bce"].detach(), expected)
+    off = make_trainer(photos, tmp_path / "off", "edge")
+    assert "edge/bce" not in off.generator_losses(batch_of(off))[0]
+
+
 def test_joint_trains_edge_generator_end_to_end(photos: Path, tmp_path: Path) -> None:
     # With the edge losses off, G1 still learns: G2's losses reach it through the edges.
     t = make_trainer(

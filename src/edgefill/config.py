@@ -95,6 +95,9 @@ class LossConfig:
     gan_loss: str = "nsgan"
     edge_adv_weight: float = 1.0
     fm_weight: float = 10.0
+    # Class-balanced BCE of G1's edges against the true ones inside the hole (0 = the reference,
+    # adversarial + feature matching only; ZITS trains its structure restorer on BCE).
+    edge_bce_weight: float = 0.0
     l1_weight: float = 1.0
     inpaint_adv_weight: float = 0.1
     perceptual_weight: float = 0.1

@@ -477,7 +477,7 @@ class Trainer:
     def _edge_terms(
         self, batch: dict[str, torch.Tensor], terms: Terms, d_inputs: dict
     ) -> torch.Tensor:
-        """G1's adversarial and feature-matching terms; returns its predicted edges."""
+        """G1's adversarial and feature-matching (and optional BCE) terms; returns its edges."""
         lc, pair = self.cfg.loss, self.pairs["edge"]
         pred = pair.g_run(sample_edge_input(batch)).float()
         # (gray, edges): the reference's D1 input order, so its released D1 can be fine-tuned.
@@ -490,6 +490,10 @@ class Trainer:
         terms["edge/fm"] = lc.fm_weight * L.feature_matching(
             [f.float() for f in fake_feats], [f.float() for f in real_feats]
         )
+        if lc.edge_bce_weight > 0:
+            terms["edge/bce"] = lc.edge_bce_weight * L.balanced_edge_bce(
+                pred, batch["edges_full"], batch["mask"]
+            )
         d_inputs["edge"] = (real, fake)
         return pred
 

@@ -50,7 +50,10 @@ def test_restore_with_the_shipped_detector(inpainter):
     img, truth = scratched()
     r = restore(img, inpainter=inpainter)  # method auto: the network
     assert (r.mask & truth).sum() >= 0.7 * truth.sum()
-    assert r.mask.mean() < 3 * truth.mean()
+    # Masks cover a scratch's rim by design (issue 15), so only flags farther than 2 px from the
+    # drawn scratches are false alarms: few on this busy 96 px photo (first release 2.5 %, 4.3 %).
+    near = cv2.dilate(truth.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert (r.mask & ~near).mean() < 0.05
     assert np.array_equal(r.image[~r.mask], img[~r.mask])
 
 

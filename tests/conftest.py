@@ -56,6 +56,19 @@ def box_hole(h: int = 40, w: int = 52) -> np.ndarray:
     return hole
 
 
+def spy_fill_hole(monkeypatch: pytest.MonkeyPatch, module: object) -> list[tuple[str, float]]:
+    """Record (kind, edge_guide) of every ``fill_hole`` call made through ``module``."""
+    calls: list[tuple[str, float]] = []
+    real = module.fill_hole
+
+    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0):  # noqa: ANN001, ANN202
+        calls.append((kind, edge_guide))
+        return real(kind, rgb, hole, seed, edges, edge_guide)
+
+    monkeypatch.setattr(module, "fill_hole", spy)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def tiny_config() -> ModelConfig:
     return TINY_CONFIG

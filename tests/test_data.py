@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import spy_fill_hole
 from PIL import Image
 from train_utils import make_photos, tiny_config
 
@@ -231,17 +232,10 @@ def test_the_same_unguided_pre_fill_is_computed_once_for_g1_and_g2(
 ) -> None:
     from edgefill import data as data_module
 
-    calls = []
-    real_fill = data_module.fill_hole
-
-    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0):
-        calls.append(kind)
-        return real_fill(kind, rgb, hole, seed, edges, edge_guide)
-
-    monkeypatch.setattr(data_module, "fill_hole", spy)
+    calls = spy_fill_hole(monkeypatch, data_module)
     cfg = tiny_config()
     ds = PhotoDataset(list_images(photos), cfg.data, 2.0, hole_fill="telea", edge_hole_fill="telea")
     a = ds[(1, 5)]
-    assert calls == ["telea"]
+    assert [kind for kind, _ in calls] == ["telea"]
     rgb = a["filled"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
     np.testing.assert_allclose(a["gray_g1"][0].numpy(), to_gray(rgb), atol=1e-6)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import box_hole, photo_array
+from conftest import box_hole, photo_array, spy_fill_hole
 
 from edgefill import prefill
 from edgefill.checkpoint import load_release, save_release
@@ -205,20 +205,13 @@ def test_pipeline_guides_the_patchmatch_fill_by_drawn_edges_only(
         width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="patchmatch", edge_guide=2.0
     )
     inp = Inpainter.from_modules(EdgeGenerator(4, 1), InpaintGenerator(4, 1, "patchmatch"), cfg)
-    weights = []
-    real = pipeline_module.fill_hole
-
-    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0):
-        weights.append(edge_guide)
-        return real(kind, rgb, hole, seed, edges, edge_guide)
-
-    monkeypatch.setattr(pipeline_module, "fill_hole", spy)
+    calls = spy_fill_hole(monkeypatch, pipeline_module)
     rgb, hole = photo_array(), box_hole()
     plain, _ = inp.inpaint_arrays(rgb, hole)
     line = np.zeros(hole.shape, np.float32)
     line[hole.shape[0] // 2] = 1
     drawn, _ = inp.inpaint_arrays(rgb, hole, line)
-    assert weights == [0.0, 2.0]
+    assert [weight for _, weight in calls] == [0.0, 2.0]
     assert not np.array_equal(plain, drawn)
 
 

@@ -152,6 +152,8 @@ def train(args: argparse.Namespace) -> None:
         lr=args.lr,
         kind_odds=dict(args.kind_odds),
         dust_density=args.dust_density,
+        hard_negatives=args.hard_negatives,
+        hard_odds=args.hard_odds,
     )
 
 
@@ -671,6 +673,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--dust-density", type=float, default=1.0, help="dust specks per area in scan crops, x"
     )
+    p.add_argument(
+        "--hard-negatives",
+        metavar="DETECTOR",
+        help="centre --hard-odds of the scan crops on this calibrated detector's false alarms "
+        "on the training photos (mined once at the start)",
+    )
+    p.add_argument("--hard-odds", type=float, default=0.3)
     p.set_defaults(func=train)
     p = sub.add_parser("export")
     p.add_argument("run")

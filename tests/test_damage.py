@@ -17,6 +17,7 @@ from edgefill.detect import (
     damage_map,
     damage_probability,
     detect_damage,
+    false_alarm_spots,
     load_detector,
     mixed_training_batch,
     net_probabilities,
@@ -149,6 +150,50 @@ def test_kind_odds_choose_the_damage_of_scan_training_crops():
     assert y[:, 0].sum() > 0 and y[:, 1].sum() == 0  # hairs are line-like
     with pytest.raises(ValueError, match="unknown damage types"):
         scan_training_batch(photos, np.random.default_rng(2), 1, 64, kind_odds={"mold": 0.5})
+
+
+def _flags_everything(flag: bool) -> DamageNet:
+    net = DamageNet(4, 3)
+    for prm in net.parameters():
+        torch.nn.init.zeros_(prm)
+    torch.nn.init.constant_(net.head.bias, 20.0 if flag else -20.0)
+    return net
+
+
+def test_false_alarm_spots_are_where_a_detector_flags_clean_photos():
+    photos = [scan(120, 160), scan(100, 200)]
+    rng = np.random.default_rng(0)
+    spots = false_alarm_spots(_flags_everything(True), photos, rng, short_side=96, per_photo=5)
+    assert spots.shape == (10, 3) and spots.dtype == np.int64
+    assert sorted(set(spots[:, 0].tolist())) == [0, 1]
+    for i, y, x in spots:  # in the photo's own pixels, not the upscaled ones
+        assert 0 <= y < photos[i].shape[0] and 0 <= x < photos[i].shape[1]
+    quiet = false_alarm_spots(_flags_everything(False), photos, rng, short_side=96)
+    assert quiet.shape == (0, 3)
+
+
+def test_scan_training_crops_centre_on_mined_spots():
+    photo = np.zeros((512, 512, 3), np.uint8)
+    photo[400:420, 60:80] = 255  # the "false alarm": far from most random crops
+    none = {k: 0.0 for k in DAMAGE_TYPES}
+    spots = np.array([[0, 410, 70]])
+    opts = {"kind_odds": none, "spots": spots}
+    x, _ = scan_training_batch([photo], np.random.default_rng(1), 6, 64, spot_odds=1.0, **opts)
+    assert all(float(xi.max()) > 0.9 for xi in x)  # every crop holds the white square
+    x, _ = scan_training_batch([photo], np.random.default_rng(1), 6, 64, spot_odds=0.0, **opts)
+    assert sum(float(xi.max()) > 0.9 for xi in x) < 6
+
+
+def test_training_with_hard_negatives_mines_once(tmp_path: Path):
+    save_detector(_flags_everything(True), tmp_path / "miner", {"width": 4, "depth": 3})
+    photos = [tmp_path / "p.png"]
+    cv2.imwrite(str(photos[0]), scan(200, 260)[..., ::-1])
+    opts = {"batch": 2, "crop": 32, "width": 4, "synth": "scan"}
+    train_detector(photos, tmp_path / "run", steps=1, hard_negatives=tmp_path / "miner", **opts)
+    spots = np.load(tmp_path / "run" / "hard_spots.npy")
+    assert spots.shape == (64, 3) and (spots[:, 0] == 0).all()
+    with pytest.raises(ValueError, match="hard_negatives"):
+        train_detector(photos, tmp_path / "r2", steps=1, hard_negatives="x", hard_odds=0, **opts)
 
 
 def test_dust_density_multiplies_the_specks():

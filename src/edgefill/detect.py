@@ -882,6 +882,8 @@ def scan_training_batch(
     crop: int,
     kind_odds: dict[str, float] | None = None,
     dust_density: float = 1.0,
+    spots: np.ndarray | None = None,
+    spot_odds: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops of virtual scans with realistic damage (``edgefill.damage``), as the detector sees them.
 
@@ -890,7 +892,9 @@ def scan_training_batch(
     a random subset of the damage types (a quarter of the crops stay clean), monochrome or sepia
     at times, then grain / half-tone and JPEG. Targets N2HW (line-like, blob-like) are exact.
     ``kind_odds`` overrides the chance that a crop gets a kind (``_TRAIN_ODDS``, else 0.3);
-    ``dust_density`` multiplies dust specks per area.
+    ``dust_density`` multiplies dust specks per area. ``spots`` (int N x 3: photo index, y, x in
+    that photo's pixels, from ``false_alarm_spots``): with chance ``spot_odds`` a crop is centred
+    on one of them instead (mined hard negatives: real content a detector mistook for damage).
     """
     from edgefill.damage import DAMAGE_TYPES, render_damage, scan_effects
 
@@ -900,13 +904,25 @@ def scan_training_batch(
     odds = {**_TRAIN_ODDS, **(kind_odds or {})}
     xs, ys = [], []
     for _ in range(batch):
-        rgb = photos[int(rng.integers(len(photos)))]
+        spot = None
+        if spots is not None and len(spots) and rng.random() < spot_odds:
+            spot = spots[int(rng.integers(len(spots)))]
+            rgb = photos[int(spot[0])]
+        else:
+            rgb = photos[int(rng.integers(len(photos)))]
         h, w = rgb.shape[:2]
         short = float(rng.uniform(640, 1024))
         f = max(short / min(h, w), crop / min(h, w))
         src = min(min(h, w), math.ceil(crop / f) + 2)  # the photo's pixels one crop needs
         cands = [(int(rng.integers(0, h - src + 1)), int(rng.integers(0, w - src + 1)))]
-        if rng.random() < 0.5:  # hard negatives: the busiest of 8 candidate crops
+        if spot is not None:  # the crop around a mined false alarm
+            cands = [
+                (
+                    int(np.clip(spot[1] - src // 2, 0, h - src)),
+                    int(np.clip(spot[2] - src // 2, 0, w - src)),
+                )
+            ]
+        elif rng.random() < 0.5:  # hard negatives: the busiest of 8 candidate crops
             cands += [
                 (int(rng.integers(0, h - src + 1)), int(rng.integers(0, w - src + 1)))
                 for _ in range(7)
@@ -939,6 +955,40 @@ def scan_training_batch(
         xs.append(torch.from_numpy(img).permute(2, 0, 1))
         ys.append(torch.from_numpy(sc.line_blob()))
     return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
+
+
+@torch.inference_mode()
+def false_alarm_spots(
+    net: DamageNet,
+    photos: list[np.ndarray],
+    rng: np.random.Generator,
+    short_side: int = 640,
+    per_photo: int = 64,
+) -> np.ndarray:
+    """Where ``net`` flags undamaged photos: int N x 3 (photo index, y, x in the photo's pixels),
+    at most ``per_photo`` random flagged pixels per photo.
+
+    Each photo is seen as training sees it (upscaled to ``short_side``, grain and JPEG) and
+    flagged at the default sensitivity, so ``net`` should be a calibrated release. Crops centred
+    on these spots (``scan_training_batch(spots=...)``) teach the next detector the real content
+    (animal markings, bark, lettering) that this one takes for damage."""
+    from edgefill.damage import scan_effects
+
+    net.eval()
+    found = [np.zeros((0, 3), np.int64)]
+    for i, rgb in enumerate(photos):
+        h, w = rgb.shape[:2]
+        f = short_side / min(h, w)
+        big = cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_CUBIC)
+        img = scan_effects(big, rng, scale=short_side / 1000)
+        prob = net_probabilities(img, net).max(2)
+        ys, xs = np.nonzero(prob >= _net_threshold(DEFAULT_SENSITIVITY))
+        if len(ys) > per_photo:
+            pick = rng.choice(len(ys), per_photo, replace=False)
+            ys, xs = ys[pick], xs[pick]
+        yx = np.stack([np.minimum(ys / f, h - 1), np.minimum(xs / f, w - 1)], 1).astype(np.int64)
+        found.append(np.concatenate([np.full((len(ys), 1), i, np.int64), yx], 1))
+    return np.concatenate(found)
 
 
 def mixed_training_batch(
@@ -976,6 +1026,8 @@ def train_detector(
     dice_weight: float = 1.0,
     kind_odds: dict[str, float] | None = None,
     dust_density: float = 1.0,
+    hard_negatives: str | Path | None = None,
+    hard_odds: float = 0.3,
 ) -> DamageNet:
     """Train ``DamageNet`` on synthetic damage over ``files``; resumes from ``out_dir/last.pt``.
 
@@ -986,7 +1038,9 @@ def train_detector(
     first release: ``synth_damage`` on 256 px photos), "scan" (``scan_training_batch``) or
     "mix" (half of each batch each: the thin damage and dust of the first, dense as the first
     release saw them, with the scan damage kinds); ``kind_odds`` and ``dust_density`` shape
-    the scan damage (``scan_training_batch``).
+    the scan damage (``scan_training_batch``). ``hard_negatives``: a calibrated detector
+    release; its false alarms on the photos (``false_alarm_spots``, mined once and kept in
+    ``out_dir/hard_spots.npy``) centre ``hard_odds`` of the scan crops.
     Loss: BCE (``pos_weight`` on damaged pixels) + ``dice_weight`` x soft Dice (Dice favours
     recall on rare damage and inflates probabilities: ``calibrate_detector`` sets the threshold).
     """
@@ -1000,6 +1054,8 @@ def train_detector(
     torch.manual_seed(seed)
     if synth not in ("simple", "scan", "mix"):
         raise ValueError(f"synth must be 'simple', 'scan' or 'mix', got {synth!r}")
+    if hard_negatives is not None and (synth == "simple" or not 0.0 < hard_odds <= 1.0):
+        raise ValueError("hard_negatives needs synth 'scan' or 'mix' and hard_odds in (0, 1]")
     net = DamageNet(width, depth)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
@@ -1017,11 +1073,24 @@ def train_detector(
         start = int(ck["step"])
     photos = _photo_cache(files, 256) if synth in ("simple", "mix") else None
     scans = _photo_cache(files, 512) if synth in ("scan", "mix") else None
+    spots = None
+    if hard_negatives is not None:
+        spots_file = out / "hard_spots.npy"
+        if not spots_file.is_file():
+            miner, _ = load_detector(hard_negatives)
+            found = false_alarm_spots(miner, scans, np.random.default_rng([seed, 999]))
+            np.save(spots_file, found)
+        spots = np.load(spots_file)
 
     def make_batch(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if synth == "simple":
             return training_batch(photos, rng, batch, crop)
-        scan_options = {"kind_odds": kind_odds, "dust_density": dust_density}
+        scan_options = {
+            "kind_odds": kind_odds,
+            "dust_density": dust_density,
+            "spots": spots,
+            "spot_odds": hard_odds if spots is not None else 0.0,
+        }
         if synth == "scan":
             return scan_training_batch(scans, rng, batch, crop, **scan_options)
         return mixed_training_batch(photos, scans, rng, batch, crop, **scan_options)

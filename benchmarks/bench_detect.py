@@ -154,6 +154,9 @@ def train(args: argparse.Namespace) -> None:
         dust_density=args.dust_density,
         hard_negatives=args.hard_negatives,
         hard_odds=args.hard_odds,
+        hard_every=args.hard_every,
+        hard_per_photo=args.hard_per_photo,
+        threads=args.threads,
     )
 
 
@@ -680,6 +683,14 @@ def main(argv: list[str] | None = None) -> None:
         "on the training photos (mined once at the start)",
     )
     p.add_argument("--hard-odds", type=float, default=0.3)
+    p.add_argument(
+        "--hard-every",
+        type=int,
+        default=1,
+        help="mine one flagged pixel in this many (a photo flagged more gets more crops)",
+    )
+    p.add_argument("--hard-per-photo", type=int, default=64, help="most spots mined per photo")
+    p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=train)
     p = sub.add_parser("export")
     p.add_argument("run")

@@ -170,6 +170,9 @@ def test_false_alarm_spots_are_where_a_detector_flags_clean_photos():
         assert 0 <= y < photos[i].shape[0] and 0 <= x < photos[i].shape[1]
     quiet = false_alarm_spots(_flags_everything(False), photos, rng, short_side=96)
     assert quiet.shape == (0, 3)
+    # one in `every` flagged pixels: the 96x128 and 96x192 upscaled photos give 192 and 288
+    sparse = false_alarm_spots(_flags_everything(True), photos, rng, 96, per_photo=250, every=64)
+    assert np.bincount(sparse[:, 0]).tolist() == [192, 250]
 
 
 def test_scan_training_crops_centre_on_mined_spots():

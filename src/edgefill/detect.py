@@ -964,9 +964,11 @@ def false_alarm_spots(
     rng: np.random.Generator,
     short_side: int = 640,
     per_photo: int = 64,
+    every: int = 1,
 ) -> np.ndarray:
-    """Where ``net`` flags undamaged photos: int N x 3 (photo index, y, x in the photo's pixels),
-    at most ``per_photo`` random flagged pixels per photo.
+    """Where ``net`` flags undamaged photos: int N x 3 (photo index, y, x in the photo's pixels):
+    one random flagged pixel in ``every`` (at least one where any is flagged), at most
+    ``per_photo`` per photo; with ``every`` > 1 a photo that is flagged more gets more spots.
 
     Each photo is seen as training sees it (upscaled to ``short_side``, grain and JPEG) and
     flagged at the default sensitivity, so ``net`` should be a calibrated release. Crops centred
@@ -983,8 +985,9 @@ def false_alarm_spots(
         img = scan_effects(big, rng, scale=short_side / 1000)
         prob = net_probabilities(img, net).max(2)
         ys, xs = np.nonzero(prob >= _net_threshold(DEFAULT_SENSITIVITY))
-        if len(ys) > per_photo:
-            pick = rng.choice(len(ys), per_photo, replace=False)
+        keep = min(per_photo, -(-len(ys) // every))
+        if len(ys) > keep:
+            pick = rng.choice(len(ys), keep, replace=False)
             ys, xs = ys[pick], xs[pick]
         yx = np.stack([np.minimum(ys / f, h - 1), np.minimum(xs / f, w - 1)], 1).astype(np.int64)
         found.append(np.concatenate([np.full((len(ys), 1), i, np.int64), yx], 1))
@@ -1028,6 +1031,8 @@ def train_detector(
     dust_density: float = 1.0,
     hard_negatives: str | Path | None = None,
     hard_odds: float = 0.3,
+    hard_every: int = 1,
+    hard_per_photo: int = 64,
 ) -> DamageNet:
     """Train ``DamageNet`` on synthetic damage over ``files``; resumes from ``out_dir/last.pt``.
 
@@ -1040,7 +1045,8 @@ def train_detector(
     release saw them, with the scan damage kinds); ``kind_odds`` and ``dust_density`` shape
     the scan damage (``scan_training_batch``). ``hard_negatives``: a calibrated detector
     release; its false alarms on the photos (``false_alarm_spots``, mined once and kept in
-    ``out_dir/hard_spots.npy``) centre ``hard_odds`` of the scan crops.
+    ``out_dir/hard_spots.npy``; ``hard_every``, ``hard_per_photo``: its ``every`` and
+    ``per_photo``) centre ``hard_odds`` of the scan crops.
     Loss: BCE (``pos_weight`` on damaged pixels) + ``dice_weight`` x soft Dice (Dice favours
     recall on rare damage and inflates probabilities: ``calibrate_detector`` sets the threshold).
     """
@@ -1078,7 +1084,13 @@ def train_detector(
         spots_file = out / "hard_spots.npy"
         if not spots_file.is_file():
             miner, _ = load_detector(hard_negatives)
-            found = false_alarm_spots(miner, scans, np.random.default_rng([seed, 999]))
+            found = false_alarm_spots(
+                miner,
+                scans,
+                np.random.default_rng([seed, 999]),
+                per_photo=hard_per_photo,
+                every=hard_every,
+            )
             np.save(spots_file, found)
         spots = np.load(spots_file)
 

@@ -136,6 +136,9 @@ def tune(args: argparse.Namespace) -> None:
 
 def train(args: argparse.Namespace) -> None:
     files = [f for d in args.train_data for f in split(list_images(d), 0.1)[0]]
+    skip = []
+    if args.hard_negatives and args.hard_skip:  # the photos `export --clean-rate` calibrates on
+        skip = [path for path, _ in clean_set(args.train_data, args.hard_skip, set(), "train")]
     train_detector(
         files,
         args.out,
@@ -156,6 +159,7 @@ def train(args: argparse.Namespace) -> None:
         hard_odds=args.hard_odds,
         hard_every=args.hard_every,
         hard_per_photo=args.hard_per_photo,
+        hard_skip=skip,
         threads=args.threads,
     )
 
@@ -706,6 +710,12 @@ def main(argv: list[str] | None = None) -> None:
         help="mine one flagged pixel in this many (a photo flagged more gets more crops)",
     )
     p.add_argument("--hard-per-photo", type=int, default=64, help="most spots mined per photo")
+    p.add_argument(
+        "--hard-skip",
+        type=int,
+        default=24,
+        help="leave this many calibration photos (export --n-clean) out of the mining",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=train)
     p = sub.add_parser("export")

@@ -195,6 +195,13 @@ def test_training_with_hard_negatives_mines_once(tmp_path: Path):
     train_detector(photos, tmp_path / "run", steps=1, hard_negatives=tmp_path / "miner", **opts)
     spots = np.load(tmp_path / "run" / "hard_spots.npy")
     assert spots.shape == (64, 3) and (spots[:, 0] == 0).all()
+    photos.append(tmp_path / "q.png")  # a calibration photo: never mined
+    cv2.imwrite(str(photos[1]), scan(200, 260)[..., ::-1])
+    miner = tmp_path / "miner"
+    train_detector(photos, tmp_path / "r3", 1, hard_negatives=miner, hard_skip=photos[1:], **opts)
+    assert (np.load(tmp_path / "r3" / "hard_spots.npy")[:, 0] == 0).all()
+    train_detector(photos, tmp_path / "r4", 1, hard_negatives=miner, hard_skip=photos[:1], **opts)
+    assert (np.load(tmp_path / "r4" / "hard_spots.npy")[:, 0] == 1).all()  # its index in files
     with pytest.raises(ValueError, match="hard_negatives"):
         train_detector(photos, tmp_path / "r2", steps=1, hard_negatives="x", hard_odds=0, **opts)
 

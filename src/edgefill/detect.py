@@ -1033,6 +1033,7 @@ def train_detector(
     hard_odds: float = 0.3,
     hard_every: int = 1,
     hard_per_photo: int = 64,
+    hard_skip: list[Path] | None = None,
 ) -> DamageNet:
     """Train ``DamageNet`` on synthetic damage over ``files``; resumes from ``out_dir/last.pt``.
 
@@ -1046,7 +1047,8 @@ def train_detector(
     the scan damage (``scan_training_batch``). ``hard_negatives``: a calibrated detector
     release; its false alarms on the photos (``false_alarm_spots``, mined once and kept in
     ``out_dir/hard_spots.npy``; ``hard_every``, ``hard_per_photo``: its ``every`` and
-    ``per_photo``) centre ``hard_odds`` of the scan crops.
+    ``per_photo``) centre ``hard_odds`` of the scan crops. ``hard_skip``: files not mined (the
+    photos a release is calibrated on: mined, they stop being a fair sample of false alarms).
     Loss: BCE (``pos_weight`` on damaged pixels) + ``dice_weight`` x soft Dice (Dice favours
     recall on rare damage and inflates probabilities: ``calibrate_detector`` sets the threshold).
     """
@@ -1084,13 +1086,16 @@ def train_detector(
         spots_file = out / "hard_spots.npy"
         if not spots_file.is_file():
             miner, _ = load_detector(hard_negatives)
+            skip = {Path(f) for f in hard_skip or []}
+            mined = np.array([i for i, f in enumerate(files) if Path(f) not in skip], np.int64)
             found = false_alarm_spots(
                 miner,
-                scans,
+                [scans[i] for i in mined],
                 np.random.default_rng([seed, 999]),
                 per_photo=hard_per_photo,
                 every=hard_every,
             )
+            found[:, 0] = mined[found[:, 0]]  # back to indices into ``files``
             np.save(spots_file, found)
         spots = np.load(spots_file)
 

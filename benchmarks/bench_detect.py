@@ -488,12 +488,13 @@ def scan_eval(args: argparse.Namespace) -> None:
     ncase = 0
     for kind, path, img, truth in scan_cases(photos, args.seed):
         ncase += 1
+        away = ~near_damage(truth)
         for d, fn in dets.items():
             t0 = time.perf_counter()
             dm = fn(img)
             secs[d] += time.perf_counter() - t0
             counts[d][kind].append(mask_scores(dm.mask, truth))
-            far[d][kind] += float(np.count_nonzero(dm.mask & ~near_damage(truth)))
+            far[d][kind] += float(np.count_nonzero(dm.mask & away))
             conf_counts[d]["confident"].append(mask_scores(dm.confident, truth))
             conf_counts[d]["uncertain"].append(mask_scores(dm.uncertain, truth))
         print(f"case {ncase}: {kind} on {path.name}", flush=True)

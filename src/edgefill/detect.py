@@ -1106,7 +1106,7 @@ def train_detector(
             "kind_odds": kind_odds,
             "dust_density": dust_density,
             "spots": spots,
-            "spot_odds": hard_odds if spots is not None else 0.0,
+            "spot_odds": hard_odds,
         }
         if synth == "scan":
             return scan_training_batch(scans, rng, batch, crop, **scan_options)

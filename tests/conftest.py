@@ -6,7 +6,9 @@ Everything here is CPU-only and fast; the models are random, so tests assert str
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +56,16 @@ def box_hole(h: int = 40, w: int = 52) -> np.ndarray:
     hole = np.zeros((h, w), bool)
     hole[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3] = True
     return hole
+
+
+def load_repo_script(relpath: str) -> object:
+    """A script of the repository (``benchmarks/x.py``, ``scripts/x.py``) imported as a module."""
+    path = Path(__file__).resolve().parents[1] / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def spy_fill_hole(monkeypatch: pytest.MonkeyPatch, module: object) -> list[tuple[str, float]]:

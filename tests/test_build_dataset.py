@@ -6,30 +6,17 @@ No apt, no network, no package photos: every build here runs with ``--packages n
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_repo_script
 from PIL import Image, ImageDraw
 
 from edgefill.data import is_validation, list_images, split
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "build_dataset", REPO / "scripts" / "build_dataset.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_dataset"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-bd = _load_script()
+bd = load_repo_script("scripts/build_dataset.py")
 
 
 def natural_like(path: Path, seed: int, size: tuple[int, int] = (192, 160)) -> Path:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import load_repo_script
 from skimage import data as skdata
 
 from edgefill.damage import DAMAGE_TYPES, LINE_TYPES, render_damage, scan_effects
@@ -289,20 +290,10 @@ def test_small_photos_are_analysed_at_the_release_min_size():
     assert dm.mask.shape == (60, 80) and seen[-1] == (120, 160)
 
 
-def _bench_detect():
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_detect.py"
-    spec = importlib.util.spec_from_file_location("bench_detect", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_bench_detect_tells_wide_masks_from_false_alarms_far_away():
     truth = np.zeros((20, 20), bool)
     truth[10, 5:15] = True  # a one-pixel hair
-    near = _bench_detect().near_damage(truth)
+    near = load_repo_script("benchmarks/bench_detect.py").near_damage(truth)
     assert near[7:14, 2:18].all() and near.sum() == 7 * 16  # 3 px around it, a square reach
     assert not near[6].any() and not near[10, :2].any()
 
@@ -310,7 +301,7 @@ def test_bench_detect_tells_wide_masks_from_false_alarms_far_away():
 def test_bench_detect_reads_kind_odds_and_refuses_bad_ones():
     import argparse
 
-    bench = _bench_detect()
+    bench = load_repo_script("benchmarks/bench_detect.py")
     assert bench.parse_odds("hair=0.6") == ("hair", 0.6)
     for bad in ("hair", "hair=2", "mold=0.5", "dust=x"):
         with pytest.raises(argparse.ArgumentTypeError, match="KIND=ODDS"):

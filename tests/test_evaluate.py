@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import photo_array
+from conftest import load_repo_script, photo_array
 from PIL import Image
 from torch import nn
 from train_utils import random_vgg
@@ -339,12 +339,7 @@ def test_a_line_torn_by_a_crash_is_redone(tmp_path):
 
 
 def test_bar_verdict_of_the_default_benchmark():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluate_default.py"
-    spec = importlib.util.spec_from_file_location("evaluate_default", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_repo_script("benchmarks/evaluate_default.py")
 
     def stats(psnr, lpips, lpips_hole=0.5):
         return {"n": 9, "psnr": psnr, "lpips": lpips, "lpips_hole": lpips_hole}

@@ -204,6 +204,15 @@ def test_export_onnx_of_missing_weights_is_a_clear_error(tmp_path: Path) -> None
     assert main(["export-onnx", str(tmp_path / "nope"), "-o", str(tmp_path / "o")]) == 2
 
 
+def test_an_attention_g2_is_refused_by_onnx_export() -> None:
+    from edgefill.onnx_export import export_generators
+
+    g1, _ = tiny_generators(0)
+    g2 = InpaintGenerator(TINY_CONFIG.width, 1, "telea", attention=True)
+    with pytest.raises(EdgefillError, match="attention.*torch backend"):
+        export_generators(g1, g2)
+
+
 def test_onnx_backend_on_a_gpu_is_refused() -> None:
     with pytest.raises(EdgefillError):
         Inpainter.from_modules(*tiny_generators(0), TINY_CONFIG, device="cuda", backend="onnx")

@@ -62,6 +62,8 @@ def test_round_trip_through_dict() -> None:
         (["train.amp=fp8"], "amp"),
         (["data.mask_weights=1,2"], "same length"),
         (["model.width=0"], "width"),
+        (["model.attention=yes"], "model.attention"),
+        (["model.attention=true"], "attention needs a pre-filled G2"),
         (["train.lr.x=1"], "train.lr"),
         (["train.x=1", "train.x.y=2"], "not a config section"),
     ],

@@ -12,6 +12,8 @@ from edgefill.networks import (
     Discriminator,
     EdgeGenerator,
     InpaintGenerator,
+    PatchAttention,
+    adapt_inpaint_state,
     count_parameters,
     load_reference,
     reference_state_dict,
@@ -126,6 +128,84 @@ def test_same_seed_same_weights_and_output() -> None:
     x = torch.rand(1, 4, 16, 16)
     assert torch.equal(a(x), b(x))
     assert not torch.equal(a(x), c(x))
+
+
+# ----------------------------------------------------------------------------- patch attention
+
+
+def _masked_input(h: int = 32, w: int = 40) -> torch.Tensor:
+    x = torch.rand(2, 5, h, w)
+    x[:, 4] = 0
+    x[:, 4, 8:24, 12:30] = 1
+    return x
+
+
+def test_a_g2_gaining_attention_starts_as_exactly_the_same_g2() -> None:
+    old = _seeded(lambda: InpaintGenerator(width=4, blocks=1, hole_fill="telea")).eval()
+    new = InpaintGenerator(width=4, blocks=1, hole_fill="telea", attention=True).eval()
+    new.load_state_dict(adapt_inpaint_state(old.state_dict(), new))
+    x = _masked_input()
+    assert torch.equal(old(x), new(x))
+    torch.nn.init.normal_(new.attend.out.weight)  # once the block has learned something
+    change = (old(x) - new(x)).abs().mean(1)[0]
+    # It acts on the hole (the decoder's instance norms carry a little of it everywhere).
+    assert change[8:24, 12:30].mean() > 2 * change[:, :8].mean()
+
+
+def test_gradients_reach_every_parameter_of_an_attention_g2() -> None:
+    net = _seeded(lambda: InpaintGenerator(width=4, blocks=1, hole_fill="telea", attention=True))
+    torch.nn.init.normal_(net.attend.out.weight)  # zero at init: q/k learn from the next step
+    _check_gradients(net.train(), net(_masked_input()))
+
+
+def test_attention_needs_the_mask_channel() -> None:
+    with pytest.raises(ValueError, match="pre-filled"):
+        InpaintGenerator(width=4, blocks=1, hole_fill="white", attention=True)
+
+
+def _identity_attention(dim: int) -> PatchAttention:
+    att = PatchAttention(dim, key_dim=dim, scale=100.0)
+    for conv in (att.query, att.key, att.out):
+        torch.nn.init.zeros_(conv.bias)
+        conv.weight.data = torch.eye(dim).view(dim, dim, 1, 1).clone()
+    return att
+
+
+def test_patch_attention_copies_the_most_similar_known_features_into_the_hole() -> None:
+    f = torch.zeros(1, 3, 16, 24)
+    f[0, 0, :, :8] = 1  # known texture A on the left
+    f[0, 1, :, 8:16] = 1  # known texture B in the middle
+    f[0, 1, :, 16:] = 0.6  # the hole's own features look like B, faintly
+    f[0, 2, :, 16:] = 0.1
+    hole = torch.zeros(1, 1, 16, 24)
+    hole[..., 16:] = 1
+    out = _identity_attention(3)(f, hole)
+    assert torch.equal(out[..., :16], f[..., :16])  # known features are untouched
+    inside = out[0, :, 2:14, 18:22] - f[0, :, 2:14, 18:22]  # away from the coarse cells' seam
+    torch.testing.assert_close(inside[1], torch.ones(12, 4), atol=1e-3, rtol=0)  # B copied
+    assert inside[0].abs().max() < 1e-3  # A is not
+
+
+def test_patch_attention_never_copies_from_the_hole() -> None:
+    f = torch.rand(1, 4, 16, 16)
+    hole = torch.zeros(1, 1, 16, 16)
+    hole[..., 4:12, 4:12] = 1
+    poisoned = f.clone()
+    poisoned[..., 4:12, 4:12] = 1e3  # huge values inside the hole must not travel
+    out = _identity_attention(4)(poisoned, hole)
+    assert (out - poisoned)[..., 6:10, 6:10].abs().max() <= 1.0 + 1e-4  # a mean of known values
+    all_hole = _identity_attention(4)(f, torch.ones(1, 1, 16, 16))  # nothing known: no copy
+    assert torch.equal(all_hole, f)
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (128, 128), (129, 131), (750, 1000)])
+def test_patch_attention_keeps_its_key_count_bounded(h: int, w: int) -> None:
+    s = PatchAttention.stride_for(h, w)
+    assert s >= 2 and -(-h // s) * -(-w // s) <= PatchAttention.MAX_KEYS
+    assert s == 2 or -(-h // (s // 2)) * -(-w // (s // 2)) > PatchAttention.MAX_KEYS
+    if h * w < 20000:  # odd sizes come back at their own size
+        f = torch.rand(1, 8, h, w)
+        assert PatchAttention(8)(f, torch.ones(1, 1, h, w)).shape == f.shape
 
 
 # ----------------------------------------------------------------------------- reference checkpoints

@@ -497,6 +497,31 @@ def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
     t.fit(max_steps=1)  # a training step runs on the PatchMatch-filled batches
 
 
+def test_an_attention_g2_fine_tunes_from_a_release_and_exports(
+    photos: Path, tmp_path: Path
+) -> None:
+    from edgefill.checkpoint import save_release
+    from edgefill.config import ModelConfig
+    from edgefill.networks import EdgeGenerator, InpaintGenerator
+    from edgefill.pipeline import Inpainter
+
+    g2 = InpaintGenerator(8, 1, "telea")
+    telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
+    rel = save_release(tmp_path / "rel", EdgeGenerator(8, 1).state_dict(), g2.state_dict(), telea)
+    out = tmp_path / "att"
+    t = make_trainer(
+        photos, out, "inpaint-on-predicted", "model.hole_fill=telea", "model.attention=true",
+        edge_weights=str(rel), init=str(rel),
+    )  # fmt: skip
+    new = t.pairs["inpaint"].g
+    assert torch.all(new.attend.out.weight == 0)  # starts as the release's G2
+    t.fit(max_steps=2)
+    assert not torch.all(new.attend.out.weight == 0)
+    assert main(["export", str(out), "-o", str(tmp_path / "rel2"), "--latest"]) == 0
+    inp = Inpainter.from_pretrained(tmp_path / "rel2")
+    assert inp.config.attention and inp.g2.attend is not None
+
+
 def test_true_edge_prob_gives_g2_the_true_edges(photos: Path, tmp_path: Path) -> None:
     from edgefill.errors import EdgefillError
 

@@ -68,6 +68,10 @@ class ModelConfig:
     # What G1 sees in the hole of its gray input: "white" (the reference) or a pre-fill of
     # HOLE_FILLS (unguided), which removes the step at the hole's border that G1 may trace.
     edge_hole_fill: str = "white"
+    # A patch-attention block after G2's residual blocks (``networks.PatchAttention``): hole
+    # features become weighted copies of known ones, so texture can come from the photo itself.
+    # Needs a pre-filled G2 (its input carries the mask).
+    attention: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,10 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
         raise EdgefillError(
             f"{where}.edge_hole_fill must be one of {HOLE_FILLS}, got {m.edge_hole_fill!r}"
         )
+    if not isinstance(m.attention, bool):
+        raise EdgefillError(f"{where}.attention must be true or false, got {m.attention!r}")
+    if m.attention and m.hole_fill == "white":
+        raise EdgefillError(f"{where}.attention needs a pre-filled G2 (hole_fill other than white)")
 
 
 def validate(cfg: Config) -> None:

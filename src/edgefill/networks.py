@@ -52,6 +52,59 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+class PatchAttention(nn.Module):
+    """Contextual attention (DeepFill v2, Yu et al. 2019) in a cheap form: each position of a
+    coarser copy of the feature map takes a softmax-weighted mean of the features at the known
+    positions (cosine similarity of learned projections), and the result enters the hole through
+    a zero-initialised 1x1 conv, so a G2 that gains the block starts out as it was and learns how
+    much texture to copy from the photo itself. Known positions are never changed.
+
+    The coarser copy averages ``stride`` x ``stride`` cells, ``stride`` (2, 4, ...) chosen so that
+    it has at most ``MAX_KEYS`` positions: memory stays bounded on big photos.
+    """
+
+    MAX_KEYS = 4096
+    QUERY_CHUNK = 2048
+
+    def __init__(self, dim: int, key_dim: int | None = None, scale: float = 10.0):
+        super().__init__()
+        kd = key_dim or max(dim // 4, 8)
+        self.query = nn.Conv2d(dim, kd, 1)
+        self.key = nn.Conv2d(dim, kd, 1)
+        self.out = nn.Conv2d(dim, dim, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.scale = scale  # softmax temperature on cosine similarity, DeepFill's value
+
+    @classmethod
+    def stride_for(cls, h: int, w: int) -> int:
+        s = 2
+        while -(-h // s) * -(-w // s) > cls.MAX_KEYS:
+            s *= 2
+        return s
+
+    def forward(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """``x`` BxCxHxW features, ``hole`` Bx1xHxW (1 = missing) at the same resolution."""
+        h, w = x.shape[-2:]
+        s = self.stride_for(h, w)
+        pad = (0, -w % s, 0, -h % s)
+        xs = F.avg_pool2d(F.pad(x, pad, mode="replicate"), s)
+        # A coarse cell is a key only if all of it is known: hole features never leak back in.
+        known = 1 - F.max_pool2d(F.pad(hole, pad, value=1.0), s).flatten(2)  # Bx1xN
+        q = F.normalize(self.query(xs).flatten(2), dim=1)
+        k = F.normalize(self.key(xs).flatten(2), dim=1)
+        v = xs.flatten(2)
+        bias = (known - 1) * 1e4  # -1e4 on hole keys: softmax weight 0, no NaN when all masked
+        chunks = []
+        for i in range(0, q.shape[2], self.QUERY_CHUNK):
+            logits = torch.einsum("bkn,bkm->bnm", q[:, :, i : i + self.QUERY_CHUNK], k)
+            weights = torch.softmax(logits * self.scale + bias, dim=-1)
+            chunks.append(torch.einsum("bnm,bcm->bcn", weights, v))
+        copied = torch.cat(chunks, 2).view_as(xs) * (known.amax(2, keepdim=True) > 0).unsqueeze(-1)
+        copied = F.interpolate(copied, scale_factor=s, mode="bilinear", align_corners=False)
+        return x + self.out(copied[..., :h, :w]) * hole
+
+
 class _Generator(nn.Module):
     """Encoder (7x7 conv, two stride-2 4x4 convs) -> dilated residual blocks -> decoder."""
 
@@ -116,12 +169,24 @@ class InpaintGenerator(_Generator):
     losses in training see exactly what inference returns.
     """
 
-    def __init__(self, width: int = 64, blocks: int = 8, hole_fill: str = "white"):
+    def __init__(
+        self, width: int = 64, blocks: int = 8, hole_fill: str = "white", attention: bool = False
+    ):
         if hole_fill not in HOLE_FILLS:
             raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
+        if attention and hole_fill == "white":
+            raise ValueError("attention needs a pre-filled G2: its input carries the mask")
         self.in_channels = 4 if hole_fill == "white" else 5
         super().__init__(self.in_channels, 3, width, blocks, use_spectral_norm=False)
         self.hole_fill = hole_fill
+        self.attend = PatchAttention(width * 4) if attention else None
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.attend is None:
+            return super().logits(x)
+        features = self.middle(self.encoder(x))
+        hole = F.max_pool2d(x[:, 4:5], 4).to(features.dtype)  # any missing pixel: a hole cell
+        return self.decoder(self.attend(features, hole))
 
     def activate(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.hole_fill == "white":
@@ -163,7 +228,8 @@ def adapt_inpaint_state(
     weights and the output conv is zeroed, so the new G2 starts as exactly its pre-fill and keeps
     every learned feature; training then learns the correction. ``reset_output`` zeroes the
     output conv in any case (a G2 moving from one pre-fill to another: a correction learned for
-    Telea's blur would damage PatchMatch's texture).
+    Telea's blur would damage PatchMatch's texture). A G2 gaining a ``PatchAttention`` block
+    gets the block's fresh (identity) weights.
     """
     target = module.state_dict()
     first = "encoder.1.weight"
@@ -175,6 +241,9 @@ def adapt_inpaint_state(
             return out  # not the white -> pre-filled case: let load_state_dict report it
         out[first] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)
         reset_output = True
+    for k, v in target.items():  # a G2 gaining attention: the new block starts as identity
+        if k.startswith("attend.") and k not in out:
+            out[k] = v.clone()
     if reset_output:
         last = f"decoder.{len(module.decoder) - 1}"
         for k in (f"{last}.weight", f"{last}.bias"):

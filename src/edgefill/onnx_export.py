@@ -51,6 +51,11 @@ def export_generators(
     edge_generator: nn.Module, inpaint_generator: nn.Module, opset: int = OPSET
 ) -> dict[str, bytes]:
     """Serialized ONNX models {'edge': bytes, 'inpaint': bytes} of both generators."""
+    if getattr(inpaint_generator, "attend", None) is not None:
+        # Its coarse grid and query chunks depend on the photo size: a traced graph would not.
+        raise EdgefillError(
+            "a G2 with model.attention cannot be exported to ONNX; use the torch backend"
+        )
     require_extra("onnx", "ONNX export", "onnx")  # torch's exporter writes through it
     return {
         "edge": _export(edge_generator, 3, opset),

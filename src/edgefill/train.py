@@ -324,7 +324,8 @@ class Trainer:
             self.pairs["edge"] = self._pair(EdgeGenerator(m.width, m.edge_blocks), Discriminator(2))
         if self.stage != "edge":
             self.pairs["inpaint"] = self._pair(
-                InpaintGenerator(m.width, m.inpaint_blocks, m.hole_fill), Discriminator(3)
+                InpaintGenerator(m.width, m.inpaint_blocks, m.hole_fill, m.attention),
+                Discriminator(3),
             )
         self.frozen_edge: EdgeGenerator | None = None
         if self.stage == "inpaint-on-predicted":

@@ -188,11 +188,10 @@ def export(args: argparse.Namespace) -> None:
     net = DamageNet(int(ck["width"]), int(ck.get("depth", 3)))
     net.load_state_dict(ck["model"])
     if args.clean_rate:
-        shifts = calibrate_detector(
-            net, clean_training_scans(args.dirs, args.n_clean), args.clean_rate, args.per_channel
+        shift = calibrate_detector(
+            net, clean_training_scans(args.dirs, args.n_clean), args.clean_rate
         )
-        shown = " ".join(f"{s:+.3f}" for s in shifts)
-        print(f"calibrated: logit shifts {shown} for {args.clean_rate:.3%} flagged")
+        print(f"calibrated: logit shift {shift:+.3f} for {args.clean_rate:.3%} flagged")
     info = {
         "format": 1,
         "architecture": "DamageNet (tiny U-Net, outputs: line-like, blob-like damage)",
@@ -205,9 +204,8 @@ def export(args: argparse.Namespace) -> None:
     }
     if args.clean_rate:
         info["calibration"] = {
-            "logit_shift": [round(s, 4) for s in shifts],
+            "logit_shift": round(shift, 4),
             "clean_rate": args.clean_rate,
-            "per_channel": args.per_channel,
             "photos": f"{args.n_clean} thin-structure training photos at scan size",
         }
     out = save_detector(net, args.output, info)
@@ -731,11 +729,6 @@ def main(argv: list[str] | None = None) -> None:
         help="calibrate: shift the logits so that this fraction of clean training scans is flagged",
     )
     p.add_argument("--n-clean", type=int, default=24, help="clean training photos to calibrate on")
-    p.add_argument(
-        "--per-channel",
-        action="store_true",
-        help="give each output channel an equal share of --clean-rate (default: one shift)",
-    )
     p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
     p.add_argument(
         "--data-note",

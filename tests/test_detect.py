@@ -174,16 +174,9 @@ def test_calibration_sets_the_clean_flagged_rate():
         [(net_probabilities(c, net).max(2) >= 0.5).mean() for c in clean]
     )
     before = flagged()
-    bias = net.head.bias.clone()
-    shifts = calibrate_detector(net, clean, 0.01)
-    assert shifts[0] == shifts[1] != 0.0 and abs(before - 0.01) > 0.05  # untrained: far off
+    shift = calibrate_detector(net, clean, 0.01)
+    assert shift != 0.0 and abs(before - 0.01) > 0.05  # the untrained net was far off
     assert flagged() == pytest.approx(0.01, abs=0.004)
-    net.head.bias.data = bias.clone()
-    shifts = calibrate_detector(net, clean, 0.01, per_channel=True)
-    assert shifts[0] != shifts[1]
-    for c in (0, 1):  # each channel flags its half of the budget
-        share = np.mean([(net_probabilities(x, net)[..., c] >= 0.5).mean() for x in clean])
-        assert share == pytest.approx(0.005, abs=0.002)
     with pytest.raises(ValueError, match="rate"):
         calibrate_detector(net, clean, 0.0)
     with pytest.raises(ValueError, match="clean photo"):

@@ -537,36 +537,23 @@ def net_probabilities(
 
 
 @torch.inference_mode()
-def calibrate_detector(
-    net: DamageNet, clean: list[np.ndarray], rate: float, per_channel: bool = False
-) -> list[float]:
+def calibrate_detector(net: DamageNet, clean: list[np.ndarray], rate: float) -> float:
     """Shift ``net``'s output logits (in place) so that it flags ``rate`` of the pixels of the
     ``clean`` photos (uint8 HxWx3, no damage) at the default sensitivity, kind auto; returns
-    the shift of each output channel. Sets a release's false-alarm rate on photos of the user's
-    choosing (the training photos), whatever the loss weighting made of its raw probabilities.
-
-    One shift for both channels keeps their balance as trained; ``per_channel`` gives each
-    channel an equal share of the false alarms instead (``rate`` / channels each), so a channel
-    that fires on photo content (the line channel on stripes and fur) cannot spend the budget
-    of the other."""
+    the shift. Sets a release's false-alarm rate on photos of the user's choosing (the
+    training photos), whatever the loss weighting made of its raw probabilities."""
     if not 0.0 < rate < 1.0:
         raise ValueError(f"rate must be in (0, 1), got {rate!r}")
     if not clean:
         raise ValueError("calibration needs at least one clean photo")
     net.eval()
-    probs = np.concatenate([net_probabilities(rgb, net).reshape(-1, 2) for rgb in clean])
-    logits = np.log(probs.astype(np.float64).clip(1e-7, 1 - 1e-7))
-    logits -= np.log1p(-probs.astype(np.float64).clip(1e-7, 1 - 1e-7))
+    probs = [net_probabilities(rgb, net).max(2).ravel() for rgb in clean]
+    p = np.concatenate(probs).astype(np.float64).clip(1e-7, 1 - 1e-7)
     # flagged <=> logit + shift >= logit of the default threshold
     t = _net_threshold(DEFAULT_SENSITIVITY)
-    target = math.log(t / (1 - t))
-    if per_channel:
-        q = 1.0 - rate / logits.shape[1]
-        shifts = [target - float(np.quantile(logits[:, c], q)) for c in range(logits.shape[1])]
-    else:
-        shifts = [target - float(np.quantile(logits.max(1), 1.0 - rate))] * logits.shape[1]
-    net.head.bias += torch.tensor(shifts, dtype=net.head.bias.dtype)
-    return shifts
+    shift = math.log(t / (1 - t)) - float(np.quantile(np.log(p / (1 - p)), 1.0 - rate))
+    net.head.bias += shift
+    return shift
 
 
 def _net_threshold(sensitivity: float) -> float:

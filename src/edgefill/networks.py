@@ -90,19 +90,28 @@ class PatchAttention(nn.Module):
         pad = (0, -w % s, 0, -h % s)
         xs = F.avg_pool2d(F.pad(x, pad, mode="replicate"), s)
         # A coarse cell is a key only if all of it is known: hole features never leak back in.
-        known = 1 - F.max_pool2d(F.pad(hole, pad, value=1.0), s).flatten(2)  # Bx1xN
+        holed = F.max_pool2d(F.pad(hole, pad, value=1.0), s)
+        known = 1 - holed.flatten(2)  # Bx1xN
+        # Queries: the cells a hole pixel's bilinear upsampling reads (its own and neighbours').
+        asked = F.max_pool2d(holed, 3, stride=1, padding=1).flatten(2) > 0
         q = F.normalize(self.query(xs).flatten(2), dim=1)
         k = F.normalize(self.key(xs).flatten(2), dim=1)
         v = xs.flatten(2)
         bias = (known - 1) * 1e4  # -1e4 on hole keys: softmax weight 0, no NaN when all masked
-        chunks = []
-        for i in range(0, q.shape[2], self.QUERY_CHUNK):
-            logits = torch.einsum("bkn,bkm->bnm", q[:, :, i : i + self.QUERY_CHUNK], k)
-            weights = torch.softmax(logits * self.scale + bias, dim=-1)
-            chunks.append(torch.einsum("bnm,bcm->bcn", weights, v))
-        copied = torch.cat(chunks, 2).view_as(xs) * (known.amax(2, keepdim=True) > 0).unsqueeze(-1)
-        copied = F.interpolate(copied, scale_factor=s, mode="bilinear", align_corners=False)
-        return x + self.out(copied[..., :h, :w]) * hole
+        copied = torch.zeros_like(v)
+        for b in range(x.shape[0]):
+            if not known[b].any():
+                continue  # nothing known to copy from
+            idx = asked[b, 0].nonzero().squeeze(1)
+            for i in range(0, len(idx), self.QUERY_CHUNK):
+                cols = idx[i : i + self.QUERY_CHUNK]
+                logits = q[b, :, cols].t() @ k[b]
+                weights = torch.softmax(logits * self.scale + bias[b], dim=-1)
+                copied[b, :, cols] = v[b] @ weights.t()
+        # The 1x1 conv commutes with bilinear upsampling (weights summing to 1): run it coarse.
+        out = self.out(copied.view_as(xs))
+        out = F.interpolate(out, scale_factor=s, mode="bilinear", align_corners=False)
+        return x + out[..., :h, :w] * hole
 
 
 class _Generator(nn.Module):

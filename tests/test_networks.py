@@ -158,6 +158,15 @@ def test_gradients_reach_every_parameter_of_an_attention_g2() -> None:
     _check_gradients(net.train(), net(_masked_input()))
 
 
+def test_an_attention_g2_runs_under_bf16_autocast() -> None:
+    net = _seeded(lambda: InpaintGenerator(width=4, blocks=1, hole_fill="telea", attention=True))
+    torch.nn.init.normal_(net.attend.out.weight)
+    x = _masked_input()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as train.amp=bf16 runs it
+        out = net(x)
+    torch.testing.assert_close(out.float(), net(x), atol=0.05, rtol=0)
+
+
 def test_attention_needs_the_mask_channel() -> None:
     with pytest.raises(ValueError, match="pre-filled"):
         InpaintGenerator(width=4, blocks=1, hole_fill="white", attention=True)

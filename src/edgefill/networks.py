@@ -107,7 +107,7 @@ class PatchAttention(nn.Module):
                 cols = idx[i : i + self.QUERY_CHUNK]
                 logits = q[b, :, cols].t() @ k[b]
                 weights = torch.softmax(logits * self.scale + bias[b], dim=-1)
-                copied[b, :, cols] = v[b] @ weights.t()
+                copied[b, :, cols] = (v[b] @ weights.t()).to(copied.dtype)  # bf16 autocast
         # The 1x1 conv commutes with bilinear upsampling (weights summing to 1): run it coarse.
         out = self.out(copied.view_as(xs))
         out = F.interpolate(out, scale_factor=s, mode="bilinear", align_corners=False)

@@ -515,6 +515,14 @@ def test_an_attention_g2_fine_tunes_from_a_release_and_exports(
     )  # fmt: skip
     new = t.pairs["inpaint"].g
     assert torch.all(new.attend.out.weight == 0)  # starts as the release's G2
+    assert len(t.pairs["inpaint"].opt_g.param_groups) == 1
+    fast = make_trainer(
+        photos, tmp_path / "fast", "inpaint-on-predicted", "model.hole_fill=telea",
+        "model.attention=true", "train.attention_lr=10", edge_weights=str(rel),
+    )  # fmt: skip
+    rest, block = fast.pairs["inpaint"].opt_g.param_groups
+    assert block["lr"] == pytest.approx(10 * rest["lr"])
+    assert len(block["params"]) == len(list(fast.pairs["inpaint"].g.attend.parameters()))
     t.fit(max_steps=2)
     assert not torch.all(new.attend.out.weight == 0)
     assert main(["export", str(out), "-o", str(tmp_path / "rel2"), "--latest"]) == 0

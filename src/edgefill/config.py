@@ -118,6 +118,9 @@ class TrainConfig:
     beta1: float = 0.0
     beta2: float = 0.9
     d2g_lr: float = 0.1  # discriminator lr = lr * d2g_lr
+    # Learning rate of G2's patch-attention block (model.attention) = lr * attention_lr: a block
+    # added to a trained G2 starts at zero and would otherwise learn at the fine-tuning pace.
+    attention_lr: float = 1.0
     max_steps: int = 2_000_000
     lr_decay_steps: int = 0  # 0 = constant lr; else cosine decay to lr_min_ratio*lr
     lr_min_ratio: float = 0.1
@@ -200,6 +203,8 @@ def validate(cfg: Config) -> None:
         raise EdgefillError(
             f"train.true_edge_prob must be in [0, 1], got {cfg.train.true_edge_prob}"
         )
+    if not cfg.train.attention_lr > 0:
+        raise EdgefillError(f"train.attention_lr must be > 0, got {cfg.train.attention_lr}")
     if cfg.train.amp not in ("auto", "bf16", "fp32"):
         raise EdgefillError(f"train.amp must be auto, bf16 or fp32, got {cfg.train.amp!r}")
     kinds = cfg.data.mask_kinds.split(",")

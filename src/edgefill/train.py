@@ -149,7 +149,7 @@ class Pair:
 
 def make_pair(g: nn.Module, d: nn.Module, cfg: Config) -> Pair:
     t = cfg.train
-    opt_g = torch.optim.Adam(g.parameters(), lr=t.lr, betas=(t.beta1, t.beta2))
+    opt_g = torch.optim.Adam(generator_groups(g, t.lr, t.attention_lr), betas=(t.beta1, t.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=t.lr * t.d2g_lr, betas=(t.beta1, t.beta2))
 
     def factor(step: int) -> float:
@@ -165,6 +165,20 @@ def make_pair(g: nn.Module, d: nn.Module, cfg: Config) -> Pair:
         torch.optim.lr_scheduler.LambdaLR(opt_d, factor),
         ema,
     )
+
+
+def generator_groups(g: nn.Module, lr: float, attention_lr: float) -> list[dict[str, Any]]:
+    """Adam parameter groups: one, or (with ``attention_lr`` != 1 and a patch-attention block)
+    the block's own at ``lr * attention_lr``; one group keeps older checkpoints resumable."""
+    block = getattr(g, "attend", None)
+    if block is None or attention_lr == 1.0:
+        return [{"params": list(g.parameters()), "lr": lr}]
+    own = {id(p) for p in block.parameters()}
+    rest = [p for p in g.parameters() if id(p) not in own]
+    return [
+        {"params": rest, "lr": lr},
+        {"params": list(block.parameters()), "lr": lr * attention_lr},
+    ]
 
 
 def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]:

@@ -53,11 +53,11 @@ class ResnetBlock(nn.Module):
 
 
 class PatchAttention(nn.Module):
-    """Contextual attention (DeepFill v2, Yu et al. 2019) in a cheap form: each position of a
-    coarser copy of the feature map takes a softmax-weighted mean of the features at the known
-    positions (cosine similarity of learned projections), and the result enters the hole through
-    a zero-initialised 1x1 conv, so a G2 that gains the block starts out as it was and learns how
-    much texture to copy from the photo itself. Known positions are never changed.
+    """Contextual attention (DeepFill v2, Yu et al. 2019) in a cheap form: each cell of a coarser
+    copy of the feature map in or next to the hole takes a softmax-weighted mean of the features
+    of the known cells (cosine similarity of learned projections), and the result enters the hole
+    through a zero-initialised 1x1 conv, so a G2 that gains the block starts out as it was and
+    learns how much texture to copy from the photo itself. Known positions are never changed.
 
     The coarser copy averages ``stride`` x ``stride`` cells, ``stride`` (2, 4, ...) chosen so that
     it has at most ``MAX_KEYS`` positions: memory stays bounded on big photos.

@@ -64,6 +64,7 @@ def test_round_trip_through_dict() -> None:
         (["model.width=0"], "width"),
         (["model.attention=yes"], "model.attention"),
         (["train.attention_lr=0"], "attention_lr"),
+        (["loss.l1_hole_weight=-1"], "l1_hole_weight"),
         (["model.attention=true"], "attention needs a pre-filled G2"),
         (["train.lr.x=1"], "train.lr"),
         (["train.x=1", "train.x.y=2"], "not a config section"),

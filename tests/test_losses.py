@@ -53,6 +53,21 @@ def test_masked_l1_normalises_by_hole_fraction() -> None:
     assert L.masked_l1(out, target, mask).item() == pytest.approx(2.0)
 
 
+def test_masked_l1_weighs_the_hole_by_hole_weight() -> None:
+    """0 (LaMa) ignores the hole's pixels, 1 is the reference, 3 counts the hole three times."""
+    target = torch.zeros(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1  # half the image
+    in_hole = torch.zeros(1, 3, 4, 4)
+    in_hole[..., :2, :] = 1.0  # wrong in the hole only
+    known = 1.0 - in_hole  # wrong outside the hole only
+    assert L.masked_l1(in_hole, target, mask, 0.0).item() == 0.0
+    assert L.masked_l1(known, target, mask, 0.0).item() == pytest.approx(1.0)
+    assert L.masked_l1(in_hole, target, mask, 1.0).item() == pytest.approx(1.0)
+    assert L.masked_l1(in_hole, target, mask, 3.0).item() == pytest.approx(3.0)
+    assert L.masked_l1(known, target, mask, 3.0).item() == pytest.approx(1.0)
+
+
 def test_balanced_edge_bce_weighs_classes_and_sees_only_the_hole() -> None:
     target = torch.zeros(1, 1, 8, 8)
     target[..., 2, :] = 1.0  # one edge row: 1/8 of the pixels

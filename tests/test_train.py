@@ -154,6 +154,19 @@ def test_perceptual_style_and_tv_terms_are_added_when_on(
     )
 
 
+def test_l1_term_weighs_the_hole_by_l1_hole_weight(photos: Path, tmp_path: Path) -> None:
+    """G2's L1 term passes loss.l1_hole_weight on: at 0 it is the known region's L1 alone."""
+    t = make_trainer(photos, tmp_path / "run", "inpaint", "loss.l1_hole_weight=0")
+    seen: list[torch.Tensor] = []
+    t.pairs["inpaint"].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    batch = batch_of(t)
+    terms, _ = t.generator_losses(batch)
+    image, mask = batch["image"], batch["mask"]
+    known_only = (seen[0] - image).abs().mul(1 - mask).mean() / mask.mean()
+    torch.testing.assert_close(terms["inpaint/l1"].detach(), known_only, rtol=1e-5, atol=1e-7)
+    assert float(losses.masked_l1(seen[0], image, mask)) > float(known_only)
+
+
 def test_edge_discriminator_input_is_gray_then_edges(photos: Path, tmp_path: Path) -> None:
     """D1 sees (gray, edges) like the reference's EdgeModel, so its released D1 fine-tunes."""
     t = make_trainer(photos, tmp_path / "run", "edge")

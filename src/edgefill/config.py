@@ -103,6 +103,9 @@ class LossConfig:
     # adversarial + feature matching only; ZITS trains its structure restorer on BCE).
     edge_bce_weight: float = 0.0
     l1_weight: float = 1.0
+    # Weight of G2's L1 inside the hole relative to the known region (1 = the reference; LaMa
+    # uses 0: inside the hole, where many fills are right, L1 pulls toward their blurry mean).
+    l1_hole_weight: float = 1.0
     inpaint_adv_weight: float = 0.1
     perceptual_weight: float = 0.1
     style_weight: float = 250.0
@@ -203,6 +206,8 @@ def validate(cfg: Config) -> None:
         raise EdgefillError(
             f"train.true_edge_prob must be in [0, 1], got {cfg.train.true_edge_prob}"
         )
+    if not cfg.loss.l1_hole_weight >= 0:
+        raise EdgefillError(f"loss.l1_hole_weight must be >= 0, got {cfg.loss.l1_hole_weight}")
     if not cfg.train.attention_lr > 0:
         raise EdgefillError(f"train.attention_lr must be > 0, got {cfg.train.attention_lr}")
     if cfg.train.amp not in ("auto", "bf16", "fp32"):

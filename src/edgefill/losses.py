@@ -47,12 +47,18 @@ def feature_matching(
     return sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_feats, real_feats, strict=True))  # type: ignore[return-value]
 
 
-def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """L1 over the whole image divided by the hole fraction (the reference's normalisation).
+def masked_l1(
+    output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, hole_weight: float = 1.0
+) -> torch.Tensor:
+    """L1 over the whole image divided by the hole fraction (the reference's normalisation),
+    the hole's pixels weighted by ``hole_weight`` (1: all pixels alike, as the reference).
 
     This weighs a batch with small holes as much as one with large holes.
     """
-    return F.l1_loss(output, target) / mask.mean().clamp_min(1e-3)
+    diff = (output - target).abs()
+    if hole_weight != 1.0:
+        diff = diff * (1 + (hole_weight - 1) * mask)
+    return diff.mean() / mask.mean().clamp_min(1e-3)
 
 
 def balanced_edge_bce(

@@ -525,7 +525,7 @@ class Trainer:
         terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
             lc.gan_loss, fake_logits.float()
         )
-        terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask)
+        terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask, lc.l1_hole_weight)
         if self.vgg_losses is not None:
             # One VGG pass on the merged result serves both losses (the reference runs a
             # second pass on masked inputs for style; on a CPU that doubles the step time).

@@ -73,9 +73,9 @@ def spy_fill_hole(monkeypatch: pytest.MonkeyPatch, module: object) -> list[tuple
     calls: list[tuple[str, float]] = []
     real = module.fill_hole
 
-    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0):  # noqa: ANN001, ANN202
+    def spy(kind, rgb, hole, seed=0, edges=None, edge_guide=0.0, max_side=None):  # noqa: ANN001, ANN202
         calls.append((kind, edge_guide))
-        return real(kind, rgb, hole, seed, edges, edge_guide)
+        return real(kind, rgb, hole, seed, edges, edge_guide, max_side)
 
     monkeypatch.setattr(module, "fill_hole", spy)
     return calls

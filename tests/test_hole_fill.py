@@ -67,6 +67,32 @@ def test_patchmatch_fill_copies_texture_and_is_seeded() -> None:
     np.testing.assert_array_equal(pm, fill_hole("patchmatch", rgb, hole, 1))
 
 
+def test_patchmatch_runs_reduced_above_max_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above max_side PatchMatch sees a reduced copy whose hole covers every hole pixel; the
+    fill is upscaled into the hole and the known pixels stay exact. At or below it: full size."""
+    seen: list[tuple[tuple[int, ...], np.ndarray]] = []
+    real = prefill.patchmatch
+
+    def spy(rgb, hole, *args):  # noqa: ANN001, ANN002, ANN202
+        seen.append((rgb.shape, hole.copy()))
+        return real(rgb, hole, *args)
+
+    monkeypatch.setattr(prefill, "patchmatch", spy)
+    rgb = np.zeros((120, 200, 3), np.uint8)
+    rgb[:, ::4] = 255
+    hole = np.zeros((120, 200), bool)
+    hole[41:79, 61:139] = True
+    hole[5, 7] = True  # a single pixel must survive the reduction
+    out = fill_hole("patchmatch", rgb, hole, 1, max_side=100)
+    ((shape, small_hole),) = seen
+    assert shape == (60, 100, 3)
+    assert small_hole[2, 3] and small_hole[20:39, 30:69].all() and not small_hole[:, 80:].any()
+    np.testing.assert_array_equal(out[~hole], rgb[~hole])
+    assert np.abs(out[hole].astype(int) - 128).mean() > 40  # stripes copied, not grey
+    fill_hole("patchmatch", rgb, hole, 1, max_side=200)
+    assert seen[1][0] == (120, 200, 3)
+
+
 def test_fill_hole_white_and_all_hole_and_bad_kind() -> None:
     rgb, hole = _rgb(20, 30), np.zeros((20, 30), bool)
     hole[5:15, 5:15] = True
@@ -236,3 +262,26 @@ def test_pipeline_gives_g1_the_pre_filled_gray_with_edge_hole_fill() -> None:
     assert np.abs(pred - white).max() > 1e-3  # not what the white hole gives
     with pytest.raises(EdgefillError, match="edge_hole_fill"):
         from_dict({"model": {"edge_hole_fill": "paint"}})
+
+
+def test_pipeline_runs_patchmatch_reduced_on_large_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline passes PATCHMATCH_MAX_SIDE, so a large photo's PatchMatch sees a reduced copy
+    (its cost grows with the area; G2 corrects the upscaled fill at full size)."""
+    sizes: list[tuple[int, ...]] = []
+    real = prefill.patchmatch
+    from edgefill import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "PATCHMATCH_MAX_SIDE", 32)
+
+    def spy(rgb, hole, *args):  # noqa: ANN001, ANN002, ANN202
+        sizes.append(rgb.shape)
+        return real(rgb, hole, *args)
+
+    monkeypatch.setattr(prefill, "patchmatch", spy)
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="patchmatch")
+    inp = Inpainter.from_modules(EdgeGenerator(4, 1), InpaintGenerator(4, 1, "patchmatch"), cfg)
+    rgb, hole = photo_array(), box_hole()
+    out, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="original")
+    assert max(rgb.shape[:2]) > 32 and sizes and all(max(s[:2]) == 32 for s in sizes)
+    np.testing.assert_array_equal(out[~hole], rgb[~hole])

@@ -69,7 +69,7 @@ from edgefill.networks import (
     inpaint_input,
 )
 from edgefill.onnx_export import ONNX_FILES
-from edgefill.prefill import fill_hole
+from edgefill.prefill import PATCHMATCH_MAX_SIDE, fill_hole
 
 STRIDE = 4  # two stride-2 stages in each generator
 MIN_SIDE = 16  # smaller inputs leave the residual blocks' reflection padding too little to pad
@@ -392,7 +392,8 @@ class Inpainter:
         e = torch.from_numpy(known)[None, None]
         hole_gray = None
         if self.config.edge_hole_fill != "white":
-            hole_gray = torch.from_numpy(to_gray(fill_hole(self.config.edge_hole_fill, rgb, hole)))
+            fill = fill_hole(self.config.edge_hole_fill, rgb, hole, max_side=PATCHMATCH_MAX_SIDE)
+            hole_gray = torch.from_numpy(to_gray(fill))
             hole_gray = hole_gray[None, None]
         x = edge_input(g, e, m, hole_gray)
         x, (h, w) = pad_to_stride(x)
@@ -411,7 +412,8 @@ class Inpainter:
         """
         cfg = self.config
         weight = cfg.edge_guide if drawn else 0.0
-        filled = to_tensor(fill_hole(cfg.hole_fill, rgb, hole, 0, edges, weight))
+        filled = fill_hole(cfg.hole_fill, rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
+        filled = to_tensor(filled)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
         x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, self.config.hole_fill))

@@ -370,3 +370,6 @@ def test_bar_verdict_of_the_default_benchmark():
     assert not checks["box 20-30%: PSNR >= best classical - 0.3 dB"]  # 18.0 vs 18.5
     assert not checks["FID below PatchMatch's"] and checks["KID below PatchMatch's"]
     assert "5 of 7 checks pass." in mod.render_verdict(mod.bar_verdict(summary))
+    # edgefill alone (no baseline asked for): only the checks it can judge, no crash.
+    alone = {"by_bucket": {"box": {"20-30%": {"edgefill": stats(18.0, 0.25)}}}, "fid": {}}
+    assert mod.bar_verdict(alone) == []

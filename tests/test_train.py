@@ -154,17 +154,26 @@ def test_perceptual_style_and_tv_terms_are_added_when_on(
     )
 
 
+def losses_and_output(
+    t: Trainer, which: str
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """The generator loss terms of one batch, the batch, and generator ``which``'s raw output."""
+    seen: list[torch.Tensor] = []
+    hook = t.pairs[which].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    batch = batch_of(t)
+    terms, _ = t.generator_losses(batch)
+    hook.remove()
+    return terms, batch, seen[0]
+
+
 def test_l1_term_weighs_the_hole_by_l1_hole_weight(photos: Path, tmp_path: Path) -> None:
     """G2's L1 term passes loss.l1_hole_weight on: at 0 it is the known region's L1 alone."""
     t = make_trainer(photos, tmp_path / "run", "inpaint", "loss.l1_hole_weight=0")
-    seen: list[torch.Tensor] = []
-    t.pairs["inpaint"].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
-    batch = batch_of(t)
-    terms, _ = t.generator_losses(batch)
+    terms, batch, out = losses_and_output(t, "inpaint")
     image, mask = batch["image"], batch["mask"]
-    known_only = (seen[0] - image).abs().mul(1 - mask).mean() / mask.mean()
+    known_only = (out - image).abs().mul(1 - mask).mean() / mask.mean()
     torch.testing.assert_close(terms["inpaint/l1"].detach(), known_only, rtol=1e-5, atol=1e-7)
-    assert float(losses.masked_l1(seen[0], image, mask)) > float(known_only)
+    assert float(losses.masked_l1(out, image, mask)) > float(known_only)
 
 
 def test_edge_discriminator_input_is_gray_then_edges(photos: Path, tmp_path: Path) -> None:
@@ -179,12 +188,9 @@ def test_edge_discriminator_input_is_gray_then_edges(photos: Path, tmp_path: Pat
 
 def test_edge_bce_term_is_added_when_on(photos: Path, tmp_path: Path) -> None:
     t = make_trainer(photos, tmp_path / "run", "edge", "loss.edge_bce_weight=2.5")
-    seen: list[torch.Tensor] = []
-    t.pairs["edge"].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
-    batch = batch_of(t)
-    terms, _ = t.generator_losses(batch)
+    terms, batch, out = losses_and_output(t, "edge")
     assert set(terms) == {"edge/g_adv", "edge/fm", "edge/bce"}
-    expected = 2.5 * losses.balanced_edge_bce(seen[0], batch["edges_full"], batch["mask"])
+    expected = 2.5 * losses.balanced_edge_bce(out, batch["edges_full"], batch["mask"])
     assert float(expected) > 0
     torch.testing.assert_close(terms["edge/bce"].detach(), expected)
     off = make_trainer(photos, tmp_path / "off", "edge")

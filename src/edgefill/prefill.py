@@ -50,7 +50,8 @@ def thin_parts(hole: np.ndarray, radius: float = THIN_RADIUS) -> np.ndarray:
         return np.zeros_like(hole, dtype=bool)
     dist = cv2.distanceTransform(h8, cv2.DIST_L2, 3)
     deepest = np.zeros(n, np.float32)
-    np.maximum.at(deepest, labels.ravel(), dist.ravel())
+    inside = hole.astype(bool)
+    np.maximum.at(deepest, labels[inside], dist[inside])  # hole pixels only: few on a big scan
     thin = deepest <= radius
     thin[0] = False  # label 0: the known pixels
     return thin[labels]

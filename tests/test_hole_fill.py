@@ -67,9 +67,8 @@ def test_patchmatch_fill_copies_texture_and_is_seeded() -> None:
     np.testing.assert_array_equal(pm, fill_hole("patchmatch", rgb, hole, 1))
 
 
-def test_patchmatch_runs_reduced_above_max_side(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above max_side PatchMatch sees a reduced copy whose hole covers every hole pixel; the
-    fill is upscaled into the hole and the known pixels stay exact. At or below it: full size."""
+def spy_patchmatch(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Record (image shape, hole) of every ``prefill.patchmatch`` call."""
     seen: list[tuple[tuple[int, ...], np.ndarray]] = []
     real = prefill.patchmatch
 
@@ -78,6 +77,13 @@ def test_patchmatch_runs_reduced_above_max_side(monkeypatch: pytest.MonkeyPatch)
         return real(rgb, hole, *args)
 
     monkeypatch.setattr(prefill, "patchmatch", spy)
+    return seen
+
+
+def test_patchmatch_runs_reduced_above_max_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above max_side PatchMatch sees a reduced copy whose hole covers every hole pixel; the
+    fill is upscaled into the hole and the known pixels stay exact. At or below it: full size."""
+    seen = spy_patchmatch(monkeypatch)
     rgb = np.zeros((120, 200, 3), np.uint8)
     rgb[:, ::4] = 255
     hole = np.zeros((120, 200), bool)
@@ -267,21 +273,14 @@ def test_pipeline_gives_g1_the_pre_filled_gray_with_edge_hole_fill() -> None:
 def test_pipeline_runs_patchmatch_reduced_on_large_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pipeline passes PATCHMATCH_MAX_SIDE, so a large photo's PatchMatch sees a reduced copy
     (its cost grows with the area; G2 corrects the upscaled fill at full size)."""
-    sizes: list[tuple[int, ...]] = []
-    real = prefill.patchmatch
     from edgefill import pipeline as pipeline_module
 
     monkeypatch.setattr(pipeline_module, "PATCHMATCH_MAX_SIDE", 32)
-
-    def spy(rgb, hole, *args):  # noqa: ANN001, ANN002, ANN202
-        sizes.append(rgb.shape)
-        return real(rgb, hole, *args)
-
-    monkeypatch.setattr(prefill, "patchmatch", spy)
+    seen = spy_patchmatch(monkeypatch)
     torch.manual_seed(0)
     cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="patchmatch")
     inp = Inpainter.from_modules(EdgeGenerator(4, 1), InpaintGenerator(4, 1, "patchmatch"), cfg)
     rgb, hole = photo_array(), box_hole()
     out, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="original")
-    assert max(rgb.shape[:2]) > 32 and sizes and all(max(s[:2]) == 32 for s in sizes)
+    assert max(rgb.shape[:2]) > 32 and seen and all(max(shape[:2]) == 32 for shape, _ in seen)
     np.testing.assert_array_equal(out[~hole], rgb[~hole])

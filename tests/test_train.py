@@ -110,6 +110,18 @@ def test_generator_and_discriminator_steps_touch_only_their_parameters(
     assert not same(params([ds[0]]), d1[:n1]) and not same(params([ds[1]]), d1[n1:])
 
 
+def losses_and_output(
+    t: Trainer, which: str
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """The generator loss terms of one batch, the batch, and generator ``which``'s raw output."""
+    seen: list[torch.Tensor] = []
+    hook = t.pairs[which].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    batch = batch_of(t)
+    terms, _ = t.generator_losses(batch)
+    hook.remove()
+    return terms, batch, seen[0]
+
+
 def test_perceptual_style_and_tv_terms_are_added_when_on(
     photos: Path, tmp_path: Path, vgg_file: Path
 ) -> None:
@@ -124,10 +136,7 @@ def test_perceptual_style_and_tv_terms_are_added_when_on(
         f"loss.vgg_weights={vgg_file}",
         *(f"loss.{k}={v}" for k, v in w.items()),
     )
-    seen: list[torch.Tensor] = []
-    t.pairs["inpaint"].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
-    batch = batch_of(t)
-    terms, _ = t.generator_losses(batch)
+    terms, batch, out = losses_and_output(t, "inpaint")
     assert set(terms) == {
         "inpaint/g_adv",
         "inpaint/l1",
@@ -136,7 +145,7 @@ def test_perceptual_style_and_tv_terms_are_added_when_on(
         "inpaint/tv",
     }
     image, mask = batch["image"], batch["mask"]
-    merged = seen[0] * mask + image * (1 - mask)
+    merged = out * mask + image * (1 - mask)
     perceptual, style = losses.VGGLosses(load_vgg16(vgg_file))(merged, image)
     expected = {
         "inpaint/perceptual": w["perceptual_weight"] * perceptual,
@@ -152,18 +161,6 @@ def test_perceptual_style_and_tv_terms_are_added_when_on(
     assert not {"inpaint/perceptual", "inpaint/style", "inpaint/tv"} & set(
         off.generator_losses(batch_of(off))[0]
     )
-
-
-def losses_and_output(
-    t: Trainer, which: str
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
-    """The generator loss terms of one batch, the batch, and generator ``which``'s raw output."""
-    seen: list[torch.Tensor] = []
-    hook = t.pairs[which].g.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
-    batch = batch_of(t)
-    terms, _ = t.generator_losses(batch)
-    hook.remove()
-    return terms, batch, seen[0]
 
 
 def test_l1_term_weighs_the_hole_by_l1_hole_weight(photos: Path, tmp_path: Path) -> None:

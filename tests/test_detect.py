@@ -28,6 +28,7 @@ from edgefill.detect import (
     summarise,
     synth_damage,
     train_detector,
+    widen_into,
     training_batch,
 )
 from edgefill.errors import EdgefillError
@@ -149,6 +150,39 @@ def test_net_tiling_matches_one_pass():
     whole = net_probabilities(rgb, net, tile=512)
     tiled = net_probabilities(rgb, net, tile=96, overlap=32)
     assert np.abs(whole - tiled).max() < 1e-4
+
+
+def _trained_looking(net: DamageNet) -> DamageNet:
+    """Random weights and BatchNorm statistics, so that no channel is trivially zero."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(
+                    torch.rand(t.shape, generator=g) + 0.5
+                    if "var" in name
+                    else torch.randn(t.shape, generator=g) * 0.3
+                )
+    return net.eval()
+
+
+def test_widening_a_detector_keeps_its_function_and_its_new_channels_can_learn():
+    old = _trained_looking(DamageNet(4, 3))
+    wide = DamageNet(7, 3)
+    widen_into(old, wide)
+    x = torch.rand(2, 3, 32, 40)
+    with torch.no_grad():
+        assert torch.allclose(old(x), wide.eval()(x), atol=1e-5)
+    wide.train()
+    wide(x).sum().backward()
+    new_into_old = wide.enc2[0].weight.grad[:8, 4:]  # new enc1 channels -> old enc2 channels
+    assert new_into_old.abs().sum() > 0
+
+    deeper = DamageNet(7, 4)
+    widen_into(old, deeper)
+    assert torch.equal(deeper.enc1[0].weight[:4], old.enc1[0].weight)
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widen_into(wide, DamageNet(4, 3))
 
 
 def test_detector_release_round_trip(tmp_path: Path):

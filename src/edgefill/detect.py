@@ -1010,6 +1010,57 @@ def mixed_training_batch(
     return torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])
 
 
+def _old_channels(old: DamageNet, new: DamageNet, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the old network's output and input channels of conv weight ``key`` sit in the new.
+
+    A decoder block reads [upsampled coarse features, skip]: each part keeps its place at the
+    start of its own (possibly wider) group.
+    """
+    ow = [old.head.in_channels * (i + 1) for i in range(old.depth)]
+    nw = [new.head.in_channels * (i + 1) for i in range(new.depth)]
+    block, layer = key.split(".")[:2]
+    if block == "head":
+        cout, cin = range(2), range(ow[0])
+    else:
+        level = int(block.removeprefix("enc").removeprefix("up"))
+        cout = range(ow[level - 1])
+        if layer != "0":  # the block's second conv reads the block's own output
+            cin = cout
+        elif block.startswith("enc"):
+            cin = range(3) if level == 1 else range(ow[level - 2])
+        else:
+            cin = [*range(ow[level]), *(nw[level] + c for c in range(ow[level - 1]))]
+    return torch.tensor(list(cout))[:, None], torch.tensor(list(cin))[None, :]
+
+
+def widen_into(old: DamageNet, new: DamageNet) -> None:
+    """Warm-start ``new`` from ``old`` (width and depth at least the old ones).
+
+    Old weights go into their channels and every weight from a new channel into an old one is
+    zero, so at equal depth ``new`` computes exactly the old function and its new channels
+    (fresh init) can learn. Layers ``old`` lacks (a deeper ``new``) keep their fresh init.
+    """
+    if new.head.in_channels < old.head.in_channels:
+        raise ValueError(
+            f"cannot narrow a detector: width {old.head.in_channels} -> {new.head.in_channels}"
+        )
+    mine = new.state_dict()
+    with torch.no_grad():
+        for key, value in old.state_dict().items():
+            target = mine.get(key)
+            if target is None:
+                continue
+            if target.shape == value.shape:
+                target.copy_(value)
+            elif value.dim() == 4:  # conv weight
+                cout, cin = _old_channels(old, new, key)
+                target[cout.squeeze(1)] = 0.0
+                target[cout, cin] = value
+            else:  # conv bias or BatchNorm vector: the old channels come first
+                target[: value.shape[0]] = value
+    new.load_state_dict(mine)
+
+
 def train_detector(
     files: list[Path],
     out_dir: str | Path,
@@ -1040,7 +1091,7 @@ def train_detector(
     Step s draws its batch from rng([seed, s]), so a resumed run sees the same batches as an
     uninterrupted one. bf16 autocast on CPU (AMX) when available. ``stop_at`` ends the run early
     (after that step, checkpointed) without changing its schedule. ``init``: a released detector folder to start
-    from (layers it lacks keep their fresh init). ``synth``: "simple" (the
+    from, as wide and deep or less (``widen_into``). ``synth``: "simple" (the
     first release: ``synth_damage`` on 256 px photos), "scan" (``scan_training_batch``) or
     "mix" (half of each batch each: the thin damage and dust of the first, dense as the first
     release saw them, with the scan damage kinds); ``kind_odds`` and ``dust_density`` shape
@@ -1069,10 +1120,7 @@ def train_detector(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
     start = 0
     if init is not None:  # warm start from a release; layers it lacks keep their fresh init
-        old, _ = load_detector(init)
-        mine = net.state_dict()
-        same = {k: v for k, v in old.state_dict().items() if k in mine and mine[k].shape == v.shape}
-        net.load_state_dict(same, strict=False)
+        widen_into(load_detector(init)[0], net)
     if (out / "last.pt").is_file():
         ck = load_checkpoint(out / "last.pt")
         net.load_state_dict(ck["model"])

@@ -28,8 +28,8 @@ from edgefill.detect import (
     summarise,
     synth_damage,
     train_detector,
-    widen_into,
     training_batch,
+    widen_into,
 )
 from edgefill.errors import EdgefillError
 

@@ -7,11 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data as skdata
 
+from edgefill.batch import Job
 from edgefill.cli import main
-from edgefill.detect import detector_available
+from edgefill.detect import DamageNet, detect_damage, detector_available, save_detector
+from edgefill.errors import EdgefillError
 from edgefill.restore import restore, side_by_side
 
 
@@ -55,6 +58,32 @@ def test_restore_with_the_shipped_detector(inpainter):
     near = cv2.dilate(truth.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     assert (r.mask & ~near).mean() < 0.05
     assert np.array_equal(r.image[~r.mask], img[~r.mask])
+
+
+def biased_detector(folder: Path, logit: float) -> Path:
+    """A released detector whose output ignores the photo: every pixel at probability
+    sigmoid(logit), so it flags everything (logit > 0) or nothing."""
+    net = DamageNet(4, 2)
+    torch.nn.init.zeros_(net.head.weight)
+    torch.nn.init.constant_(net.head.bias, logit)
+    save_detector(net, folder, {"width": 4, "depth": 2})
+    return folder
+
+
+def test_a_released_detector_folder_replaces_the_shipped_one(inpainter, tmp_path):
+    img, _ = scratched()
+    everything = biased_detector(tmp_path / "all", 8.0)
+    nothing = biased_detector(tmp_path / "none", -8.0)
+    assert detect_damage(img, detector=everything).all()
+    assert not detect_damage(img, detector=nothing).any()
+    r = restore(img, inpainter=inpainter, detector=nothing)
+    assert not r.mask.any() and np.array_equal(r.image, img)
+    with pytest.raises(EdgefillError, match="not 'classical'"):
+        detect_damage(img, method="classical", detector=everything)
+    with pytest.raises(EdgefillError, match="not found"):
+        restore(img, inpainter=inpainter, detector=tmp_path / "missing")
+    with pytest.raises(EdgefillError, match="not found"):
+        Job(task="restore", detector=str(tmp_path / "missing"))
 
 
 def test_restore_without_damage_returns_the_photo(inpainter):
@@ -148,6 +177,23 @@ def test_cli_detect_writes_a_mask(tmp_path, capsys):
     assert set(np.unique(mask)) <= {0, 255}
     assert ((mask > 0) & truth).sum() >= 0.5 * truth.sum()
     assert Image.open(preview).size == (96, 96)
+
+
+def test_cli_detect_and_restore_take_a_detector_folder(tiny_release, tmp_path, capsys):
+    img, _ = scratched()
+    photo = tmp_path / "old.png"
+    Image.fromarray(img).save(photo)
+    everything = str(biased_detector(tmp_path / "all", 8.0))
+    assert (
+        main(["detect", str(photo), "-o", str(tmp_path / "m.png"), "--detector", everything]) == 0
+    )
+    assert (np.asarray(Image.open(tmp_path / "m.png")) == 255).all()
+    nothing = str(biased_detector(tmp_path / "none", -8.0))
+    rc = main(["restore", str(photo), "--weights", str(tiny_release), "--detector", nothing])
+    assert rc == 0, capsys.readouterr().err
+    assert "no damage repaired" in capsys.readouterr().out
+    rc = main(["restore", str(photo), "--method", "classical", "--detector", everything])
+    assert rc == 2 and "classical" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

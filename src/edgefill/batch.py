@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgefill.detect import CONFIDENT, DEFAULT_SENSITIVITY
+from edgefill.detect import CONFIDENT, DEFAULT_SENSITIVITY, check_detector
 from edgefill.errors import EdgefillError
 from edgefill.image import (
     DEFAULT_MAX_PIXELS,
@@ -87,6 +87,7 @@ class Job:
     kind: str = "auto"  # restore: the damage detector's settings
     sensitivity: float = DEFAULT_SENSITIVITY
     method: str = "auto"
+    detector: str | None = None  # restore: a released detector folder instead of the shipped one
     repair: str = "confident"  # restore: repair confident regions only, or all flagged ones
     confident_at: float = CONFIDENT
     skip_existing: bool = False
@@ -98,6 +99,7 @@ class Job:
             raise EdgefillError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.threads is not None and self.threads < 1:
             raise EdgefillError(f"--threads must be at least 1, got {self.threads}")
+        check_detector(self.method, self.detector)  # refused once here, not once per photo
 
     def load_model(self) -> Any:
         from edgefill.pipeline import Inpainter
@@ -551,6 +553,7 @@ def _outputs(job: Job, model: Any, item: Item) -> list[tuple[str, Callable[[str]
                 kind=job.kind,
                 sensitivity=job.sensitivity,
                 method=job.method,
+                detector=job.detector,
                 repair=job.repair,
                 confident_at=job.confident_at,
                 refine_result=job.refine,

@@ -152,6 +152,7 @@ def _run_batch(args: argparse.Namespace, task: str) -> int:
             "kind": args.kind,
             "sensitivity": args.sensitivity,
             "method": args.method,
+            "detector": args.detector,
             "repair": args.repair,
             "confident_at": args.confident_at,
         }
@@ -391,9 +392,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edgefill.detect import analyse_damage
+    from edgefill.detect import analyse_damage, check_detector
     from edgefill.image import load_rgb, output_format, save_image
 
+    check_detector(args.method, args.detector)
     for path in (args.output, args.preview):
         if path:
             output_format(path)  # a bad suffix fails now, not after the detector has run
@@ -402,7 +404,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )
     _warn_lossy([args.output], None)
     rgb, _ = load_rgb(args.photo, args.max_pixels)
-    dm = analyse_damage(rgb, args.kind, args.sensitivity, args.method)
+    dm = analyse_damage(rgb, args.kind, args.sensitivity, args.method, detector=args.detector)
     mask = dm.mask
     save_image(args.output, mask.astype(np.uint8) * 255)
     if args.preview:  # confident regions red, uncertain ones yellow
@@ -421,6 +423,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from edgefill.batch import is_batch_source
     from edgefill.errors import EdgefillError
+    from edgefill.detect import check_detector
     from edgefill.image import check_quality, output_format
     from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter
@@ -428,6 +431,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     check_threshold(args.mask_threshold)
     check_quality(args.quality)
+    check_detector(args.method, args.detector)
     if not 0.0 <= args.confident_at <= 1.0:
         raise EdgefillError(f"--confident-at must be in [0, 1], got {args.confident_at}")
     if args.no_mask_out and args.mask_out:
@@ -471,6 +475,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         repair=args.repair,
         confident_at=args.confident_at,
         protect=args.protect,
+        detector=args.detector,
     )
     result.save(out, args.quality)
     if args.side_by_side:
@@ -516,6 +521,13 @@ def _add_detect_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         choices=DETECT_METHODS,
         help="detector: the trained network, classical morphology, or auto (the network if shipped)",
+    )
+    p.add_argument(
+        "--detector",
+        default=None,
+        metavar="DIR",
+        help="a released detector folder to use instead of the shipped network (one you trained "
+        "with benchmarks/bench_detect.py train and exported; implies --method net)",
     )
 
 

@@ -671,16 +671,21 @@ def _check_args(rgb: np.ndarray, kind: str, sensitivity: float, method: str) -> 
 
 
 def damage_probability(
-    rgb: np.ndarray, kind: str = "auto", net: DamageNet | None = None, min_size: int = 0
+    rgb: np.ndarray,
+    kind: str = "auto",
+    net: DamageNet | None = None,
+    min_size: int = 0,
+    detector: str | Path | None = None,
 ) -> tuple[np.ndarray, int]:
     """The network's damage probability for ``kind`` (float32 HxW) and its release's ``grow``.
 
-    A photo whose short side is under ``min_size`` (the shipped release's ``min_size``: the
-    smallest scan it was trained on) is analysed upscaled to it, as a scan of a small print
-    would be, and the probabilities are scaled back."""
+    Without ``net``, the release in the folder ``detector`` (default: the shipped one) runs with
+    its own ``grow`` and ``min_size``. A photo whose short side is under ``min_size`` (the
+    smallest scan the release was trained on) is analysed upscaled to it, as a scan of a small
+    print would be, and the probabilities are scaled back."""
     grow = 0
     if net is None:
-        net, info = _cached_detector(str(DETECTOR_WEIGHTS))
+        net, info = _cached_detector(str(detector or DETECTOR_WEIGHTS))
         grow, min_size = int(info.get("grow", 0)), int(info.get("min_size", 0))
     h, w = rgb.shape[:2]
     f = min_size / min(h, w)
@@ -704,17 +709,18 @@ def analyse_damage(
     net: DamageNet | None = None,
     grow: int = 0,
     min_size: int = 0,
+    detector: str | Path | None = None,
 ) -> DamageMap:
     """Detect damage and group it into regions with a confidence (``DamageMap``).
 
     The arguments are those of ``detect_damage``; ``confident_at`` (0-1) is the mean probability
     a region needs to count as confident. ``net``: a loaded detector instead of the shipped one,
-    with ``grow`` its rim dilation and ``min_size`` its smallest working size (the shipped one
-    brings its own, see ``damage_probability``).
+    with ``grow`` its rim dilation and ``min_size`` its smallest working size (for benchmarks
+    that vary them; a release folder brings its own, see ``damage_probability``).
     """
     if not (isinstance(confident_at, (int, float)) and 0.0 <= confident_at <= 1.0):
         raise EdgefillError(f"confident_at must be a number in [0, 1], got {confident_at!r}")
-    flagged, prob = _flag(rgb, kind, sensitivity, method, work_size, net, grow, min_size)
+    flagged, prob = _flag(rgb, kind, sensitivity, method, work_size, net, grow, min_size, detector)
     return damage_map(flagged, prob, confident_at)
 
 
@@ -729,6 +735,17 @@ def at_work_size(rgb: np.ndarray, work_size: int | None = WORK_SIZE) -> np.ndarr
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+def check_detector(method: str, detector: str | Path | None) -> None:
+    """Refuse a detector folder with the classical method, or one that holds no release."""
+    if detector is None:
+        return
+    if method == "classical":
+        raise EdgefillError(
+            "a detector folder (--detector) needs method 'net' or 'auto', not 'classical'"
+        )
+    _cached_detector(str(detector))
+
+
 def _flag(
     rgb: np.ndarray,
     kind: str,
@@ -738,15 +755,19 @@ def _flag(
     net: DamageNet | None = None,
     grow: int = 0,
     min_size: int = 0,
+    detector: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(flagged bool HxW, damage probability float32 HxW) at the photo's size."""
     rgb = _check_args(rgb, kind, sensitivity, method)
+    if detector is not None:
+        check_detector(method, detector)
+        method = "net"
     if method == "auto":
         method = "net" if (net is not None or detector_available()) else "classical"
     h, w = rgb.shape[:2]
     small = at_work_size(rgb, work_size)
     if method == "net":
-        prob, release_grow = damage_probability(small, kind, net, min_size)
+        prob, release_grow = damage_probability(small, kind, net, min_size, detector)
         grow = release_grow if net is None else grow
         flagged = prob >= _net_threshold(sensitivity)
         if grow > 0:  # the rim: a measured dilation, part of the release (config.json "grow")
@@ -781,6 +802,7 @@ def detect_damage(
     sensitivity: float = DEFAULT_SENSITIVITY,
     method: str = "auto",
     work_size: int | None = WORK_SIZE,
+    detector: str | Path | None = None,
 ) -> np.ndarray:
     """Damage mask of an RGB uint8 HxWx3 photo: bool HxW, True = damaged (to be inpainted).
 
@@ -790,9 +812,12 @@ def detect_damage(
     work_size: photos whose shorter side is larger are analysed downscaled to it and the mask is
     scaled back (the detectors look for defects 1-15 px across, as on a print scanned at about
     300 dpi; on a large scan the same dust is wider). None analyses at full resolution.
+    detector: a released detector folder (``config.json`` + ``detector.safetensors``, e.g. one
+    trained with ``benchmarks/bench_detect.py train`` and exported) instead of the shipped one.
     Every flagged pixel, confident or not; ``analyse_damage`` tells them apart.
     """
-    return np.asarray(_flag(rgb, kind, sensitivity, method, work_size)[0], bool)
+    flagged, _ = _flag(rgb, kind, sensitivity, method, work_size, detector=detector)
+    return np.asarray(flagged, bool)
 
 
 # ============================================================================ scoring

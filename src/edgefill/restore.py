@@ -221,6 +221,7 @@ def restore(
     repair: str = "confident",
     confident_at: float = CONFIDENT,
     protect: ImageInput | None = None,
+    detector: str | Path | None = None,
 ) -> RestoreResult:
     """Detect (unless ``mask`` is given) -> inpaint -> refine.
 
@@ -228,7 +229,8 @@ def restore(
     ``kind``, ``sensitivity``, ``method``: passed to ``analyse_damage``. ``repair``: "confident"
     (default) repairs the regions whose confidence is at least ``confident_at`` and reports the
     others in ``uncertain``; "all" repairs every flagged region. ``protect``: a mask (same rules
-    as ``mask``) of pixels never touched, whatever was detected or given. A mask that ends up
+    as ``mask``) of pixels never touched, whatever was detected or given. ``detector``: a released
+    detector folder to use instead of the shipped one (``detect.detect_damage``). A mask that ends up
     empty returns the photo unchanged (``mask`` all False).
     """
     if repair not in REPAIR_MODES:
@@ -239,7 +241,9 @@ def restore(
         photo, hole, _ = prepare_inputs(photo, mask, resize_mask, mask_threshold, max_pixels)
         detected = False
     else:  # the photo alone; its alpha channel is kept, not taken as a mask
-        damage = analyse_damage(photo.rgb, kind, sensitivity, method, confident_at=confident_at)
+        damage = analyse_damage(
+            photo.rgb, kind, sensitivity, method, confident_at=confident_at, detector=detector
+        )
         if repair == "all":
             hole, uncertain = damage.mask, np.zeros_like(damage.mask)
         else:

@@ -422,8 +422,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from edgefill.batch import is_batch_source
-    from edgefill.errors import EdgefillError
     from edgefill.detect import check_detector
+    from edgefill.errors import EdgefillError
     from edgefill.image import check_quality, output_format
     from edgefill.masks import check_threshold
     from edgefill.pipeline import Inpainter

@@ -110,7 +110,11 @@ def render_verdict(checks: list[tuple[str, bool, str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", help="edgefill release folder (default: the shipped model)")
-    ap.add_argument("--data", default=str(DATA), help="photo folder, searched recursively (default: ../shared/data, both sources)")
+    ap.add_argument(
+        "--data",
+        default=str(DATA),
+        help="photo folder, searched recursively (default: ../shared/data, both sources)",
+    )
     ap.add_argument("--limit", type=int, help="only the first N validation photos (quick run)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--size", type=int, default=256)

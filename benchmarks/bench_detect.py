@@ -338,7 +338,10 @@ def restore_eval(args: argparse.Namespace) -> None:
     for clean, d in data:
         rows["damaged (no repair)"].append(_psnr(d.image, clean))
         for name in ("classical", "net"):
-            r = restore(d.image, inpainter=inpainter, method=name, repair=args.repair)
+            detector = args.detector if name == "net" else None
+            r = restore(
+                d.image, inpainter=inpainter, method=name, repair=args.repair, detector=detector
+            )
             rows.setdefault(f"restore, {name} detector", []).append(_psnr(r.image, clean))
         r = restore(d.image, d.mask, inpainter)
         rows.setdefault("restore, true mask", []).append(_psnr(r.image, clean))
@@ -758,6 +761,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json")
     p.add_argument("--repair", choices=["all", "confident"], default="all", help="as restore's")
+    p.add_argument("--detector", help="detector release for the network row (default: shipped)")
     p.set_defaults(func=restore_eval)
     p = sub.add_parser("restore-demo")
     p.add_argument("--photo", default="examples/astronaut.jpg")

@@ -55,6 +55,65 @@ def test_fill_hole_is_the_classical_baseline_inside_the_hole(kind: str) -> None:
     np.testing.assert_array_equal(fill_hole(kind, rgb, hole, seed=3), inpaint(kind, rgb, hole, 3))
 
 
+def test_thin_parts_are_the_components_close_to_known_pixels() -> None:
+    hole = np.zeros((60, 80), bool)
+    hole[10, 5:70] = True  # a 1 px scratch
+    hole[20:24, 5:70] = True  # a 4 px one: 2 px from the known pixels at most
+    hole[35:55, 30:50] = True  # a 20 px blob
+    thin = prefill.thin_parts(hole)
+    assert thin[10, 5:70].all() and thin[20:24, 5:70].all() and not thin[35:55, 30:50].any()
+    assert not prefill.thin_parts(np.zeros((5, 5), bool)).any()
+
+
+def test_biharmonic_matches_scikit_image() -> None:
+    """The pre-fill's sparse solve gives the biharmonic baseline's result (scikit-image)."""
+    from edgefill.baselines import inpaint
+
+    rgb = photo_array()
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[20, 3:60] = hole[30:33, 10:50] = hole[0, :20] = True  # a scratch along the border too
+    hole[40:44, 40:44] = True
+    ours, ref = prefill.biharmonic(rgb, hole), inpaint("biharmonic", rgb, hole)
+    assert np.abs(ours.astype(int) - ref).max() <= 1
+    np.testing.assert_array_equal(ours[~hole], rgb[~hole])
+
+
+def scratch_and_blob() -> tuple[np.ndarray, np.ndarray]:
+    rgb = photo_array(64, 80)
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[20, 3:70] = True  # a 1 px scratch
+    hole[36:56, 30:50] = True  # a blob
+    return rgb, hole
+
+
+def test_telea_prefill_interpolates_thin_parts_biharmonically() -> None:
+    """Scratches get the biharmonic fill (smooth across the scratch), blobs Telea's."""
+    rgb, hole = scratch_and_blob()
+    out = fill_hole("telea", rgb, hole)
+    thin = prefill.thin_parts(hole)
+    telea = prefill.telea(rgb, hole)
+    np.testing.assert_array_equal(out[thin], prefill.biharmonic(telea, thin)[thin])
+    np.testing.assert_array_equal(out[hole & ~thin], telea[hole & ~thin])
+    assert not np.array_equal(out[thin], telea[thin])
+
+
+def test_a_scratch_with_a_rim_the_mask_missed_keeps_teleas_fill() -> None:
+    """A bright rim along the scratch (damage below the mask's threshold) would be carried into
+    the hole by the biharmonic fill: the rim offset sends that scratch to Telea."""
+    rgb, hole = scratch_and_blob()
+    thin = prefill.thin_parts(hole)
+    labels, offsets = prefill.rim_offsets(prefill.telea(rgb, hole), thin)
+    assert offsets[labels[20, 10]] <= prefill.RIM_TOLERANCE  # noise only: no rim
+    rimmed = rgb.astype(int)
+    rimmed[[19, 21], 3:70] += 30
+    rimmed = np.clip(rimmed, 0, 255).astype(np.uint8)
+    labels, offsets = prefill.rim_offsets(prefill.telea(rimmed, hole), thin)
+    assert offsets[labels[20, 10]] > prefill.RIM_TOLERANCE
+    np.testing.assert_array_equal(
+        fill_hole("telea", rimmed, hole)[thin], prefill.telea(rimmed, hole)[thin]
+    )
+
+
 def test_patchmatch_fill_copies_texture_and_is_seeded() -> None:
     # Stripes: PatchMatch continues them (values stay 0 or 255), Telea smears them to grey.
     rgb = np.zeros((64, 64, 3), np.uint8)

@@ -759,8 +759,8 @@ def _flag(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(flagged bool HxW, damage probability float32 HxW) at the photo's size."""
     rgb = _check_args(rgb, kind, sensitivity, method)
+    check_detector(method, detector)
     if detector is not None:
-        check_detector(method, detector)
         method = "net"
     if method == "auto":
         method = "net" if (net is not None or detector_available()) else "classical"

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from edgefill.batch import Job
+from edgefill.batch import Item, Job, process_item
 from edgefill.cli import main
 from edgefill.detect import DamageNet, detect_damage, detector_available, save_detector
 from edgefill.errors import EdgefillError
@@ -84,6 +84,15 @@ def test_a_released_detector_folder_replaces_the_shipped_one(inpainter, tmp_path
         restore(img, inpainter=inpainter, detector=tmp_path / "missing")
     with pytest.raises(EdgefillError, match="not found"):
         Job(task="restore", detector=str(tmp_path / "missing"))
+
+
+def test_a_batch_restore_uses_the_jobs_detector(inpainter, tmp_path):
+    img, _ = scratched()
+    photo, out = tmp_path / "old.png", tmp_path / "out.png"
+    Image.fromarray(img).save(photo)
+    job = Job(task="restore", detector=str(biased_detector(tmp_path / "none", -8.0)))
+    assert process_item(job, inpainter, Item(str(photo), None, str(out))).status == "done"
+    assert np.array_equal(np.asarray(Image.open(out)), img)  # nothing flagged, nothing changed
 
 
 def test_restore_without_damage_returns_the_photo(inpainter):

@@ -380,6 +380,23 @@ def test_detect_finds_scratches_and_spots_and_matches_the_library(client: TestCl
     np.testing.assert_array_equal(lines, detect_damage(damaged, "scratches", 0.8))
 
 
+def test_detect_uses_the_detector_the_server_was_started_with(
+    inpainter: Inpainter, tmp_path
+) -> None:
+    from edgefill.detect import DamageNet, save_detector
+
+    net = DamageNet(4, 2)  # flags nothing, whatever the photo
+    torch.nn.init.zeros_(net.head.weight)
+    torch.nn.init.constant_(net.head.bias, -8.0)
+    save_detector(net, tmp_path / "quiet", {"width": 4, "depth": 2})
+    app = create_app(inpainter, detector=tmp_path / "quiet")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.get("/api/health").json()["detect_method"] == "net"
+        assert not decode(c.post("/api/detect", files=files(png(damaged_photo()[1])))).any()
+    with pytest.raises(EdgefillError, match="not found"):
+        create_app(inpainter, detector=tmp_path / "missing")
+
+
 @pytest.mark.parametrize(
     "data,status,words",
     [

@@ -354,6 +354,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edgefill.errors import EdgefillError, require_extra
 
     require_extra("web", "edgefill serve", "fastapi", "uvicorn", "python_multipart|multipart")
+    from edgefill.detect import check_detector
     from edgefill.pipeline import Inpainter
     from edgefill.server import allowed_hosts_for, check_port_free, is_loopback, serve
 
@@ -365,6 +366,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.max_pixels <= 0 or (args.pixel_budget is not None and args.pixel_budget <= 0):
         raise EdgefillError("--max-pixels and --pixel-budget must be positive")
+    check_detector("auto", args.detector)
     check_port_free(args.host, args.port)  # one clear line now, not a uvicorn error later
     hosts = allowed_hosts_for(args.host, args.allowed_host)
     if not is_loopback(args.host):
@@ -382,6 +384,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         allowed_hosts=hosts,
         pixel_budget=args.pixel_budget,
+        detector=args.detector,
     )
     return 0
 
@@ -899,6 +902,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="decoded pixels all requests in progress may hold together; over it new requests "
         "get 503 + Retry-After (default 2 x --max-pixels)",
+    )
+    p.add_argument(
+        "--detector",
+        default=None,
+        metavar="DIR",
+        help="a released damage detector folder for the page's Detect damage (default: shipped)",
     )
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)

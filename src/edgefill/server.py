@@ -53,7 +53,7 @@ from edgefill.config import (
     SERVER_MAX_PIXELS,
     SERVER_MAX_UPLOAD_BYTES,
 )
-from edgefill.detect import CONFIDENT, analyse_damage, detector_available
+from edgefill.detect import CONFIDENT, analyse_damage, check_detector, detector_available
 from edgefill.errors import EdgefillError
 from edgefill.image import (
     Photo,
@@ -596,7 +596,12 @@ def _budget(request: Request) -> PixelBudget:
     return request.app.state.budget
 
 
+def _detector(request: Request) -> str | None:
+    return request.app.state.detector
+
+
 RunnerDep = Annotated[ModelRunner, Depends(_runner)]
+DetectorDep = Annotated[str | None, Depends(_detector)]
 LimitsDep = Annotated[Limits, Depends(_limits)]
 BudgetDep = Annotated[PixelBudget, Depends(_budget)]
 
@@ -680,7 +685,9 @@ api = APIRouter(prefix="/api", tags=["api"])
 
 
 @api.get("/health")
-async def health(runner: RunnerDep, limits: LimitsDep, budget: BudgetDep) -> dict[str, Any]:
+async def health(
+    runner: RunnerDep, limits: LimitsDep, budget: BudgetDep, detector: DetectorDep
+) -> dict[str, Any]:
     """Whether the model is loaded, which one, and the upload limits the page should respect."""
     inp = runner.inpainter
     return {
@@ -700,7 +707,7 @@ async def health(runner: RunnerDep, limits: LimitsDep, budget: BudgetDep) -> dic
         # The page shows its "Detect damage" button when this is true; "net" or "classical"
         # says which detector method="auto" picks (the network needs its installed weights).
         "detect": True,
-        "detect_method": "net" if detector_available() else "classical",
+        "detect_method": "net" if detector or detector_available() else "classical",
         "busy": runner.waiting,
         "pixels_in_progress": budget.used,
         "pixel_budget": budget.total,
@@ -792,6 +799,7 @@ async def detect(
     photo: PhotoField,
     runner: RunnerDep,
     limits: LimitsDep,
+    detector: DetectorDep,
     kind: KindField = "auto",
     sensitivity: SensitivityField = DEFAULT_SENSITIVITY,
     confidence: ConfidenceField = False,
@@ -806,7 +814,7 @@ async def detect(
     found: dict[str, Any] = {}
 
     def run(_: Inpainter | None) -> np.ndarray:
-        dm = analyse_damage(rgb, kind, sensitivity)
+        dm = analyse_damage(rgb, kind, sensitivity, detector=detector)
         found.update(dm.summary())
         if not confidence:
             return dm.mask.astype(np.uint8) * 255
@@ -852,13 +860,16 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     static_dir: str | Path = WEB_DIR,
     pixel_budget: int | None = None,
+    detector: str | Path | None = None,
 ) -> FastAPI:
     """The web app around an Inpainter (or a zero-argument function that loads one once).
 
     ``allowed_hosts``: Host (and Origin) names to accept (None = any); ``serve`` always passes
     a list (``allowed_hosts_for``), which stops DNS-rebinding pages from reaching the API.
     ``pixel_budget``: decoded pixels all requests may hold at once (default 2 x max_pixels).
+    ``detector``: a released damage detector folder for *Detect damage* (default: the shipped one).
     """
+    check_detector("auto", detector)  # a folder without a release fails now, not per request
     budget = PixelBudget(pixel_budget or DEFAULT_PIXEL_BUDGET_FACTOR * max_pixels)
     app = FastAPI(
         title="edgefill",
@@ -873,6 +884,7 @@ def create_app(
     app.state.runner = ModelRunner(inpainter_or_loader, max_queue)
     app.state.limits = Limits(max_pixels, max_upload_bytes)
     app.state.budget = budget
+    app.state.detector = None if detector is None else str(detector)
     add_error_handlers(app)
     app.include_router(api)
     # The page. StaticFiles resolves every path inside ``static_dir`` and refuses anything that
@@ -976,6 +988,7 @@ def serve(
     log_level: str = "info",
     allowed_hosts: list[str] | None = None,
     pixel_budget: int | None = None,
+    detector: str | Path | None = None,
 ) -> None:
     """Run the app with uvicorn until interrupted (what ``edgefill serve`` does).
 
@@ -990,6 +1003,7 @@ def serve(
         max_pixels,
         allowed_hosts=hosts,
         pixel_budget=pixel_budget,
+        detector=detector,
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     urls = urls_to_open(host, port)

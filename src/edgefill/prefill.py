@@ -138,8 +138,7 @@ def smooth_fill(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
         labels, offsets = rim_offsets(fill, thin)  # the rest of the hole as Telea filled it
         clean = (offsets <= RIM_TOLERANCE)[labels] & thin
         if clean.any():
-            ys, xs, values = _biharmonic_values(fill, clean)
-            fill[ys, xs] = np.clip(np.round(values), 0, 255).astype(np.uint8)
+            fill = biharmonic(fill, clean)
     return fill
 
 

@@ -109,6 +109,21 @@ def test_dataset_prefills_the_hole_in_the_worker(photos: Path) -> None:
     assert torch.equal(a["filled"], ds[(2, 77)]["filled"])  # deterministic, seeded per sample
 
 
+def test_the_dataset_gives_an_exemplar_g2_the_patchmatch_copy(photos: Path) -> None:
+    cfg = tiny_config("model.exemplar=true", "model.hole_fill=telea")
+    files = list_images(photos)
+    plain = PhotoDataset(files, cfg.data, 2.0, hole_fill="telea")
+    ds = PhotoDataset(files, cfg.data, 2.0, hole_fill="telea", exemplar=True)
+    a, b = ds[(1, 9)], plain[(1, 9)]
+    assert "exemplar" not in b and all(torch.equal(a[k], b[k]) for k in b)
+    rgb = a["image"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    hole = a["mask"][0].numpy() > 0
+    copy = a["exemplar"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    assert hole.any() and np.array_equal(copy[~hole], rgb[~hole])
+    filled = a["filled"].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    assert not np.array_equal(copy[hole], filled[hole])  # a copy, not the Telea pre-fill
+
+
 def test_dataset_runs_a_frozen_g1_in_the_worker_and_guides_the_fill_by_true_edges(
     photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

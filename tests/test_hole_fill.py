@@ -343,3 +343,35 @@ def test_pipeline_runs_patchmatch_reduced_on_large_windows(monkeypatch: pytest.M
     out, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="original")
     assert max(rgb.shape[:2]) > 32 and seen and all(max(shape[:2]) == 32 for shape, _ in seen)
     np.testing.assert_array_equal(out[~hole], rgb[~hole])
+
+
+def _exemplar_release(tmp_path: Path, blend_bias: float) -> Path:
+    """A tiny model.exemplar release whose blend weight is sigmoid(blend_bias) everywhere."""
+    torch.manual_seed(0)
+    g2 = InpaintGenerator(4, 1, "telea", exemplar=True)
+    with torch.no_grad():
+        g2.decoder[-1].weight[3] = 0
+        g2.decoder[-1].bias[3] = blend_bias
+    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True)
+    return save_release(tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), g2.state_dict(), cfg)
+
+
+def test_an_exemplar_release_round_trips_and_the_pipeline_passes_the_patchmatch_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefill import pipeline as pipeline_module
+
+    rel = _exemplar_release(tmp_path, -30.0)  # weight 0: the output is the PatchMatch copy
+    _, g2, cfg, _ = load_release(rel)
+    assert cfg.exemplar and g2.exemplar and g2.in_channels == 8
+    inp = Inpainter.from_pretrained(rel, precision="fp32")
+    calls = spy_fill_hole(monkeypatch, pipeline_module)
+    rgb, hole = photo_array(), box_hole()
+    edges = np.zeros(hole.shape, np.float32)
+    got = inp.complete(rgb, hole, edges)
+    assert [kind for kind, _ in calls] == ["telea", "patchmatch"]
+    np.testing.assert_array_equal(got[hole], fill_hole("patchmatch", rgb, hole)[hole])
+    line = np.zeros(hole.shape, np.float32)
+    line[hole.shape[0] // 2] = 1
+    inp.complete(rgb, hole, line, drawn=True)
+    assert calls[-1] == ("patchmatch", cfg.edge_guide)  # guided like the patchmatch pre-fill

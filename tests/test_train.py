@@ -513,6 +513,34 @@ def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
     t.fit(max_steps=1)  # a training step runs on the PatchMatch-filled batches
 
 
+def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
+    photos: Path, tmp_path: Path
+) -> None:
+    from edgefill.checkpoint import save_release
+    from edgefill.config import ModelConfig
+    from edgefill.networks import EXEMPLAR_START_WEIGHT, EdgeGenerator, InpaintGenerator
+    from edgefill.pipeline import Inpainter
+
+    g2 = InpaintGenerator(8, 1, "telea")
+    torch.nn.init.normal_(g2.decoder[-1].weight, 0, 0.1)  # a learned Telea correction
+    telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
+    rel = save_release(tmp_path / "rel", EdgeGenerator(8, 1).state_dict(), g2.state_dict(), telea)
+    out = tmp_path / "ex"
+    t = make_trainer(
+        photos, out, "inpaint-on-predicted", "model.hole_fill=telea", "model.exemplar=true",
+        edge_weights=str(rel), init=str(rel),
+    )  # fmt: skip
+    last = t.pairs["inpaint"].g.decoder[-1]
+    assert torch.equal(last.weight[:3], g2.decoder[-1].weight.half().float())  # kept
+    assert torch.all(last.weight[3] == 0)
+    assert float(torch.sigmoid(last.bias[3])) == pytest.approx(EXEMPLAR_START_WEIGHT, abs=1e-3)
+    t.fit(max_steps=2)  # batches carry the PatchMatch copy from the workers
+    assert not torch.all(last.weight[3] == 0)  # the blend weight is learned
+    assert main(["export", str(out), "-o", str(tmp_path / "rel2"), "--latest"]) == 0
+    inp = Inpainter.from_pretrained(tmp_path / "rel2")
+    assert inp.config.exemplar and inp.g2.in_channels == 8
+
+
 def test_an_attention_g2_fine_tunes_from_a_release_and_exports(
     photos: Path, tmp_path: Path
 ) -> None:

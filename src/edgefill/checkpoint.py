@@ -340,7 +340,7 @@ def load_release(
         return load_reference_generators(path)
     cfg, doc = read_release_config(path)
     g1 = EdgeGenerator(cfg.width, cfg.edge_blocks)
-    g2 = InpaintGenerator(cfg.width, cfg.inpaint_blocks, cfg.hole_fill, cfg.attention)
+    g2 = InpaintGenerator.from_config(cfg)
     _load_into(g1, path / EDGE_FILE)
     _load_into(g2, path / INPAINT_FILE)
     return g1.eval(), g2.eval(), cfg, doc

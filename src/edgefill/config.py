@@ -72,6 +72,10 @@ class ModelConfig:
     # features become weighted copies of known ones, so texture can come from the photo itself.
     # Needs a pre-filled G2 (its input carries the mask).
     attention: bool = False
+    # G2 also gets the PatchMatch fill of the hole (``prefill.patchmatch``, guided like the
+    # ``patchmatch`` pre-fill) and returns, per pixel, a blend of its own corrected fill and that
+    # copy: texture from the photo where the copy fits, G2's painting where it does not.
+    exemplar: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,13 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
         raise EdgefillError(f"{where}.attention must be true or false, got {m.attention!r}")
     if m.attention and m.hole_fill == "white":
         raise EdgefillError(f"{where}.attention needs a pre-filled G2 (hole_fill other than white)")
+    if not isinstance(m.exemplar, bool):
+        raise EdgefillError(f"{where}.exemplar must be true or false, got {m.exemplar!r}")
+    if m.exemplar and m.hole_fill in ("white", "patchmatch"):
+        raise EdgefillError(
+            f"{where}.exemplar blends G2's corrected pre-fill with a PatchMatch copy: it needs "
+            f"hole_fill telea, got {m.hole_fill!r}"
+        )
 
 
 def validate(cfg: Config) -> None:

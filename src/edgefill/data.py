@@ -114,9 +114,10 @@ def make_sample(
     guide: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     edge_guide: float = 0.0,
     edge_hole_fill: str = "white",
+    exemplar: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Tensors for one training example (CHW float32): image, gray, mask, edges_known,
-    edges_full, edges_g2, filled.
+    edges_full, edges_g2, filled (and exemplar).
 
     edges_known: Canny restricted to known pixels (what inference sees);
     edges_full: Canny of the whole photo (the edge generator's target, the 'ground-truth' edges);
@@ -126,6 +127,8 @@ def make_sample(
     edges_g2 with weight ``edge_guide`` when those are the true edges). Both are computed here,
     in the DataLoader workers. With ``edge_hole_fill`` other than "white" also gray_g1: the gray
     of the photo pre-filled (unguided) that way, what G1 sees in the hole (``sample_edge_input``).
+    With ``exemplar`` also exemplar: the PatchMatch fill, guided as the ``patchmatch`` pre-fill
+    would be (``model.exemplar``).
     """
     gray = to_gray(rgb)
     sample = {
@@ -151,6 +154,8 @@ def make_sample(
     else:
         filled = fill_hole(hole_fill, rgb, hole, seed, edges, weight)
     sample["filled"] = _chw(filled)
+    if exemplar:
+        sample["exemplar"] = _chw(fill_hole("patchmatch", rgb, hole, seed, edges, weight))
     return sample
 
 
@@ -168,6 +173,7 @@ class PhotoDataset(Dataset):
         edge_generator: torch.nn.Module | None = None,
         true_edge_prob: float = 0.0,
         edge_hole_fill: str = "white",
+        exemplar: bool = False,
     ):
         """``edge_generator``: a frozen G1 whose predictions G2 gets inside the hole (stage
         inpaint-on-predicted), except for a ``true_edge_prob`` share of samples, which get the
@@ -180,6 +186,7 @@ class PhotoDataset(Dataset):
         self.edge_generator = edge_generator
         self.true_edge_prob = true_edge_prob
         self.edge_hole_fill = edge_hole_fill
+        self.exemplar = exemplar
         self.kinds = [k.strip() for k in cfg.mask_kinds.split(",")]
         weights = np.array([float(x) for x in cfg.mask_weights.split(",")])
         self.mask_p = weights / weights.sum()
@@ -242,6 +249,7 @@ class PhotoDataset(Dataset):
             guide,
             self.edge_guide,
             self.edge_hole_fill,
+            self.exemplar,
         )
 
     @torch.no_grad()

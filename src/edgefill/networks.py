@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from edgefill.config import HOLE_FILLS
+from edgefill.config import HOLE_FILLS, ModelConfig
+
+# The weight of G2's own corrected fill against the PatchMatch copy when a G2 gains
+# ``model.exemplar`` (``adapt_inpaint_state``). Chosen on training photos (docs/model-card.md,
+# session 11): a fixed blend of 1/4 of the shipped G2's fill and 3/4 of PatchMatch's had a lower
+# LPIPS than either alone.
+EXEMPLAR_START_WEIGHT = 0.25
 
 
 def _sn(module: nn.Module, use: bool) -> nn.Module:
@@ -175,20 +181,35 @@ class InpaintGenerator(_Generator):
 
     hole_fill "white" (the reference) outputs the image in [0, 1]. Otherwise the input's RGB is
     already filled and G2 adds a correction in (-1, 1) to it, clamped to [0, 1] here so that the
-    losses in training see exactly what inference returns.
+    losses in training see exactly what inference returns. With ``exemplar`` the input also
+    carries a PatchMatch fill (channels 5-7) and a fourth output channel gives, per pixel, the
+    weight of G2's corrected fill against that copy (``model.exemplar``).
     """
 
     def __init__(
-        self, width: int = 64, blocks: int = 8, hole_fill: str = "white", attention: bool = False
+        self,
+        width: int = 64,
+        blocks: int = 8,
+        hole_fill: str = "white",
+        attention: bool = False,
+        exemplar: bool = False,
     ):
         if hole_fill not in HOLE_FILLS:
             raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
         if attention and hole_fill == "white":
             raise ValueError("attention needs a pre-filled G2: its input carries the mask")
-        self.in_channels = 4 if hole_fill == "white" else 5
-        super().__init__(self.in_channels, 3, width, blocks, use_spectral_norm=False)
+        if exemplar and hole_fill == "white":
+            raise ValueError("exemplar needs a pre-filled G2: it blends with the corrected fill")
+        self.in_channels = (4 if hole_fill == "white" else 5) + (3 if exemplar else 0)
+        super().__init__(self.in_channels, 4 if exemplar else 3, width, blocks, False)
         self.hole_fill = hole_fill
+        self.exemplar = exemplar
         self.attend = PatchAttention(width * 4) if attention else None
+
+    @classmethod
+    def from_config(cls, m: ModelConfig) -> InpaintGenerator:
+        """The G2 a ``ModelConfig`` describes."""
+        return cls(m.width, m.inpaint_blocks, m.hole_fill, m.attention, m.exemplar)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.attend is None:
@@ -200,7 +221,11 @@ class InpaintGenerator(_Generator):
     def activate(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.hole_fill == "white":
             return (torch.tanh(logits) + 1) / 2
-        return (x[:, :3].to(logits.dtype) + torch.tanh(logits)).clamp(0, 1)
+        own = (x[:, :3].to(logits.dtype) + torch.tanh(logits[:, :3])).clamp(0, 1)
+        if not self.exemplar:
+            return own
+        weight = torch.sigmoid(logits[:, 3:4])
+        return weight * own + (1 - weight) * x[:, 5:8].to(logits.dtype)
 
 
 def edge_input(
@@ -217,15 +242,21 @@ def edge_input(
 
 
 def inpaint_input(
-    filled: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor, hole_fill: str = "white"
+    filled: torch.Tensor,
+    mask: torch.Tensor,
+    edges: torch.Tensor,
+    hole_fill: str = "white",
+    exemplar: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """G2 input from the pre-filled photo (Bx3, see ``edgefill.prefill.fill_hole``), the hole
-    (Bx1, 1 = missing) and the composite edges (Bx1); pre-filled G2s also get the mask."""
+    (Bx1, 1 = missing) and the composite edges (Bx1); pre-filled G2s also get the mask, and
+    those with ``model.exemplar`` the PatchMatch fill (Bx3) last."""
     if hole_fill == "white":
         return torch.cat([filled, edges], 1)
-    if hole_fill in HOLE_FILLS:
-        return torch.cat([filled, edges, mask], 1)
-    raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
+    if hole_fill not in HOLE_FILLS:
+        raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
+    parts = [filled, edges, mask] + ([] if exemplar is None else [exemplar])
+    return torch.cat(parts, 1)
 
 
 def adapt_inpaint_state(
@@ -238,25 +269,36 @@ def adapt_inpaint_state(
     every learned feature; training then learns the correction. ``reset_output`` zeroes the
     output conv in any case (a G2 moving from one pre-fill to another: a correction learned for
     Telea's blur would damage PatchMatch's texture). A G2 gaining a ``PatchAttention`` block
-    gets the block's fresh (identity) weights.
+    gets the block's fresh (identity) weights. A G2 gaining ``exemplar`` gets zero weights from
+    the PatchMatch channels and a blend-weight output of constant EXEMPLAR_START_WEIGHT: it
+    starts as that fixed blend of its own fill and the PatchMatch copy.
     """
     target = module.state_dict()
     first = "encoder.1.weight"
+    last = f"decoder.{len(module.decoder) - 1}"
     out = dict(sd)
     if first in sd and first in target and sd[first].shape != target[first].shape:
         w = sd[first]
         extra = target[first].shape[1] - w.shape[1]
         if extra <= 0 or w.shape[0] != target[first].shape[0]:
-            return out  # not the white -> pre-filled case: let load_state_dict report it
+            return out  # not a G2 gaining input channels: let load_state_dict report it
         out[first] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)
-        reset_output = True
+        reset_output = reset_output or w.shape[1] == 4  # it was a "white" G2
     for k, v in target.items():  # a G2 gaining attention: the new block starts as identity
         if k.startswith("attend.") and k not in out:
             out[k] = v.clone()
+    weight, bias = f"{last}.weight", f"{last}.bias"
     if reset_output:
-        last = f"decoder.{len(module.decoder) - 1}"
-        for k in (f"{last}.weight", f"{last}.bias"):
-            out[k] = torch.zeros_like(target[k])
+        out[weight] = torch.zeros_like(target[weight])
+        out[bias] = torch.zeros_like(target[bias])
+    if weight in out and out[weight].shape[0] == 3 and target[weight].shape[0] == 4:
+        w, b = out[weight], out[bias]
+        out[weight] = torch.cat([w, w.new_zeros(1, *w.shape[1:])], 0)
+        out[bias] = torch.cat([b, b.new_zeros(1)])
+    if weight in out and out[weight].shape[0] == 4 and (reset_output or sd[weight].shape[0] == 3):
+        start = torch.tensor(EXEMPLAR_START_WEIGHT)
+        out[bias] = out[bias].clone()
+        out[bias][3] = torch.log(start / (1 - start))  # sigmoid(bias) = the start weight
     return out
 
 

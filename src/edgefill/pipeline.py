@@ -414,9 +414,13 @@ class Inpainter:
         weight = cfg.edge_guide if drawn else 0.0
         filled = fill_hole(cfg.hole_fill, rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
         filled = to_tensor(filled)
+        copy = None
+        if cfg.exemplar:
+            copy = fill_hole("patchmatch", rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
+            copy = to_tensor(copy)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, self.config.hole_fill))
+        x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, cfg.hole_fill, copy))
         out = check_finite(self.engine("inpaint", x)[..., :h, :w], "image")
         return out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 

@@ -338,7 +338,7 @@ class Trainer:
             self.pairs["edge"] = self._pair(EdgeGenerator(m.width, m.edge_blocks), Discriminator(2))
         if self.stage != "edge":
             self.pairs["inpaint"] = self._pair(
-                InpaintGenerator(m.width, m.inpaint_blocks, m.hole_fill, m.attention),
+                InpaintGenerator.from_config(m),
                 Discriminator(3),
             )
         self.frozen_edge: EdgeGenerator | None = None
@@ -387,6 +387,7 @@ class Trainer:
             edge_generator=copy.deepcopy(self.frozen_edge),
             true_edge_prob=cfg.train.true_edge_prob,
             edge_hole_fill=m.edge_hole_fill,
+            exemplar=m.exemplar,
         )
         if self.frozen_edge is not None:  # validation runs the trainer's own copy
             self.frozen_edge = self.frozen_edge.to(self.device)
@@ -518,7 +519,8 @@ class Trainer:
         """G2's adversarial, L1, perceptual, style and TV terms, guided by ``edges``."""
         lc, pair = self.cfg.loss, self.pairs["inpaint"]
         image, mask = batch["image"], batch["mask"]
-        x = inpaint_input(batch["filled"], mask, edges, self.cfg.model.hole_fill)
+        m = self.cfg.model
+        x = inpaint_input(batch["filled"], mask, edges, m.hole_fill, batch.get("exemplar"))
         out = pair.g_run(x).float()
         merged = out * mask + image * (1 - mask)
         fake_logits, _ = pair.d(out)
@@ -662,7 +664,10 @@ class Trainer:
                 m = self.cfg.model
                 guide = m.edge_guide if g1 is None or self.stage == "inpaint" else 0.0
                 filled = fill_batch(m.hole_fill, batch["image"], mask, edges, guide)
-                x = inpaint_input(filled, mask, edges, m.hole_fill)
+                copy = None
+                if m.exemplar:
+                    copy = fill_batch("patchmatch", batch["image"], mask, edges, guide)
+                x = inpaint_input(filled, mask, edges, m.hole_fill, copy)
                 pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)
                 scores = {

@@ -375,3 +375,30 @@ def test_an_exemplar_release_round_trips_and_the_pipeline_passes_the_patchmatch_
     line[hole.shape[0] // 2] = 1
     inp.complete(rgb, hole, line, drawn=True)
     assert calls[-1] == ("patchmatch", cfg.edge_guide)  # guided like the patchmatch pre-fill
+
+
+def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
+    rgb, hole = photo_array(), box_hole()
+    threads = []
+    real = Inpainter.exemplar_copy
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Inpainter, "exemplar_copy", spy)
+    out, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="original")
+    assert threads == [False]  # one copy, computed off the main thread
+    comp = inp._edges(rgb, hole, None)
+    want = inp.complete(rgb, hole, comp)  # the copy computed in line
+    assert threads == [False, True]
+    np.testing.assert_array_equal(out[hole], want[hole])
+    line = np.zeros(hole.shape, np.float32)
+    line[hole.shape[0] // 2] = 1
+    inp.inpaint_arrays(rgb, hole, line, hd_strategy="original")
+    assert threads[-1] is True  # drawn edges guide the copy: it waits for them

@@ -29,7 +29,9 @@ measurements and tolerances.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -402,25 +404,38 @@ class Inpainter:
         return known, pred[0, 0].cpu().numpy()
 
     @torch.inference_mode()
+    def exemplar_copy(
+        self, rgb: np.ndarray, hole: np.ndarray, drawn_edges: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The PatchMatch copy a ``model.exemplar`` G2 blends with (uint8 HxWx3), following
+        ``drawn_edges`` (``model.edge_guide``) when edges were drawn, as in training."""
+        weight = self.config.edge_guide if drawn_edges is not None else 0.0
+        return fill_hole("patchmatch", rgb, hole, 0, drawn_edges, weight, PATCHMATCH_MAX_SIDE)
+
     def complete(
-        self, rgb: np.ndarray, hole: np.ndarray, edges: np.ndarray, drawn: bool = False
+        self,
+        rgb: np.ndarray,
+        hole: np.ndarray,
+        edges: np.ndarray,
+        drawn: bool = False,
+        copy: np.ndarray | None = None,
     ) -> np.ndarray:
         """G2 on the masked photo and a composite edge map; returns the raw prediction uint8 HxWx3.
 
         ``drawn``: the edges inside the hole were given (drawn by a user), not predicted; only
         then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training.
+        ``copy``: the ``exemplar_copy`` of a ``model.exemplar`` G2, when already computed.
         """
         cfg = self.config
         weight = cfg.edge_guide if drawn else 0.0
         filled = fill_hole(cfg.hole_fill, rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
         filled = to_tensor(filled)
-        copy = None
-        if cfg.exemplar:
-            copy = fill_hole("patchmatch", rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
-            copy = to_tensor(copy)
+        if cfg.exemplar and copy is None:
+            copy = self.exemplar_copy(rgb, hole, edges if drawn else None)
+        copy_t = None if copy is None else to_tensor(copy)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, cfg.hole_fill, copy))
+        x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, cfg.hole_fill, copy_t))
         out = check_finite(self.engine("inpaint", x)[..., :h, :w], "image")
         return out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
@@ -462,6 +477,23 @@ class Inpainter:
         edges = np.zeros((h, w), np.float32)  # stays zero outside the windows
         plan = plan_windows(hole, strategy, margin, working_size)
         owner = window_owners(hole, [box for box, _ in plan])
+        # Without drawn edges the PatchMatch copy of an exemplar G2 does not depend on G1's
+        # edges: it runs beside G1 (the library is C code and releases the GIL).
+        early = fill and self.config.exemplar and guide is None
+        with ThreadPoolExecutor(1) if early else contextlib.nullcontext() as pool:
+            return self._fill_windows(rgb, hole, guide, plan, owner, result, edges, pool)
+
+    def _fill_windows(
+        self,
+        rgb: np.ndarray,
+        hole: np.ndarray,
+        guide: np.ndarray | None,
+        plan: list[tuple[Box, tuple[int, int]]],
+        owner: np.ndarray,
+        result: np.ndarray | None,
+        edges: np.ndarray,
+        pool: ThreadPoolExecutor | None,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         for i, ((t, lf, b, r), (sh, sw)) in enumerate(plan):
             rgb_w, hole_w = rgb[t:b, lf:r], hole[t:b, lf:r]
             guide_w = None if guide is None else guide[t:b, lf:r]
@@ -472,6 +504,9 @@ class Inpainter:
                 guide_s = None if guide_w is None else _shrink_max(guide_w, (sh, sw))
             else:
                 rgb_s, hole_s, guide_s = np.ascontiguousarray(rgb_w), hole_w, guide_w
+            copy: Future | None = None
+            if pool is not None:
+                copy = pool.submit(self.exemplar_copy, rgb_s, hole_s)
             comp = self._edges(rgb_s, hole_s, guide_s)
             if (sh, sw) != (wh, ww):
                 edges[t:b, lf:r] = cv2.resize(comp, (ww, wh), interpolation=cv2.INTER_LINEAR)
@@ -479,7 +514,9 @@ class Inpainter:
                 edges[t:b, lf:r] = comp
             if result is None:
                 continue
-            filled = self.complete(rgb_s, hole_s, comp, drawn=guide is not None)
+            filled = self.complete(
+                rgb_s, hole_s, comp, guide is not None, None if copy is None else copy.result()
+            )
             if (sh, sw) != (wh, ww):
                 # Upscale the small result with its known pixels around the hole (no dark halo).
                 small = np.where(hole_s[..., None], filled, rgb_s)

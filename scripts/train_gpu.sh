@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Turn a lent GPU into weights in one call: train the default model's design (configs/
-# cpu-patchmatch.yaml) on CUDA in bf16 for a fixed wall-clock budget, checkpointing as it goes,
+# cpu-exemplar.yaml) on CUDA in bf16 for a fixed wall-clock budget, checkpointing as it goes,
 # then export a release (fp16 safetensors + config.json) from the best checkpoint.
 #
 #   scripts/train_gpu.sh prepare          # here, once: fills .gpu/ (ignored by git) with what the
@@ -78,7 +78,7 @@ echo "train_gpu: stage $STAGE for $MINUTES min on $DEVICE, data $DATA, out $OUT"
 # takes the best of them. `timeout` exits 124 then, which is the expected end here.
 set +e
 timeout --signal=INT "$(awk "BEGIN{print int($MINUTES*60)}")" \
-    "$PY" -m edgefill.cli train --config configs/cpu-patchmatch.yaml --stage "$STAGE" \
+    "$PY" -m edgefill.cli train --config configs/cpu-exemplar.yaml --stage "$STAGE" \
     --data "$DATA" --out "$OUT/run" --device "$DEVICE" "${START[@]}" "${SETS[@]}" \
     ${EXTRA:-} 2>&1 | tr '\r' '\n' | grep -v '^ *[0-9]*%|' | tail -n 40
 set -e

@@ -534,6 +534,15 @@ def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
     assert torch.equal(last.weight[:3], g2.decoder[-1].weight.half().float())  # kept
     assert torch.all(last.weight[3] == 0)
     assert float(torch.sigmoid(last.bias[3])) == pytest.approx(EXEMPLAR_START_WEIGHT, abs=1e-3)
+    start = make_trainer(
+        photos, tmp_path / "start", "inpaint-on-predicted", "model.hole_fill=telea",
+        "model.exemplar=true", edge_weights=str(rel), init=str(rel),
+    )  # fmt: skip
+    assert start.fit(max_steps=0)  # no step: the start is validated and saved ...
+    assert main(["export", str(tmp_path / "start"), "-o", str(tmp_path / "rel0")]) == 0
+    g2_start = Inpainter.from_pretrained(tmp_path / "rel0").g2  # ... and releases as it is
+    assert torch.all(g2_start.decoder[-1].weight[3] == 0)
+    assert torch.equal(g2_start.decoder[-1].bias, last.bias.detach().half().float())
     t.fit(max_steps=2)  # batches carry the PatchMatch copy from the workers
     assert not torch.all(last.weight[3] == 0)  # the blend weight is learned
     assert main(["export", str(out), "-o", str(tmp_path / "rel2"), "--latest"]) == 0

@@ -775,6 +775,13 @@ class Trainer:
         self._start_run(resume)
         end = min(t.max_steps, max_steps if max_steps is not None else t.max_steps)
         val = self._validation_set()
+        if end == 0 and self.step == 0:
+            # No step to take: the start itself (e.g. --init adapted to a new option such as
+            # model.exemplar) is validated and saved, so that `edgefill export` can release it.
+            if val:
+                self.metrics = self._validation(val, grid=True)
+            self.save(best=bool(val))
+            return self.metrics
         loader = self._loader()
         for p in self.pairs.values():
             p.g.train()

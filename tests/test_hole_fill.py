@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -361,20 +362,45 @@ def test_an_exemplar_release_round_trips_and_the_pipeline_passes_the_patchmatch_
 ) -> None:
     from edgefill import pipeline as pipeline_module
 
-    rel = _exemplar_release(tmp_path, -30.0)  # weight 0: the output is the PatchMatch copy
+    rel = _exemplar_release(tmp_path, -30.0)  # weight 0: the output is the copy
     _, g2, cfg, _ = load_release(rel)
     assert cfg.exemplar and g2.exemplar and g2.in_channels == 8
     inp = Inpainter.from_pretrained(rel, precision="fp32")
-    calls = spy_fill_hole(monkeypatch, pipeline_module)
+    calls = []
+    real = pipeline_module.exemplar_fill
+
+    def spy(rgb, hole, seed=0, edges=None, edge_guide=0.0, max_side=None):  # noqa: ANN001, ANN202
+        calls.append(edge_guide)
+        return real(rgb, hole, seed, edges, edge_guide, max_side)
+
+    monkeypatch.setattr(pipeline_module, "exemplar_fill", spy)
     rgb, hole = photo_array(), box_hole()
     edges = np.zeros(hole.shape, np.float32)
     got = inp.complete(rgb, hole, edges)
-    assert [kind for kind, _ in calls] == ["telea", "patchmatch"]
-    np.testing.assert_array_equal(got[hole], fill_hole("patchmatch", rgb, hole)[hole])
+    assert calls == [0.0]
+    np.testing.assert_array_equal(got[hole], prefill.exemplar_fill(rgb, hole)[hole])
     line = np.zeros(hole.shape, np.float32)
     line[hole.shape[0] // 2] = 1
     inp.complete(rgb, hole, line, drawn=True)
-    assert calls[-1] == ("patchmatch", cfg.edge_guide)  # guided like the patchmatch pre-fill
+    assert calls[-1] == cfg.edge_guide  # guided like the patchmatch pre-fill
+
+
+def test_the_exemplar_copy_keeps_a_smooth_fill_with_grain_on_thin_parts() -> None:
+    rgb = _rgb(64, 64)
+    hole = np.zeros((64, 64), bool)
+    hole[30:32, 4:60] = True  # a scratch: thin
+    hole[8:24, 8:24] = True  # a blob: not thin
+    thin = prefill.thin_parts(hole)
+    copy = prefill.fill_hole("patchmatch", rgb, hole)
+    got = prefill.exemplar_fill(rgb, hole)
+    blob = hole & ~thin
+    np.testing.assert_array_equal(got[blob], copy[blob])  # PatchMatch's copy on the blob
+    np.testing.assert_array_equal(got[~hole], rgb[~hole])
+    smooth = prefill.smooth_fill(rgb, hole).astype(np.float32)
+    grain = copy.astype(np.float32) - cv2.GaussianBlur(copy.astype(np.float32), (0, 0), 1.0)
+    want = np.clip(np.round(smooth + prefill.THIN_DETAIL * grain), 0, 255)
+    np.testing.assert_array_equal(got[thin], want[thin])
+    assert not np.array_equal(got[thin], copy[thin])
 
 
 def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(

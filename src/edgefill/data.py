@@ -23,7 +23,7 @@ from edgefill.errors import EdgefillError
 from edgefill.image import load_rgb
 from edgefill.masks import generate_mask, load_mask
 from edgefill.networks import edge_input
-from edgefill.prefill import fill_hole
+from edgefill.prefill import exemplar_fill, fill_hole
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -127,8 +127,8 @@ def make_sample(
     edges_g2 with weight ``edge_guide`` when those are the true edges). Both are computed here,
     in the DataLoader workers. With ``edge_hole_fill`` other than "white" also gray_g1: the gray
     of the photo pre-filled (unguided) that way, what G1 sees in the hole (``sample_edge_input``).
-    With ``exemplar`` also exemplar: the PatchMatch fill, guided as the ``patchmatch`` pre-fill
-    would be (``model.exemplar``).
+    With ``exemplar`` also exemplar: ``prefill.exemplar_fill`` (the PatchMatch copy), guided as
+    the ``patchmatch`` pre-fill would be (``model.exemplar``).
     """
     gray = to_gray(rgb)
     sample = {
@@ -155,7 +155,7 @@ def make_sample(
         filled = fill_hole(hole_fill, rgb, hole, seed, edges, weight)
     sample["filled"] = _chw(filled)
     if exemplar:
-        sample["exemplar"] = _chw(fill_hole("patchmatch", rgb, hole, seed, edges, weight))
+        sample["exemplar"] = _chw(exemplar_fill(rgb, hole, seed, edges, weight))
     return sample
 
 

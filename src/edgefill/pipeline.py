@@ -71,7 +71,7 @@ from edgefill.networks import (
     inpaint_input,
 )
 from edgefill.onnx_export import ONNX_FILES
-from edgefill.prefill import PATCHMATCH_MAX_SIDE, fill_hole
+from edgefill.prefill import PATCHMATCH_MAX_SIDE, exemplar_fill, fill_hole
 
 STRIDE = 4  # two stride-2 stages in each generator
 MIN_SIDE = 16  # smaller inputs leave the residual blocks' reflection padding too little to pad
@@ -407,10 +407,10 @@ class Inpainter:
     def exemplar_copy(
         self, rgb: np.ndarray, hole: np.ndarray, drawn_edges: np.ndarray | None = None
     ) -> np.ndarray:
-        """The PatchMatch copy a ``model.exemplar`` G2 blends with (uint8 HxWx3), following
-        ``drawn_edges`` (``model.edge_guide``) when edges were drawn, as in training."""
+        """The copy a ``model.exemplar`` G2 blends with (``prefill.exemplar_fill``, uint8 HxWx3),
+        following ``drawn_edges`` (``model.edge_guide``) when edges were drawn, as in training."""
         weight = self.config.edge_guide if drawn_edges is not None else 0.0
-        return fill_hole("patchmatch", rgb, hole, 0, drawn_edges, weight, PATCHMATCH_MAX_SIDE)
+        return exemplar_fill(rgb, hole, 0, drawn_edges, weight, PATCHMATCH_MAX_SIDE)
 
     def complete(
         self,

@@ -66,7 +66,7 @@ from edgefill.networks import (
     adapt_inpaint_state,
     inpaint_input,
 )
-from edgefill.prefill import fill_batch
+from edgefill.prefill import EXEMPLAR, fill_batch
 from edgefill.vgg import default_vgg_path, load_vgg16
 
 CKPT_DIR = "checkpoints"
@@ -666,7 +666,7 @@ class Trainer:
                 filled = fill_batch(m.hole_fill, batch["image"], mask, edges, guide)
                 copy = None
                 if m.exemplar:
-                    copy = fill_batch("patchmatch", batch["image"], mask, edges, guide)
+                    copy = fill_batch(EXEMPLAR, batch["image"], mask, edges, guide)
                 x = inpaint_input(filled, mask, edges, m.hole_fill, copy)
                 pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)

@@ -134,8 +134,9 @@ def test_same_seed_same_weights_and_output() -> None:
 # ----------------------------------------------------------------------------- exemplar blend
 
 
-def _exemplar_input(h: int = 32, w: int = 40) -> torch.Tensor:
-    x = torch.rand(2, 8, h, w)
+def _masked_input(h: int = 32, w: int = 40, channels: int = 5) -> torch.Tensor:
+    """A pre-filled G2's input (channel 4: the mask, a box); 8 channels for model.exemplar."""
+    x = torch.rand(2, channels, h, w)
     x[:, 4] = 0
     x[:, 4, 8:24, 12:30] = 1
     return x
@@ -147,7 +148,7 @@ def test_a_g2_gaining_exemplar_starts_as_the_fixed_blend_of_its_fill_and_the_cop
     new = InpaintGenerator(width=4, blocks=1, hole_fill="telea", exemplar=True).eval()
     assert new.in_channels == 8 and new.decoder[-1].weight.shape[0] == 4
     new.load_state_dict(adapt_inpaint_state(old.state_dict(), new))
-    x = _exemplar_input()
+    x = _masked_input(channels=8)
     w = EXEMPLAR_START_WEIGHT
     expected = w * old(x[:, :5]) + (1 - w) * x[:, 5:8]
     assert torch.allclose(new(x), expected, atol=1e-6)
@@ -159,7 +160,7 @@ def test_the_blend_weight_channel_chooses_between_the_fill_and_the_copy() -> Non
     with torch.no_grad():
         net.decoder[-1].weight[3] = 0
         net.decoder[-1].bias[3] = -50  # weight 0: the PatchMatch copy
-    x = _exemplar_input()
+    x = _masked_input(channels=8)
     assert torch.allclose(net(x), x[:, 5:8], atol=1e-6)
     with torch.no_grad():
         net.decoder[-1].bias[3] = 50  # weight 1: G2's own corrected fill
@@ -171,14 +172,14 @@ def test_a_white_g2_gaining_exemplar_starts_as_the_blend_of_prefill_and_copy() -
     white = _seeded(lambda: InpaintGenerator(width=4, blocks=1))
     new = InpaintGenerator(width=4, blocks=1, hole_fill="telea", exemplar=True).eval()
     new.load_state_dict(adapt_inpaint_state(white.state_dict(), new))
-    x = _exemplar_input()
+    x = _masked_input(channels=8)
     w = EXEMPLAR_START_WEIGHT
     assert torch.allclose(new(x), w * x[:, :3] + (1 - w) * x[:, 5:8], atol=1e-6)
 
 
 def test_gradients_reach_every_parameter_of_an_exemplar_g2() -> None:
     net = _seeded(lambda: InpaintGenerator(width=4, blocks=1, hole_fill="telea", exemplar=True))
-    _check_gradients(net.train(), net(_exemplar_input()))
+    _check_gradients(net.train(), net(_masked_input(channels=8)))
 
 
 def test_exemplar_needs_a_prefilled_g2() -> None:
@@ -187,13 +188,6 @@ def test_exemplar_needs_a_prefilled_g2() -> None:
 
 
 # ----------------------------------------------------------------------------- patch attention
-
-
-def _masked_input(h: int = 32, w: int = 40) -> torch.Tensor:
-    x = torch.rand(2, 5, h, w)
-    x[:, 4] = 0
-    x[:, 4, 8:24, 12:30] = 1
-    return x
 
 
 def test_a_g2_gaining_attention_starts_as_exactly_the_same_g2() -> None:

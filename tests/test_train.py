@@ -486,17 +486,23 @@ def test_telea_hole_fill_fine_tunes_from_a_white_run(
     assert inp.config.hole_fill == "telea" and inp.g2.in_channels == 5
 
 
-def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
-    photos: Path, tmp_path: Path
-) -> None:
+def _telea_release(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    """A tiny telea release (width 8, one block) whose G2 has a learned, non-zero correction."""
     from edgefill.checkpoint import save_release
     from edgefill.config import ModelConfig
     from edgefill.networks import EdgeGenerator, InpaintGenerator
 
     g2 = InpaintGenerator(8, 1, "telea")
-    torch.nn.init.normal_(g2.decoder[-1].weight, 0, 0.1)  # a learned Telea correction
+    torch.nn.init.normal_(g2.decoder[-1].weight, 0, 0.1)
     telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
     rel = save_release(tmp_path / "rel", EdgeGenerator(8, 1).state_dict(), g2.state_dict(), telea)
+    return rel, g2
+
+
+def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
+    photos: Path, tmp_path: Path
+) -> None:
+    rel, g2 = _telea_release(tmp_path)
     t = make_trainer(
         photos, tmp_path / "pm", "inpaint-on-predicted", "model.hole_fill=patchmatch",
         edge_weights=str(rel), init=str(rel),
@@ -516,15 +522,10 @@ def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
 def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
     photos: Path, tmp_path: Path
 ) -> None:
-    from edgefill.checkpoint import save_release
-    from edgefill.config import ModelConfig
-    from edgefill.networks import EXEMPLAR_START_WEIGHT, EdgeGenerator, InpaintGenerator
+    from edgefill.networks import EXEMPLAR_START_WEIGHT
     from edgefill.pipeline import Inpainter
 
-    g2 = InpaintGenerator(8, 1, "telea")
-    torch.nn.init.normal_(g2.decoder[-1].weight, 0, 0.1)  # a learned Telea correction
-    telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
-    rel = save_release(tmp_path / "rel", EdgeGenerator(8, 1).state_dict(), g2.state_dict(), telea)
+    rel, g2 = _telea_release(tmp_path)
     out = tmp_path / "ex"
     t = make_trainer(
         photos, out, "inpaint-on-predicted", "model.hole_fill=telea", "model.exemplar=true",
@@ -555,14 +556,9 @@ def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
 def test_an_attention_g2_fine_tunes_from_a_release_and_exports(
     photos: Path, tmp_path: Path
 ) -> None:
-    from edgefill.checkpoint import save_release
-    from edgefill.config import ModelConfig
-    from edgefill.networks import EdgeGenerator, InpaintGenerator
     from edgefill.pipeline import Inpainter
 
-    g2 = InpaintGenerator(8, 1, "telea")
-    telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
-    rel = save_release(tmp_path / "rel", EdgeGenerator(8, 1).state_dict(), g2.state_dict(), telea)
+    rel, _ = _telea_release(tmp_path)
     out = tmp_path / "att"
     t = make_trainer(
         photos, out, "inpaint-on-predicted", "model.hole_fill=telea", "model.attention=true",

@@ -72,9 +72,10 @@ class ModelConfig:
     # features become weighted copies of known ones, so texture can come from the photo itself.
     # Needs a pre-filled G2 (its input carries the mask).
     attention: bool = False
-    # G2 also gets the PatchMatch fill of the hole (``prefill.patchmatch``, guided like the
-    # ``patchmatch`` pre-fill) and returns, per pixel, a blend of its own corrected fill and that
-    # copy: texture from the photo where the copy fits, G2's painting where it does not.
+    # G2 also gets a copy of the hole from the photo (``prefill.exemplar_fill``: PatchMatch,
+    # guided like the ``patchmatch`` pre-fill; smooth with grain on thin parts) and returns, per
+    # pixel, a blend of its own corrected fill and that copy: texture from the photo where the
+    # copy fits, G2's painting where it does not.
     exemplar: bool = False
 
 

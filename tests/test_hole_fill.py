@@ -428,3 +428,30 @@ def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(
     line[hole.shape[0] // 2] = 1
     inp.inpaint_arrays(rgb, hole, line, hd_strategy="original")
     assert threads[-1] is True  # drawn edges guide the copy: it waits for them
+
+
+def test_g1_leaves_the_copy_a_core_and_torch_threads_are_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
+    rgb, hole = photo_array(), box_hole()
+    seen = []
+    real = Inpainter._edges
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Inpainter, "_edges", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        inp.inpaint_arrays(rgb, hole, hd_strategy="original")
+        assert seen == [1]  # the copy runs beside G1 on the other core
+        assert torch.get_num_threads() == 2
+        line = np.zeros(hole.shape, np.float32)
+        line[hole.shape[0] // 2] = 1
+        inp.inpaint_arrays(rgb, hole, line, hd_strategy="original")
+        assert seen == [1, 2]  # drawn edges: the copy waits for them, G1 keeps both cores
+    finally:
+        torch.set_num_threads(before)

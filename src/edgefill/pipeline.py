@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,6 +484,21 @@ class Inpainter:
         with ThreadPoolExecutor(1) if early else contextlib.nullcontext() as pool:
             return self._fill_windows(rgb, hole, guide, plan, owner, result, edges, pool)
 
+    @contextlib.contextmanager
+    def _core_for_copy(self, copying: bool) -> Iterator[None]:
+        """While the PatchMatch copy runs in its thread, G1 leaves it one core: the copy is the
+        longer of the two, and torch threads that share a core with it wait at every barrier
+        (docs/performance.md, session 12). Torch's thread count is restored after."""
+        threads = torch.get_num_threads()
+        if not copying or threads < 2 or self.backend != "torch" or self.device.type != "cpu":
+            yield
+            return
+        torch.set_num_threads(threads - 1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
     def _fill_windows(
         self,
         rgb: np.ndarray,
@@ -507,7 +523,8 @@ class Inpainter:
             copy: Future | None = None
             if pool is not None:
                 copy = pool.submit(self.exemplar_copy, rgb_s, hole_s)
-            comp = self._edges(rgb_s, hole_s, guide_s)
+            with self._core_for_copy(copy is not None):
+                comp = self._edges(rgb_s, hole_s, guide_s)
             if (sh, sw) != (wh, ww):
                 edges[t:b, lf:r] = cv2.resize(comp, (ww, wh), interpolation=cv2.INTER_LINEAR)
             else:

@@ -9,8 +9,9 @@ in its own subprocess: seconds and peak RSS), ``folder`` (CLI folder throughput,
 ``train`` (training images/s), ``quality`` (LPIPS of the default fast path against the naive fp32
 whole-image forward on validation photos), ``ablation`` (each inference variant on one generator,
 interleaved), ``cli`` (the ``edgefill inpaint`` command on the 4000x3000 JPEG, process start to file
-written); ``compile`` (torch.compile vs eager, not in ``all``). Speed uses random weights (speed does not depend on
-them); quality needs trained weights (``--weights``, else the shipped default, else random
+written); ``compile`` (torch.compile vs eager, not in ``all``); ``shipped`` (the shipped release
+itself, PatchMatch copy included, on the 512 px and 4000x3000 cases of issue 14). Speed otherwise
+uses random weights of the plain architecture (speed does not depend on them); quality needs trained weights (``--weights``, else the shipped default, else random
 weights with a warning in the output).
 
 "naive" is what the reference EdgeConnect code does: the whole photo at full size through both
@@ -210,6 +211,16 @@ def fast_runner(width: int, blocks: int, variant: str, strategy: str) -> tuple[A
     return (lambda rgb, hole: inp.inpaint_arrays(rgb, hole)[0]), timed
 
 
+def shipped_runner(weights: str | None, strategy: str) -> tuple[Any, Timed]:
+    """A release as users get it (``None``: the shipped one), whatever its design."""
+    from edgefill.pipeline import Inpainter
+
+    inp = Inpainter.from_pretrained(weights, hd_strategy=strategy)
+    timed = Timed(inp.engine)
+    inp.engine = timed  # type: ignore[assignment]
+    return (lambda rgb, hole: inp.inpaint_arrays(rgb, hole)[0]), timed
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -219,9 +230,11 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(case["threads"])
     h, w = case["size"]
     rgb = photo(h, w, case.get("photo", 3))
-    hole = mask(case["mask"], h, w)
+    hole = mask(case["mask"], h, w, case.get("seed", 0))
     t = time.perf_counter()
-    if case["variant"] == "naive":
+    if case["variant"] == "shipped":
+        run, timed = shipped_runner(case.get("weights"), case["strategy"])
+    elif case["variant"] == "naive":
         run, timed = naive_runner(case["width"], case["blocks"])
     else:
         run, timed = fast_runner(case["width"], case["blocks"], case["variant"], case["strategy"])
@@ -321,8 +334,28 @@ def part_latency(args: argparse.Namespace, flops: dict[str, Any]) -> list[dict[s
     return rows
 
 
+def part_shipped(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The release (``--weights``, default the shipped one) on issue 14's two speed cases: three
+    512 px photos with a 20 % hole and the 4000x3000 photo with 1 % thin scratches."""
+    base = {"threads": args.threads, "warmup": 1, "reps": args.reps, "variant": "shipped"}
+    base.update({"strategy": "crop", "weights": args.weights, "width": "shipped", "blocks": 0})
+    cases = [
+        {**base, "size": [512, 512], "mask": "irregular20", "photo": i, "seed": i} for i in range(3)
+    ]
+    if args.big:
+        cases.append({**base, "size": list(BIG), "mask": "scratch1", "photo": 0, "seed": 0})
+    rows = []
+    for case in cases:
+        r = run_worker(case, args.timeout)
+        rows.append(r)
+        print(fmt_latency(r), flush=True)
+    return rows
+
+
 def fmt_latency(r: dict[str, Any]) -> str:
     tag = f"{r['width']}/{r['blocks']} {r['size'][1]}x{r['size'][0]} {r['variant']} {r['strategy']}"
+    if r["variant"] == "shipped":
+        tag = f"shipped release {r['size'][1]}x{r['size'][0]} {r['mask']} photo {r['photo']}"
     if "error" in r:
         return f"{tag}: ERROR {r['error']}"
     wall, cpu = min(r["wall_s"]), min(r["cpu_s"])
@@ -852,6 +885,7 @@ def main() -> int:
             "compile",
             "ablation",
             "cli",
+            "shipped",
             "report",
         ],
     )
@@ -932,6 +966,9 @@ def main() -> int:
     if args.part == "compile":  # not in "all": minutes of compilation for a known answer
         results["compile"] = part_compile(args)
         print(json.dumps(results["compile"], indent=1), flush=True)
+        save()
+    if args.part in ("all", "shipped"):
+        results["shipped"] = part_shipped(args)
         save()
     if args.part in ("all", "quality"):
         key = f"quality_{args.quality_size}"

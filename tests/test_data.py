@@ -124,6 +124,22 @@ def test_the_dataset_gives_an_exemplar_g2_the_patchmatch_copy(photos: Path) -> N
     assert not np.array_equal(copy[hole], filled[hole])  # a copy, not the Telea pre-fill
 
 
+def test_the_dataset_solves_the_smooth_fill_once_for_the_prefill_and_the_copy(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefill import prefill
+
+    cfg = tiny_config("model.exemplar=true", "model.hole_fill=telea")
+    ds = PhotoDataset(list_images(photos), cfg.data, 2.0, hole_fill="telea", exemplar=True)
+    want = ds[(1, 9)]
+    calls = []
+    real = prefill.smooth_fill
+    monkeypatch.setattr(prefill, "smooth_fill", lambda *a: calls.append(1) or real(*a))
+    got = ds[(1, 9)]
+    assert len(calls) == 1
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_dataset_runs_a_frozen_g1_in_the_worker_and_guides_the_fill_by_true_edges(
     photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -369,9 +369,9 @@ def test_an_exemplar_release_round_trips_and_the_pipeline_passes_the_patchmatch_
     calls = []
     real = pipeline_module.exemplar_fill
 
-    def spy(rgb, hole, seed=0, edges=None, edge_guide=0.0, max_side=None):  # noqa: ANN001, ANN202
+    def spy(rgb, hole, seed=0, edges=None, edge_guide=0.0, max_side=None, smooth=None):  # noqa: ANN001, ANN202
         calls.append(edge_guide)
-        return real(rgb, hole, seed, edges, edge_guide, max_side)
+        return real(rgb, hole, seed, edges, edge_guide, max_side, smooth)
 
     monkeypatch.setattr(pipeline_module, "exemplar_fill", spy)
     rgb, hole = photo_array(), box_hole()
@@ -455,3 +455,30 @@ def test_g1_leaves_the_copy_a_core_and_torch_threads_are_restored(
         assert seen == [1, 2]  # drawn edges: the copy waits for them, G1 keeps both cores
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_smooth_fill_of_a_scratch_is_solved_once_for_g2_and_its_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rgb = _rgb(64, 64)
+    hole = np.zeros((64, 64), bool)
+    hole[30:32, 4:60] = True  # a scratch: every part thin
+    want = prefill.exemplar_fill(rgb, hole)
+    smooth = prefill.fill_hole("telea", rgb, hole)
+    np.testing.assert_array_equal(prefill.exemplar_fill(rgb, hole, smooth=smooth), want)
+    inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
+    expected = inp.inpaint_arrays(rgb, hole, hd_strategy="original")[0]
+    calls = []
+    real = prefill.smooth_fill
+
+    def spy(*args):  # noqa: ANN002, ANN202
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(prefill, "smooth_fill", spy)
+    got = inp.inpaint_arrays(rgb, hole, hd_strategy="original")[0]
+    assert len(calls) == 1  # G2's pre-fill, reused by the copy
+    np.testing.assert_array_equal(got, expected)
+    calls.clear()
+    inp.complete(rgb, hole, np.zeros(hole.shape, np.float32))
+    assert len(calls) == 1

@@ -155,7 +155,8 @@ def make_sample(
         filled = fill_hole(hole_fill, rgb, hole, seed, edges, weight)
     sample["filled"] = _chw(filled)
     if exemplar:
-        sample["exemplar"] = _chw(exemplar_fill(rgb, hole, seed, edges, weight))
+        smooth = filled if hole_fill == "telea" else None  # computed once, not twice
+        sample["exemplar"] = _chw(exemplar_fill(rgb, hole, seed, edges, weight, None, smooth))
     return sample
 
 

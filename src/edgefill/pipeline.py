@@ -406,12 +406,35 @@ class Inpainter:
 
     @torch.inference_mode()
     def exemplar_copy(
-        self, rgb: np.ndarray, hole: np.ndarray, drawn_edges: np.ndarray | None = None
+        self,
+        rgb: np.ndarray,
+        hole: np.ndarray,
+        drawn_edges: np.ndarray | None = None,
+        prefilled: np.ndarray | None = None,
     ) -> np.ndarray:
         """The copy a ``model.exemplar`` G2 blends with (``prefill.exemplar_fill``, uint8 HxWx3),
-        following ``drawn_edges`` (``model.edge_guide``) when edges were drawn, as in training."""
+        following ``drawn_edges`` (``model.edge_guide``) when edges were drawn, as in training.
+        ``prefilled``: this hole's ``prefill``, reused on thin parts when it is the smooth one."""
         weight = self.config.edge_guide if drawn_edges is not None else 0.0
-        return exemplar_fill(rgb, hole, 0, drawn_edges, weight, PATCHMATCH_MAX_SIDE)
+        smooth = prefilled if self.config.hole_fill == "telea" else None
+        return exemplar_fill(rgb, hole, 0, drawn_edges, weight, PATCHMATCH_MAX_SIDE, smooth)
+
+    def prefill(
+        self,
+        rgb: np.ndarray,
+        hole: np.ndarray,
+        edges: np.ndarray | None = None,
+        drawn: bool = False,
+    ) -> np.ndarray:
+        """The photo with the hole pre-filled as G2 gets it (``model.hole_fill``, uint8 HxWx3);
+        ``edges`` guide a PatchMatch pre-fill only when ``drawn``, as in training."""
+        weight = self.config.edge_guide if drawn else 0.0
+        return fill_hole(self.config.hole_fill, rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
+
+    def _prefill_and_copy(self, rgb: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``prefill`` and ``exemplar_copy`` without drawn edges: the work of the copy thread."""
+        filled = self.prefill(rgb, hole)
+        return filled, self.exemplar_copy(rgb, hole, None, filled)
 
     def complete(
         self,
@@ -420,23 +443,25 @@ class Inpainter:
         edges: np.ndarray,
         drawn: bool = False,
         copy: np.ndarray | None = None,
+        filled: np.ndarray | None = None,
     ) -> np.ndarray:
         """G2 on the masked photo and a composite edge map; returns the raw prediction uint8 HxWx3.
 
         ``drawn``: the edges inside the hole were given (drawn by a user), not predicted; only
         then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training.
-        ``copy``: the ``exemplar_copy`` of a ``model.exemplar`` G2, when already computed.
+        ``copy``, ``filled``: the ``exemplar_copy`` of a ``model.exemplar`` G2 and the
+        ``prefill``, when already computed.
         """
         cfg = self.config
-        weight = cfg.edge_guide if drawn else 0.0
-        filled = fill_hole(cfg.hole_fill, rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
-        filled = to_tensor(filled)
+        if filled is None:
+            filled = self.prefill(rgb, hole, edges, drawn)
         if cfg.exemplar and copy is None:
-            copy = self.exemplar_copy(rgb, hole, edges if drawn else None)
+            copy = self.exemplar_copy(rgb, hole, edges if drawn else None, filled)
+        filled_t = to_tensor(filled)
         copy_t = None if copy is None else to_tensor(copy)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        x, (h, w) = pad_to_stride(inpaint_input(filled, m, e, cfg.hole_fill, copy_t))
+        x, (h, w) = pad_to_stride(inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t))
         out = check_finite(self.engine("inpaint", x)[..., :h, :w], "image")
         return out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
@@ -520,10 +545,10 @@ class Inpainter:
                 guide_s = None if guide_w is None else _shrink_max(guide_w, (sh, sw))
             else:
                 rgb_s, hole_s, guide_s = np.ascontiguousarray(rgb_w), hole_w, guide_w
-            copy: Future | None = None
+            early: Future | None = None
             if pool is not None:
-                copy = pool.submit(self.exemplar_copy, rgb_s, hole_s)
-            with self._core_for_copy(copy is not None):
+                early = pool.submit(self._prefill_and_copy, rgb_s, hole_s)
+            with self._core_for_copy(early is not None):
                 comp = self._edges(rgb_s, hole_s, guide_s)
             if (sh, sw) != (wh, ww):
                 edges[t:b, lf:r] = cv2.resize(comp, (ww, wh), interpolation=cv2.INTER_LINEAR)
@@ -531,9 +556,8 @@ class Inpainter:
                 edges[t:b, lf:r] = comp
             if result is None:
                 continue
-            filled = self.complete(
-                rgb_s, hole_s, comp, guide is not None, None if copy is None else copy.result()
-            )
+            prefilled, copy = (None, None) if early is None else early.result()
+            filled = self.complete(rgb_s, hole_s, comp, guide is not None, copy, prefilled)
             if (sh, sw) != (wh, ww):
                 # Upscale the small result with its known pixels around the hole (no dark halo).
                 small = np.where(hole_s[..., None], filled, rgb_s)

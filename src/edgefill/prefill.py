@@ -279,17 +279,23 @@ def exemplar_fill(
     edges: np.ndarray | None = None,
     edge_guide: float = 0.0,
     max_side: int | None = None,
+    smooth: np.ndarray | None = None,
 ) -> np.ndarray:
     """The copy a ``model.exemplar`` G2 blends with: the PatchMatch fill (``fill_hole``), except
     on the hole's thin parts (``thin_parts``: scratches, hairs), where a copy of the nearest
     patches breaks the line it should continue: there the ``telea`` pre-fill (``smooth_fill``)
-    plus THIN_DETAIL of the copy's fine detail, so the scratch gets the photo's grain."""
+    plus THIN_DETAIL of the copy's fine detail, so the scratch gets the photo's grain.
+
+    ``smooth``: that pre-fill (``fill_hole("telea", rgb, hole)``) when the caller has it already
+    (G2's own input): on a scratch its biharmonic solve costs as much as the copy."""
     copy = fill_hole("patchmatch", rgb, hole, seed, edges, edge_guide, max_side)
     hole = hole.astype(bool, copy=False)
     thin = thin_parts(hole)
     if not thin.any():
         return copy
-    smooth = smooth_fill(np.ascontiguousarray(rgb), hole).astype(np.float32)
+    if smooth is None:
+        smooth = smooth_fill(np.ascontiguousarray(rgb), hole)
+    smooth = smooth.astype(np.float32)
     grain = copy.astype(np.float32)
     grain -= cv2.GaussianBlur(grain, (0, 0), THIN_DETAIL_SIGMA)
     mixed = np.clip(np.round(smooth + THIN_DETAIL * grain), 0, 255).astype(np.uint8)

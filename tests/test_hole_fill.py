@@ -482,3 +482,6 @@ def test_the_smooth_fill_of_a_scratch_is_solved_once_for_g2_and_its_copy(
     calls.clear()
     inp.complete(rgb, hole, np.zeros(hole.shape, np.float32))
     assert len(calls) == 1
+    calls.clear()
+    inp.inpaint_arrays(photo_array(), box_hole(), hd_strategy="original")
+    assert len(calls) == 1  # no thin part: the copy does not need it

@@ -72,7 +72,7 @@ from edgefill.networks import (
     inpaint_input,
 )
 from edgefill.onnx_export import ONNX_FILES
-from edgefill.prefill import PATCHMATCH_MAX_SIDE, exemplar_fill, fill_hole
+from edgefill.prefill import PATCHMATCH_MAX_SIDE, exemplar_fill, fill_hole, thin_parts
 
 STRIDE = 4  # two stride-2 stages in each generator
 MIN_SIDE = 16  # smaller inputs leave the residual blocks' reflection padding too little to pad
@@ -431,9 +431,15 @@ class Inpainter:
         weight = self.config.edge_guide if drawn else 0.0
         return fill_hole(self.config.hole_fill, rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
 
-    def _prefill_and_copy(self, rgb: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``prefill`` and ``exemplar_copy`` without drawn edges: the work of the copy thread."""
-        filled = self.prefill(rgb, hole)
+    def _prefill_and_copy(
+        self, rgb: np.ndarray, hole: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """``exemplar_copy`` without drawn edges: the work of the copy thread. A hole with thin
+        parts needs the smooth ``prefill`` for the copy too, so it is computed here once and
+        returned; otherwise (None) it stays on the main thread, after G1, off the copy's path."""
+        filled = None
+        if self.config.hole_fill == "telea" and thin_parts(hole).any():
+            filled = self.prefill(rgb, hole)
         return filled, self.exemplar_copy(rgb, hole, None, filled)
 
     def complete(

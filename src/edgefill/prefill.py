@@ -287,7 +287,7 @@ def exemplar_fill(
     plus THIN_DETAIL of the copy's fine detail, so the scratch gets the photo's grain.
 
     ``smooth``: that pre-fill (``fill_hole("telea", rgb, hole)``) when the caller has it already
-    (G2's own input): on a scratch its biharmonic solve costs as much as the copy."""
+    (G2's own input), so that its biharmonic solve on a scratch runs once."""
     copy = fill_hole("patchmatch", rgb, hole, seed, edges, edge_guide, max_side)
     hole = hole.astype(bool, copy=False)
     thin = thin_parts(hole)

@@ -11,8 +11,9 @@ whole-image forward on validation photos), ``ablation`` (each inference variant 
 interleaved), ``cli`` (the ``edgefill inpaint`` command on the 4000x3000 JPEG, process start to file
 written); ``compile`` (torch.compile vs eager, not in ``all``); ``shipped`` (the shipped release
 itself, PatchMatch copy included, on the 512 px and 4000x3000 cases of issue 14). Speed otherwise
-uses random weights of the plain architecture (speed does not depend on them); quality needs trained weights (``--weights``, else the shipped default, else random
-weights with a warning in the output).
+uses random weights of the plain architecture (speed does not depend on them); quality needs
+trained weights (``--weights``, else the shipped default, else random weights with a warning in
+the output).
 
 "naive" is what the reference EdgeConnect code does: the whole photo at full size through both
 generators in fp32, plain torch modules (instance norm as written). It runs in the same
@@ -206,18 +207,20 @@ def fast_runner(width: int, blocks: int, variant: str, strategy: str) -> tuple[A
     inp = Inpainter.from_modules(
         *models(width, blocks), cfg, backend=backend, precision=precision, hd_strategy=strategy
     )
-    timed = Timed(inp.engine)
-    inp.engine = timed  # type: ignore[assignment]
-    return (lambda rgb, hole: inp.inpaint_arrays(rgb, hole)[0]), timed
+    return timed_runner(inp)
 
 
 def shipped_runner(weights: str | None, strategy: str) -> tuple[Any, Timed]:
     """A release as users get it (``None``: the shipped one), whatever its design."""
     from edgefill.pipeline import Inpainter
 
-    inp = Inpainter.from_pretrained(weights, hd_strategy=strategy)
+    return timed_runner(Inpainter.from_pretrained(weights, hd_strategy=strategy))
+
+
+def timed_runner(inp: Any) -> tuple[Any, Timed]:
+    """``inp.inpaint_arrays`` as a run function, its engine wrapped in ``Timed``."""
     timed = Timed(inp.engine)
-    inp.engine = timed  # type: ignore[assignment]
+    inp.engine = timed
     return (lambda rgb, hole: inp.inpaint_arrays(rgb, hole)[0]), timed
 
 

@@ -437,9 +437,7 @@ class Inpainter:
         """``exemplar_copy`` without drawn edges: the work of the copy thread. A hole with thin
         parts needs the smooth ``prefill`` for the copy too, so it is computed here once and
         returned; otherwise (None) it stays on the main thread, after G1, off the copy's path."""
-        filled = None
-        if self.config.hole_fill == "telea" and thin_parts(hole).any():
-            filled = self.prefill(rgb, hole)
+        filled = self.prefill(rgb, hole) if thin_parts(hole).any() else None
         return filled, self.exemplar_copy(rgb, hole, None, filled)
 
     def complete(

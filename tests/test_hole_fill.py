@@ -385,7 +385,10 @@ def test_an_exemplar_release_round_trips_and_the_pipeline_passes_the_patchmatch_
     assert calls[-1] == cfg.edge_guide  # guided like the patchmatch pre-fill
 
 
-def test_the_exemplar_copy_keeps_a_smooth_fill_with_grain_on_thin_parts() -> None:
+def test_the_exemplar_copy_keeps_a_smooth_fill_with_grain_on_thin_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(prefill, "THIN_FSR", 0.0)  # FSR's share: the next test
     rgb = _rgb(64, 64)
     hole = np.zeros((64, 64), bool)
     hole[30:32, 4:60] = True  # a scratch: thin
@@ -401,6 +404,64 @@ def test_the_exemplar_copy_keeps_a_smooth_fill_with_grain_on_thin_parts() -> Non
     want = np.clip(np.round(smooth + prefill.THIN_DETAIL * grain), 0, 255)
     np.testing.assert_array_equal(got[thin], want[thin])
     assert not np.array_equal(got[thin], copy[thin])
+
+
+def _stripes(h: int, w: int) -> np.ndarray:
+    """Grey diagonal stripes (period 8 px) on a colour tint: texture a smooth fill cannot continue."""
+    y, x = np.mgrid[:h, :w]
+    v = 128 + 60 * np.sin(2 * np.pi * (x + y) / 8)
+    return np.clip(np.stack([v + 20, v, v - 20], -1), 0, 255).astype(np.uint8)
+
+
+def test_fsr_luma_continues_a_texture_across_a_scratch() -> None:
+    rgb = _stripes(64, 96)
+    hole = np.zeros((64, 96), bool)
+    hole[20:22, 8:88] = True
+    got = prefill.fsr_luma(rgb, hole)
+    truth = prefill.luma(rgb)
+    np.testing.assert_allclose(got[~hole], truth[~hole], atol=1e-3)  # the photo's own outside
+    fsr_err = np.abs(got - truth)[hole].mean()
+    smooth_err = np.abs(prefill.luma(prefill.smooth_fill(rgb, hole)) - truth)[hole].mean()
+    assert fsr_err < 3 < smooth_err
+
+
+def test_the_exemplar_copy_takes_fsrs_luminance_on_thin_parts_within_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rgb = _stripes(64, 96)
+    hole = np.zeros((64, 96), bool)
+    hole[20:22, 8:88] = True  # a scratch: thin
+    hole[36:56, 30:50] = True  # a blob: not thin
+    thin = prefill.thin_parts(hole)
+    monkeypatch.setattr(prefill, "THIN_FSR", 0.0)
+    without = prefill.exemplar_fill(rgb, hole).astype(np.float32)
+    monkeypatch.setattr(prefill, "THIN_FSR", 1.0)
+    got = prefill.exemplar_fill(rgb, hole).astype(np.float32)
+    known = np.where((hole & ~thin)[..., None], prefill.fill_hole("patchmatch", rgb, hole), rgb)
+    want = prefill.fsr_luma(known, thin)
+    assert np.abs(prefill.luma(got) - want)[thin].max() <= 1.0  # rounding only
+    chroma = got[..., 0] - got[..., 1], without[..., 0] - without[..., 1]
+    assert np.abs(chroma[0] - chroma[1])[thin].max() <= 2  # luminance moved, colour kept
+    np.testing.assert_array_equal(got[~thin], without[~thin])
+    calls = []
+    monkeypatch.setattr(prefill, "fsr_luma", lambda *a: calls.append(1))
+    monkeypatch.setattr(prefill, "THIN_FSR_MAX_PIXELS", int(thin.sum()) - 1)
+    np.testing.assert_array_equal(prefill.exemplar_fill(rgb, hole), without)  # over budget
+    assert calls == []
+
+
+def test_the_pipeline_takes_the_copy_as_it_is_on_thin_parts(tmp_path: Path) -> None:
+    inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
+    rgb = photo_array()
+    hole = box_hole()
+    hole[5:7, 4:60] = True  # a scratch beside the box
+    thin = prefill.thin_parts(hole)
+    assert thin.any() and (hole & ~thin).any()
+    copy = inp.exemplar_copy(rgb, hole)
+    got = inp.complete(rgb, hole, np.zeros(hole.shape, np.float32), copy=copy)
+    np.testing.assert_array_equal(got[thin], copy[thin])
+    blob = hole & ~thin
+    assert np.abs(got[blob].astype(int) - copy[blob]).mean() > 1  # blended with G2 there
 
 
 def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(

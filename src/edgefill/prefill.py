@@ -10,6 +10,10 @@
   into the hole; G2 adds a correction to it along the edge guide. A small network cannot
   synthesise texture, an exemplar method can: this gives G2 that ability.
 
+``exemplar_fill`` is the copy a ``model.exemplar`` G2 blends with: PatchMatch's, except on thin
+hole parts, which get the smooth fill with some of PatchMatch's grain and, within a time budget,
+half their luminance from OpenCV's frequency-selective reconstruction (``fsr_luma``).
+
 These run on numpy uint8 images: in DataLoader workers during training and per window in the
 inference pipeline, never inside the networks.
 """
@@ -59,9 +63,8 @@ THIN_FSR = 0.5
 # at the 512 px working size) keeps the fill without it rather than break the time budget: 1 %
 # scratches on a 4000x3000 photo, one 384x512 window, would have taken 0.6 s longer (2.5 s).
 THIN_FSR_MAX_PIXELS = 5000
-FSR_MARGIN = (
-    64  # px of context around the thin parts FSR sees; 32 px lost 0.00015 LPIPS (session 13)
-)
+FSR_BLOCK = 16  # OpenCV's FSR works on blocks of this size (px)
+FSR_MARGIN = 64  # px of context around the thin parts FSR sees (32 px lost 0.00015 LPIPS)
 EXEMPLAR = "exemplar"  # fill_batch's name for exemplar_fill
 
 
@@ -338,8 +341,11 @@ def fsr_luma(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     if len(ys) == 0:
         return out
     h, w = hole.shape
-    y0, y1 = max(0, ys.min() - FSR_MARGIN), min(h, ys.max() + 1 + FSR_MARGIN)
-    x0, x1 = max(0, xs.min() - FSR_MARGIN), min(w, xs.max() + 1 + FSR_MARGIN)
+    # The crop starts on FSR's block grid: FSR is sensitive to where its blocks fall (a crop
+    # 5 px off the grid turned a sky corner dark), so it does on the crop what it does on the photo.
+    y0 = max(0, ys.min() - FSR_MARGIN) // FSR_BLOCK * FSR_BLOCK
+    x0 = max(0, xs.min() - FSR_MARGIN) // FSR_BLOCK * FSR_BLOCK
+    y1, x1 = min(h, ys.max() + 1 + FSR_MARGIN), min(w, xs.max() + 1 + FSR_MARGIN)
     crop = hole[y0:y1, x0:x1]
     grey = np.clip(np.round(out[y0:y1, x0:x1]), 0, 255).astype(np.uint8)
     grey[crop] = 0

@@ -152,7 +152,7 @@ def test_tiny_run_writes_every_report_file(assets, tiny_release, tmp_path):
     for name in ["report.md", "metrics.json", "per_image.csv", "speed_quality.png"]:
         assert (out / name).is_file(), name
     assert (out / "metrics_vs_hole_irregular.png").is_file()
-    assert (out / "grid_irregular_10-20.png").is_file() and (out / "grid_box_30-40.png").is_file()
+    assert (out / "grid_irregular_10-20.jpg").is_file() and (out / "grid_box_30-40.jpg").is_file()
     rows = _rows(out / "per_image.csv")
     assert len(rows) == 2 * 4 * 3  # photos x mask settings x methods
     for row in rows:
@@ -306,7 +306,7 @@ def test_cli_evaluate(assets, tmp_path, capsys):
     assert "report.md" in capsys.readouterr().out
     rows = _rows(out / "per_image.csv")
     assert {r["kind"] for r in rows} == {"file"} and len(rows) == 4
-    assert (out / "grid_file.png").is_file()
+    assert (out / "grid_file.jpg").is_file()
     # an all-black mask file is skipped with a note, not scored
     Image.fromarray(np.zeros((56, 40), np.uint8)).save(masks / "a_photo.png")
     assert main(argv[:-1] + [str(tmp_path / "second")] + ["--methods", "telea"]) == 0

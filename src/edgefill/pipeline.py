@@ -404,7 +404,6 @@ class Inpainter:
         pred = threshold(pred, self.config.edge_threshold)
         return known, pred[0, 0].cpu().numpy()
 
-    @torch.inference_mode()
     def exemplar_copy(
         self,
         rgb: np.ndarray,

@@ -855,7 +855,7 @@ def write_outputs(
         plot_speed_quality(summary["overall"], out / "speed_quality.png")
         figures["Speed vs. quality (all cases)"] = "speed_quality.png"
         for label, chosen in _grid_groups(cases, grid_images).items():
-            name = f"grid_{_slug(label)}.jpg"  # photos: a PNG grid was 3.4 MB, this ~0.5 MB
+            name = f"grid_{_slug(label)}.jpg"  # photos: a PNG grid was 3.4 MB, this 0.7 MB
             if draw_grid(chosen, methods, out / "examples", out / name):
                 figures[f"Examples: {label} masks"] = name
     summary["figures"] = figures

@@ -477,6 +477,32 @@ def test_the_pipeline_takes_the_copy_as_it_is_on_thin_parts(tmp_path: Path) -> N
     assert np.abs(got[blob].astype(int) - copy[blob]).mean() > 1  # blended with G2 there
 
 
+def test_a_hole_of_thin_parts_only_skips_g2_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
+    rgb = photo_array()
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[20:22, 4:48] = True  # a scratch: every part thin
+    comp = inp._edges(rgb, hole, None)
+    want = inp.complete(rgb, hole, comp)
+    calls = []
+    real = inp.engine
+
+    def spy(name, x):  # noqa: ANN001, ANN202
+        calls.append(name)
+        return real(name, x)
+
+    monkeypatch.setattr(inp, "engine", spy)
+    got, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="original")
+    np.testing.assert_array_equal(got[hole], want[hole])
+    assert calls == ["edge"]  # G1 for the edge map; no G2
+    hole[8:24, 8:24] = True  # a blob besides: G2 runs
+    calls.clear()
+    inp.inpaint_arrays(rgb, hole, hd_strategy="original")
+    assert calls == ["edge", "inpaint"]
+
+
 def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -566,7 +566,10 @@ class Inpainter:
             if result is None:
                 continue
             prefilled, copy = (None, None) if early is None else early.result()
-            filled = self.complete(rgb_s, hole_s, comp, guide is not None, copy, prefilled)
+            if copy is not None and thin_parts(hole_s)[hole_s].all():
+                filled = copy  # what ``complete`` returns on thin parts: G2 need not run
+            else:
+                filled = self.complete(rgb_s, hole_s, comp, guide is not None, copy, prefilled)
             if (sh, sw) != (wh, ww):
                 # Upscale the small result with its known pixels around the hole (no dark halo).
                 small = np.where(hole_s[..., None], filled, rgb_s)

@@ -59,13 +59,8 @@ def _biharmonic(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _fsr(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
-    # xphoto's mask marks the *known* pixels (nonzero = valid); FSR expects BGR order.
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    bgr[hole] = 0
-    dst = np.zeros_like(bgr)
-    known = (~hole).astype(np.uint8) * 255
-    cv2.xphoto.inpaint(bgr, known, dst, cv2.xphoto.INPAINT_FSR_FAST)
-    return cv2.cvtColor(dst, cv2.COLOR_BGR2RGB)
+    bgr = prefill.fsr(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), hole)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _patchmatch(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:

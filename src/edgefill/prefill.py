@@ -348,11 +348,19 @@ def fsr_luma(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     y1, x1 = min(h, ys.max() + 1 + FSR_MARGIN), min(w, xs.max() + 1 + FSR_MARGIN)
     crop = hole[y0:y1, x0:x1]
     grey = np.clip(np.round(out[y0:y1, x0:x1]), 0, 255).astype(np.uint8)
-    grey[crop] = 0
-    filled = np.zeros_like(grey)
-    cv2.xphoto.inpaint(grey, (~crop).astype(np.uint8) * 255, filled, cv2.xphoto.INPAINT_FSR_FAST)
-    out[y0:y1, x0:x1][crop] = filled[crop]
+    out[y0:y1, x0:x1][crop] = fsr(grey, crop)[crop]
     return out
+
+
+def fsr(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """OpenCV's frequency-selective reconstruction (fast profile) of ``hole`` (bool HxW) in
+    ``image`` (uint8 HxW grey, or HxWx3 in BGR order as OpenCV expects)."""
+    src = image.copy()
+    src[hole] = 0
+    dst = np.zeros_like(src)
+    known = (~hole).astype(np.uint8) * 255  # xphoto's mask marks the *known* pixels
+    cv2.xphoto.inpaint(src, known, dst, cv2.xphoto.INPAINT_FSR_FAST)
+    return dst
 
 
 def fill_batch(

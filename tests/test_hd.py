@@ -37,10 +37,25 @@ def big_photo(h: int, w: int, seed: int = 0) -> np.ndarray:
 def test_one_region_gets_its_box_plus_margin() -> None:
     hole = np.zeros((400, 500), bool)
     hole[180:200, 240:250] = True  # 20 x 10 region
-    # grow 0: the box is exactly the region's; the margin dominates context * size.
-    assert hole_windows(hole, margin=50, grow=0) == [(130, 190, 250, 300)]
+    # grow 0: the box is exactly the region's; a fixed margin (floor = cap) dominates context.
+    assert hole_windows(hole, margin=50, grow=0, min_margin=50) == [(130, 190, 250, 300)]
     # The grown region (4 px) is what gets the margin.
-    assert hole_windows(hole, margin=50, grow=4) == [(126, 186, 254, 304)]
+    assert hole_windows(hole, margin=50, grow=4, min_margin=50) == [(126, 186, 254, 304)]
+
+
+def test_small_holes_get_a_margin_that_grows_with_them() -> None:
+    def pad(longest: int, margin: int = 128) -> int:
+        hole = np.zeros((1000, 1000), bool)
+        hole[500 : 500 + longest, 500:505] = True
+        [(t, _, b, _)] = hole_windows(hole, margin=margin, grow=0, per_size=1.0, min_margin=32)
+        return 500 - t
+
+    assert pad(10) == 32  # the floor: a dust spot still sees 32 px around it
+    assert pad(60) == 60  # its own size in between
+    assert pad(200) == 128  # at most hd_margin ...
+    assert pad(300) == 150  # ... unless half the region's size is more (context)
+    assert pad(60, margin=40) == 40  # the cap wins over the size
+    assert pad(10, margin=20) == 20  # and over the floor: hd_margin is the most a hole gets
 
 
 def test_large_regions_get_proportional_context() -> None:
@@ -53,7 +68,7 @@ def test_border_holes_shift_the_window_inside_keeping_its_size() -> None:
     hole = np.zeros((300, 400), bool)
     hole[0:10, 0:10] = True  # top-left corner
     hole[295:300, 380:400] = True  # bottom-right corner
-    boxes = hole_windows(hole, margin=40, grow=0)
+    boxes = hole_windows(hole, margin=40, grow=0, min_margin=40)
     assert boxes == [(0, 0, 90, 90), (215, 300, 300, 400)]
     for t, lf, b, r in boxes:
         assert 0 <= t < b <= 300 and 0 <= lf < r <= 400
@@ -70,7 +85,7 @@ def test_overlapping_windows_merge_and_distant_ones_do_not() -> None:
     hole[100:110, 100:110] = True
     hole[100:110, 160:170] = True  # windows overlap the first (margin 40): merged
     hole[500:510, 700:710] = True  # far away: its own window
-    boxes = hole_windows(hole, margin=40, grow=0)
+    boxes = hole_windows(hole, margin=40, grow=0, min_margin=40)
     assert boxes == [(60, 60, 150, 210), (460, 660, 550, 750)]
 
 
@@ -106,11 +121,12 @@ def test_plan_downscales_only_windows_above_the_working_size() -> None:
 
 
 def three_far_holes() -> np.ndarray:
-    """The issue-15 case: a 736x952 scan with three small holes about 300 px apart."""
+    """The issue-15 case: a 736x952 scan with three holes about 270 px apart, each long enough
+    (130 px) to get the full 128 px margin."""
     hole = np.zeros((952, 736), bool)
-    hole[200:215, 150:160] = True
-    hole[470:480, 400:420] = True
-    hole[750:770, 600:606] = True
+    hole[200:210, 100:230] = True
+    hole[470:480, 350:480] = True
+    hole[750:760, 300:430] = True
     return hole
 
 
@@ -126,15 +142,24 @@ def test_far_apart_holes_get_separate_native_windows() -> None:
     assert len(merge_boxes([box for box, _ in plan])) < 3  # they do overlap
 
 
+def test_dust_spots_get_small_windows() -> None:
+    # A few px of dust needs little context; 128 px around each spot made 20x larger windows.
+    hole = np.zeros((3000, 4000), bool)
+    for y, x in ((500, 500), (1500, 2000), (2500, 3500)):
+        hole[y : y + 6, x : x + 6] = True
+    plan = plan_windows(hole, "crop", 128, 512)
+    assert [size for _, size in plan] == [(78, 78)] * 3  # 14 px grown spot + 2 x 32 px
+
+
 def test_nearby_holes_cluster_into_one_native_window() -> None:
     hole = np.zeros((2000, 3000), bool)
     hole[900:910, 1000:1010] = True
-    hole[960:970, 1100:1120] = True  # 90 px away: the union of the windows fits 512 px
+    hole[960:970, 1050:1070] = True  # 40-50 px away: their 32 px margins overlap
     hole[1500:1510, 2500:2510] = True  # far away: its own window
     plan = plan_windows(hole, "crop", 128, 512)
     assert len(plan) == 2
     (box1, size1), (box2, size2) = plan
-    assert box1[0] <= 900 and box1[2] >= 970 and box1[1] <= 1000 and box1[3] >= 1120
+    assert box1[0] <= 900 and box1[2] >= 970 and box1[1] <= 1000 and box1[3] >= 1070
     assert size1 == (box1[2] - box1[0], box1[3] - box1[1])
     assert size2 == (box2[2] - box2[0], box2[3] - box2[1])
 
@@ -156,9 +181,9 @@ def test_windows_spanning_the_whole_photo_side_own_their_holes(shape: tuple[int,
     """A window as high (or wide) as the photo: its depth has no term along that side."""
     hole = np.zeros(shape, bool)
     if shape[0] < shape[1]:
-        hole[90:110, 100:120] = hole[90:110, 1280:1300] = True
+        hole[90:110, 100:200] = hole[90:110, 1200:1300] = True  # 100 px long: 108 px margin
     else:
-        hole[100:120, 90:110] = hole[1280:1300, 90:110] = True
+        hole[100:200, 90:110] = hole[1200:1300, 90:110] = True
     boxes = [box for box, _ in plan_windows(hole, "crop", 128, 512)]
     assert len(boxes) == 2 and any(b - t == shape[0] or r - lf == shape[1] for t, lf, b, r in boxes)
     owner = window_owners(hole, boxes)
@@ -191,12 +216,12 @@ def test_plan_for_resize_and_original() -> None:
 
 def test_crop_uses_the_whole_photo_when_it_fits_and_windows_cover_most_of_it() -> None:
     hole = np.zeros((200, 200), bool)
-    hole[90:110, 90:110] = True
+    hole[70:130, 70:130] = True  # 68 px once grown: a 68 px margin
     whole = [((0, 0, 200, 200), (200, 200))]
-    assert plan_windows(hole, "crop", 80, 512) == whole  # window 180x180 >= 60 % of the photo
-    small = plan_windows(hole, "crop", 10, 512)  # a 56x56 window: cheaper than the photo
-    assert small == [((72, 72, 128, 128), (56, 56))]
-    assert 56 * 56 < WHOLE_IMAGE_FRACTION * 200 * 200
+    assert plan_windows(hole, "crop", 80, 512) == whole  # window 204 px >= 60 % of the photo
+    small = plan_windows(hole, "crop", 10, 512)  # 34 px context: a 136 px window, cheaper
+    assert small == [((32, 32, 168, 168), (136, 136))]
+    assert 136 * 136 < WHOLE_IMAGE_FRACTION * 200 * 200
     # A photo above the working size never falls back to the whole photo.
     big = np.zeros((600, 600), bool)
     big[0:600:50, :] = True

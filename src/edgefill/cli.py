@@ -568,7 +568,8 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
         "--hd-margin",
         type=int,
         default=DEFAULT_HD_MARGIN,
-        help=f"crop: context pixels around a hole ({DEFAULT_HD_MARGIN})",
+        help=f"crop: the most context pixels around a hole ({DEFAULT_HD_MARGIN}; a smaller "
+        "hole gets its own size, at least 32)",
     )
     p.add_argument(
         "--working-size",

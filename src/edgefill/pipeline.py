@@ -9,7 +9,8 @@ Pixels outside the hole come back bit-identical: the network output is only past
 High-resolution strategies (``hd_strategy``):
 
 - ``crop`` (default): each connected hole region (grown by a few pixels) gets a context window
-  (``hd_margin`` px on each side, at least half the region's size); overlapping windows are
+  (its own longest side in px on each side, between HD_MIN_MARGIN and ``hd_margin``, and at
+  least half that side: a dust spot gets 32 px, a large hole 128); overlapping windows are
   merged while the merged window still fits ``working_size`` (nearby holes share a window, far
   apart ones keep their own native-resolution windows, which may overlap: each fills only the
   holes it holds deepest). A window larger than ``working_size`` is downscaled for the networks,
@@ -78,6 +79,10 @@ STRIDE = 4  # two stride-2 stages in each generator
 MIN_SIDE = 16  # smaller inputs leave the residual blocks' reflection padding too little to pad
 
 HOLE_GROW = 4  # hole regions closer than about twice this many pixels share a window
+# A small hole needs little context: its window margin is this many times its longest side (at
+# least HD_MIN_MARGIN px, at most hd_margin). Big margins around dust made windows 10x too large.
+HD_MARGIN_PER_SIZE = 1.0
+HD_MIN_MARGIN = 32
 WHOLE_IMAGE_FRACTION = 0.6  # crop: windows covering this much of a photo that fits -> whole photo
 
 Box = tuple[int, int, int, int]  # top, left, bottom, right (bottom/right exclusive)
@@ -173,11 +178,14 @@ def hole_windows(
     grow: int = HOLE_GROW,
     context: float = 0.5,
     limit: int | None = None,
+    per_size: float = HD_MARGIN_PER_SIZE,
+    min_margin: int = HD_MIN_MARGIN,
 ) -> list[Box]:
     """Context windows for the crop strategy, as (top, left, bottom, right) boxes.
 
     Connected regions of the hole grown by ``grow`` px (8-connectivity) each get their bounding
-    box plus ``max(margin, context * longest side of the region)`` px on every side; a box that
+    box plus ``max(min(margin, max(min_margin, per_size * L)), context * L)`` px on every side,
+    L the region's longest side (small holes get less context than ``margin``); a box that
     would leave the photo is shifted back inside (keeping its size, so border holes still get
     their context) and clipped only if larger than the photo. Overlapping windows are merged
     (with ``limit``: only while the merged window still fits it, see ``merge_boxes``).
@@ -192,7 +200,11 @@ def hole_windows(
     n, _, stats, _ = cv2.connectedComponentsWithStats(src, connectivity=8)
     boxes: list[Box] = []
     for x, y, bw, bh, _area in stats[1:n]:
-        pad = max(int(margin), math.ceil(context * max(bw, bh)))
+        longest = max(bw, bh)
+        pad = max(
+            min(int(margin), max(min_margin, math.ceil(per_size * longest))),
+            math.ceil(context * longest),
+        )
         t, b = _fit(int(y) - pad, int(y + bh) + pad, h)
         lf, r = _fit(int(x) - pad, int(x + bw) + pad, w)
         boxes.append((t, lf, b, r))

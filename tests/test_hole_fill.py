@@ -14,6 +14,7 @@ from conftest import box_hole, photo_array, spy_fill_hole
 from edgefill import prefill
 from edgefill.checkpoint import load_release, save_release
 from edgefill.config import HOLE_FILLS, Config, ModelConfig, from_dict
+from edgefill.edges import canny_edges, to_gray
 from edgefill.errors import EdgefillError
 from edgefill.networks import (
     EdgeGenerator,
@@ -477,7 +478,7 @@ def test_the_pipeline_takes_the_copy_as_it_is_on_thin_parts(tmp_path: Path) -> N
     assert np.abs(got[blob].astype(int) - copy[blob]).mean() > 1  # blended with G2 there
 
 
-def test_a_hole_of_thin_parts_only_skips_g2_with_the_same_result(
+def test_a_hole_of_thin_parts_only_runs_no_network_with_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
@@ -494,10 +495,18 @@ def test_a_hole_of_thin_parts_only_skips_g2_with_the_same_result(
         return real(name, x)
 
     monkeypatch.setattr(inp, "engine", spy)
-    got, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="original")
+    got, edges = inp.inpaint_arrays(rgb, hole, hd_strategy="original")
     np.testing.assert_array_equal(got[hole], want[hole])
-    assert calls == ["edge"]  # G1 for the edge map; no G2
-    hole[8:24, 8:24] = True  # a blob besides: G2 runs
+    assert calls == []  # the fill is the copy: neither G1 nor G2 runs
+    # The edge map: the photo's known edges outside, the fill's own edges inside the scratch.
+    sigma = inp.config.canny_sigma
+    np.testing.assert_array_equal(edges[~hole], canny_edges(to_gray(rgb), hole, sigma)[~hole])
+    np.testing.assert_array_equal(edges[hole], canny_edges(to_gray(got), None, sigma)[hole])
+    assert edges[hole].any()  # the scratch crosses the photo's structure
+    # Only the edge map asked for: G1 predicts it, as for any hole.
+    assert inp.edge_map(rgb, hole, hd_strategy="original").shape == hole.shape
+    assert calls == ["edge"]
+    hole[8:24, 8:24] = True  # a blob besides: both networks run
     calls.clear()
     inp.inpaint_arrays(rgb, hole, hd_strategy="original")
     assert calls == ["edge", "inpaint"]

@@ -269,6 +269,30 @@ def window_owners(hole: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return owner
 
 
+def fill_edges(rgb: np.ndarray, hole: np.ndarray, filled: np.ndarray, sigma: float) -> np.ndarray:
+    """Composite edge map of a hole filled without G1: the known Canny edges outside the hole and
+    the Canny edges of ``filled`` (the photo with the hole filled) inside it (float32 HxW)."""
+    known = canny_edges(to_gray(rgb), hole, sigma)
+    inside = canny_edges(to_gray(filled), None, sigma)
+    return np.where(hole, inside, known).astype(np.float32)
+
+
+def _window_inputs(
+    rgb: np.ndarray, hole: np.ndarray, guide: np.ndarray | None, box: Box, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(photo, hole) of a window at full size and (photo, hole, guide) at the size the networks
+    see: downscaled with area interpolation for the photo and max-pooling for hole and lines."""
+    t, lf, b, r = box
+    rgb_w, hole_w = rgb[t:b, lf:r], hole[t:b, lf:r]
+    guide_w = None if guide is None else guide[t:b, lf:r]
+    if size == hole_w.shape:
+        return rgb_w, hole_w, np.ascontiguousarray(rgb_w), hole_w, guide_w
+    sh, sw = size
+    rgb_s = cv2.resize(rgb_w, (sw, sh), interpolation=cv2.INTER_AREA)
+    guide_s = None if guide_w is None else _shrink_max(guide_w, size)
+    return rgb_w, hole_w, rgb_s, _shrink_max(hole_w, size) > 0, guide_s
+
+
 def _shrink_max(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Downscale a mask or edge map keeping every hole pixel and line: adaptive max pooling.
 
@@ -556,21 +580,26 @@ class Inpainter:
         edges: np.ndarray,
         pool: ThreadPoolExecutor | None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
-        for i, ((t, lf, b, r), (sh, sw)) in enumerate(plan):
-            rgb_w, hole_w = rgb[t:b, lf:r], hole[t:b, lf:r]
-            guide_w = None if guide is None else guide[t:b, lf:r]
+        inputs = [_window_inputs(rgb, hole, guide, box, size) for box, size in plan]
+        # Every window's copy is queued at once: the copy thread works through them while this
+        # thread runs the networks, so a window that needs no network does not wait for its copy.
+        jobs: list[Future | None] = [
+            None if pool is None else pool.submit(self._prefill_and_copy, x[2], x[3])
+            for x in inputs
+        ]
+        for i, (((t, lf, b, r), _), (rgb_w, hole_w, rgb_s, hole_s, guide_s), early) in enumerate(
+            zip(plan, inputs, jobs, strict=True)
+        ):
             wh, ww = hole_w.shape
-            if (sh, sw) != (wh, ww):  # downscale: area for the photo, max-pool for hole and lines
-                rgb_s = cv2.resize(rgb_w, (sw, sh), interpolation=cv2.INTER_AREA)
-                hole_s = _shrink_max(hole_w, (sh, sw)) > 0
-                guide_s = None if guide_w is None else _shrink_max(guide_w, (sh, sw))
+            sh, sw = hole_s.shape
+            # A hole of thin parts only (scratches, hairs) takes the copy as it is (``complete``):
+            # neither G1 nor G2 has to run, and the edge map inside it is the copy's own edges.
+            copy_only = early is not None and bool(thin_parts(hole_s)[hole_s].all())
+            if copy_only:
+                comp = fill_edges(rgb_s, hole_s, early.result()[1], self.config.canny_sigma)
             else:
-                rgb_s, hole_s, guide_s = np.ascontiguousarray(rgb_w), hole_w, guide_w
-            early: Future | None = None
-            if pool is not None:
-                early = pool.submit(self._prefill_and_copy, rgb_s, hole_s)
-            with self._core_for_copy(early is not None):
-                comp = self._edges(rgb_s, hole_s, guide_s)
+                with self._core_for_copy(early is not None):
+                    comp = self._edges(rgb_s, hole_s, guide_s)
             if (sh, sw) != (wh, ww):
                 edges[t:b, lf:r] = cv2.resize(comp, (ww, wh), interpolation=cv2.INTER_LINEAR)
             else:
@@ -578,8 +607,8 @@ class Inpainter:
             if result is None:
                 continue
             prefilled, copy = (None, None) if early is None else early.result()
-            if copy is not None and thin_parts(hole_s)[hole_s].all():
-                filled = copy  # what ``complete`` returns on thin parts: G2 need not run
+            if copy_only:
+                filled = copy
             else:
                 filled = self.complete(rgb_s, hole_s, comp, guide is not None, copy, prefilled)
             if (sh, sw) != (wh, ww):

@@ -512,6 +512,27 @@ def test_a_hole_of_thin_parts_only_runs_no_network_with_the_same_result(
     assert calls == ["edge", "inpaint"]
 
 
+def test_drawn_edges_replace_g1_which_does_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
+    rgb, hole = photo_array(), box_hole()
+    line = np.zeros(hole.shape, np.float32)
+    line[hole.shape[0] // 2] = 1
+    known, _ = inp.predict_edges(rgb, hole)
+    calls = []
+    real = inp.engine
+
+    def spy(name, x):  # noqa: ANN001, ANN202
+        calls.append(name)
+        return real(name, x)
+
+    monkeypatch.setattr(inp, "engine", spy)
+    _, edges = inp.inpaint_arrays(rgb, hole, line, hd_strategy="original")
+    assert calls == ["inpaint"]  # G2 only: G1's prediction would be replaced by the drawing
+    np.testing.assert_array_equal(edges, np.where(hole, line, known))
+
+
 def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

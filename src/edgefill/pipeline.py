@@ -269,11 +269,11 @@ def window_owners(hole: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return owner
 
 
-def fill_edges(rgb: np.ndarray, hole: np.ndarray, filled: np.ndarray, sigma: float) -> np.ndarray:
-    """Composite edge map of a hole filled without G1: the known Canny edges outside the hole and
-    the Canny edges of ``filled`` (the photo with the hole filled) inside it (float32 HxW)."""
+def given_edges(rgb: np.ndarray, hole: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
+    """Composite edge map whose hole part is given, not predicted by G1 (drawn edges, or the
+    Canny edges of a fill that needed no network): the photo's known Canny edges outside the
+    hole (bool HxW), ``inside`` (float HxW) inside it; float32 HxW."""
     known = canny_edges(to_gray(rgb), hole, sigma)
-    inside = canny_edges(to_gray(filled), None, sigma)
     return np.where(hole, inside, known).astype(np.float32)
 
 
@@ -512,9 +512,9 @@ class Inpainter:
 
     def _edges(self, rgb: np.ndarray, hole: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
         """Composite edge map (known outside the hole, predicted or guided inside) of one image."""
+        if guide is not None:  # drawn edges replace G1's inside the hole: G1 need not run
+            return given_edges(rgb, hole, guide, self.config.canny_sigma)
         known, pred = self.predict_edges(rgb, hole)
-        if guide is not None:
-            pred = guide.astype(np.float32)
         return composite(
             torch.from_numpy(known),
             torch.from_numpy(pred),
@@ -596,7 +596,9 @@ class Inpainter:
             # neither G1 nor G2 has to run, and the edge map inside it is the copy's own edges.
             copy_only = early is not None and bool(thin_parts(hole_s)[hole_s].all())
             if copy_only:
-                comp = fill_edges(rgb_s, hole_s, early.result()[1], self.config.canny_sigma)
+                sigma = self.config.canny_sigma
+                fill_lines = canny_edges(to_gray(early.result()[1]), None, sigma)
+                comp = given_edges(rgb_s, hole_s, fill_lines, sigma)
             else:
                 with self._core_for_copy(early is not None):
                     comp = self._edges(rgb_s, hole_s, guide_s)

@@ -432,11 +432,11 @@ def test_fsr_luma_works_on_a_crop_on_fsrs_block_grid() -> None:
     rgb = np.clip(rgb.astype(int) * 3 - 256, 0, 255).astype(np.uint8)
     hole = np.zeros((200, 240), bool)
     hole[105:107, 95:175] = True  # 5 px off the grid: a crop at 95 - 64 would shift FSR's blocks
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    grey[hole] = 0
-    whole = np.zeros_like(grey)  # FSR on the whole photo
-    cv2.xphoto.inpaint(grey, (~hole).astype(np.uint8) * 255, whole, cv2.xphoto.INPAINT_FSR_FAST)
-    assert np.abs(prefill.fsr_luma(rgb, hole) - whole)[hole].max() <= 1  # grey rounding only
+    # FSR on the whole photo's grey, the grey fsr_luma rounds (cv2's own RGB2GRAY rounds other
+    # pixels the other way, and FSR spreads that by a level or two, more on some CPUs)
+    grey = np.clip(np.round(prefill.luma(rgb)), 0, 255).astype(np.uint8)
+    whole = prefill.fsr(grey, hole)
+    assert np.abs(prefill.fsr_luma(rgb, hole) - whole)[hole].max() <= 1
 
 
 def test_the_exemplar_copy_takes_fsrs_luminance_on_thin_parts_within_its_budget(

@@ -476,6 +476,8 @@ def test_frozen_reference_checkpoints_give_the_reference_outputs(name: str, mode
         got = _outputs(net, expected["input"])
     assert len(got) == len(expected[mode])
     for g, want in zip(got, expected[mode], strict=True):
-        # Relative: the discriminators' deep features reach 1e5, where fp32 sums taken in another
-        # order (AVX2 vs AVX-512 kernels) differ by a few ulps.
-        torch.testing.assert_close(g, want, rtol=1e-4, atol=1e-5)
+        # Scaled to the tensor: the discriminators' deep features reach 1e5, and fp32 sums taken
+        # in another order (AVX2 vs AVX-512 kernels) differ by a few ulps of that scale, also
+        # where a feature cancels to near 0. A drift from the reference is off by far more.
+        scale = max(1.0, want.abs().max().item())
+        torch.testing.assert_close(g, want, rtol=1e-4, atol=1e-5 * scale)

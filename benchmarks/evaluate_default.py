@@ -1,7 +1,8 @@
 """edgefill against the classical baselines on the fixed validation photos; writes docs/results.md.
 
     python benchmarks/evaluate_default.py [--weights DIR] [--limit N] [--device cpu|cuda]
-                                          [--out out/evaluate_default] [--docs docs]
+                                          [--precision fp32] [--out out/evaluate_default]
+                                          [--docs docs]
 
 Photos: the validation share of ``../shared/data`` (imagenet-samples and extra-photos) under the
 training split rule (``edgefill.data.split(files, 0.1)``: sha1 of the file name), never a
@@ -25,6 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from edgefill.config import PRECISIONS
 from edgefill.data import list_images, split
 from edgefill.errors import EdgefillError
 from edgefill.evaluate import METHODS, MaskSetting, render_report, run_evaluation
@@ -120,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="of the model (default fp32, the same on every machine; auto: bf16 where fast)",
+    )
     ap.add_argument("--grid", type=int, default=4, help="photos per example grid")
     ap.add_argument("--out", default=str(ROOT / "out" / "evaluate_default"), help="report folder")
     ap.add_argument("--docs", default=str(ROOT / "docs"), help="where results.md goes")
@@ -154,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit,
             seed=args.seed,
             device=args.device,
+            precision=args.precision,
             grid=args.grid,
             title="Results: edgefill vs. classical inpainting",
             description=description,

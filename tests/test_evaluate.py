@@ -225,6 +225,17 @@ def test_a_report_folder_refuses_another_size(assets, tmp_path):
         run_evaluation(assets["photos"], tmp_path, size=48, vgg_weights=assets["vgg"], **kwargs)
 
 
+def test_a_report_folder_keeps_one_model_precision(assets, tiny_release, tmp_path):
+    kwargs = dict(methods=["edgefill"], mask_kinds=["box"], size=32, limit=1, grid=0, fid=False)
+    kwargs.update(weights=tiny_release, vgg_weights=assets["vgg"], progress=False)
+    summary = run_evaluation(assets["photos"], tmp_path, precision="fp32", **kwargs)
+    assert summary["config"]["model_info"]["precision"] == "fp32"
+    with pytest.raises(EdgefillError, match="precision='fp32', not 'bf16'"):
+        run_evaluation(assets["photos"], tmp_path, precision="bf16", **kwargs)
+    with pytest.raises(EdgefillError, match="precision must be one of"):
+        run_evaluation(assets["photos"], tmp_path / "other", precision="fp64", **kwargs)
+
+
 def test_missing_weights_omit_metrics_instead_of_faking_them(assets, tmp_path):
     out = tmp_path / "report"
     run_evaluation(

@@ -554,7 +554,6 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
         DEFAULT_HD_MARGIN,
         DEFAULT_WORKING_SIZE,
         HD_STRATEGIES,
-        PRECISIONS,
     )
 
     p.add_argument(
@@ -584,6 +583,12 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
         choices=BACKENDS,
         help="torch (default) or onnx (ONNX Runtime, CPU; pip install 'edgefill[onnx]')",
     )
+    _add_precision_arg(p)
+
+
+def _add_precision_arg(p: argparse.ArgumentParser) -> None:
+    from edgefill.config import PRECISIONS
+
     p.add_argument(
         "--precision",
         default="auto",
@@ -859,6 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="report folder")
     _add_model_args(p)
+    _add_precision_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(

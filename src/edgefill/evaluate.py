@@ -392,6 +392,7 @@ def run_evaluation(
     limit: int | None = None,
     seed: int = 0,
     device: str = "cpu",
+    precision: str = "auto",
     vgg_weights: str | Path | None = None,
     fid_weights: str | Path | None = None,
     fid: bool = True,
@@ -403,7 +404,8 @@ def run_evaluation(
     """Score ``methods`` on the photos and write the report folder; returns the summary.
 
     ``settings`` (MaskSetting list) overrides ``mask_kinds`` x ``buckets``; ``masks_dir`` uses
-    mask files instead. ``inpainter`` (an ``edgefill.pipeline.Inpainter``) overrides ``weights``.
+    mask files instead. ``inpainter`` (an ``edgefill.pipeline.Inpainter``) overrides ``weights``
+    and ``precision`` (the model's: auto, fp32, ...; a folder keeps rows of one precision only).
     Rows already in ``out_dir/per_image.csv`` are not computed again.
     """
     from tqdm import tqdm
@@ -437,12 +439,16 @@ def run_evaluation(
             from edgefill.pipeline import Inpainter
 
             resolved = resolve_weights(weights)
-            inpainter = Inpainter.from_pretrained(resolved, device=device)
+            inpainter = Inpainter.from_pretrained(resolved, device=device, precision=precision)
             weights_desc, weights_key = _display(resolved), str(Path(resolved).resolve())
         else:
             weights_desc = weights_key = str(weights) if weights else "in-memory model"
+    # the precision auto resolved to on this machine: bf16 and fp32 rows must not mix
+    resolved_precision = getattr(inpainter, "precision", None) if inpainter is not None else None
 
-    _check_run_file(out / "run.json", {"size": size, "weights": weights_key})
+    _check_run_file(
+        out / "run.json", {"size": size, "weights": weights_key, "precision": resolved_precision}
+    )
 
     if settings is None and masks_dir is None:
         settings = mask_settings(mask_kinds or ("irregular",), buckets)
@@ -591,7 +597,7 @@ def _model_info(inpainter: Any) -> dict[str, Any]:
 
 
 def _check_run_file(path: Path, settings: dict[str, Any]) -> None:
-    """Refuse to mix rows of different image sizes or model weights in one report folder."""
+    """Refuse to mix rows of different image sizes, model weights or precisions in one folder."""
     if path.is_file():
         old = json.loads(path.read_text())
         for key, value in settings.items():
@@ -1013,6 +1019,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         limit=args.limit,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
         vgg_weights=args.vgg_weights,
         fid_weights=args.fid_weights,
         fid=not args.no_fid,

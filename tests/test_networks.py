@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from edgefill.networks import (
+    DEEP_FROM,
+    DEEP_OWN_SHARE,
+    DEEP_TO,
     EXEMPLAR_START_WEIGHT,
     Discriminator,
     EdgeGenerator,
@@ -16,6 +19,8 @@ from edgefill.networks import (
     PatchAttention,
     adapt_inpaint_state,
     count_parameters,
+    gaussian_lowpass,
+    hole_depth_ramp,
     load_reference,
     reference_state_dict,
 )
@@ -180,6 +185,78 @@ def test_a_white_g2_gaining_exemplar_starts_as_the_blend_of_prefill_and_copy() -
 def test_gradients_reach_every_parameter_of_an_exemplar_g2() -> None:
     net = _seeded(lambda: InpaintGenerator(width=4, blocks=1, hole_fill="telea", exemplar=True))
     _check_gradients(net.train(), net(_masked_input(channels=8)))
+
+
+def test_hole_depth_ramp_rises_from_the_border_to_the_middle_of_a_box() -> None:
+    mask = torch.zeros(1, 1, 100, 100)
+    mask[..., 20:80, 20:80] = 1  # pixel (20 + k, 50) lies k + 1 px from the nearest known one
+    ramp = hole_depth_ramp(mask)[0, 0, :, 50]
+    assert torch.equal(ramp[:20], torch.zeros(20))  # known pixels
+    assert torch.all(ramp[20 : 20 + DEEP_FROM] == 0)  # near the border: the blend as it was
+    assert torch.all(ramp[20 + DEEP_TO : 80 - DEEP_TO] == 1)  # deep inside: the full shift
+    assert torch.all(ramp[20:50].diff() >= 0) and 0 < ramp[20 + (DEEP_FROM + DEEP_TO) // 2] < 1
+
+
+def test_hole_depth_ramp_leaves_thin_holes_alone() -> None:
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 10:50, 30 : 30 + 2 * DEEP_FROM - 1] = 1  # a stroke: no pixel DEEP_FROM px deep
+    assert hole_depth_ramp(mask).max() == 0
+
+
+def test_gaussian_lowpass_keeps_constants_and_smooths_noise() -> None:
+    x = torch.full((1, 3, 20, 30), 0.4)
+    assert torch.allclose(gaussian_lowpass(x, 4.0), x, atol=1e-6)
+    noise = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert gaussian_lowpass(noise, 4.0).std() < noise.std() / 5
+
+
+def test_deep_blend_moves_low_frequencies_to_g2s_fill_deep_in_the_hole_only() -> None:
+    nets = {}
+    for deep in (False, True):
+        net = _seeded(lambda d=deep: InpaintGenerator(4, 1, "telea", exemplar=True, deep_blend=d))
+        with torch.no_grad():  # G2's fill = its input fill (no correction), weight 1/4
+            net.decoder[-1].weight.zero_()
+            net.decoder[-1].bias.zero_()
+            net.decoder[-1].bias[3] = -torch.log(torch.tensor(3.0))
+        nets[deep] = net.eval()
+    x = torch.zeros(1, 8, 96, 96)
+    x[:, 4, 16:80, 16:80] = 1  # a 64 px box hole
+    x[:, :3] = 0.2  # G2's fill
+    x[:, 5:8] = 0.6  # the copy
+    plain, deep = nets[False](x), nets[True](x)
+    assert torch.allclose(plain, torch.full_like(plain, 0.25 * 0.2 + 0.75 * 0.6))
+    # the middle of the hole: flat input, so all of it is low frequency: DEEP_OWN_SHARE of G2's
+    middle = deep[0, :, 48, 48]
+    expected = DEEP_OWN_SHARE * 0.2 + (1 - DEEP_OWN_SHARE) * 0.6
+    assert torch.allclose(middle, torch.full_like(middle, expected), atol=1e-3)
+    assert torch.equal(
+        deep[..., 16:80, 16 : 16 + DEEP_FROM], plain[..., 16:80, 16 : 16 + DEEP_FROM]
+    )
+    assert torch.equal(deep[..., :16, :], plain[..., :16, :])  # known pixels: as they were
+
+
+def test_deep_blend_keeps_the_copys_texture() -> None:
+    net = _seeded(lambda: InpaintGenerator(4, 1, "telea", exemplar=True, deep_blend=True)).eval()
+    with torch.no_grad():
+        net.decoder[-1].weight.zero_()
+        net.decoder[-1].bias.zero_()  # weight 1/2, G2's fill = its input
+    x = torch.zeros(1, 8, 96, 96)
+    x[:, 4, 16:80, 16:80] = 1
+    x[:, :3] = 0.5
+    stripes = 0.5 + 0.2 * torch.tensor([1.0, -1.0]).repeat(48)  # 1 px stripes: high frequency
+    x[:, 5:8] = stripes.view(1, 1, 1, 96)
+    out = net(x)[0, 0, 48, 40:56]
+    assert torch.allclose(out - 0.5, 0.5 * (stripes[40:56] - 0.5), atol=2e-3)
+
+
+def test_gradients_reach_every_parameter_of_a_deep_blend_g2() -> None:
+    net = _seeded(lambda: InpaintGenerator(4, 1, "telea", exemplar=True, deep_blend=True))
+    _check_gradients(net.train(), net(_masked_input(channels=8)))
+
+
+def test_deep_blend_needs_exemplar() -> None:
+    with pytest.raises(ValueError, match="deep_blend .* needs exemplar"):
+        InpaintGenerator(width=4, blocks=1, hole_fill="telea", deep_blend=True)
 
 
 def test_exemplar_needs_a_prefilled_g2() -> None:

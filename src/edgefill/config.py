@@ -77,6 +77,10 @@ class ModelConfig:
     # pixel, a blend of its own corrected fill and that copy: texture from the photo where the
     # copy fits, G2's painting where it does not.
     exemplar: bool = False
+    # With ``exemplar``: deep inside a hole (8-24 px and more from known pixels) the blend's low
+    # frequencies lean to G2's own fill, whose mean is safer than colours copied from far away;
+    # the copy's texture stays (``networks.DEEP_OWN_SHARE``).
+    deep_blend: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,12 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
         raise EdgefillError(
             f"{where}.exemplar blends G2's corrected pre-fill with a PatchMatch copy: it needs "
             f"hole_fill telea, got {m.hole_fill!r}"
+        )
+    if not isinstance(m.deep_blend, bool):
+        raise EdgefillError(f"{where}.deep_blend must be true or false, got {m.deep_blend!r}")
+    if m.deep_blend and not m.exemplar:
+        raise EdgefillError(
+            f"{where}.deep_blend changes the exemplar blend: it needs exemplar true"
         )
 
 

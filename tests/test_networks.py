@@ -249,6 +249,16 @@ def test_deep_blend_keeps_the_copys_texture() -> None:
     assert torch.allclose(out - 0.5, 0.5 * (stripes[40:56] - 0.5), atol=2e-3)
 
 
+def test_deep_blend_leaves_a_hole_without_deep_pixels_as_the_plain_blend() -> None:
+    deep = _seeded(lambda: InpaintGenerator(4, 1, "telea", exemplar=True, deep_blend=True))
+    plain = _seeded(lambda: InpaintGenerator(4, 1, "telea", exemplar=True))
+    x = torch.rand(1, 8, 64, 64, generator=torch.Generator().manual_seed(3))
+    x[:, 4] = 0
+    x[:, 4, 20:30, 5:60] = 1  # 10 px wide: no pixel lies DEEP_FROM px deep
+    with torch.no_grad():
+        assert torch.equal(deep.eval()(x), plain.eval()(x))
+
+
 def test_gradients_reach_every_parameter_of_a_deep_blend_g2() -> None:
     net = _seeded(lambda: InpaintGenerator(4, 1, "telea", exemplar=True, deep_blend=True))
     _check_gradients(net.train(), net(_masked_input(channels=8)))

@@ -529,7 +529,7 @@ def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
     out = tmp_path / "ex"
     t = make_trainer(
         photos, out, "inpaint-on-predicted", "model.hole_fill=telea", "model.exemplar=true",
-        edge_weights=str(rel), init=str(rel),
+        "model.deep_blend=true", edge_weights=str(rel), init=str(rel),
     )  # fmt: skip
     last = t.pairs["inpaint"].g.decoder[-1]
     assert torch.equal(last.weight[:3], g2.decoder[-1].weight.half().float())  # kept
@@ -551,6 +551,7 @@ def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
     assert main(["export", str(out), "-o", str(tmp_path / "rel2"), "--latest"]) == 0
     inp = Inpainter.from_pretrained(tmp_path / "rel2")
     assert inp.config.exemplar and inp.g2.in_channels == 8
+    assert inp.config.deep_blend and inp.g2.deep_blend  # trained with it, released with it
 
 
 def test_an_attention_g2_fine_tunes_from_a_release_and_exports(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -234,6 +235,22 @@ def test_a_report_folder_keeps_one_model_precision(assets, tiny_release, tmp_pat
         run_evaluation(assets["photos"], tmp_path, precision="bf16", **kwargs)
     with pytest.raises(EdgefillError, match="precision must be one of"):
         run_evaluation(assets["photos"], tmp_path / "other", precision="fp64", **kwargs)
+
+
+def test_the_report_names_the_torch_threads_each_run_had(assets, tmp_path):
+    kwargs = dict(mask_kinds=["box"], size=32, limit=1, grid=0, fid=False, progress=False)
+    kwargs["vgg_weights"] = assets["vgg"]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_evaluation(assets["photos"], tmp_path, methods=["telea"], **kwargs)
+        time.sleep(1.1)  # run ids have a resolution of one second
+        torch.set_num_threads(1)  # e.g. a second method scored beside another process
+        summary = run_evaluation(assets["photos"], tmp_path, methods=["telea", "ns"], **kwargs)
+    finally:
+        torch.set_num_threads(before)
+    assert "1/2 torch threads" in summary["config"]["device"]
+    assert sorted(json.loads((tmp_path / "run.json").read_text())["threads"].values()) == [1, 2]
 
 
 def test_missing_weights_omit_metrics_instead_of_faking_them(assets, tmp_path):

@@ -371,10 +371,12 @@ def true_edge_guide(photo: np.ndarray, sigma: float) -> np.ndarray:
     return canny_edges(to_gray(photo), None, sigma)
 
 
-def _describe_device(device: torch.device) -> str:
+def _describe_device(device: torch.device, threads: Sequence[int] = ()) -> str:
+    """``threads``: the torch thread counts the rows were scored with (default: this process's)."""
     if device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)}"
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores)"
+    counts = "/".join(map(str, sorted(set(threads) or {torch.get_num_threads()})))
+    return f"CPU ({platform.machine()}, {counts} torch threads, {os.cpu_count()} cores)"
 
 
 def run_evaluation(
@@ -446,8 +448,11 @@ def run_evaluation(
     # the precision auto resolved to on this machine: bf16 and fp32 rows must not mix
     resolved_precision = getattr(inpainter, "precision", None) if inpainter is not None else None
 
+    run_id = _dt.datetime.now().isoformat(timespec="seconds")
     _check_run_file(
-        out / "run.json", {"size": size, "weights": weights_key, "precision": resolved_precision}
+        out / "run.json",
+        {"size": size, "weights": weights_key, "precision": resolved_precision},
+        run_id,
     )
 
     if settings is None and masks_dir is None:
@@ -476,7 +481,6 @@ def run_evaluation(
     record = Record(out / "per_image.csv")
     fns = _method_functions(active, inpainter, seed)
     grid_images = _grid_images(cases, grid)
-    run_id = _dt.datetime.now().isoformat(timespec="seconds")
     feat_dir = out / "features"
     warmed: set[str] = set()
     empty: list[Case] = []
@@ -548,6 +552,9 @@ def run_evaluation(
     summary["fid"] = None if inception is None else fid_scores(cases, active, feat_dir, seed=seed)
     n_photos = len({c.image for c in cases})
     runs = sorted({r["run"] for r in rows})
+    # seconds/image depend on the threads each run had (side-by-side runs often take one each)
+    run_threads = json.loads((out / "run.json").read_text()).get("threads", {})
+    threads = [run_threads[r] for r in runs if r in run_threads]
     if len(runs) > 1:
         notes.append(
             f"Rows come from {len(runs)} runs ({runs[0]} ... {runs[-1]}): seconds/image of "
@@ -566,7 +573,7 @@ def run_evaluation(
         "skipped": skipped,
         "weights": weights_desc,
         "model_info": _model_info(inpainter) if inpainter is not None else None,
-        "device": _describe_device(dev),
+        "device": _describe_device(dev, threads),
         "lpips": lpips_model is not None,
         "fid_weights": str(inception.path) if inception is not None else None,
         "date": run_id,
@@ -596,20 +603,23 @@ def _model_info(inpainter: Any) -> dict[str, Any]:
     return info
 
 
-def _check_run_file(path: Path, settings: dict[str, Any]) -> None:
-    """Refuse to mix rows of different image sizes, model weights or precisions in one folder."""
+def _check_run_file(path: Path, settings: dict[str, Any], run_id: str) -> None:
+    """Refuse to mix rows of different image sizes, model weights or precisions in one folder;
+    record this run's torch thread count (``threads``, by run id)."""
+    doc: dict[str, Any] = {}
     if path.is_file():
-        old = json.loads(path.read_text())
+        doc = json.loads(path.read_text())
         for key, value in settings.items():
-            if value is None or old.get(key) is None:
+            if value is None or doc.get(key) is None:
                 continue
-            if old[key] != value:
+            if doc[key] != value:
                 raise EdgefillError(
-                    f"{path.parent} holds results for {key}={old[key]!r}, not {value!r}; "
+                    f"{path.parent} holds results for {key}={doc[key]!r}, not {value!r}; "
                     "use another report folder (or delete it to start over)"
                 )
-        settings = {k: v if v is not None else old.get(k) for k, v in settings.items()}
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    doc.update({k: v for k, v in settings.items() if v is not None or k not in doc})
+    doc["threads"] = {**doc.get("threads", {}), run_id: torch.get_num_threads()}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _grid_images(cases: Sequence[Case], count: int) -> set[str]:

@@ -446,10 +446,10 @@ def run_evaluation(
         else:
             weights_desc = weights_key = str(weights) if weights else "in-memory model"
     # the precision auto resolved to on this machine: bf16 and fp32 rows must not mix
-    resolved_precision = getattr(inpainter, "precision", None) if inpainter is not None else None
+    resolved_precision = getattr(inpainter, "precision", None)
 
     run_id = _dt.datetime.now().isoformat(timespec="seconds")
-    _check_run_file(
+    run_threads = _check_run_file(
         out / "run.json",
         {"size": size, "weights": weights_key, "precision": resolved_precision},
         run_id,
@@ -553,7 +553,6 @@ def run_evaluation(
     n_photos = len({c.image for c in cases})
     runs = sorted({r["run"] for r in rows})
     # seconds/image depend on the threads each run had (side-by-side runs often take one each)
-    run_threads = json.loads((out / "run.json").read_text()).get("threads", {})
     threads = [run_threads[r] for r in runs if r in run_threads]
     if len(runs) > 1:
         notes.append(
@@ -603,9 +602,9 @@ def _model_info(inpainter: Any) -> dict[str, Any]:
     return info
 
 
-def _check_run_file(path: Path, settings: dict[str, Any], run_id: str) -> None:
+def _check_run_file(path: Path, settings: dict[str, Any], run_id: str) -> dict[str, int]:
     """Refuse to mix rows of different image sizes, model weights or precisions in one folder;
-    record this run's torch thread count (``threads``, by run id)."""
+    record this run's torch thread count and return every run's (``threads``, by run id)."""
     doc: dict[str, Any] = {}
     if path.is_file():
         doc = json.loads(path.read_text())
@@ -620,6 +619,7 @@ def _check_run_file(path: Path, settings: dict[str, Any], run_id: str) -> None:
     doc.update({k: v for k, v in settings.items() if v is not None or k not in doc})
     doc["threads"] = {**doc.get("threads", {}), run_id: torch.get_num_threads()}
     path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc["threads"]
 
 
 def _grid_images(cases: Sequence[Case], count: int) -> set[str]:

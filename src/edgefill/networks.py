@@ -215,8 +215,9 @@ def gaussian_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur (radius 3 sigma, replicated border) of a BxCxHxW tensor."""
     r = int(3 * sigma)
     taps = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-r, r + 1)]
+    total = sum(taps)
     # A constant kernel over channels folded into the batch: ONNX export needs a known shape.
-    k = torch.tensor([t / sum(taps) for t in taps], dtype=x.dtype, device=x.device)
+    k = torch.tensor([t / total for t in taps], dtype=x.dtype, device=x.device)
     b, c, h, w = x.shape
     y = x.reshape(b * c, 1, h, w)
     y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))

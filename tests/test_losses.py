@@ -41,6 +41,37 @@ def test_adversarial_d_prefers_correct_logits(kind: str) -> None:
     assert L.adversarial_g(kind, big) < L.adversarial_g(kind, -big)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_hole_target_counts_patches_without_hole_as_real(kind: str) -> None:
+    """With ``fake_hole``, a fake's patches outside the hole are scored as real ones, and the
+    generator's term ignores them; all-hole patches give the plain losses."""
+    gen = torch.Generator().manual_seed(0)
+    real, logits = torch.randn(2, 1, 4, 4, generator=gen), torch.randn(2, 1, 4, 4, generator=gen)
+    none, every = torch.zeros_like(logits), torch.ones_like(logits)
+    as_real = (L._called_real(kind, real).mean() + L._called_real(kind, logits).mean()) / 2
+    assert L.adversarial_d(kind, real, logits, none).item() == pytest.approx(as_real.item())
+    assert L.adversarial_d(kind, real, logits, every).item() == pytest.approx(
+        L.adversarial_d(kind, real, logits).item()
+    )
+    assert L.adversarial_g(kind, logits, every).item() == pytest.approx(
+        L.adversarial_g(kind, logits).item()
+    )
+    half = torch.zeros_like(logits)
+    half[..., :2, :] = 1
+    changed = logits.clone()
+    changed[..., 2:, :] += 3.0  # only patches outside the hole
+    assert L.adversarial_g(kind, changed, half).item() == pytest.approx(
+        L.adversarial_g(kind, logits, half).item()
+    )
+
+
+def test_hole_patches_marks_cells_with_any_hole_pixel() -> None:
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 5, 9] = 1  # one pixel, in cell (1, 2) of a 4x4 grid
+    cells = L.hole_patches(mask, torch.zeros(1, 1, 4, 4))
+    assert cells.shape == (1, 1, 4, 4) and cells.sum() == 1 and cells[0, 0, 1, 2] == 1
+
+
 def test_unknown_gan_loss() -> None:
     with pytest.raises(ValueError, match="unknown GAN loss"):
         L.adversarial_g("wgan", torch.zeros(1))

@@ -173,12 +173,46 @@ def test_l1_term_weighs_the_hole_by_l1_hole_weight(photos: Path, tmp_path: Path)
     assert float(losses.masked_l1(out, image, mask)) > float(known_only)
 
 
+@pytest.mark.parametrize("hole_only", [False, True])
+def test_inpaint_adv_hole_judges_the_merged_result_on_hole_patches(
+    photos: Path, tmp_path: Path, hole_only: bool
+) -> None:
+    """loss.inpaint_adv_hole: D2 sees the result with the photo outside the hole, and only the
+    patches holding hole pixels count as fake (and in G2's term); off, the reference's raw output."""
+    t = make_trainer(photos, tmp_path / "run", "inpaint", f"loss.inpaint_adv_hole={hole_only}")
+    pair = t.pairs["inpaint"]
+    seen: list[torch.Tensor] = []  # G2's output, then D2's logits in each of the two passes
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o)) for m in (pair.g, pair.d)]
+    batch = batch_of(t)
+    terms, d_inputs = t.generator_losses(batch)
+    d_terms = t.discriminator_losses(d_inputs)
+    for h in hooks:
+        h.remove()
+    image, mask, out = batch["image"], batch["mask"], seen[0].detach().float()
+    real, fake, hole = d_inputs["inpaint"]
+    assert torch.equal(real, image)
+    if not hole_only:
+        assert hole is None and torch.equal(fake, out)
+        return
+    assert torch.equal(hole, mask)
+    torch.testing.assert_close(fake.detach(), out * mask + image * (1 - mask))
+    g_logits, d_logits = seen[1][0].detach().float(), seen[2][0].detach().float()
+    cells = losses.hole_patches(mask, g_logits)
+    assert 0 < cells.mean() < 1  # the test photos' holes leave some patches whole
+    lc = t.cfg.loss
+    expected = lc.inpaint_adv_weight * losses.adversarial_g(lc.gan_loss, g_logits, cells)
+    torch.testing.assert_close(terms["inpaint/g_adv"].detach(), expected)
+    want = losses.adversarial_d(lc.gan_loss, *d_logits.chunk(2), cells)
+    torch.testing.assert_close(d_terms["inpaint/d"].detach(), want)
+
+
 def test_edge_discriminator_input_is_gray_then_edges(photos: Path, tmp_path: Path) -> None:
     """D1 sees (gray, edges) like the reference's EdgeModel, so its released D1 fine-tunes."""
     t = make_trainer(photos, tmp_path / "run", "edge")
     batch = batch_of(t)
     _, d_inputs = t.generator_losses(batch)
-    real, fake = d_inputs["edge"]
+    real, fake, hole = d_inputs["edge"]
+    assert hole is None  # every patch of a predicted edge map is fake
     assert torch.equal(real, torch.cat([batch["gray"], batch["edges_full"]], 1))
     assert torch.equal(fake[:, :1], batch["gray"]) and not torch.equal(fake, real)
 

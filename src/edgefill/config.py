@@ -116,6 +116,11 @@ class LossConfig:
     # uses 0: inside the hole, where many fills are right, L1 pulls toward their blurry mean).
     l1_hole_weight: float = 1.0
     inpaint_adv_weight: float = 0.1
+    # D2 judges the result with the photo outside the hole and calls fake only the patches that
+    # hold hole pixels; G2's adversarial term counts those patches only (LaMa's mask-as-fake
+    # target). False = the reference: D2 sees G2's raw output and every patch of it is fake,
+    # so on a pre-filled G2 most fake patches equal the photo and D2's loss stays near ln 2.
+    inpaint_adv_hole: bool = False
     perceptual_weight: float = 0.1
     style_weight: float = 250.0
     tv_weight: float = 0.0

@@ -13,31 +13,61 @@ PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYERS = ("relu2_2", "relu3_3", "relu4_3", "relu5_2")
 
 
-def adversarial_d(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss on real and (detached) fake patch logits, averaged as in the reference."""
+def _called_real(kind: str, logits: torch.Tensor) -> torch.Tensor:
+    """Per-patch loss of calling these logits real (a discriminator on real patches; nsgan and
+    lsgan generators on fakes)."""
     if kind == "nsgan":
-        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-        fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    elif kind == "lsgan":
-        real = F.mse_loss(torch.sigmoid(real_logits), torch.ones_like(real_logits))
-        fake = F.mse_loss(torch.sigmoid(fake_logits), torch.zeros_like(fake_logits))
-    elif kind == "hinge":
-        real = F.relu(1 - real_logits).mean()
-        fake = F.relu(1 + fake_logits).mean()
-    else:
-        raise ValueError(f"unknown GAN loss {kind!r}")
-    return (real + fake) / 2
-
-
-def adversarial_g(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Generator loss: make the discriminator call the fakes real."""
-    if kind == "nsgan":
-        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+        return F.softplus(-logits)  # = BCE-with-logits against 1, stable for large logits
     if kind == "lsgan":
-        return F.mse_loss(torch.sigmoid(fake_logits), torch.ones_like(fake_logits))
+        return (torch.sigmoid(logits) - 1) ** 2
     if kind == "hinge":
-        return -fake_logits.mean()
+        return F.relu(1 - logits)
     raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def _called_fake(kind: str, logits: torch.Tensor) -> torch.Tensor:
+    """Per-patch loss of calling these logits fake."""
+    if kind == "nsgan":
+        return F.softplus(logits)
+    if kind == "lsgan":
+        return torch.sigmoid(logits) ** 2
+    if kind == "hinge":
+        return F.relu(1 + logits)
+    raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def hole_patches(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """1 where a discriminator patch (a cell of the logits' grid) holds any hole pixel, else 0:
+    ``mask`` (Bx1xHxW) max-pooled to the logits' size (LaMa's mask-as-fake-target)."""
+    return F.adaptive_max_pool2d(mask.to(logits.dtype), logits.shape[-2:])
+
+
+def adversarial_d(
+    kind: str,
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    fake_hole: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Discriminator loss on real and (detached) fake patch logits, averaged as in the reference.
+
+    ``fake_hole`` (``hole_patches``, same shape as ``fake_logits``): only the patches of a fake
+    that hold hole pixels are fake; the others are the photo's own pixels and count as real.
+    None: every patch of a fake is fake (the reference)."""
+    fake = _called_fake(kind, fake_logits)
+    if fake_hole is not None:
+        fake = fake_hole * fake + (1 - fake_hole) * _called_real(kind, fake_logits)
+    return (_called_real(kind, real_logits).mean() + fake.mean()) / 2
+
+
+def adversarial_g(
+    kind: str, fake_logits: torch.Tensor, fake_hole: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Generator loss: make the discriminator call the fakes real. ``fake_hole``: averaged over
+    the patches that hold hole pixels only (a generator cannot change the others)."""
+    per_patch = -fake_logits if kind == "hinge" else _called_real(kind, fake_logits)
+    if fake_hole is None:
+        return per_patch.mean()
+    return (per_patch * fake_hole).sum() / fake_hole.sum().clamp_min(1.0)
 
 
 def feature_matching(

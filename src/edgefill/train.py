@@ -469,13 +469,14 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     def generator_losses(self, batch: dict[str, torch.Tensor]) -> tuple[Terms, dict[str, tuple]]:
-        """Generator forward pass: weighted loss terms, and the (real, fake) each D will see.
+        """Generator forward pass: weighted loss terms, and the (real, fake, hole mask or None)
+        each D will see (the mask: only patches with hole pixels count as fake).
 
         The discriminators are frozen and called outside DDP (nothing of theirs to sync): the
         generators' losses flow through them without giving them gradients.
         """
         terms: Terms = {}
-        d_inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        d_inputs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
         for p in self.pairs.values():
             p.d.requires_grad_(False)
         with self._autocast():
@@ -510,7 +511,7 @@ class Trainer:
             terms["edge/bce"] = lc.edge_bce_weight * L.balanced_edge_bce(
                 pred, batch["edges_full"], batch["mask"]
             )
-        d_inputs["edge"] = (real, fake)
+        d_inputs["edge"] = (real, fake, None)
         return pred
 
     def _inpaint_terms(
@@ -523,9 +524,11 @@ class Trainer:
         x = inpaint_input(batch["filled"], mask, edges, m.hole_fill, batch.get("exemplar"))
         out = pair.g_run(x).float()
         merged = out * mask + image * (1 - mask)
-        fake_logits, _ = pair.d(out)
+        fake = merged if lc.inpaint_adv_hole else out
+        fake_logits, _ = pair.d(fake)
+        fake_hole = L.hole_patches(mask, fake_logits.float()) if lc.inpaint_adv_hole else None
         terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
-            lc.gan_loss, fake_logits.float()
+            lc.gan_loss, fake_logits.float(), fake_hole
         )
         terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask, lc.l1_hole_weight)
         if self.vgg_losses is not None:
@@ -536,7 +539,7 @@ class Trainer:
             terms["inpaint/style"] = lc.style_weight * style
         if lc.tv_weight > 0:
             terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
-        d_inputs["inpaint"] = (image, out)
+        d_inputs["inpaint"] = (image, fake, mask if lc.inpaint_adv_hole else None)
 
     def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         """Predicted edges, replaced by the true ones for a ``train.true_edge_prob`` share of the
@@ -553,13 +556,14 @@ class Trainer:
         """Each discriminator on one batch of [real; detached fake] (one spectral-norm update)."""
         terms: Terms = {}
         with self._autocast():
-            for name, (real, fake) in d_inputs.items():
+            for name, (real, fake, hole) in d_inputs.items():
                 pair = self.pairs[name]
                 pair.d.requires_grad_(True)
                 logits, _ = pair.d_run(torch.cat([real, fake.detach()], 0))
                 real_logits, fake_logits = logits.float().chunk(2)
+                fake_hole = None if hole is None else L.hole_patches(hole, fake_logits)
                 terms[f"{name}/d"] = L.adversarial_d(
-                    self.cfg.loss.gan_loss, real_logits, fake_logits
+                    self.cfg.loss.gan_loss, real_logits, fake_logits, fake_hole
                 )
         return terms
 

@@ -43,8 +43,9 @@ def test_adversarial_d_prefers_correct_logits(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_hole_target_counts_patches_without_hole_as_real(kind: str) -> None:
-    """With ``fake_hole``, a fake's patches outside the hole are scored as real ones, and the
-    generator's term ignores them; all-hole patches give the plain losses."""
+    """With a ``hole``, a fake's patches outside it are scored as real ones, and the generator's
+    term ignores them; all-hole patches give the plain losses. (A hole at the logits' size is
+    its own patch map.)"""
     gen = torch.Generator().manual_seed(0)
     real, logits = torch.randn(2, 1, 4, 4, generator=gen), torch.randn(2, 1, 4, 4, generator=gen)
     none, every = torch.zeros_like(logits), torch.ones_like(logits)

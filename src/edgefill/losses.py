@@ -46,28 +46,31 @@ def adversarial_d(
     kind: str,
     real_logits: torch.Tensor,
     fake_logits: torch.Tensor,
-    fake_hole: torch.Tensor | None = None,
+    hole: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Discriminator loss on real and (detached) fake patch logits, averaged as in the reference.
 
-    ``fake_hole`` (``hole_patches``, same shape as ``fake_logits``): only the patches of a fake
-    that hold hole pixels are fake; the others are the photo's own pixels and count as real.
+    ``hole`` (Bx1xHxW, 1 = missing): only the patches of a fake that hold hole pixels
+    (``hole_patches``) are fake; the others are the photo's own pixels and count as real.
     None: every patch of a fake is fake (the reference)."""
     fake = _called_fake(kind, fake_logits)
-    if fake_hole is not None:
-        fake = fake_hole * fake + (1 - fake_hole) * _called_real(kind, fake_logits)
+    if hole is not None:
+        cells = hole_patches(hole, fake_logits)
+        fake = cells * fake + (1 - cells) * _called_real(kind, fake_logits)
     return (_called_real(kind, real_logits).mean() + fake.mean()) / 2
 
 
 def adversarial_g(
-    kind: str, fake_logits: torch.Tensor, fake_hole: torch.Tensor | None = None
+    kind: str, fake_logits: torch.Tensor, hole: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Generator loss: make the discriminator call the fakes real. ``fake_hole``: averaged over
-    the patches that hold hole pixels only (a generator cannot change the others)."""
+    """Generator loss: make the discriminator call the fakes real. ``hole`` (as in
+    ``adversarial_d``): averaged over the patches that hold hole pixels only (a generator cannot
+    change the others)."""
     per_patch = -fake_logits if kind == "hinge" else _called_real(kind, fake_logits)
-    if fake_hole is None:
+    if hole is None:
         return per_patch.mean()
-    return (per_patch * fake_hole).sum() / fake_hole.sum().clamp_min(1.0)
+    cells = hole_patches(hole, fake_logits)
+    return (per_patch * cells).sum() / cells.sum().clamp_min(1.0)
 
 
 def feature_matching(

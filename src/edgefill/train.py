@@ -524,11 +524,11 @@ class Trainer:
         x = inpaint_input(batch["filled"], mask, edges, m.hole_fill, batch.get("exemplar"))
         out = pair.g_run(x).float()
         merged = out * mask + image * (1 - mask)
-        fake = merged if lc.inpaint_adv_hole else out
+        hole = mask if lc.inpaint_adv_hole else None
+        fake = out if hole is None else merged
         fake_logits, _ = pair.d(fake)
-        fake_hole = L.hole_patches(mask, fake_logits.float()) if lc.inpaint_adv_hole else None
         terms["inpaint/g_adv"] = lc.inpaint_adv_weight * L.adversarial_g(
-            lc.gan_loss, fake_logits.float(), fake_hole
+            lc.gan_loss, fake_logits.float(), hole
         )
         terms["inpaint/l1"] = lc.l1_weight * L.masked_l1(out, image, mask, lc.l1_hole_weight)
         if self.vgg_losses is not None:
@@ -539,7 +539,7 @@ class Trainer:
             terms["inpaint/style"] = lc.style_weight * style
         if lc.tv_weight > 0:
             terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
-        d_inputs["inpaint"] = (image, fake, mask if lc.inpaint_adv_hole else None)
+        d_inputs["inpaint"] = (image, fake, hole)
 
     def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         """Predicted edges, replaced by the true ones for a ``train.true_edge_prob`` share of the
@@ -561,9 +561,8 @@ class Trainer:
                 pair.d.requires_grad_(True)
                 logits, _ = pair.d_run(torch.cat([real, fake.detach()], 0))
                 real_logits, fake_logits = logits.float().chunk(2)
-                fake_hole = None if hole is None else L.hole_patches(hole, fake_logits)
                 terms[f"{name}/d"] = L.adversarial_d(
-                    self.cfg.loss.gan_loss, real_logits, fake_logits, fake_hole
+                    self.cfg.loss.gan_loss, real_logits, fake_logits, hole
                 )
         return terms
 

@@ -13,6 +13,7 @@ from skimage import data as skdata
 
 from edgefill.damage import DAMAGE_TYPES, LINE_TYPES, render_damage, scan_effects
 from edgefill.detect import (
+    CONTEXT_MARGIN,
     DamageNet,
     analyse_damage,
     damage_map,
@@ -283,11 +284,12 @@ def test_small_photos_are_analysed_at_the_release_min_size():
     net = Spy(4, 3).eval()
     img = scan(60, 80)
     prob, _ = damage_probability(img, net=net, min_size=120)
-    assert prob.shape == (60, 80) and seen == [(120, 160)]
+    m = 2 * CONTEXT_MARGIN  # every photo is analysed with a mirrored margin
+    assert prob.shape == (60, 80) and seen == [(120 + m, 160 + m)]
     seen.clear()
-    assert damage_probability(img, net=net)[0].shape == (60, 80) and seen == [(60, 80)]
+    assert damage_probability(img, net=net)[0].shape == (60, 80) and seen == [(60 + m, 80 + m)]
     dm = analyse_damage(img, method="net", net=net, min_size=120)
-    assert dm.mask.shape == (60, 80) and seen[-1] == (120, 160)
+    assert dm.mask.shape == (60, 80) and seen[-1] == (120 + m, 160 + m)
 
 
 def test_bench_detect_tells_wide_masks_from_false_alarms_far_away():

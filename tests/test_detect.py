@@ -14,7 +14,9 @@ from skimage import data as skdata
 from edgefill.checkpoint import load_checkpoint
 from edgefill.detect import (
     BLOB,
+    CONTEXT_MARGIN,
     LINE,
+    SMALL_PHOTO,
     DamageNet,
     calibrate_detector,
     detect_classical,
@@ -150,6 +152,24 @@ def test_net_tiling_matches_one_pass():
     whole = net_probabilities(rgb, net, tile=512)
     tiled = net_probabilities(rgb, net, tile=96, overlap=32)
     assert np.abs(whole - tiled).max() < 1e-4
+
+
+def test_net_sees_a_mirrored_margin_around_the_photo():
+    torch.manual_seed(0)
+    net = DamageNet(4).eval()
+    rgb = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    m = 16
+    mirrored = np.pad(rgb, ((m, m), (m, m), (0, 0)), mode="symmetric")
+    expected = net_probabilities(mirrored, net, margin=0)[m:-m, m:-m]
+    assert np.abs(net_probabilities(rgb, net, margin=m) - expected).max() < 1e-5
+    # without it the border pixels see zero padding instead
+    assert np.abs(net_probabilities(rgb, net, margin=0) - expected).max() > 1e-3
+    # by default only photos smaller than the smallest training photo get the margin
+    assert np.array_equal(
+        net_probabilities(rgb, net), net_probabilities(rgb, net, margin=CONTEXT_MARGIN)
+    )
+    big = np.random.default_rng(2).integers(0, 256, (SMALL_PHOTO, 300, 3), dtype=np.uint8)
+    assert np.array_equal(net_probabilities(big, net), net_probabilities(big, net, margin=0))
 
 
 def _trained_looking(net: DamageNet) -> DamageNet:

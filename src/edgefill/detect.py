@@ -510,11 +510,32 @@ def detector_available(path: str | Path | None = None) -> bool:
     return (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()
 
 
+CONTEXT_MARGIN = 64  # px of mirrored photo around a small analysed photo (see net_probabilities)
+SMALL_PHOTO = 256  # short side below which a photo gets that margin: the smallest training photo
+
+
 @torch.inference_mode()
 def net_probabilities(
-    rgb: np.ndarray, net: DamageNet, tile: int = 512, overlap: int = 32
+    rgb: np.ndarray,
+    net: DamageNet,
+    tile: int = 512,
+    overlap: int = 32,
+    margin: int | None = None,
 ) -> np.ndarray:
-    """Per-pixel damage probabilities float32 HxWx2 (line, blob), tiled for large photos."""
+    """Per-pixel damage probabilities float32 HxWx2 (line, blob), tiled for large photos.
+
+    The photo is mirrored outward by ``margin`` px first (default: ``CONTEXT_MARGIN`` for a
+    photo whose short side is under ``SMALL_PHOTO``, else none), so that its border pixels get
+    context instead of zero padding. A small photo is mostly border to a deep network: on the
+    96 px scratched photo of ``tests/test_restore.py`` the session-20 release flagged 9 % of the
+    pixels away from the scratches without the margin, 3 % with it. Scans get none: on the
+    training scans it cost 20 % more time and lost tears, which touch the border."""
+    if margin is None:
+        margin = CONTEXT_MARGIN if min(rgb.shape[:2]) < SMALL_PHOTO else 0
+    if margin > 0:
+        pad = ((margin, margin), (margin, margin), (0, 0))
+        big = np.pad(rgb, pad, mode="symmetric")
+        return net_probabilities(big, net, tile, overlap, 0)[margin:-margin, margin:-margin]
     h, w = rgb.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
     out = np.zeros((h, w, 2), np.float32)

@@ -284,7 +284,7 @@ def test_small_photos_are_analysed_at_the_release_min_size():
     net = Spy(4, 3).eval()
     img = scan(60, 80)
     prob, _ = damage_probability(img, net=net, min_size=120)
-    m = 2 * CONTEXT_MARGIN  # every photo is analysed with a mirrored margin
+    m = 2 * CONTEXT_MARGIN  # photos under SMALL_PHOTO px get a mirrored margin
     assert prob.shape == (60, 80) and seen == [(120 + m, 160 + m)]
     seen.clear()
     assert damage_probability(img, net=net)[0].shape == (60, 80) and seen == [(60 + m, 80 + m)]

@@ -45,6 +45,7 @@ from edgefill.detect import (
     grow_mask,
     line_mask,
     load_detector,
+    load_stain_pass,
     mask_scores,
     save_detector,
     spot_mask,
@@ -210,6 +211,33 @@ def export(args: argparse.Namespace) -> None:
         }
     out = save_detector(net, args.output, info)
     print(f"wrote {out}")
+
+
+def export_stain(args: argparse.Namespace) -> None:
+    """Add a trained stain pass (``train --synth stain``) to a detector release folder,
+    calibrated so that it flags ``--clean-rate`` of the clean training scans on its own."""
+    from edgefill.detect import DamageNet, at_stain_size, save_stain_pass
+
+    ck = torch.load(Path(args.run) / "last.pt", map_location="cpu", weights_only=True)
+    if int(ck.get("outputs", 2)) != 1:
+        raise SystemExit(f"{args.run}: not a stain pass (train it with --synth stain)")
+    net = DamageNet(int(ck["width"]), int(ck["depth"]), 1)
+    net.load_state_dict(ck["model"])
+    clean = [at_stain_size(rgb) for rgb in clean_training_scans(args.dirs, args.n_clean)]
+    shift = calibrate_detector(net, clean, args.clean_rate)
+    print(f"calibrated: logit shift {shift:+.3f} for {args.clean_rate:.3%} flagged")
+    info = {
+        "width": int(ck["width"]),
+        "depth": int(ck["depth"]),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "steps": int(ck["step"]),
+        "calibration": {
+            "logit_shift": round(shift, 4),
+            "clean_rate": args.clean_rate,
+            "photos": f"{args.n_clean} thin-structure training photos at scan size",
+        },
+    }
+    print(f"wrote stain pass into {save_stain_pass(net, args.output, info)}")
 
 
 def clean_training_scans(dirs: list[str], n: int, seed: int = 7) -> list[np.ndarray]:
@@ -456,10 +484,11 @@ def scan_detectors(args: argparse.Namespace) -> dict:
         name, _, folder = spec.partition("=")
         net, info = load_detector(folder)
         grow = int(info.get("grow", 0)) if args.grow is None else args.grow
+        stain = load_stain_pass(folder)
 
-        def fn(rgb, net=net, grow=grow):
+        def fn(rgb, net=net, grow=grow, stain=stain):
             return analyse_damage(
-                rgb, sensitivity=args.sensitivity, method="net", net=net, grow=grow
+                rgb, sensitivity=args.sensitivity, method="net", net=net, grow=grow, stain=stain
             )
 
         found[name] = fn
@@ -683,7 +712,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--width", type=int, default=12)
     p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--synth", choices=["simple", "scan", "mix"], default="simple")
+    p.add_argument("--synth", choices=["simple", "scan", "mix", "stain"], default="simple")
     p.add_argument("--pos-weight", type=float, default=4.0)
     p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -738,6 +767,13 @@ def main(argv: list[str] | None = None) -> None:
         default="synthetic damage over the training split of ../shared/data/imagenet-samples",
     )
     p.set_defaults(func=export)
+    p = sub.add_parser("export-stain", help="add a trained stain pass to a release folder")
+    p.add_argument("run")
+    p.add_argument("-o", "--output", default="src/edgefill/weights/detector")
+    p.add_argument("--clean-rate", type=float, default=0.0005)
+    p.add_argument("--n-clean", type=int, default=24, help="clean training photos to calibrate on")
+    p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
+    p.set_defaults(func=export_stain)
     p = sub.add_parser("eval")
     p.add_argument("--n", type=int, default=0, help="validation photos (0 = all)")
     p.add_argument("--seed", type=int, default=2024)

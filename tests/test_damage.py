@@ -14,6 +14,8 @@ from skimage import data as skdata
 from edgefill.damage import DAMAGE_TYPES, LINE_TYPES, render_damage, scan_effects
 from edgefill.detect import (
     CONTEXT_MARGIN,
+    STAIN_FILE,
+    STAIN_SIZE,
     DamageNet,
     analyse_damage,
     damage_map,
@@ -21,10 +23,14 @@ from edgefill.detect import (
     detect_damage,
     false_alarm_spots,
     load_detector,
+    load_stain_pass,
     mixed_training_batch,
     net_probabilities,
     save_detector,
+    save_stain_pass,
     scan_training_batch,
+    stain_probability,
+    stain_training_batch,
     train_detector,
     training_batch,
 )
@@ -87,6 +93,84 @@ def test_scan_training_batch_shapes_and_targets():
     assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
     x2, y2 = scan_training_batch(photos, np.random.default_rng(3), 4, 64)
     assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+# ----------------------------------------------------------------------------- stain pass
+
+
+def test_stain_training_batch_targets_only_the_stains():
+    photos = [scan(200, 260), scan(180, 240)]
+    x, y = stain_training_batch(photos, np.random.default_rng(4), 8, 64)
+    assert x.shape == (8, 3, 64, 64) and y.shape == (8, 1, 64, 64)
+    assert set(torch.unique(y).tolist()) == {0.0, 1.0}  # some crops hold a stain, most pixels not
+    x2, y2 = stain_training_batch(photos, np.random.default_rng(4), 8, 64)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_stain_targets_follow_the_rendered_stain(monkeypatch):
+    import edgefill.damage as damage
+
+    def only_stain(rgb, rng, kinds, **kw):  # a stain in the left half, other damage dropped
+        out = rgb.copy()
+        labels = np.zeros(rgb.shape[:2], np.uint8)
+        labels[:, : rgb.shape[1] // 2] = DAMAGE_TYPES.index("stain") + 1
+        out[labels > 0] = (140, 107, 64)
+        return damage.Scan(out, labels)
+
+    monkeypatch.setattr(damage, "render_damage", only_stain)
+    x, y = stain_training_batch([scan(200, 260)], np.random.default_rng(0), 1, 32)
+    assert y[0, 0, :, :16].all() and not y[0, 0, :, 16:].any()
+
+
+def test_a_release_with_a_stain_pass_flags_what_either_net_finds(tmp_path: Path):
+    torch.manual_seed(0)
+    net, stain = DamageNet(4, 3).eval(), DamageNet(4, 3, outputs=1).eval()
+    save_detector(net, tmp_path, {"width": 4, "depth": 3})
+    assert load_stain_pass(tmp_path) is None  # an older release: no stain pass
+    save_stain_pass(stain, tmp_path, {"width": 4, "depth": 3, "steps": 1})
+    loaded = load_stain_pass(tmp_path)
+    assert loaded.head.out_channels == 1 and load_detector(tmp_path)[1]["width"] == 4
+    img = scan(300, 400)
+    p_stain = stain_probability(img, loaded)
+    assert p_stain.shape == (300, 400)
+    assert np.abs(p_stain - stain_probability(img, stain)).max() < 1e-2  # float16 storage
+    main = net_probabilities(img, load_detector(tmp_path)[0])
+    for kind, channels in (("auto", [0, 1]), ("spots", [1])):
+        prob, _ = damage_probability(img, kind, detector=tmp_path)
+        assert np.allclose(prob, np.maximum(main[..., channels].max(2), p_stain), atol=1e-6)
+    scratches, _ = damage_probability(img, "scratches", detector=tmp_path)
+    assert np.allclose(scratches, main[..., 0], atol=1e-6)  # stains are no scratches
+    (tmp_path / STAIN_FILE).unlink()
+    with pytest.raises(EdgefillError, match="stain pass"):
+        load_stain_pass(tmp_path)
+
+
+def test_the_stain_pass_sees_the_photo_at_its_own_size():
+    seen: list[tuple[int, int]] = []
+
+    class Spy(DamageNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape[-2:]))
+            return super().forward(x)
+
+    stain = Spy(4, 3, outputs=1).eval()
+    for h, w in ((1024, 1536), (96, 128)):  # a scan at the working size, a small photo
+        seen.clear()
+        assert stain_probability(scan(h, w), stain).shape == (h, w)
+        m = stain.multiple  # the tiled inference pads to it
+        assert seen == [(STAIN_SIZE, -(-round(STAIN_SIZE * w / h) // m) * m)]
+
+
+def test_training_a_stain_pass(tmp_path: Path):
+    photos = [tmp_path / "p.png"]
+    cv2.imwrite(str(photos[0]), scan(200, 260)[..., ::-1])
+    opts = dict(steps=1, batch=2, crop=32, width=4, synth="stain")
+    net = train_detector(photos, tmp_path / "run", **opts)
+    assert net.head.out_channels == 1
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["outputs"] == 1
+    save_detector(DamageNet(4, 3), tmp_path / "rel", {"width": 4})
+    with pytest.raises(ValueError, match="starts fresh"):
+        train_detector(photos, tmp_path / "r2", init=tmp_path / "rel", **opts)
 
 
 # ----------------------------------------------------------------------------- deeper net

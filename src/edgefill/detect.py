@@ -45,6 +45,8 @@ from edgefill.errors import EdgefillError
 WORK_SIZE = 1024  # px, shorter side; larger photos are analysed downscaled (see detect_damage)
 DETECTOR_WEIGHTS = Path(__file__).parent / "weights" / "detector"
 WEIGHTS_FILE, CONFIG_FILE = "detector.safetensors", "config.json"
+STAIN_FILE = "stain.safetensors"  # a release's optional stain pass (config.json "stain")
+STAIN_SIZE = 256  # px, shorter side at which the stain pass sees a photo (see stain_probability)
 
 # Label values in the map ``synth_damage`` returns.
 CLEAN, LINE, BLOB = 0, 1, 2
@@ -425,14 +427,15 @@ class _Block(nn.Sequential):
 
 
 class DamageNet(nn.Module):
-    """Tiny U-Net: RGB in [0, 1] (N3HW) -> logits N2HW (line-like, blob-like damage).
+    """Tiny U-Net: RGB in [0, 1] (N3HW) -> logits N2HW (line-like, blob-like damage), or
+    N1HW for the stain pass (``outputs=1``, see ``stain_probability``).
 
     ``depth`` scales (H, H/2, ...), widths (w, 2w, 3w, 4w, ...); H and W must be multiples of
     2 ** (depth - 1) (callers pad). Module names are those of the 3-scale release (enc1..encD,
     upD-1..up1, head), so its weights still load into ``DamageNet(12, 3)``.
     """
 
-    def __init__(self, width: int = 12, depth: int = 3):
+    def __init__(self, width: int = 12, depth: int = 3, outputs: int = 2):
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth must be at least 2, got {depth}")
@@ -444,7 +447,7 @@ class DamageNet(nn.Module):
             cin = w
         for i in range(depth - 1, 0, -1):  # up{i}: decoder at scale i
             setattr(self, f"up{i}", _Block(widths[i] + widths[i - 1], widths[i - 1]))
-        self.head = nn.Conv2d(width, 2, 1)
+        self.head = nn.Conv2d(width, outputs, 1)
         self.pool = nn.MaxPool2d(2)
 
     @property
@@ -468,21 +471,32 @@ class DamageNet(nn.Module):
 
 def save_detector(net: DamageNet, path: str | Path, info: dict) -> Path:
     """Release format: float16 safetensors + config.json (width and provenance)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
-    save_file(sd, str(path / WEIGHTS_FILE))
+    _save_weights(net, path / WEIGHTS_FILE)
     (path / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return path
 
 
+def save_stain_pass(net: DamageNet, path: str | Path, info: dict) -> Path:
+    """Add a stain pass (float16 ``STAIN_FILE``) to the release in ``path``; ``info`` (width,
+    depth, provenance) becomes its config.json's "stain"."""
+    path = Path(path)
+    cfg = load_detector(path)[1]
+    _save_weights(net, path / STAIN_FILE)
+    (path / CONFIG_FILE).write_text(json.dumps({**cfg, "stain": info}, indent=2) + "\n")
+    return path
+
+
+def _save_weights(net: DamageNet, file: Path) -> None:
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}, str(file))
+
+
 def load_detector(path: str | Path | None = None) -> tuple[DamageNet, dict]:
     """Load released detector weights (eval mode, float32); clear error when missing."""
-    from safetensors.torch import load_file
-
     path = Path(path) if path is not None else DETECTOR_WEIGHTS
     cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not (cfg_file.is_file() and w_file.is_file()):
@@ -491,18 +505,43 @@ def load_detector(path: str | Path | None = None) -> tuple[DamageNet, dict]:
             "(--method classical) or reinstall edgefill from a full checkout"
         )
     info = json.loads(cfg_file.read_text())
-    net = DamageNet(int(info.get("width", 12)), int(info.get("depth", 3)))
+    return _load_net(w_file, info), info
+
+
+def _load_net(w_file: Path, info: dict) -> DamageNet:
+    from safetensors.torch import load_file
+
+    net = DamageNet(
+        int(info.get("width", 12)), int(info.get("depth", 3)), int(info.get("outputs", 2))
+    )
     sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_file)).items()}
     try:
         net.load_state_dict(sd)
     except RuntimeError as exc:
         raise EdgefillError(f"{w_file}: does not match the detector architecture ({exc})") from None
-    return net.eval().requires_grad_(False), info
+    return net.eval().requires_grad_(False)
+
+
+def load_stain_pass(path: str | Path | None = None) -> DamageNet | None:
+    """The stain pass of the release in ``path`` (default: the shipped one), or None when its
+    config.json names none (releases before session 21)."""
+    path = Path(path) if path is not None else DETECTOR_WEIGHTS
+    info = load_detector(path)[1].get("stain")
+    if info is None:
+        return None
+    if not (path / STAIN_FILE).is_file():
+        raise EdgefillError(f"{path / STAIN_FILE} is missing; config.json names a stain pass")
+    return _load_net(path / STAIN_FILE, {**info, "outputs": 1})
 
 
 @functools.lru_cache(maxsize=2)
 def _cached_detector(path: str) -> tuple[DamageNet, dict]:
     return load_detector(path)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_stain_pass(path: str) -> DamageNet | None:
+    return load_stain_pass(path)
 
 
 def detector_available(path: str | Path | None = None) -> bool:
@@ -691,23 +730,46 @@ def _check_args(rgb: np.ndarray, kind: str, sensitivity: float, method: str) -> 
     return rgb
 
 
+def at_stain_size(rgb: np.ndarray) -> np.ndarray:
+    """The photo as the stain pass sees it: resized so that its shorter side is ``STAIN_SIZE``."""
+    h, w = rgb.shape[:2]
+    f = STAIN_SIZE / min(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
+
+
+def stain_probability(rgb: np.ndarray, stain: DamageNet) -> np.ndarray:
+    """Water-stain probability float32 HxW from a release's stain pass.
+
+    A stain is a faint tint tens to hundreds of pixels across whose only sharp trace is its
+    tide line: the damage network, which sees 192 px crops at the working size, finds almost
+    none (session 20). The stain pass sees the whole photo at ``STAIN_SIZE``, where a stain is
+    10-50 px in radius, and its probabilities are scaled back to the photo."""
+    h, w = rgb.shape[:2]
+    prob = net_probabilities(at_stain_size(rgb), stain)[..., 0]
+    return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def damage_probability(
     rgb: np.ndarray,
     kind: str = "auto",
     net: DamageNet | None = None,
     min_size: int = 0,
     detector: str | Path | None = None,
+    stain: DamageNet | None = None,
 ) -> tuple[np.ndarray, int]:
     """The network's damage probability for ``kind`` (float32 HxW) and its release's ``grow``.
 
     Without ``net``, the release in the folder ``detector`` (default: the shipped one) runs with
-    its own ``grow`` and ``min_size``. A photo whose short side is under ``min_size`` (the
-    smallest scan the release was trained on) is analysed upscaled to it, as a scan of a small
-    print would be, and the probabilities are scaled back."""
+    its own ``grow``, ``min_size`` and stain pass. A photo whose short side is under ``min_size``
+    (the smallest scan the release was trained on) is analysed upscaled to it, as a scan of a
+    small print would be, and the probabilities are scaled back. ``stain``: a stain pass for
+    ``net`` (``load_stain_pass``); its probability joins the blob channel (kinds spots, auto)."""
     grow = 0
     if net is None:
         net, info = _cached_detector(str(detector or DETECTOR_WEIGHTS))
         grow, min_size = int(info.get("grow", 0)), int(info.get("min_size", 0))
+        stain = _cached_stain_pass(str(detector or DETECTOR_WEIGHTS))
     h, w = rgb.shape[:2]
     f = min_size / min(h, w)
     if f > 1:
@@ -717,7 +779,10 @@ def damage_probability(
     else:
         prob = net_probabilities(rgb, net)
     channels = {"scratches": [0], "spots": [1], "auto": [0, 1]}[kind]
-    return prob[..., channels].max(2), grow
+    prob = prob[..., channels].max(2)
+    if stain is not None and kind != "scratches":
+        prob = np.maximum(prob, stain_probability(rgb, stain))
+    return prob, grow
 
 
 def analyse_damage(
@@ -731,17 +796,21 @@ def analyse_damage(
     grow: int = 0,
     min_size: int = 0,
     detector: str | Path | None = None,
+    stain: DamageNet | None = None,
 ) -> DamageMap:
     """Detect damage and group it into regions with a confidence (``DamageMap``).
 
     The arguments are those of ``detect_damage``; ``confident_at`` (0-1) is the mean probability
     a region needs to count as confident. ``net``: a loaded detector instead of the shipped one,
-    with ``grow`` its rim dilation and ``min_size`` its smallest working size (for benchmarks
-    that vary them; a release folder brings its own, see ``damage_probability``).
+    with ``grow`` its rim dilation, ``min_size`` its smallest working size and ``stain`` its
+    stain pass (for benchmarks that vary them; a release folder brings its own, see
+    ``damage_probability``).
     """
     if not (isinstance(confident_at, (int, float)) and 0.0 <= confident_at <= 1.0):
         raise EdgefillError(f"confident_at must be a number in [0, 1], got {confident_at!r}")
-    flagged, prob = _flag(rgb, kind, sensitivity, method, work_size, net, grow, min_size, detector)
+    flagged, prob = _flag(
+        rgb, kind, sensitivity, method, work_size, net, grow, min_size, detector, stain
+    )
     return damage_map(flagged, prob, confident_at)
 
 
@@ -777,6 +846,7 @@ def _flag(
     grow: int = 0,
     min_size: int = 0,
     detector: str | Path | None = None,
+    stain: DamageNet | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(flagged bool HxW, damage probability float32 HxW) at the photo's size."""
     rgb = _check_args(rgb, kind, sensitivity, method)
@@ -788,7 +858,7 @@ def _flag(
     h, w = rgb.shape[:2]
     small = at_work_size(rgb, work_size)
     if method == "net":
-        prob, release_grow = damage_probability(small, kind, net, min_size, detector)
+        prob, release_grow = damage_probability(small, kind, net, min_size, detector, stain)
         grow = release_grow if net is None else grow
         flagged = prob >= _net_threshold(sensitivity)
         if grow > 0:  # the rim: a measured dilation, part of the release (config.json "grow")
@@ -1003,6 +1073,49 @@ def scan_training_batch(
     return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
 
 
+def stain_training_batch(
+    photos: list[np.ndarray], rng: np.random.Generator, batch: int, crop: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops of virtual scans as the stain pass sees them: the photo at twice ``STAIN_SIZE``,
+    water stains (6 crops in 10) and other damage at random (negatives), monochrome or sepia at
+    times, grain and JPEG, then downscaled (area) to ``STAIN_SIZE``; targets N1HW: the stains.
+
+    A scan's damage scales with its size (``edgefill.damage``), so at a fixed analysis size a
+    stain is 10-50 px across in radius whatever the scan's resolution."""
+    from edgefill.damage import DAMAGE_TYPES, render_damage, scan_effects
+
+    stain_label = DAMAGE_TYPES.index("stain") + 1
+    big = 2 * STAIN_SIZE
+    xs, ys = [], []
+    for _ in range(batch):
+        rgb = photos[int(rng.integers(len(photos)))]
+        h, w = rgb.shape[:2]
+        f = big / min(h, w)
+        size = (max(2 * crop, round(w * f)), max(2 * crop, round(h * f)))
+        up = cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC if f > 1 else cv2.INTER_AREA)
+        top = int(rng.integers(0, size[1] - 2 * crop + 1))
+        left = int(rng.integers(0, size[0] - 2 * crop + 1))
+        patch = np.ascontiguousarray(up[top : top + 2 * crop, left : left + 2 * crop])
+        if rng.random() < 0.5:
+            patch = np.ascontiguousarray(patch[:, ::-1])
+        if rng.random() < 0.25:  # old photos are often monochrome or sepia
+            g = to_gray(patch)[..., None]
+            tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.88, 0.7])
+            patch = np.clip(g * tint * 255, 0, 255).astype(np.uint8)
+        kinds = [k for k in DAMAGE_TYPES if k != "stain" and rng.random() < 0.15]
+        if rng.random() < 0.6:
+            kinds.append("stain")
+        rng.shuffle(kinds)
+        sc = render_damage(patch, rng, kinds, scale=big / 1000)
+        img = scan_effects(sc.image, rng, scale=big / 1000)
+        img = cv2.resize(img, (crop, crop), interpolation=cv2.INTER_AREA)
+        truth = (sc.labels == stain_label).astype(np.float32)
+        truth = cv2.resize(truth, (crop, crop), interpolation=cv2.INTER_AREA) >= 0.5
+        xs.append(torch.from_numpy(img).permute(2, 0, 1))
+        ys.append(torch.from_numpy(truth[None]))
+    return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
+
+
 @torch.inference_mode()
 def false_alarm_spots(
     net: DamageNet,
@@ -1140,7 +1253,8 @@ def train_detector(
     from, as wide and deep or less (``widen_into``). ``synth``: "simple" (the
     first release: ``synth_damage`` on 256 px photos), "scan" (``scan_training_batch``) or
     "mix" (half of each batch each: the thin damage and dust of the first, dense as the first
-    release saw them, with the scan damage kinds); ``kind_odds`` and ``dust_density`` shape
+    release saw them, with the scan damage kinds) or "stain" (a one-output stain pass,
+    ``stain_training_batch``; no ``init``); ``kind_odds`` and ``dust_density`` shape
     the scan damage (``scan_training_batch``). ``hard_negatives``: a calibrated detector
     release; its false alarms on the photos (``false_alarm_spots``, mined once and kept in
     ``out_dir/hard_spots.npy``; ``hard_every``, ``hard_per_photo``: its ``every`` and
@@ -1157,11 +1271,14 @@ def train_detector(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    if synth not in ("simple", "scan", "mix"):
-        raise ValueError(f"synth must be 'simple', 'scan' or 'mix', got {synth!r}")
-    if hard_negatives is not None and (synth == "simple" or not 0.0 < hard_odds <= 1.0):
+    if synth not in ("simple", "scan", "mix", "stain"):
+        raise ValueError(f"synth must be 'simple', 'scan', 'mix' or 'stain', got {synth!r}")
+    if hard_negatives is not None and (synth not in ("scan", "mix") or not 0.0 < hard_odds <= 1.0):
         raise ValueError("hard_negatives needs synth 'scan' or 'mix' and hard_odds in (0, 1]")
-    net = DamageNet(width, depth)
+    if init is not None and synth == "stain":
+        raise ValueError("a stain pass starts fresh: init is for the damage network")
+    outputs = 1 if synth == "stain" else 2
+    net = DamageNet(width, depth, outputs)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
     start = 0
@@ -1174,7 +1291,7 @@ def train_detector(
         sched.load_state_dict(ck["scheduler"])
         start = int(ck["step"])
     photos = _photo_cache(files, 256) if synth in ("simple", "mix") else None
-    scans = _photo_cache(files, 512) if synth in ("scan", "mix") else None
+    scans = _photo_cache(files, 512) if synth in ("scan", "mix", "stain") else None
     spots = None
     if hard_negatives is not None:
         spots_file = out / "hard_spots.npy"
@@ -1196,6 +1313,8 @@ def train_detector(
     def make_batch(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if synth == "simple":
             return training_batch(photos, rng, batch, crop)
+        if synth == "stain":
+            return stain_training_batch(scans, rng, batch, crop)
         scan_options = {
             "kind_odds": kind_odds,
             "dust_density": dust_density,
@@ -1206,7 +1325,7 @@ def train_detector(
             return scan_training_batch(scans, rng, batch, crop, **scan_options)
         return mixed_training_batch(photos, scans, rng, batch, crop, **scan_options)
 
-    pw = torch.tensor([pos_weight, pos_weight]).view(1, 2, 1, 1)
+    pw = torch.full((1, outputs, 1, 1), pos_weight)
     log = open(out / "train_log.csv", "a")
     net.train()
     end = steps if stop_at is None else min(steps, stop_at)
@@ -1235,6 +1354,7 @@ def train_detector(
                     "step": step + 1,
                     "width": width,
                     "depth": depth,
+                    "outputs": outputs,
                     "synth": synth,
                 },
                 out / "last.pt",

@@ -145,6 +145,49 @@ def test_a_release_with_a_stain_pass_flags_what_either_net_finds(tmp_path: Path)
         load_stain_pass(tmp_path)
 
 
+def test_stains_are_shown_never_repaired_by_default():
+    flagged = np.zeros((40, 60), bool)
+    flagged[5:15, 5:15] = True  # a stain, confident by its probability
+    flagged[30, 10:50] = True  # a scratch
+    stained = np.zeros_like(flagged)
+    stained[5:15, 5:13] = True  # mostly the stain pass's pixels
+    dm = damage_map(flagged, np.where(flagged, 0.9, 0.0), 0.75, stained)
+    stain, scratch = dm.regions
+    assert stain.stain and not stain.confident and stain.confidence == pytest.approx(0.9)
+    assert scratch.confident and not scratch.stain and stain.as_dict()["stain"]
+    assert dm.uncertain[5:15, 5:15].all() and not dm.confident[5:15, 5:15].any()
+    assert dm.summary()["stain_regions"] == 1
+    levels = dm.confidence_levels()
+    assert levels[30, 20] == round(0.9 * 255) and 0 < levels[10, 10] < round(0.75 * 255)
+    assert (levels > 0).sum() == flagged.sum()
+    stained[5:15, 5:10] = False  # half of it or less: the damage network found it too
+    assert (
+        dm.regions[0].stain
+        and not damage_map(flagged, dm.confidence, 0.75, stained).regions[0].stain
+    )
+
+
+def test_analysis_marks_what_the_stain_pass_alone_flags(tmp_path: Path):
+    class Constant(DamageNet):
+        def __init__(self, outputs, logit):
+            super().__init__(4, 3, outputs)
+            self.logit = logit
+
+        def forward(self, x):
+            out = torch.full((x.shape[0], self.head.out_channels, *x.shape[2:]), -5.0)
+            out[..., : x.shape[2] // 2, :] = self.logit  # top half
+            return out
+
+    img = scan(300, 400)
+    net, stain = Constant(2, -5.0).eval(), Constant(1, 5.0).eval()  # only the stain pass flags
+    dm = analyse_damage(img, method="net", net=net, stain=stain)
+    assert dm.mask[:140].all() and not dm.mask[160:].any()
+    assert [r.stain for r in dm.regions] == [True] and not dm.confident.any()
+    both = analyse_damage(img, method="net", net=Constant(2, 5.0).eval(), stain=stain)
+    assert [r.stain for r in both.regions] == [False] and both.confident[:140].all()
+    assert not analyse_damage(img, "scratches", method="net", net=net, stain=stain).mask.any()
+
+
 def test_the_stain_pass_sees_the_photo_at_its_own_size():
     seen: list[tuple[int, int]] = []
 

@@ -15,7 +15,7 @@ from edgefill.batch import Job, plan_batch, run_batch
 from edgefill.cli import main
 from edgefill.detect import damage_map
 from edgefill.errors import EdgefillError
-from edgefill.restore import header_height, report_sheet, restore
+from edgefill.restore import header_height, report_html, report_sheet, restore
 
 H, W = 40, 52
 SURE = (slice(5, 9), slice(4, 40))  # a confident scratch (probability 0.95)
@@ -53,6 +53,23 @@ def test_restore_repairs_confident_regions_and_reports_uncertain(inpainter, phot
     # a lower bar makes the speck confident
     low = restore(photo, inpainter=inpainter, confident_at=0.5)
     assert np.array_equal(low.mask, sure | unsure)
+
+
+def test_restore_leaves_a_confident_water_stain_alone(inpainter, photo, monkeypatch):
+    def with_stain(rgb, *a, confident_at=0.75, **kw):
+        prob = np.zeros(rgb.shape[:2], np.float32)
+        prob[SURE] = prob[UNSURE] = 0.95  # both confident; the second found by the stain pass
+        stained = np.zeros(rgb.shape[:2], bool)
+        stained[UNSURE] = True
+        return damage_map(prob > 0, prob, confident_at, stained)
+
+    monkeypatch.setattr(restore_mod, "analyse_damage", with_stain)
+    sure, stain = regions()
+    r = restore(photo, inpainter=inpainter)
+    assert np.array_equal(r.mask, sure) and np.array_equal(r.uncertain, stain)
+    assert np.array_equal(r.image[stain], photo[stain])  # tinted, not lost: left alone
+    assert "left alone (water stain)" in report_html(r)
+    assert np.array_equal(restore(photo, inpainter=inpainter, repair="all").mask, sure | stain)
 
 
 def test_restore_never_touches_protected_pixels(inpainter, photo, fake_detector):

@@ -657,7 +657,11 @@ class DamageRegion:
     h: int
     area: int  # pixels
     confidence: float  # mean damage probability over the region's pixels, 0-1
-    confident: bool  # confidence >= the map's ``confident_at``
+    confident: bool  # confidence >= the map's ``confident_at``, and not a stain
+    # Found by the stain pass: the picture under a water stain is intact, only tinted, and
+    # inpainting it lost 5-9 dB on 6 of 8 training scans (docs/restoration.md, session 21), so a
+    # stain is shown, never repaired by default.
+    stain: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -665,6 +669,7 @@ class DamageRegion:
             "area": self.area,
             "confidence": round(self.confidence, 4),
             "confident": self.confident,
+            "stain": self.stain,
         }
 
 
@@ -673,7 +678,8 @@ class DamageMap:
     """What the detector found: every flagged pixel, grouped into regions with a confidence.
 
     A conservator's rule: repair the confident regions, show the uncertain ones to a person.
-    The classical detector has no probabilities: all its regions count as confident.
+    Water stains (``DamageRegion.stain``) count as uncertain whatever their confidence. The
+    classical detector has no probabilities: all its regions count as confident.
     """
 
     mask: np.ndarray  # bool HxW: every flagged pixel (rim included)
@@ -705,12 +711,24 @@ class DamageMap:
             lut[r.index] = r.confidence
         return lut[self.labels]
 
+    def confidence_levels(self) -> np.ndarray:
+        """uint8 HxW: each flagged pixel's region confidence x 255 (at least 1), 0 elsewhere; a
+        stain's level is kept below ``confident_at`` x 255, so whoever splits the levels there
+        (the web page) shows it as left alone."""
+        levels = np.where(self.mask, np.clip(np.round(self.confidence * 255), 1, 255), 0)
+        is_stain = np.zeros(len(self.regions) + 1, bool)
+        for r in self.regions:
+            is_stain[r.index] = r.stain
+        cap = max(1, round(self.confident_at * 255) - 1)  # the page's cut is round(at x 255)
+        return np.where(is_stain[self.labels], np.minimum(levels, cap), levels).astype(np.uint8)
+
     def summary(self) -> dict:
         conf = [r for r in self.regions if r.confident]
         return {
             "regions": len(self.regions),
             "confident_regions": len(conf),
             "uncertain_regions": len(self.regions) - len(conf),
+            "stain_regions": sum(r.stain for r in self.regions),
             "flagged_fraction": round(float(self.mask.mean()), 6),
             "confident_fraction": round(float(self.confident.mean()), 6),
             "confident_at": self.confident_at,
@@ -765,6 +783,19 @@ def damage_probability(
     (the smallest scan the release was trained on) is analysed upscaled to it, as a scan of a
     small print would be, and the probabilities are scaled back. ``stain``: a stain pass for
     ``net`` (``load_stain_pass``); its probability joins the blob channel (kinds spots, auto)."""
+    prob, stains, grow = _probabilities(rgb, kind, net, min_size, detector, stain)
+    return (prob if stains is None else np.maximum(prob, stains)), grow
+
+
+def _probabilities(
+    rgb: np.ndarray,
+    kind: str,
+    net: DamageNet | None,
+    min_size: int,
+    detector: str | Path | None,
+    stain: DamageNet | None,
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``damage_probability``'s parts: (damage network's, stain pass's or None, grow)."""
     grow = 0
     if net is None:
         net, info = _cached_detector(str(detector or DETECTOR_WEIGHTS))
@@ -779,10 +810,8 @@ def damage_probability(
     else:
         prob = net_probabilities(rgb, net)
     channels = {"scratches": [0], "spots": [1], "auto": [0, 1]}[kind]
-    prob = prob[..., channels].max(2)
-    if stain is not None and kind != "scratches":
-        prob = np.maximum(prob, stain_probability(rgb, stain))
-    return prob, grow
+    stains = None if stain is None or kind == "scratches" else stain_probability(rgb, stain)
+    return prob[..., channels].max(2), stains, grow
 
 
 def analyse_damage(
@@ -808,10 +837,10 @@ def analyse_damage(
     """
     if not (isinstance(confident_at, (int, float)) and 0.0 <= confident_at <= 1.0):
         raise EdgefillError(f"confident_at must be a number in [0, 1], got {confident_at!r}")
-    flagged, prob = _flag(
+    flagged, prob, stained = _flag(
         rgb, kind, sensitivity, method, work_size, net, grow, min_size, detector, stain
     )
-    return damage_map(flagged, prob, confident_at)
+    return damage_map(flagged, prob, confident_at, stained)
 
 
 def at_work_size(rgb: np.ndarray, work_size: int | None = WORK_SIZE) -> np.ndarray:
@@ -847,8 +876,9 @@ def _flag(
     min_size: int = 0,
     detector: str | Path | None = None,
     stain: DamageNet | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(flagged bool HxW, damage probability float32 HxW) at the photo's size."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(flagged bool HxW, damage probability float32 HxW, flagged by the stain pass alone bool
+    HxW or None without one) at the photo's size."""
     rgb = _check_args(rgb, kind, sensitivity, method)
     check_detector(method, detector)
     if detector is not None:
@@ -857,33 +887,55 @@ def _flag(
         method = "net" if (net is not None or detector_available()) else "classical"
     h, w = rgb.shape[:2]
     small = at_work_size(rgb, work_size)
+    stained = None
     if method == "net":
-        prob, release_grow = damage_probability(small, kind, net, min_size, detector, stain)
+        prob, stains, release_grow = _probabilities(small, kind, net, min_size, detector, stain)
         grow = release_grow if net is None else grow
-        flagged = prob >= _net_threshold(sensitivity)
+        t = _net_threshold(sensitivity)
+        flagged = prob >= t
+        if stains is not None:
+            stained = (stains >= t) & ~flagged
+            flagged |= stained
+            prob = np.maximum(prob, stains)
         if grow > 0:  # the rim: a measured dilation, part of the release (config.json "grow")
             flagged = cv2.dilate(flagged.astype(np.uint8), _disk(grow)) > 0
     else:
         flagged = detect_classical(small, kind, sensitivity)
         prob = flagged.astype(np.float32)
     if small.shape[:2] != (h, w):  # generous upscaling: a pixel partly covered by damage is damaged
-        up = cv2.resize(flagged.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        flagged = up >= 0.25
+        flagged = _upscaled(flagged, (w, h))
         prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
-    return flagged, prob
+        stained = None if stained is None else _upscaled(stained, (w, h))
+    return flagged, prob, stained
 
 
-def damage_map(flagged: np.ndarray, prob: np.ndarray, confident_at: float = CONFIDENT) -> DamageMap:
+def _upscaled(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_LINEAR) >= 0.25
+
+
+def damage_map(
+    flagged: np.ndarray,
+    prob: np.ndarray,
+    confident_at: float = CONFIDENT,
+    stained: np.ndarray | None = None,
+) -> DamageMap:
     """Group flagged pixels (bool HxW) into 8-connected regions, each with the mean of ``prob``
-    (float HxW, 0-1) over its pixels as its confidence."""
+    (float HxW, 0-1) over its pixels as its confidence. ``stained`` (bool HxW): pixels flagged by
+    the stain pass alone; a region mostly made of them is a stain, never confident."""
     flagged = np.asarray(flagged, bool)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(flagged.astype(np.uint8), connectivity=8)
     sums = np.bincount(labels.ravel(), weights=np.asarray(prob, np.float64).ravel(), minlength=n)
+    stain_px = np.zeros(n)
+    if stained is not None:
+        stain_px = np.bincount(labels[np.asarray(stained, bool) & flagged], minlength=n)
     regions = []
     for i in range(1, n):
         x, y, bw, bh, area = (int(v) for v in stats[i])
         c = float(np.clip(sums[i] / max(area, 1), 0.0, 1.0))
-        regions.append(DamageRegion(i, x, y, bw, bh, area, c, c >= confident_at))
+        stain = bool(2 * stain_px[i] > area)
+        regions.append(
+            DamageRegion(i, x, y, bw, bh, area, c, c >= confident_at and not stain, stain)
+        )
     return DamageMap(flagged, labels.astype(np.int32), regions, float(confident_at))
 
 
@@ -907,7 +959,7 @@ def detect_damage(
     trained with ``benchmarks/bench_detect.py train`` and exported) instead of the shipped one.
     Every flagged pixel, confident or not; ``analyse_damage`` tells them apart.
     """
-    flagged, _ = _flag(rgb, kind, sensitivity, method, work_size, detector=detector)
+    flagged, _, _ = _flag(rgb, kind, sensitivity, method, work_size, detector=detector)
     return np.asarray(flagged, bool)
 
 

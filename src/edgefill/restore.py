@@ -8,7 +8,9 @@ With ``mask`` the detection is skipped and that mask is the hole.
 
 A conservator's rule: when in doubt, leave the pixel alone and show the doubt. By default
 (``repair="confident"``) only the detector's confident regions are repaired; the uncertain ones
-are kept in ``RestoreResult.uncertain`` and drawn on the review sheet (``report_sheet``).
+are kept in ``RestoreResult.uncertain`` and drawn on the review sheet (``report_sheet``). So are
+water stains, whatever their confidence: the picture under a stain is intact, only tinted, and an
+inpainted stain is further from the clean photo than the stained one (docs/restoration.md).
 ``protect`` is a mask of pixels never to touch.
 """
 
@@ -190,14 +192,15 @@ def report_html(r: RestoreResult, title: str = "edgefill restore report") -> str
             )
             rows.append(
                 f"<tr><td>{g.x},{g.y} {g.w}x{g.h}</td><td>{g.area}</td>"
-                f"<td>{g.confidence:.2f}</td><td>{'repaired' if done else 'left alone'}</td></tr>"
+                f"<td>{g.confidence:.2f}</td><td>{'repaired' if done else 'left alone'}"
+                f"{' (water stain)' if g.stain else ''}</td></tr>"
             )
     summary = html.escape(", ".join(f"{k} {v}" for k, v in r.summary().items()))
     return (
         f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
         "<style>body{font:14px sans-serif}img{max-width:100%}td,th{padding:2px 8px}</style>"
         f"<h1>{html.escape(title)}</h1><p>{summary}</p>"
-        "<p>red: repaired (confident) &middot; yellow: uncertain, left alone &middot; "
+        "<p>red: repaired (confident) &middot; yellow: uncertain or water stain, left alone &middot; "
         "blue: protected</p>"
         f"<img alt='original | flagged | result' src='data:image/jpeg;base64,{img}'>"
         "<table><tr><th>region (x,y w x h)</th><th>pixels</th><th>confidence</th><th></th></tr>"

@@ -818,7 +818,7 @@ async def detect(
         found.update(dm.summary())
         if not confidence:
             return dm.mask.astype(np.uint8) * 255
-        return np.where(dm.mask, np.clip(np.round(dm.confidence * 255), 1, 255), 0).astype(np.uint8)
+        return dm.confidence_levels()
 
     resp, mask = await run_to_png(runner, run, needs_model=False)
     resp.headers["X-Edgefill-Damage-Fraction"] = f"{float((mask > 0).mean()):.6f}"

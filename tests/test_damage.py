@@ -41,6 +41,18 @@ def scan(h: int = 300, w: int = 400) -> np.ndarray:
     return cv2.resize(skdata.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
+class Spy(DamageNet):
+    """A detector that records the size of every input it sees (``seen``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape[-2:]))
+        return super().forward(x)
+
+
 # ----------------------------------------------------------------------------- synthesis
 
 
@@ -189,14 +201,8 @@ def test_analysis_marks_what_the_stain_pass_alone_flags(tmp_path: Path):
 
 
 def test_the_stain_pass_sees_the_photo_at_its_own_size():
-    seen: list[tuple[int, int]] = []
-
-    class Spy(DamageNet):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            seen.append(tuple(x.shape[-2:]))
-            return super().forward(x)
-
     stain = Spy(4, 3, outputs=1).eval()
+    seen = stain.seen
     for h, w in ((1024, 1536), (96, 128)):  # a scan at the working size, a small photo
         seen.clear()
         assert stain_probability(scan(h, w), stain).shape == (h, w)
@@ -401,14 +407,8 @@ def test_analyse_damage_on_a_large_photo_has_photo_sized_labels():
 
 
 def test_small_photos_are_analysed_at_the_release_min_size():
-    seen: list[tuple[int, int]] = []
-
-    class Spy(DamageNet):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            seen.append(tuple(x.shape[-2:]))
-            return super().forward(x)
-
     net = Spy(4, 3).eval()
+    seen = net.seen
     img = scan(60, 80)
     prob, _ = damage_probability(img, net=net, min_size=120)
     m = 2 * CONTEXT_MARGIN  # photos under SMALL_PHOTO px get a mirrored margin

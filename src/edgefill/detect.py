@@ -1040,6 +1040,18 @@ def training_batch(
     return torch.stack(xs).float() / 255.0, torch.stack(ys).float()
 
 
+def _flip_and_tint(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A scan training crop mirrored half the time, and monochrome or sepia a quarter of the
+    time, as old photos often are."""
+    if rng.random() < 0.5:
+        patch = np.ascontiguousarray(patch[:, ::-1])
+    if rng.random() < 0.25:
+        g = to_gray(patch)[..., None]
+        tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.88, 0.7])
+        patch = np.clip(g * tint * 255, 0, 255).astype(np.uint8)
+    return patch
+
+
 _TRAIN_ODDS = {"tear": 0.1, "stain": 0.12, "craquelure": 0.2}  # the rest 0.3; large kinds rarer
 
 
@@ -1108,12 +1120,7 @@ def scan_training_batch(
             interpolation=cv2.INTER_CUBIC,
         )
         patch = np.ascontiguousarray(up[:crop, :crop])
-        if rng.random() < 0.5:
-            patch = np.ascontiguousarray(patch[:, ::-1])
-        if rng.random() < 0.25:  # old photos are often monochrome or sepia
-            g = to_gray(patch)[..., None]
-            tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.88, 0.7])
-            patch = np.clip(g * tint * 255, 0, 255).astype(np.uint8)
+        patch = _flip_and_tint(patch, rng)
         kinds = [k for k in DAMAGE_TYPES if rng.random() < odds.get(k, 0.3)]
         if rng.random() < 0.25:
             kinds = []
@@ -1148,12 +1155,7 @@ def stain_training_batch(
         top = int(rng.integers(0, size[1] - 2 * crop + 1))
         left = int(rng.integers(0, size[0] - 2 * crop + 1))
         patch = np.ascontiguousarray(up[top : top + 2 * crop, left : left + 2 * crop])
-        if rng.random() < 0.5:
-            patch = np.ascontiguousarray(patch[:, ::-1])
-        if rng.random() < 0.25:  # old photos are often monochrome or sepia
-            g = to_gray(patch)[..., None]
-            tint = np.array([1.0, 1.0, 1.0]) if rng.random() < 0.5 else np.array([1.0, 0.88, 0.7])
-            patch = np.clip(g * tint * 255, 0, 255).astype(np.uint8)
+        patch = _flip_and_tint(patch, rng)
         kinds = [k for k in DAMAGE_TYPES if k != "stain" and rng.random() < 0.15]
         if rng.random() < 0.6:
             kinds.append("stain")

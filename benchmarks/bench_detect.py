@@ -770,7 +770,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("export-stain", help="add a trained stain pass to a release folder")
     p.add_argument("run")
     p.add_argument("-o", "--output", default="src/edgefill/weights/detector")
-    p.add_argument("--clean-rate", type=float, default=0.0005)
+    p.add_argument("--clean-rate", type=float, default=0.0002, help="the shipped pass: 0.0002")
     p.add_argument("--n-clean", type=int, default=24, help="clean training photos to calibrate on")
     p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
     p.set_defaults(func=export_stain)

@@ -160,23 +160,24 @@ def test_a_release_with_a_stain_pass_flags_what_either_net_finds(tmp_path: Path)
 def test_stains_are_shown_never_repaired_by_default():
     flagged = np.zeros((40, 60), bool)
     flagged[5:15, 5:15] = True  # a stain, confident by its probability
-    flagged[30, 10:50] = True  # a scratch
+    flagged[10, 5:50] = True  # a scratch across it
     stained = np.zeros_like(flagged)
-    stained[5:15, 5:13] = True  # mostly the stain pass's pixels
+    stained[5:15, 5:15] = True  # what the stain pass alone flagged
+    stained[10, 5:15] = False  # the damage network found the scratch, inside the stain too
     dm = damage_map(flagged, np.where(flagged, 0.9, 0.0), 0.75, stained)
-    stain, scratch = dm.regions
+    scratch, *stains = dm.regions  # never merged: the scratch stays a scratch (and cuts the stain)
+    assert [(g.y, g.area) for g in stains] == [(5, 50), (11, 40)]
+    stain = stains[0]
     assert stain.stain and not stain.confident and stain.confidence == pytest.approx(0.9)
     assert scratch.confident and not scratch.stain and stain.as_dict()["stain"]
-    assert dm.uncertain[5:15, 5:15].all() and not dm.confident[5:15, 5:15].any()
-    assert dm.summary()["stain_regions"] == 1
+    assert (scratch.x, scratch.w) == (5, 45)
+    assert dm.confident[10, 5:50].all() and dm.uncertain[5:15, 5:15].sum() == 90
+    assert dm.summary()["stain_regions"] == 2
     levels = dm.confidence_levels()
-    assert levels[30, 20] == round(0.9 * 255) and 0 < levels[10, 10] < round(0.75 * 255)
+    assert levels[10, 30] == round(0.9 * 255) and 0 < levels[6, 6] < round(0.75 * 255)
     assert (levels > 0).sum() == flagged.sum()
-    stained[5:15, 5:10] = False  # half of it or less: the damage network found it too
-    assert (
-        dm.regions[0].stain
-        and not damage_map(flagged, dm.confidence, 0.75, stained).regions[0].stain
-    )
+    plain = damage_map(flagged, np.where(flagged, 0.9, 0.0), 0.75)
+    assert len(plain.regions) == 1 and plain.confident.sum() == flagged.sum()
 
 
 def test_analysis_marks_what_the_stain_pass_alone_flags(tmp_path: Path):

@@ -658,7 +658,7 @@ class DamageRegion:
     area: int  # pixels
     confidence: float  # mean damage probability over the region's pixels, 0-1
     confident: bool  # confidence >= the map's ``confident_at``, and not a stain
-    # Found by the stain pass: the picture under a water stain is intact, only tinted, and
+    # Found by the stain pass alone: the picture under a water stain is intact, only tinted, and
     # inpainting it lost 5-9 dB on 6 of 8 training scans (docs/restoration.md, session 21), so a
     # stain is shown, never repaired by default.
     stain: bool = False
@@ -921,18 +921,23 @@ def damage_map(
 ) -> DamageMap:
     """Group flagged pixels (bool HxW) into 8-connected regions, each with the mean of ``prob``
     (float HxW, 0-1) over its pixels as its confidence. ``stained`` (bool HxW): pixels flagged by
-    the stain pass alone; a region mostly made of them is a stain, never confident."""
+    the stain pass alone; they form regions of their own (stains, never confident), so that a
+    scratch across a stain stays a scratch."""
     flagged = np.asarray(flagged, bool)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(flagged.astype(np.uint8), connectivity=8)
+    stained = np.zeros_like(flagged) if stained is None else np.asarray(stained, bool) & flagged
+    n1, lab1, stats1, _ = cv2.connectedComponentsWithStats(
+        (flagged & ~stained).astype(np.uint8), connectivity=8
+    )
+    n2, lab2, stats2, _ = cv2.connectedComponentsWithStats(stained.astype(np.uint8), connectivity=8)
+    labels = np.where(stained, lab2 + (n1 - 1), lab1)
+    stats = np.concatenate([stats1, stats2[1:]])
+    n = n1 + n2 - 1
     sums = np.bincount(labels.ravel(), weights=np.asarray(prob, np.float64).ravel(), minlength=n)
-    stain_px = np.zeros(n)
-    if stained is not None:
-        stain_px = np.bincount(labels[np.asarray(stained, bool) & flagged], minlength=n)
     regions = []
     for i in range(1, n):
         x, y, bw, bh, area = (int(v) for v in stats[i])
         c = float(np.clip(sums[i] / max(area, 1), 0.0, 1.0))
-        stain = bool(2 * stain_px[i] > area)
+        stain = i >= n1
         regions.append(
             DamageRegion(i, x, y, bw, bh, area, c, c >= confident_at and not stain, stain)
         )

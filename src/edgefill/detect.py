@@ -482,7 +482,7 @@ def save_stain_pass(net: DamageNet, path: str | Path, info: dict) -> Path:
     """Add a stain pass (float16 ``STAIN_FILE``) to the release in ``path``; ``info`` (width,
     depth, provenance) becomes its config.json's "stain"."""
     path = Path(path)
-    cfg = load_detector(path)[1]
+    cfg = _release_config(path)
     _save_weights(net, path / STAIN_FILE)
     (path / CONFIG_FILE).write_text(json.dumps({**cfg, "stain": info}, indent=2) + "\n")
     return path
@@ -498,14 +498,18 @@ def _save_weights(net: DamageNet, file: Path) -> None:
 def load_detector(path: str | Path | None = None) -> tuple[DamageNet, dict]:
     """Load released detector weights (eval mode, float32); clear error when missing."""
     path = Path(path) if path is not None else DETECTOR_WEIGHTS
-    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
-    if not (cfg_file.is_file() and w_file.is_file()):
+    info = _release_config(path)
+    return _load_net(path / WEIGHTS_FILE, info), info
+
+
+def _release_config(path: Path) -> dict:
+    """The config.json of the release in ``path``; clear error when the release is missing."""
+    if not detector_available(path):
         raise EdgefillError(
             f"damage detector weights not found in {path}; use method='classical' "
             "(--method classical) or reinstall edgefill from a full checkout"
         )
-    info = json.loads(cfg_file.read_text())
-    return _load_net(w_file, info), info
+    return json.loads((path / CONFIG_FILE).read_text())
 
 
 def _load_net(w_file: Path, info: dict) -> DamageNet:
@@ -526,7 +530,7 @@ def load_stain_pass(path: str | Path | None = None) -> DamageNet | None:
     """The stain pass of the release in ``path`` (default: the shipped one), or None when its
     config.json names none (releases before session 21)."""
     path = Path(path) if path is not None else DETECTOR_WEIGHTS
-    info = load_detector(path)[1].get("stain")
+    info = _release_config(path).get("stain")
     if info is None:
         return None
     if not (path / STAIN_FILE).is_file():
@@ -561,7 +565,8 @@ def net_probabilities(
     overlap: int = 32,
     margin: int | None = None,
 ) -> np.ndarray:
-    """Per-pixel damage probabilities float32 HxWx2 (line, blob), tiled for large photos.
+    """Per-pixel damage probabilities float32 HxWx2 (line, blob; HxWx1 for a stain pass),
+    tiled for large photos.
 
     The photo is mirrored outward by ``margin`` px first (default: ``CONTEXT_MARGIN`` for a
     photo whose short side is under ``SMALL_PHOTO``, else none), so that its border pixels get
@@ -577,7 +582,7 @@ def net_probabilities(
         return net_probabilities(big, net, tile, overlap, 0)[margin:-margin, margin:-margin]
     h, w = rgb.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
-    out = np.zeros((h, w, 2), np.float32)
+    out = np.zeros((h, w, net.head.out_channels), np.float32)
     step = tile - 2 * overlap
     for top in range(0, h, step):
         for left in range(0, w, step):

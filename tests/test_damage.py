@@ -180,7 +180,7 @@ def test_stains_are_shown_never_repaired_by_default():
     assert len(plain.regions) == 1 and plain.confident.sum() == flagged.sum()
 
 
-def test_analysis_marks_what_the_stain_pass_alone_flags(tmp_path: Path):
+def test_analysis_marks_what_the_stain_pass_alone_flags():
     class Constant(DamageNet):
         def __init__(self, outputs, logit):
             super().__init__(4, 3, outputs)

@@ -129,6 +129,27 @@ def test_gram_and_tv_values() -> None:
     assert L.total_variation(ramp).item() == pytest.approx(1.0)
 
 
+def test_hole_gradient_l1_asks_for_the_step_inside_the_hole() -> None:
+    """A step the photo has inside the hole: a sharp fill scores 0, a blurred one does not, and
+    differences between pixel pairs away from the hole do not count."""
+    photo = torch.zeros(1, 1, 6, 6)
+    photo[..., 3:] = 1.0  # a vertical step between columns 2 and 3
+    hole = torch.zeros(1, 1, 6, 6)
+    hole[..., 2:4] = 1.0  # columns 2-3: the step lies inside the hole
+    assert L.hole_gradient_l1(photo, photo, hole).item() == 0.0
+    blurred = photo.clone()
+    blurred[..., 2] = 1 / 3
+    blurred[..., 3] = 2 / 3  # a ramp from column 1 to 4: three steps of 1/3
+    # Horizontal pairs touching the hole per row: (1,2), (2,3), (3,4); their differences are
+    # 1/3, 1/3, 1/3 against the photo's 0, 1, 0; vertical pairs in columns 2-3 are all flat.
+    touching = 6 * 3 + 5 * 2  # horizontal pairs + vertical pairs that touch the hole
+    expected = 6 * (1 / 3 + 2 / 3 + 1 / 3) / touching
+    assert L.hole_gradient_l1(blurred, photo, hole).item() == pytest.approx(expected)
+    far = photo.clone()
+    far[..., 0, 0] = 0.5  # away from the hole: not counted
+    assert L.hole_gradient_l1(far, photo, hole).item() == 0.0
+
+
 def test_vgg_losses_zero_on_identical_and_vgg_stays_frozen() -> None:
     torch.manual_seed(0)
     vl = L.VGGLosses(VGG16Features()).train()

@@ -163,6 +163,17 @@ def test_perceptual_style_and_tv_terms_are_added_when_on(
     )
 
 
+def test_gradient_term_is_added_when_on(photos: Path, tmp_path: Path) -> None:
+    """loss.gradient_weight adds weight x hole_gradient_l1 of G2's output; off, it is absent."""
+    t = make_trainer(photos, tmp_path / "run", "inpaint", "loss.gradient_weight=2.5")
+    terms, batch, out = losses_and_output(t, "inpaint")
+    expected = 2.5 * losses.hole_gradient_l1(out, batch["image"], batch["mask"])
+    assert float(expected) > 0
+    torch.testing.assert_close(terms["inpaint/gradient"].detach(), expected, rtol=1e-5, atol=1e-7)
+    off = make_trainer(photos, tmp_path / "off", "inpaint")
+    assert "inpaint/gradient" not in off.generator_losses(batch_of(off))[0]
+
+
 def test_l1_term_weighs_the_hole_by_l1_hole_weight(photos: Path, tmp_path: Path) -> None:
     """G2's L1 term passes loss.l1_hole_weight on: at 0 it is the known region's L1 alone."""
     t = make_trainer(photos, tmp_path / "run", "inpaint", "loss.l1_hole_weight=0")

@@ -124,6 +124,9 @@ class LossConfig:
     perceptual_weight: float = 0.1
     style_weight: float = 250.0
     tv_weight: float = 0.0
+    # G2: L1 of the result's pixel differences against the photo's, on pairs touching the hole
+    # (``losses.hole_gradient_l1``): rewards steps where the edge guide puts them.
+    gradient_weight: float = 0.0
     vgg_weights: str | None = None  # safetensors file; None = the cache (edgefill fetch-vgg)
 
 
@@ -233,8 +236,13 @@ def validate(cfg: Config) -> None:
         raise EdgefillError(
             f"train.true_edge_prob must be in [0, 1], got {cfg.train.true_edge_prob}"
         )
-    if not cfg.loss.l1_hole_weight >= 0:
-        raise EdgefillError(f"loss.l1_hole_weight must be >= 0, got {cfg.loss.l1_hole_weight}")
+    for key in ("l1_hole_weight", "gradient_weight"):
+        if not getattr(cfg.loss, key) >= 0:
+            raise EdgefillError(f"loss.{key} must be >= 0, got {getattr(cfg.loss, key)}")
+    for key in ("log_every", "val_every", "save_every", "sample_every"):
+        # Step intervals (steps % interval): 0 would fail with a ZeroDivisionError mid-run.
+        if getattr(cfg.train, key) < 1:
+            raise EdgefillError(f"train.{key} must be >= 1 (steps), got {getattr(cfg.train, key)}")
     if not cfg.train.attention_lr > 0:
         raise EdgefillError(f"train.attention_lr must be > 0, got {cfg.train.attention_lr}")
     if cfg.train.amp not in ("auto", "bf16", "fp32"):

@@ -517,7 +517,7 @@ class Trainer:
     def _inpaint_terms(
         self, batch: dict[str, torch.Tensor], edges: torch.Tensor, terms: Terms, d_inputs: dict
     ) -> None:
-        """G2's adversarial, L1, perceptual, style and TV terms, guided by ``edges``."""
+        """G2's adversarial, L1, perceptual, style, TV and gradient terms, guided by ``edges``."""
         lc, pair = self.cfg.loss, self.pairs["inpaint"]
         image, mask = batch["image"], batch["mask"]
         m = self.cfg.model
@@ -539,6 +539,8 @@ class Trainer:
             terms["inpaint/style"] = lc.style_weight * style
         if lc.tv_weight > 0:
             terms["inpaint/tv"] = lc.tv_weight * L.total_variation(merged)
+        if lc.gradient_weight > 0:
+            terms["inpaint/gradient"] = lc.gradient_weight * L.hole_gradient_l1(out, image, mask)
         d_inputs["inpaint"] = (image, fake, hole)
 
     def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:

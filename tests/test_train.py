@@ -714,16 +714,21 @@ def test_init_from_the_reference_released_files(photos: Path, tmp_path: Path) ->
 
 def test_resume_skips_a_truncated_checkpoint_and_says_which(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    make_trainer(photos, out, "edge", "train.save_every=1", "train.keep_last=0").fit(max_steps=2)
+    opts = ("train.save_every=1", "train.keep_last=0", "train.log_every=1")
+    make_trainer(photos, out, "edge", *opts).fit(max_steps=2)
     newest = latest_checkpoint(out)
     assert newest is not None and newest.name == "step_00000002.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a torn copy
-    resumed = make_trainer(photos, out, "edge", "train.save_every=1", "train.keep_last=0")
+    resumed = make_trainer(photos, out, "edge", *opts)
     resumed.fit(resume=True, max_steps=3)
     assert resumed.step == 3
     log = (out / "events.log").read_text()
     assert "skipped a bad checkpoint" in log and "step_00000002.pt" in log
     assert "resumed from step_00000001.pt" in log
+    # Step 2 ran twice (before the tear and after the resume): its log row appears once.
+    steps = [row.split(",")[0] for row in (out / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3"]
+    assert "train_log.csv: dropped 1 rows after step 1" in log
 
 
 @pytest.mark.parametrize("content", [{"x": 1}, [1, 2], "torn"])

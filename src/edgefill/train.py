@@ -746,6 +746,21 @@ class Trainer:
                 w.writeheader()
             w.writerow(row)
 
+    def _drop_log_rows_after(self, step: int) -> None:
+        """Remove the rows of train_log.csv and val_log.csv past ``step``: a run stopped after its
+        last checkpoint logged steps that the resumed run trains and logs again."""
+        if self.rank != 0:
+            return
+        for name in ("train_log.csv", "val_log.csv"):
+            path = self.out / name
+            if not path.exists():
+                continue
+            lines = path.read_text().splitlines(keepends=True)
+            keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= step]
+            if len(keep) < len(lines):
+                path.write_text("".join(keep))
+                self._log_event(f"{name}: dropped {len(lines) - len(keep)} rows after step {step}")
+
     def _scalars(self, prefix: str, values: dict[str, float]) -> None:
         if self.tb is not None:
             for k, v in values.items():
@@ -861,6 +876,7 @@ class Trainer:
                     f"{' '.join(str(exc).split())[:200]})"
                 ) from None
             self._log_event(f"resumed from {last.name} at step {self.step}")
+            self._drop_log_rows_after(self.step)
         elif latest_checkpoint(self.out) is not None:
             raise EdgefillError(
                 f"{self.out} already holds a run; pass --resume to continue it or choose another --out"

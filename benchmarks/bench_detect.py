@@ -135,8 +135,30 @@ def tune(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- train / export
 
 
+RUN_DATA = "data.json"  # in a run folder: which photos trained it, for the release's "data" note
+
+
+def data_note(run: str | Path) -> str:
+    """The release's "data" note from the run's RUN_DATA (written by ``train``)."""
+    path = Path(run) / RUN_DATA
+    if not path.exists():
+        raise SystemExit(
+            f"{run}: no {RUN_DATA} (a run from before it was written): pass --data-note"
+        )
+    info = json.loads(path.read_text())
+    if info["synth"] == "stain":
+        damage = "water stains, the other damage types as negatives"
+    else:
+        damage = f"synthetic damage (`train --synth {info['synth']}`)"
+    folders = " and ".join(info["photo_folders"])
+    return f"{damage} over the training split (hash rule, 10 % held out) of {folders}"
+
+
 def train(args: argparse.Namespace) -> None:
     files = [f for d in args.train_data for f in split(list_images(d), 0.1)[0]]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    info = {"photo_folders": [str(d) for d in args.train_data], "synth": args.synth}
+    (Path(args.out) / RUN_DATA).write_text(json.dumps(info, indent=2) + "\n")
     skip = []
     if args.hard_negatives and args.hard_skip:  # the photos `export --clean-rate` calibrates on
         skip = [path for path, _ in clean_set(args.train_data, args.hard_skip, set(), "train")]
@@ -183,6 +205,7 @@ def parse_odds(text: str) -> tuple[str, float]:
 
 
 def export(args: argparse.Namespace) -> None:
+    note = args.data_note or data_note(args.run)  # before the slow calibration
     ck = torch.load(Path(args.run) / "last.pt", map_location="cpu", weights_only=True)
     from edgefill.detect import DamageNet
 
@@ -201,16 +224,21 @@ def export(args: argparse.Namespace) -> None:
         "parameters": sum(p.numel() for p in net.parameters()),
         "steps": int(ck["step"]),
         "grow": args.grow,
-        "data": args.data_note,
+        "data": note,
     }
     if args.clean_rate:
-        info["calibration"] = {
-            "logit_shift": round(shift, 4),
-            "clean_rate": args.clean_rate,
-            "photos": f"{args.n_clean} thin-structure training photos at scan size",
-        }
+        info["calibration"] = calibration_note(shift, args)
     out = save_detector(net, args.output, info)
     print(f"wrote {out}")
+
+
+def calibration_note(shift: float, args: argparse.Namespace) -> dict:
+    """How ``calibrate_detector`` set a release's logit shift (its config.json "calibration")."""
+    return {
+        "logit_shift": round(shift, 4),
+        "clean_rate": args.clean_rate,
+        "photos": f"{args.n_clean} thin-structure training photos at scan size",
+    }
 
 
 def export_stain(args: argparse.Namespace) -> None:
@@ -218,6 +246,7 @@ def export_stain(args: argparse.Namespace) -> None:
     calibrated so that it flags ``--clean-rate`` of the clean training scans on its own."""
     from edgefill.detect import DamageNet, at_stain_size, save_stain_pass
 
+    note = args.data_note or data_note(args.run)  # before the slow calibration
     ck = torch.load(Path(args.run) / "last.pt", map_location="cpu", weights_only=True)
     if int(ck.get("outputs", 2)) != 1:
         raise SystemExit(f"{args.run}: not a stain pass (train it with --synth stain)")
@@ -231,11 +260,8 @@ def export_stain(args: argparse.Namespace) -> None:
         "depth": int(ck["depth"]),
         "parameters": sum(p.numel() for p in net.parameters()),
         "steps": int(ck["step"]),
-        "calibration": {
-            "logit_shift": round(shift, 4),
-            "clean_rate": args.clean_rate,
-            "photos": f"{args.n_clean} thin-structure training photos at scan size",
-        },
+        "data": note,
+        "calibration": calibration_note(shift, args),
     }
     print(f"wrote stain pass into {save_stain_pass(net, args.output, info)}")
 
@@ -762,10 +788,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--n-clean", type=int, default=24, help="clean training photos to calibrate on")
     p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
-    p.add_argument(
-        "--data-note",
-        default="synthetic damage over the training split of ../shared/data/imagenet-samples",
-    )
+    data_help = "the release's data note (default: from the run's data.json)"
+    p.add_argument("--data-note", help=data_help)
     p.set_defaults(func=export)
     p = sub.add_parser("export-stain", help="add a trained stain pass to a release folder")
     p.add_argument("run")
@@ -773,6 +797,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--clean-rate", type=float, default=0.0002, help="the shipped pass: 0.0002")
     p.add_argument("--n-clean", type=int, default=24, help="clean training photos to calibrate on")
     p.add_argument("--dirs", nargs="+", default=[str(DATA), str(EXTRA)])
+    p.add_argument("--data-note", help=data_help)
     p.set_defaults(func=export_stain)
     p = sub.add_parser("eval")
     p.add_argument("--n", type=int, default=0, help="validation photos (0 = all)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -426,6 +427,16 @@ def test_bench_detect_tells_wide_masks_from_false_alarms_far_away():
     near = load_repo_script("benchmarks/bench_detect.py").near_damage(truth)
     assert near[7:14, 2:18].all() and near.sum() == 7 * 16  # 3 px around it, a square reach
     assert not near[6].any() and not near[10, :2].any()
+
+
+def test_bench_detect_release_data_note_comes_from_the_run(tmp_path):
+    bench = load_repo_script("benchmarks/bench_detect.py")
+    with pytest.raises(SystemExit, match="--data-note"):
+        bench.data_note(tmp_path)  # a run without data.json: the exporter must say it
+    info = {"photo_folders": ["a/photos", "b/more"], "synth": "stain"}
+    (tmp_path / bench.RUN_DATA).write_text(json.dumps(info))
+    note = bench.data_note(tmp_path)
+    assert note.startswith("water stains") and note.endswith("of a/photos and b/more")
 
 
 def test_bench_detect_reads_kind_odds_and_refuses_bad_ones():

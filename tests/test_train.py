@@ -643,6 +643,21 @@ def test_true_edge_prob_gives_g2_the_true_edges(photos: Path, tmp_path: Path) ->
         tiny_config("train.true_edge_prob=1.5")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_trains_in_bf16_where_the_cpu_has_it_natively(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr("edgefill.train.cpu_has_fast_bf16", lambda: native)
+    trainer = make_trainer(photos, tmp_path / "run", "inpaint", "train.amp=auto")
+    assert trainer.amp is native
+    with trainer._autocast():
+        assert torch.is_autocast_enabled("cpu") is native
+    trainer.fit(max_steps=1)
+    assert all(math.isfinite(v) for v in trainer.metrics.values())
+    forced = make_trainer(photos, tmp_path / "fp32", "inpaint", "train.amp=fp32")
+    assert forced.amp is False
+
+
 def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
     photos: Path, tmp_path: Path
 ) -> None:

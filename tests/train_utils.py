@@ -30,6 +30,7 @@ TINY = [
     "train.ema_decay=0.9",
     "loss.perceptual_weight=0",
     "loss.style_weight=0",
+    "train.amp=fp32",  # the same numbers on every CPU (auto picks bf16 where it is native)
 ]
 
 

@@ -154,7 +154,7 @@ class TrainConfig:
     sample_every: int = 1000
     keep_last: int = 3
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
-    amp: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or "bf16", "fp32"
+    amp: str = "auto"  # auto = bf16 on CUDA and on CPUs with AMX / AVX512-BF16, else fp32
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
 

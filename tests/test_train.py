@@ -647,7 +647,7 @@ def test_true_edge_prob_gives_g2_the_true_edges(photos: Path, tmp_path: Path) ->
 def test_amp_auto_trains_in_bf16_where_the_cpu_has_it_natively(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
 ) -> None:
-    monkeypatch.setattr("edgefill.train.cpu_has_fast_bf16", lambda: native)
+    monkeypatch.setattr("edgefill.backends.cpu_has_fast_bf16", lambda: native)
     trainer = make_trainer(photos, tmp_path / "run", "inpaint", "train.amp=auto")
     assert trainer.amp is native
     with trainer._autocast():

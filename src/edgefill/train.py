@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from edgefill import losses as L
-from edgefill.backends import cpu_has_fast_bf16
+from edgefill.backends import resolve_precision
 from edgefill.checkpoint import (
     REFERENCE_DIS_FILES,
     atomic_torch_save,
@@ -314,11 +314,8 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cudnn.benchmark = True
-        if t.amp == "auto":  # bf16 where it is native; elsewhere autocast emulates it, slowly
-            if self.device.type == "cuda":
-                self.amp = torch.cuda.is_bf16_supported()
-            else:
-                self.amp = self.device.type == "cpu" and cpu_has_fast_bf16()
+        if t.amp == "auto":  # inference's rule: bf16 where it is native (training has no fp16 path)
+            self.amp = resolve_precision("auto", self.device) == "bf16"
         else:
             self.amp = t.amp == "bf16"
 

@@ -5,15 +5,18 @@
 #
 #   scripts/train_gpu.sh prepare          # here, once: fills .gpu/ (ignored by git) with what the
 #                                         # GPU machine cannot download: the pypatchmatch wheel for
-#                                         # its Python and the VGG16 weights (fp16, for the losses)
+#                                         # its Python, the VGG16 weights (fp16, for the losses)
+#                                         # and the photos (QUALITY=85: JPEG quality; the device
+#                                         # machine takes 64 MiB of checkout and carry together)
 #   scripts/train_gpu.sh run [MINUTES]    # there: train for MINUTES (default 8), export to $OUT
 #
 # With the device tool: run(command="scripts/train_gpu.sh run 8", carry=[".gpu"], timeout_s=600).
-# Environment for `run`: OUT (default ./gpu-run), INIT (release to start from; default the shipped
+# Environment for `run`: OUT (default ./gpu-run: release/ = best checkpoint, latest/, logs), RUN
+# (checkpoints; default $OUT/run), INIT (release to start from; default the shipped
 # weights; "none" = from scratch), WIDTH / BLOCKS (default: the shipped design; the paper's full
 # width is WIDTH=64 BLOCKS=8, which needs INIT=none and far more than one short lease), DEVICE
 # (default cuda), BATCH, CROP, WORKERS, EXTRA (more `--set key=value` words), DATA (photos;
-# default ../shared/data, else shared/data inside the checkout).
+# default .gpu/data as packed by prepare, else ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-run}"
@@ -34,7 +37,36 @@ sd = {k: v.half().contiguous() for k, v in load_vgg_state(default_vgg_path()).it
 save_file(sd, sys.argv[1])
 print(f"wrote {sys.argv[1]}")
 EOF
-    du -sh "$CARRY"
+    # The photos travel too (the device machine sees only the checkout): the training split and
+    # the validation photos the trainer scores, under their own names (the split hashes the
+    # name), shrunk to the short side the loader keeps anyway (2 x crop) and re-encoded as JPEG.
+    rm -rf "$CARRY/data"
+    "$PY" - "${DATA:-../shared/data}" "$CARRY/data" "${CROP:-128}" "${QUALITY:-85}" <<'EOF'
+import sys
+from pathlib import Path
+
+import cv2
+
+from edgefill.config import DataConfig
+from edgefill.data import list_images, split
+
+src, dst, crop, quality = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+train, val = split(list_images(src), DataConfig.val_fraction)
+files = train + val[: DataConfig.val_count]
+for f in files:
+    bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    h, w = bgr.shape[:2]
+    s = 2 * crop / min(h, w)
+    if s < 1:
+        bgr = cv2.resize(bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    out = dst / f.relative_to(src)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes())
+print(f"packed {len(train)} training + {len(files) - len(train)} validation photos into {dst}")
+EOF
+    tree=$(git ls-files -z | xargs -0 cat | wc -c)
+    carry=$(du -sb "$CARRY" | cut -f1)
+    echo "travels: tracked files $((tree >> 20)) MiB + $CARRY/ $((carry >> 20)) MiB (the device takes 64 MiB)"
     exit 0
 fi
 
@@ -44,11 +76,12 @@ if [ "$MODE" != "run" ]; then
 fi
 MINUTES="${2:-8}"
 OUT="${OUT:-$PWD/gpu-run}"
+RUN="${RUN:-$OUT/run}"  # checkpoints; put it outside OUT where OUT comes back file by file
 DEVICE="${DEVICE:-cuda}"
 PY="${PYTHON:-python3}"
 if [ -z "${DATA:-}" ]; then
-    DATA=../shared/data
-    [ -d "$DATA" ] || DATA=shared/data
+    DATA="$CARRY/data"  # packed by prepare
+    [ -d "$DATA" ] || DATA=../shared/data
 fi
 if ls "$CARRY"/*.whl >/dev/null 2>&1; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/edgefill-site "$CARRY"/*.whl
@@ -73,15 +106,17 @@ else
     STAGE=joint  # from scratch: both generators, end to end
 fi
 mkdir -p "$OUT"
-echo "train_gpu: stage $STAGE for $MINUTES min on $DEVICE, data $DATA, out $OUT"
+echo "train_gpu: stage $STAGE for $MINUTES min on $DEVICE, data $DATA, run $RUN, out $OUT"
 # SIGINT at the budget: every checkpoint (save_every steps) is complete, so the export below
 # takes the best of them. `timeout` exits 124 then, which is the expected end here.
 set +e
 timeout --signal=INT "$(awk "BEGIN{print int($MINUTES*60)}")" \
     "$PY" -m edgefill.cli train --config configs/cpu-exemplar.yaml --stage "$STAGE" \
-    --data "$DATA" --out "$OUT/run" --device "$DEVICE" "${START[@]}" "${SETS[@]}" \
-    ${EXTRA:-} 2>&1 | tr '\r' '\n' | grep -v '^ *[0-9]*%|' | tail -n 40
+    --data "$DATA" --out "$RUN" --device "$DEVICE" "${START[@]}" "${SETS[@]}" \
+    ${EXTRA:-} 2>&1 | stdbuf -oL tr '\r' '\n' | grep --line-buffered -v '^ *[0-9]*%|' \
+    | tee "$OUT/train.log" | tail -n 40
 set -e
-"$PY" -m edgefill.cli export "$OUT/run" -o "$OUT/release"
-cp "$OUT/run/val_log.csv" "$OUT/" 2>/dev/null || true
-ls -la "$OUT/release"
+"$PY" -m edgefill.cli export "$RUN" -o "$OUT/release"
+"$PY" -m edgefill.cli export "$RUN" -o "$OUT/latest" --latest
+cp "$RUN/val_log.csv" "$RUN/train_log.csv" "$OUT/" 2>/dev/null || true
+ls -la "$OUT/release" "$OUT/latest"

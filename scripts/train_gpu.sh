@@ -15,7 +15,7 @@
 # (checkpoints; default $OUT/run), INIT (release to start from; default the shipped
 # weights; "none" = from scratch), WIDTH / BLOCKS (default: the shipped design; the paper's full
 # width is WIDTH=64 BLOCKS=8, which needs INIT=none and far more than one short lease), DEVICE
-# (default cuda), BATCH, CROP, WORKERS, EXTRA (more `--set key=value` words), DATA (photos;
+# (default cuda), STAGE (default inpaint-on-predicted; joint from scratch), BATCH, CROP, WORKERS, EXTRA (more `--set key=value` words), DATA (photos;
 # default .gpu/data as packed by prepare, else ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +84,7 @@ if [ -z "${DATA:-}" ]; then
     [ -d "$DATA" ] || DATA=../shared/data
 fi
 if ls "$CARRY"/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/edgefill-site "$CARRY"/*.whl
+    "$PY" -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/edgefill-site "$CARRY"/*.whl
     export PYTHONPATH="/tmp/edgefill-site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
@@ -99,24 +99,31 @@ SETS=(--set "data.num_workers=$WORKERS" --set "train.batch_size=${BATCH:-32}"
 [ -n "${WIDTH:-}" ] && SETS+=(--set "model.width=$WIDTH")
 [ -n "${BLOCKS:-}" ] && SETS+=(--set "model.edge_blocks=$BLOCKS" --set "model.inpaint_blocks=$BLOCKS")
 START=()
-if [ "$INIT" != "none" ]; then
-    START=(--init "$INIT" --edge-weights "$INIT")
+if [ "$INIT" = "none" ]; then
+    STAGE="${STAGE:-joint}"  # from scratch: both generators, end to end
+elif [ "${STAGE:-inpaint-on-predicted}" = "inpaint-on-predicted" ]; then
     STAGE=inpaint-on-predicted
+    START=(--init "$INIT" --edge-weights "$INIT")
 else
-    STAGE=joint  # from scratch: both generators, end to end
+    START=(--init "$INIT")  # e.g. STAGE=edge: G1 alone (its data needs no pre-fill)
 fi
 mkdir -p "$OUT"
 echo "train_gpu: stage $STAGE for $MINUTES min on $DEVICE, data $DATA, run $RUN, out $OUT"
 # SIGINT at the budget: every checkpoint (save_every steps) is complete, so the export below
-# takes the best of them. `timeout` exits 124 then, which is the expected end here.
+# takes the best of them. `timeout` exits 124 then, which is the expected end here. --foreground:
+# the signal goes to the trainer alone; plain `timeout` signals its process group as well, and a
+# trainer signalled twice stops at once, as after a second Ctrl+C (the likely reason the
+# session-28 edge run ended "interrupted" right after its step-3000 checkpoint).
 set +e
-timeout --signal=INT "$(awk "BEGIN{print int($MINUTES*60)}")" \
+timeout --foreground --signal=INT "$(awk "BEGIN{print int($MINUTES*60)}")" \
     "$PY" -m edgefill.cli train --config configs/cpu-exemplar.yaml --stage "$STAGE" \
     --data "$DATA" --out "$RUN" --device "$DEVICE" "${START[@]}" "${SETS[@]}" \
     ${EXTRA:-} 2>&1 | stdbuf -oL tr '\r' '\n' | grep --line-buffered -v '^ *[0-9]*%|' \
     | tee "$OUT/train.log" | tail -n 40
 set -e
-"$PY" -m edgefill.cli export "$RUN" -o "$OUT/release"
-"$PY" -m edgefill.cli export "$RUN" -o "$OUT/latest" --latest
+EXPORT=()
+[ "$STAGE" = edge ] && EXPORT=(--edge-from "$INIT")  # G2 as it was
+"$PY" -m edgefill.cli export "$RUN" -o "$OUT/release" "${EXPORT[@]}"
+"$PY" -m edgefill.cli export "$RUN" -o "$OUT/latest" --latest "${EXPORT[@]}"
 cp "$RUN/val_log.csv" "$RUN/train_log.csv" "$OUT/" 2>/dev/null || true
 ls -la "$OUT/release" "$OUT/latest"

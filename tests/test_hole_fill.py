@@ -181,6 +181,16 @@ def test_missing_patchmatch_library_is_a_clear_error(monkeypatch: pytest.MonkeyP
         fill_hole("patchmatch", rgb, hole)
 
 
+def test_missing_opencv_contrib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exemplar fill's thin parts need cv2.xphoto (FSR), which plain OpenCV wheels lack."""
+    assert prefill.fills_unavailable("telea", "white", exemplar=True) is None
+    monkeypatch.delattr(cv2, "xphoto", raising=False)
+    with pytest.raises(EdgefillError, match="opencv-contrib-python-headless"):
+        prefill.fsr(_rgb(8, 8)[..., 0], np.eye(8, dtype=bool))
+    assert "xphoto" in (prefill.fills_unavailable("telea", "white", exemplar=True) or "")
+    assert prefill.fills_unavailable("telea", "white", exemplar=False) is None
+
+
 def test_inpaint_input_channels() -> None:
     img, m, e = torch.rand(1, 3, 16, 16), _hole(16, 16, (4, 12, 4, 12)), torch.rand(1, 1, 16, 16)
     white = inpaint_input(img, m, e, "white")

@@ -686,6 +686,41 @@ def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
     assert resumed.step == 5
 
 
+def test_a_failing_data_worker_ends_the_run_with_its_error_and_no_worker_left(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers ignore SIGTERM, so one left running after an error kept the process from exiting
+    (a GPU lease sat idle for its whole budget): the error must surface and the workers end."""
+    import multiprocessing
+
+    from edgefill import data
+
+    make_sample = data.make_sample
+
+    def broken_in_workers(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if torch.utils.data.get_worker_info() is not None:
+            raise RuntimeError("a sample the worker cannot make")
+        return make_sample(*args, **kwargs)
+
+    monkeypatch.setattr(data, "make_sample", broken_in_workers)
+    t = make_trainer(photos, tmp_path / "run", "inpaint", "data.num_workers=1")
+    with pytest.raises(RuntimeError, match="a sample the worker cannot make"):
+        t.fit(max_steps=3)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_model_whose_prefill_cannot_run_here_is_refused_before_training(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+
+    monkeypatch.delattr(cv2, "xphoto", raising=False)
+    with pytest.raises(EdgefillError, match="pre-fill cannot run here: OpenCV's xphoto"):
+        make_trainer(
+            photos, tmp_path / "run", "inpaint", "model.exemplar=true", "model.hole_fill=telea"
+        )
+
+
 def test_init_from_the_reference_released_files(photos: Path, tmp_path: Path) -> None:
     """--init accepts a folder of the reference's released files: its *_gen.pth start the
     generators (and EMAs), its EdgeModel_dis.pth (input: gray, edges) starts D1."""

@@ -49,6 +49,22 @@ def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) 
     assert inp.config.width == 8 and inp.config.exemplar and inp.config.hole_fill == "telea"
     assert (out / "val_log.csv").is_file()
 
+    # STAGE=edge: G1 alone from that release; the export keeps the release's G2 as it was.
+    edge_out = tmp_path / "edge"
+    proc = _run(
+        tmp_path, "run", "0.3",
+        OUT=str(edge_out), DATA=str(photos), INIT=str(out / "release"), STAGE="edge", WIDTH="8",
+        BLOCKS="1",
+        BATCH="2", CROP="32", WORKERS="1", EXTRA=TINY,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "stage edge for 0.3 min on cpu" in proc.stdout
+    for name in ("release", "latest"):
+        assert (edge_out / name / "inpaint.safetensors").read_bytes() == (
+            out / "release" / "inpaint.safetensors"
+        ).read_bytes()
+        assert (edge_out / name / "edge.safetensors").is_file()
+
 
 def test_gpu_script_rejects_an_unknown_mode(tmp_path: Path) -> None:
     proc = _run(tmp_path, "fly")

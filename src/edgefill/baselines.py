@@ -80,11 +80,8 @@ def unavailable_reason(name: str) -> str | None:
     """Why baseline ``name`` cannot run here (None when it can)."""
     if name not in _METHODS:
         return f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}"
-    if name == "fsr" and not hasattr(getattr(cv2, "xphoto", None), "inpaint"):
-        return (
-            "OpenCV's xphoto module is missing: install opencv-contrib-python-headless "
-            "instead of opencv-python-headless (they cannot be installed side by side)"
-        )
+    if name == "fsr":
+        return prefill.fsr_unavailable()
     if name == "patchmatch":
         return prefill.patchmatch_unavailable()
     return None

@@ -182,6 +182,16 @@ def patchmatch_unavailable() -> str | None:
     return None
 
 
+def fills_unavailable(hole_fill: str, edge_hole_fill: str, exemplar: bool) -> str | None:
+    """Why the pre-fills of a model (its ``model.*`` fill settings) cannot run here (None when
+    they can): a trainer checks before it starts, not when a data worker first needs one."""
+    if exemplar or "patchmatch" in (hole_fill, edge_hole_fill):
+        reason = patchmatch_unavailable()
+        if reason is not None:
+            return reason
+    return fsr_unavailable() if exemplar else None  # the exemplar fill's thin parts
+
+
 def edge_guide_map(edges: np.ndarray, reach: float = GUIDE_REACH) -> np.ndarray:
     """PatchMatch's guide (HxWx3 float32) from an edge map: each pixel's distance to the nearest
     edge, in units of ``reach`` pixels, saturated at 1 and scaled into [0, 0.5] (the library
@@ -352,9 +362,22 @@ def fsr_luma(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return out
 
 
+def fsr_unavailable() -> str | None:
+    """Why OpenCV's FSR fill cannot run here (None when it can)."""
+    if hasattr(getattr(cv2, "xphoto", None), "inpaint"):
+        return None
+    return (
+        "OpenCV's xphoto module is missing: install opencv-contrib-python-headless instead of "
+        "opencv-python(-headless) (they cannot be installed side by side)"
+    )
+
+
 def fsr(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """OpenCV's frequency-selective reconstruction (fast profile) of ``hole`` (bool HxW) in
     ``image`` (uint8 HxW grey, or HxWx3 in BGR order as OpenCV expects)."""
+    reason = fsr_unavailable()
+    if reason is not None:
+        raise EdgefillError(f"the FSR fill cannot run: {reason}")
     src = image.copy()
     src[hole] = 0
     dst = np.zeros_like(src)

@@ -67,7 +67,7 @@ from edgefill.networks import (
     adapt_inpaint_state,
     inpaint_input,
 )
-from edgefill.prefill import EXEMPLAR, fill_batch
+from edgefill.prefill import EXEMPLAR, fill_batch, fills_unavailable
 from edgefill.vgg import default_vgg_path, load_vgg16
 
 CKPT_DIR = "checkpoints"
@@ -206,6 +206,14 @@ def _init_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
+
+
+def _shut_down_workers(it: Any) -> None:
+    """Stop a loader iterator's workers now. They ignore SIGTERM (``_init_worker``), so workers
+    left to interpreter exit, after an error, would keep it waiting on them for ever."""
+    shutdown = getattr(it, "_shutdown_workers", None)  # absent without worker processes
+    if shutdown is not None:
+        shutdown()
 
 
 class StopRequest:
@@ -379,16 +387,23 @@ class Trainer:
         """The training dataset. The frozen G1 runs in the data workers (on the CPU), beside the
         pre-fill that follows its edges; the live G1 of stage joint runs in the training step."""
         cfg, m = self.cfg, self.cfg.model
+        # Stage edge trains G1 alone: G2's pre-fills (the costly part of a sample) go unmade.
+        hole_fill, exemplar = (
+            ("white", False) if self.stage == "edge" else (m.hole_fill, m.exemplar)
+        )
+        reason = fills_unavailable(hole_fill, m.edge_hole_fill, exemplar)
+        if reason is not None:
+            raise EdgefillError(f"the model's pre-fill cannot run here: {reason}")
         self.dataset = PhotoDataset(
             train_files,
             cfg.data,
             m.canny_sigma,
-            hole_fill=m.hole_fill,
+            hole_fill=hole_fill,
             edge_guide=m.edge_guide,
             edge_generator=copy.deepcopy(self.frozen_edge),
             true_edge_prob=cfg.train.true_edge_prob,
             edge_hole_fill=m.edge_hole_fill,
-            exemplar=m.exemplar,
+            exemplar=exemplar,
         )
         if self.frozen_edge is not None:  # validation runs the trainer's own copy
             self.frozen_edge = self.frozen_edge.to(self.device)
@@ -826,6 +841,7 @@ class Trainer:
                     logs = self.train_step(next(it))
                     self._after_step(logs, end, val, bar, bool(stop.requested))
         finally:
+            _shut_down_workers(it)
             bar.close()
             if self.tb is not None:
                 self.tb.close()

@@ -7,7 +7,8 @@
 #                                         # GPU machine cannot download: the pypatchmatch wheel for
 #                                         # its Python, the VGG16 weights (fp16, for the losses)
 #                                         # and the photos (QUALITY=85: JPEG quality; the device
-#                                         # machine takes 64 MiB of checkout and carry together)
+#                                         # machine takes 64 MiB of checkout and carry together;
+#                                         # STAGE=edge: photos only, all that G1 needs)
 #   scripts/train_gpu.sh run [MINUTES]    # there: train for MINUTES (default 8), export to $OUT
 #
 # With the device tool: run(command="scripts/train_gpu.sh run 8", carry=[".gpu"], timeout_s=600).
@@ -20,16 +21,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-run}"
-CARRY=.gpu
+CARRY="${CARRY:-.gpu}"  # what travels beside the checkout (name it in the device call's carry)
 
 if [ "$MODE" = "prepare" ]; then
     mkdir -p "$CARRY"
-    grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
-    PY=.venv/bin/python
-    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-        -d "$CARRY" "pypatchmatch>=2.2"
-    "$PY" - "$CARRY/vgg16-fp16.safetensors" <<'EOF'
+    case "$CARRY" in
+        /*) ;;
+        *) grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude ;;
+    esac
+    PY="${PYTHON:-.venv/bin/python}"
+    rm -f "$CARRY"/*.whl "$CARRY/vgg16-fp16.safetensors"
+    if [ "${STAGE:-}" != edge ]; then  # G1 alone needs neither PatchMatch nor VGG
+        "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+            --implementation cp --platform manylinux_2_28_x86_64 \
+            --platform manylinux_2_17_x86_64 -d "$CARRY" "pypatchmatch>=2.2"
+        "$PY" - "$CARRY/vgg16-fp16.safetensors" <<'EOF'
 import sys
 from safetensors.torch import save_file
 from edgefill.vgg import default_vgg_path, load_vgg_state
@@ -37,9 +43,11 @@ sd = {k: v.half().contiguous() for k, v in load_vgg_state(default_vgg_path()).it
 save_file(sd, sys.argv[1])
 print(f"wrote {sys.argv[1]}")
 EOF
+    fi
     # The photos travel too (the device machine sees only the checkout): the training split and
-    # the validation photos the trainer scores, under their own names (the split hashes the
-    # name), shrunk to the short side the loader keeps anyway (2 x crop) and re-encoded as JPEG.
+    # the validation photos the trainer scores, shrunk to the short side the loader keeps anyway
+    # (2 x crop), as JPEG bytes under their own names (the split hashes the name; readers go by
+    # the bytes).
     rm -rf "$CARRY/data"
     "$PY" - "${DATA:-../shared/data}" "$CARRY/data" "${CROP:-128}" "${QUALITY:-85}" <<'EOF'
 import sys
@@ -67,6 +75,9 @@ EOF
     tree=$(git ls-files -z | xargs -0 cat | wc -c)
     carry=$(du -sb "$CARRY" | cut -f1)
     echo "travels: tracked files $((tree >> 20)) MiB + $CARRY/ $((carry >> 20)) MiB (the device takes 64 MiB)"
+    if [ $(((tree + carry) >> 20)) -ge 64 ]; then
+        echo "too much for one call: lower QUALITY, or take docs/ and tests/ out of the tree" >&2
+    fi
     exit 0
 fi
 

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 from train_utils import make_photos
 
+from edgefill.config import DataConfig
+from edgefill.data import list_images, split
 from edgefill.pipeline import Inpainter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +67,23 @@ def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) 
             out / "release" / "inpaint.safetensors"
         ).read_bytes()
         assert (edge_out / name / "edge.safetensors").is_file()
+
+
+def test_prepare_for_stage_edge_packs_the_photos_alone(tmp_path: Path) -> None:
+    """What a G1-only lease needs: the training split and the scored validation photos, shrunk
+    to twice the crop on the short side, under their own names; no wheel, no VGG."""
+    photos = make_photos(tmp_path / "photos", n=12)
+    carry = tmp_path / "carry"
+    proc = _run(tmp_path, "prepare", CARRY=str(carry), STAGE="edge", DATA=str(photos), CROP="16")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    train, val = split(list_images(photos), DataConfig.val_fraction)
+    expected = sorted(p.name for p in train + val[: DataConfig.val_count])
+    packed = sorted(p.name for p in (carry / "data").iterdir())
+    assert packed == expected
+    for name in packed:
+        assert min(cv2.imread(str(carry / "data" / name)).shape[:2]) == 32
+    assert sorted(p.name for p in carry.iterdir()) == ["data"]
+    assert "travels: tracked files" in proc.stdout
 
 
 def test_gpu_script_rejects_an_unknown_mode(tmp_path: Path) -> None:

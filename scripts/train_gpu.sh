@@ -122,9 +122,8 @@ mkdir -p "$OUT"
 echo "train_gpu: stage $STAGE for $MINUTES min on $DEVICE, data $DATA, run $RUN, out $OUT"
 # SIGINT at the budget: every checkpoint (save_every steps) is complete, so the export below
 # takes the best of them. `timeout` exits 124 then, which is the expected end here. --foreground:
-# the signal goes to the trainer alone; plain `timeout` signals its process group as well, and a
-# trainer signalled twice stops at once, as after a second Ctrl+C (the likely reason the
-# session-28 edge run ended "interrupted" right after its step-3000 checkpoint).
+# the signal goes to the trainer alone (plain `timeout` signals its process group as well; the
+# session-28 edge run, before the trainer took such an echo as one request, ended "interrupted").
 set +e
 timeout --foreground --signal=INT "$(awk "BEGIN{print int($MINUTES*60)}")" \
     "$PY" -m edgefill.cli train --config configs/cpu-exemplar.yaml --stage "$STAGE" \

@@ -686,6 +686,28 @@ def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
     assert resumed.step == 5
 
 
+def test_a_stop_signal_delivered_twice_at_once_is_one_request() -> None:
+    """`timeout` signals the trainer and then its process group: one stop, not a hard one. A
+    second signal later than that still stops at once."""
+    import os
+    import signal
+
+    from edgefill import train
+
+    clock = iter([100.0, 100.001, 102.0])
+    stop = train.StopRequest()
+    stop._clock = lambda: next(clock)
+    with stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the echo: ignored
+        except KeyboardInterrupt:
+            pytest.fail("the echo of one stop request stopped the run at once")
+        assert stop.requested == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # two seconds on: stop at once
+
+
 def test_a_failing_data_worker_ends_the_run_with_its_error_and_no_worker_left(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

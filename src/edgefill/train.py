@@ -218,16 +218,26 @@ def _shut_down_workers(it: Any) -> None:
 
 class StopRequest:
     """While active, SIGINT / SIGTERM ask the training loop to stop after the current step (which
-    then writes a checkpoint) instead of killing it mid-update; a second signal stops at once."""
+    then writes a checkpoint) instead of killing it mid-update; a second signal stops at once.
+
+    A repeat within ``ECHO_S`` is taken as the same request: `timeout` and `kill -- -PGID`
+    signal the process and its group, so one stop arrives twice within microseconds."""
+
+    ECHO_S = 0.5
 
     def __init__(self) -> None:
         self.requested: str | None = None
+        self._at = 0.0
+        self._clock = time.monotonic
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        now = self._clock()
         if self.requested:
+            if now - self._at < self.ECHO_S:
+                return
             signal.default_int_handler(signum, frame)
-        self.requested = signal.Signals(signum).name
+        self.requested, self._at = signal.Signals(signum).name, now
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():

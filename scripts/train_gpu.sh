@@ -16,8 +16,9 @@
 # (checkpoints; default $OUT/run), INIT (release to start from; default the shipped
 # weights; "none" = from scratch), WIDTH / BLOCKS (default: the shipped design; the paper's full
 # width is WIDTH=64 BLOCKS=8, which needs INIT=none and far more than one short lease), DEVICE
-# (default cuda), STAGE (default inpaint-on-predicted; joint from scratch), BATCH, CROP, WORKERS, EXTRA (more `--set key=value` words), DATA (photos;
-# default .gpu/data as packed by prepare, else ../shared/data).
+# (default cuda), STAGE (default inpaint-on-predicted; joint from scratch; edge: G1 alone), BATCH,
+# CROP, WORKERS, EXTRA (more `--set key=value` words), DATA (photos; default .gpu/data as packed
+# by prepare, else ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-run}"

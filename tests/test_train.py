@@ -736,11 +736,15 @@ def test_a_model_whose_prefill_cannot_run_here_is_refused_before_training(
 ) -> None:
     import cv2
 
+    exemplar = ("model.exemplar=true", "model.hole_fill=telea")
     monkeypatch.delattr(cv2, "xphoto", raising=False)
     with pytest.raises(EdgefillError, match="pre-fill cannot run here: OpenCV's xphoto"):
-        make_trainer(
-            photos, tmp_path / "run", "inpaint", "model.exemplar=true", "model.hole_fill=telea"
-        )
+        make_trainer(photos, tmp_path / "run", "inpaint", *exemplar)
+    monkeypatch.setitem(sys.modules, "patchmatch", None)  # import fails like a missing package
+    with pytest.raises(EdgefillError, match="pre-fill cannot run here: the PyPI package pypatch"):
+        make_trainer(photos, tmp_path / "run", "inpaint", *exemplar)
+    # Stage edge makes no G2 pre-fill, so G1 still trains on such a machine.
+    assert make_trainer(photos, tmp_path / "edge", "edge", *exemplar).dataset.exemplar is False
 
 
 def test_init_from_the_reference_released_files(photos: Path, tmp_path: Path) -> None:

@@ -58,16 +58,13 @@ import cv2
 
 from edgefill.config import DataConfig
 from edgefill.data import list_images, split
+from edgefill.image import shrink_short_side
 
 src, dst, crop, quality = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 train, val = split(list_images(src), DataConfig.val_fraction)
 files = train + val[: DataConfig.val_count]
 for f in files:
-    bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-    h, w = bgr.shape[:2]
-    s = 2 * crop / min(h, w)
-    if s < 1:
-        bgr = cv2.resize(bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    bgr = shrink_short_side(cv2.imread(str(f), cv2.IMREAD_COLOR), 2 * crop)  # as the loader does
     out = dst / f.relative_to(src)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes())

@@ -18,9 +18,18 @@ from edgefill.image import (
     load_rgb,
     open_image,
     save_image,
+    shrink_short_side,
     to_tensor,
     to_uint8,
 )
+
+
+def test_shrink_short_side_only_ever_shrinks() -> None:
+    img = np.zeros((300, 500, 3), np.uint8)
+    assert shrink_short_side(img, 100).shape == (100, 167, 3)
+    assert shrink_short_side(img[..., 0], 150).shape == (150, 250)
+    assert shrink_short_side(img, 300) is img and shrink_short_side(img, 400) is img
+
 
 # ----------------------------------------------------------------------------- photo modes
 

@@ -56,9 +56,8 @@ def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) 
     edge_out = tmp_path / "edge"
     proc = _run(
         tmp_path, "run", "0.3",
-        OUT=str(edge_out), DATA=str(photos), INIT=str(out / "release"), STAGE="edge", WIDTH="8",
-        BLOCKS="1",
-        BATCH="2", CROP="32", WORKERS="1", EXTRA=TINY,
+        OUT=str(edge_out), DATA=str(photos), INIT=str(out / "release"), STAGE="edge",
+        WIDTH="8", BLOCKS="1", BATCH="2", CROP="32", WORKERS="1", EXTRA=TINY,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "stage edge for 0.3 min on cpu" in proc.stdout

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from edgefill.config import DataConfig
 from edgefill.edges import canny_edges, composite, to_gray
 from edgefill.errors import EdgefillError
-from edgefill.image import load_rgb
+from edgefill.image import load_rgb, shrink_short_side
 from edgefill.masks import generate_mask, load_mask
 from edgefill.networks import edge_input
 from edgefill.prefill import exemplar_fill, fill_hole
@@ -203,11 +203,7 @@ class PhotoDataset(Dataset):
             return self._cache[index]
         rgb, _ = load_rgb(self.files[index])
         # Keep at most 2x the crop size on the short side: crops are never larger than that.
-        limit = 2 * self.cfg.crop_size
-        h, w = rgb.shape[:2]
-        if min(h, w) > limit:
-            s = limit / min(h, w)
-            rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        rgb = shrink_short_side(rgb, 2 * self.cfg.crop_size)
         if self.cache:
             self._cache[index] = rgb
         return rgb

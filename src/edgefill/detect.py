@@ -1002,16 +1002,12 @@ def summarise(counts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _photo_cache(files: list[Path], short_side: int) -> list[np.ndarray]:
-    from edgefill.image import load_rgb
+    from edgefill.image import load_rgb, shrink_short_side
 
     photos = []
     for f in files:
         rgb, _ = load_rgb(f)
-        h, w = rgb.shape[:2]
-        s = short_side / min(h, w)
-        if s < 1:
-            rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        photos.append(rgb)
+        photos.append(shrink_short_side(rgb, short_side))
     return photos
 
 

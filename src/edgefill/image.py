@@ -195,6 +195,16 @@ class Photo:
     meta: ImageMeta = field(default_factory=ImageMeta)
 
 
+def shrink_short_side(img: np.ndarray, limit: int) -> np.ndarray:
+    """``img`` (HxW or HxWxC) resized (area filter) so its short side is at most ``limit``;
+    smaller images come back as they are."""
+    h, w = img.shape[:2]
+    s = limit / min(h, w)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+
 def load_photo(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     """The one loader for photos: a path, encoded bytes, a PIL image or an array.
 

@@ -15,6 +15,7 @@ from edgefill.checkpoint import (
     EDGE_FILE,
     INPAINT_FILE,
     atomic_torch_save,
+    average_releases,
     load_checkpoint,
     load_release,
     read_release_config,
@@ -22,7 +23,7 @@ from edgefill.checkpoint import (
 )
 from edgefill.config import ModelConfig
 from edgefill.errors import EdgefillError
-from edgefill.networks import EdgeGenerator
+from edgefill.networks import EdgeGenerator, InpaintGenerator
 from edgefill.pipeline import Inpainter
 
 # ----------------------------------------------------------------------------- training checkpoints
@@ -310,3 +311,54 @@ def test_reference_folder_errors(tmp_path: Path) -> None:
     shutil.copy(REFERENCE_FIXTURE / "EdgeModel_gen.pth", half / REFERENCE_EDGE_FILE)
     with pytest.raises(EdgefillError, match="InpaintingModel_gen.pth"):
         load_release(half)
+
+
+# ----------------------------------------------------------------------------- average
+
+
+def _fp32_release(tmp_path: Path, name: str, seed: int, cfg: ModelConfig = TINY_CONFIG) -> Path:
+    torch.manual_seed(seed)
+    g1, g2 = EdgeGenerator(cfg.width, cfg.edge_blocks), InpaintGenerator.from_config(cfg)
+    return save_release(tmp_path / name, g1.state_dict(), g2.state_dict(), cfg, half=False)
+
+
+def test_average_releases_is_the_weighted_mean(tmp_path: Path) -> None:
+    a, b = _fp32_release(tmp_path, "a", 1), _fp32_release(tmp_path, "b", 2)
+    out = average_releases([a, b], tmp_path / "mix", ratios=[1, 3], half=False)
+    e, i, cfg, doc = load_release(out)
+    ea, ia, _, _ = load_release(a)
+    eb, ib, _, _ = load_release(b)
+    assert cfg == TINY_CONFIG and doc["ratios"] == [0.25, 0.75]
+    assert doc["averaged_from"] == [str(a), str(b)]
+    for mixed, first, second in ((e, ea, eb), (i, ia, ib)):
+        sa, sb = first.state_dict(), second.state_dict()
+        for k, v in mixed.state_dict().items():
+            torch.testing.assert_close(v, 0.25 * sa[k] + 0.75 * sb[k])
+        assert any(not torch.equal(sa[k], sb[k]) for k in sa)  # the test mixes different weights
+
+
+def test_average_of_a_release_with_itself_is_that_release(tmp_path: Path) -> None:
+    rel = _release(tmp_path)  # fp16, as shipped
+    out = average_releases([rel, rel], tmp_path / "same")
+    from safetensors.torch import load_file
+
+    for name in (EDGE_FILE, INPAINT_FILE):
+        a, b = load_file(str(rel / name)), load_file(str(out / name))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_average_errors(tmp_path: Path) -> None:
+    a, b = _fp32_release(tmp_path, "a", 1), _fp32_release(tmp_path, "b", 2)
+    with pytest.raises(EdgefillError, match="at least two"):
+        average_releases([a], tmp_path / "o1")
+    with pytest.raises(EdgefillError, match="3 ratios for 2"):
+        average_releases([a, b], tmp_path / "o2", ratios=[1, 1, 1])
+    for bad in ([1, -1], [0, 0], [1, float("nan")]):
+        with pytest.raises(EdgefillError, match="ratios must be"):
+            average_releases([a, b], tmp_path / "o3", ratios=bad)
+    wider = _fp32_release(
+        tmp_path, "wide", 0, ModelConfig(width=4, edge_blocks=2, inpaint_blocks=1)
+    )
+    with pytest.raises(EdgefillError, match="architecture differs"):
+        average_releases([a, wider], tmp_path / "o4")
+    assert not any((tmp_path / f"o{n}").exists() for n in range(1, 5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from edgefill.cli import build_parser, main
 from edgefill.edges import canny_edges, to_gray
 from edgefill.masks import hole_ratio, load_mask
 
-COMMANDS = ["inpaint", "edges", "masks", "train", "export"]
+COMMANDS = ["inpaint", "edges", "masks", "train", "export", "average"]
 ENTRY = Path(sys.executable).parent / "edgefill"
 
 
@@ -510,3 +511,30 @@ def test_option_defaults_are_the_library_defaults() -> None:
         sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
         action = next(x for x in sub.choices[cmd]._actions if x.dest == dest)
         assert tuple(action.choices) == choices, (cmd, dest)
+
+
+# ----------------------------------------------------------------------------- average
+
+
+def test_average_writes_a_release_that_inpaints(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
+) -> None:
+    from edgefill.pipeline import Inpainter
+
+    out = tmp_path / "mix"
+    rc, stdout, _ = run(capsys, "average", tiny_release, tiny_release, "-o", out, "--ratios", "1,2")
+    assert rc == 0 and str(out) in stdout
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["ratios"] == pytest.approx([1 / 3, 2 / 3])
+    Inpainter.from_pretrained(out)  # loads as a release
+
+
+def test_average_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
+) -> None:
+    rc, _, err = run(
+        capsys, "average", tiny_release, tiny_release, "-o", tmp_path / "o", "--ratios", "a,b"
+    )
+    assert_user_error(rc, err, "--ratios must be comma-separated numbers")
+    rc, _, err = run(capsys, "average", tiny_release, tiny_release, "-o", tiny_release)
+    assert_user_error(rc, err, "would overwrite")

@@ -11,9 +11,11 @@ knazeri/edge-connect) loads the same way, and ``convert_reference`` turns it int
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +326,52 @@ def resolve_weights(path_or_name: str | Path | None) -> Path:
             f"weights not found: {path} (expected a folder made by `edgefill export`)"
         )
     return path
+
+
+def average_releases(
+    folders: Sequence[str | Path],
+    out_dir: str | Path,
+    ratios: Sequence[float] | None = None,
+    half: bool = True,
+) -> Path:
+    """A release whose weights are the weighted mean of ``folders``' (a "model soup").
+
+    Releases fine-tuned from the same start can be averaged in weight space: the mean of the
+    shipped G2 and a longer-trained one keeps some of each (docs/model-card.md, session 29).
+    ``ratios`` default to equal shares and are normalised to sum 1. All folders must share the
+    architecture; the means are taken in float32.
+    """
+    if len(folders) < 2:
+        raise EdgefillError(f"average needs at least two releases, got {len(folders)}")
+    shares = [1.0] * len(folders) if ratios is None else [float(r) for r in ratios]
+    if len(shares) != len(folders):
+        raise EdgefillError(f"{len(shares)} ratios for {len(folders)} releases")
+    if any(not math.isfinite(r) or r < 0 for r in shares) or sum(shares) <= 0:
+        raise EdgefillError(f"ratios must be finite, >= 0 and not all 0, got {shares}")
+    shares = [r / sum(shares) for r in shares]
+    loaded = [load_release(f) for f in folders]
+    cfg = loaded[0][2]
+    for folder, (_, _, other, _) in zip(folders[1:], loaded[1:], strict=True):
+        if other != cfg:
+            raise EdgefillError(
+                f"{folder}: architecture differs from {folders[0]}'s ({other} vs {cfg})"
+            )
+
+    def mean(index: int) -> dict[str, torch.Tensor]:
+        states = [parts[index].state_dict() for parts in loaded]
+        return {
+            k: sum(r * sd[k] for r, sd in zip(shares, states, strict=True))
+            if v.is_floating_point()
+            else v
+            for k, v in states[0].items()
+        }
+
+    info = {
+        "averaged_from": [str(f) for f in folders],
+        "ratios": shares,
+        "stage": loaded[0][3].get("stage"),
+    }
+    return save_release(out_dir, mean(0), mean(1), cfg, info, half)
 
 
 def load_release(

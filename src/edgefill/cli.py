@@ -297,6 +297,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from edgefill.checkpoint import average_releases
+    from edgefill.errors import EdgefillError
+
+    inputs = {f"release {i + 1}": path for i, path in enumerate(args.releases)}
+    check_outputs(inputs, {"--output": args.output}, True)
+    try:
+        ratios = None if args.ratios is None else [float(r) for r in args.ratios.split(",")]
+    except ValueError:
+        raise EdgefillError(
+            f"--ratios must be comma-separated numbers, got {args.ratios!r}"
+        ) from None
+    out = average_releases(args.releases, args.output, ratios, half=not args.fp32)
+    print(f"wrote the averaged release to {out}")
+    return 0
+
+
 def cmd_convert_reference(args: argparse.Namespace) -> int:
     from edgefill.checkpoint import convert_reference
 
@@ -797,6 +814,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--latest", action="store_true", help="export the latest checkpoint, not the best"
     )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "average",
+        help="write a release whose weights are the mean of two or more releases",
+        description="Average releases of one architecture in weight space (a model soup), "
+        "e.g. the shipped G2 and a longer-trained one: the result keeps some of each.",
+    )
+    p.add_argument("releases", nargs="+", help="release folders (at least two)")
+    p.add_argument("-o", "--output", required=True, help="release folder to write")
+    p.add_argument("--ratios", help="comma-separated shares, one per release (default: equal)")
+    p.add_argument("--fp32", action="store_true", help="keep float32 (default: float16)")
+    p.set_defaults(func=cmd_average)
 
     p = sub.add_parser(
         "convert-reference",

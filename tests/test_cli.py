@@ -516,7 +516,7 @@ def test_option_defaults_are_the_library_defaults() -> None:
 # ----------------------------------------------------------------------------- average
 
 
-def test_average_writes_a_release_that_inpaints(
+def test_average_writes_a_release_that_loads(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
 ) -> None:
     from edgefill.pipeline import Inpainter

@@ -73,6 +73,7 @@ def test_round_trip_through_dict() -> None:
         (["model.exemplar=true"], "exemplar .*needs hole_fill telea"),
         (["model.exemplar=true", "model.hole_fill=patchmatch"], "needs hole_fill telea"),
         (["model.deep_blend=1"], "model.deep_blend"),
+        (["train.thin_fsr=maybe"], "train.thin_fsr"),
         (["model.deep_blend=true"], "deep_blend .*needs exemplar"),
         (["train.lr.x=1"], "train.lr"),
         (["train.x=1", "train.x.y=2"], "not a config section"),

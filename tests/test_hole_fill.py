@@ -417,6 +417,30 @@ def test_the_exemplar_copy_keeps_a_smooth_fill_with_grain_on_thin_parts(
     assert not np.array_equal(got[thin], copy[thin])
 
 
+def test_the_exemplar_copy_can_leave_fsr_out_where_opencv_lacks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """train.thin_fsr=false (a GPU machine whose OpenCV has no cv2.xphoto): the thin parts are
+    the smooth fill with grain alone, and neither the fill nor the trainer's check needs FSR."""
+    rgb = _stripes(64, 64)
+    hole = np.zeros((64, 64), bool)
+    hole[30:32, 4:60] = True  # a scratch: thin
+    with_fsr = prefill.exemplar_fill(rgb, hole)
+    monkeypatch.delattr(cv2, "xphoto", raising=False)
+    assert prefill.fills_unavailable("telea", "white", exemplar=True, thin_fsr=False) is None
+    got = prefill.exemplar_fill(rgb, hole, thin_fsr=False)
+    monkeypatch.setattr(prefill, "THIN_FSR", 0.0)
+    np.testing.assert_array_equal(got, prefill.exemplar_fill(rgb, hole))
+    assert not np.array_equal(got[hole], with_fsr[hole])  # FSR did move the thin parts
+    batch = prefill.fill_batch(
+        prefill.EXEMPLAR,
+        torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255,
+        torch.from_numpy(hole)[None, None].float(),
+        thin_fsr=False,
+    )
+    np.testing.assert_array_equal(batch[0].permute(1, 2, 0).mul(255).round().byte().numpy(), got)
+
+
 def _stripes(h: int, w: int) -> np.ndarray:
     """Grey diagonal stripes (period 8 px) on a colour tint: texture a smooth fill cannot continue."""
     y, x = np.mgrid[:h, :w]

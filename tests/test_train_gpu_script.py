@@ -68,6 +68,28 @@ def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) 
         assert (edge_out / name / "edge.safetensors").is_file()
 
 
+def test_gpu_script_trains_g2_where_opencv_lacks_xphoto(tmp_path: Path) -> None:
+    """The device image's OpenCV has no cv2.xphoto (FSR): the script notices and trains the
+    exemplar design with train.thin_fsr=false instead of stopping (a sitecustomize on the
+    child's path removes xphoto, as that machine lacks it)."""
+    photos = make_photos(tmp_path / "photos")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\nimport cv2\ndel cv2.xphoto\nsys.modules.pop('cv2.xphoto', None)\n"
+    )
+    out = tmp_path / "out"
+    proc = _run(
+        tmp_path, "run", "0.3",
+        OUT=str(out), DATA=str(photos), INIT="none", WIDTH="8", BLOCKS="1", BATCH="2",
+        CROP="32", WORKERS="1", EXTRA=TINY + " --set data.mask_kinds=scratch --set data.mask_weights=1",
+        PYTHONPATH=str(site),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "no cv2.xphoto: training with train.thin_fsr=false" in proc.stdout
+    assert Inpainter.from_pretrained(out / "release", precision="fp32").config.exemplar
+
+
 def test_prepare_for_stage_edge_packs_the_photos_alone(tmp_path: Path) -> None:
     """What a G1-only lease needs: the training split and the scored validation photos, shrunk
     to twice the crop on the short side, under their own names; no wheel, no VGG."""

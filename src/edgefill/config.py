@@ -148,6 +148,10 @@ class TrainConfig:
     # Share of samples whose G2 sees the true (Canny) edges instead of G1's in the stages with a
     # G1 (inpaint-on-predicted, joint); 0 = the reference.
     true_edge_prob: float = 0.0
+    # FSR in the exemplar copy's thin parts (prefill.exemplar_fill), as at inference. False
+    # trains where OpenCV lacks cv2.xphoto (the GPU machine's image): the result takes the copy
+    # as it is on thin parts, so G2 is not trained there, only its input near them changes.
+    thin_fsr: bool = True
     log_every: int = 50
     val_every: int = 1000
     save_every: int = 1000

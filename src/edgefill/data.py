@@ -115,6 +115,7 @@ def make_sample(
     edge_guide: float = 0.0,
     edge_hole_fill: str = "white",
     exemplar: bool = False,
+    thin_fsr: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Tensors for one training example (CHW float32): image, gray, mask, edges_known,
     edges_full, edges_g2, filled (and exemplar).
@@ -128,7 +129,8 @@ def make_sample(
     in the DataLoader workers. With ``edge_hole_fill`` other than "white" also gray_g1: the gray
     of the photo pre-filled (unguided) that way, what G1 sees in the hole (``sample_edge_input``).
     With ``exemplar`` also exemplar: ``prefill.exemplar_fill`` (the PatchMatch copy), guided as
-    the ``patchmatch`` pre-fill would be (``model.exemplar``).
+    the ``patchmatch`` pre-fill would be (``model.exemplar``), with FSR on its thin parts
+    unless ``thin_fsr`` is False (``train.thin_fsr``).
     """
     gray = to_gray(rgb)
     sample = {
@@ -156,7 +158,8 @@ def make_sample(
     sample["filled"] = _chw(filled)
     if exemplar:
         smooth = filled if hole_fill == "telea" else None  # computed once, not twice
-        sample["exemplar"] = _chw(exemplar_fill(rgb, hole, seed, edges, weight, None, smooth))
+        copy = exemplar_fill(rgb, hole, seed, edges, weight, None, smooth, thin_fsr)
+        sample["exemplar"] = _chw(copy)
     return sample
 
 
@@ -175,6 +178,7 @@ class PhotoDataset(Dataset):
         true_edge_prob: float = 0.0,
         edge_hole_fill: str = "white",
         exemplar: bool = False,
+        thin_fsr: bool = True,
     ):
         """``edge_generator``: a frozen G1 whose predictions G2 gets inside the hole (stage
         inpaint-on-predicted), except for a ``true_edge_prob`` share of samples, which get the
@@ -188,6 +192,7 @@ class PhotoDataset(Dataset):
         self.true_edge_prob = true_edge_prob
         self.edge_hole_fill = edge_hole_fill
         self.exemplar = exemplar
+        self.thin_fsr = thin_fsr
         self.kinds = [k.strip() for k in cfg.mask_kinds.split(",")]
         weights = np.array([float(x) for x in cfg.mask_weights.split(",")])
         self.mask_p = weights / weights.sum()
@@ -247,6 +252,7 @@ class PhotoDataset(Dataset):
             self.edge_guide,
             self.edge_hole_fill,
             self.exemplar,
+            self.thin_fsr,
         )
 
     @torch.no_grad()

@@ -182,14 +182,17 @@ def patchmatch_unavailable() -> str | None:
     return None
 
 
-def fills_unavailable(hole_fill: str, edge_hole_fill: str, exemplar: bool) -> str | None:
+def fills_unavailable(
+    hole_fill: str, edge_hole_fill: str, exemplar: bool, thin_fsr: bool = True
+) -> str | None:
     """Why the pre-fills of a model (its ``model.*`` fill settings) cannot run here (None when
-    they can): a trainer checks before it starts, not when a data worker first needs one."""
+    they can): a trainer checks before it starts, not when a data worker first needs one.
+    ``thin_fsr``: whether the exemplar copy's thin parts use FSR (``exemplar_fill``)."""
     if exemplar or "patchmatch" in (hole_fill, edge_hole_fill):
         reason = patchmatch_unavailable()
         if reason is not None:
             return reason
-    return fsr_unavailable() if exemplar else None  # the exemplar fill's thin parts
+    return fsr_unavailable() if exemplar and thin_fsr else None  # the exemplar fill's thin parts
 
 
 def edge_guide_map(edges: np.ndarray, reach: float = GUIDE_REACH) -> np.ndarray:
@@ -307,6 +310,7 @@ def exemplar_fill(
     edge_guide: float = 0.0,
     max_side: int | None = None,
     smooth: np.ndarray | None = None,
+    thin_fsr: bool = True,
 ) -> np.ndarray:
     """The copy a ``model.exemplar`` G2 blends with: the PatchMatch fill (``fill_hole``), except
     on the hole's thin parts (``thin_parts``: scratches, hairs), where a copy of the nearest
@@ -316,7 +320,8 @@ def exemplar_fill(
     (THIN_FSR_MAX_PIXELS).
 
     ``smooth``: that pre-fill (``fill_hole("telea", rgb, hole)``) when the caller has it already
-    (G2's own input), so that its biharmonic solve on a scratch runs once."""
+    (G2's own input), so that its biharmonic solve on a scratch runs once. ``thin_fsr=False``
+    leaves FSR out (``train.thin_fsr``: training where OpenCV lacks ``cv2.xphoto``)."""
     copy = fill_hole("patchmatch", rgb, hole, seed, edges, edge_guide, max_side)
     hole = hole.astype(bool, copy=False)
     thin = thin_parts(hole)
@@ -328,7 +333,7 @@ def exemplar_fill(
     grain = copy.astype(np.float32)
     grain -= cv2.GaussianBlur(grain, (0, 0), THIN_DETAIL_SIGMA)
     mixed = smooth + THIN_DETAIL * grain
-    if THIN_FSR > 0 and np.count_nonzero(thin) <= THIN_FSR_MAX_PIXELS:
+    if thin_fsr and THIN_FSR > 0 and np.count_nonzero(thin) <= THIN_FSR_MAX_PIXELS:
         # The rest of the hole as copied, so that FSR only reconstructs the thin parts.
         known = np.where((hole & ~thin)[..., None], copy, rgb)
         shift = fsr_luma(known, thin) - luma(mixed)
@@ -393,11 +398,15 @@ def fill_batch(
     edges: torch.Tensor | None = None,
     edge_guide: float = 0.0,
     seed: int = 0,
+    thin_fsr: bool = True,
 ) -> torch.Tensor:
     """``fill_hole`` (or ``exemplar_fill`` for kind EXEMPLAR) over a batch of tensors (Bx3 image
     in [0, 1], Bx1 mask and edges), for validation, where the edges come from the network;
-    training fills in the data workers."""
-    fill = exemplar_fill if kind == EXEMPLAR else functools.partial(fill_hole, kind)
+    training fills in the data workers. ``thin_fsr``: as in ``exemplar_fill``."""
+    if kind == EXEMPLAR:
+        fill = functools.partial(exemplar_fill, thin_fsr=thin_fsr)
+    else:
+        fill = functools.partial(fill_hole, kind)
     rgb = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
     rgb_np = rgb.permute(0, 2, 3, 1).cpu().numpy()
     holes = (mask[:, 0] >= 0.5).cpu().numpy()

@@ -401,7 +401,8 @@ class Trainer:
         hole_fill, exemplar = (
             ("white", False) if self.stage == "edge" else (m.hole_fill, m.exemplar)
         )
-        reason = fills_unavailable(hole_fill, m.edge_hole_fill, exemplar)
+        thin_fsr = cfg.train.thin_fsr
+        reason = fills_unavailable(hole_fill, m.edge_hole_fill, exemplar, thin_fsr)
         if reason is not None:
             raise EdgefillError(f"the model's pre-fill cannot run here: {reason}")
         self.dataset = PhotoDataset(
@@ -414,6 +415,7 @@ class Trainer:
             true_edge_prob=cfg.train.true_edge_prob,
             edge_hole_fill=m.edge_hole_fill,
             exemplar=exemplar,
+            thin_fsr=thin_fsr,
         )
         if self.frozen_edge is not None:  # validation runs the trainer's own copy
             self.frozen_edge = self.frozen_edge.to(self.device)
@@ -697,7 +699,14 @@ class Trainer:
                 filled = fill_batch(m.hole_fill, batch["image"], mask, edges, guide)
                 copy = None
                 if m.exemplar:
-                    copy = fill_batch(EXEMPLAR, batch["image"], mask, edges, guide)
+                    copy = fill_batch(
+                        EXEMPLAR,
+                        batch["image"],
+                        mask,
+                        edges,
+                        guide,
+                        thin_fsr=self.cfg.train.thin_fsr,
+                    )
                 x = inpaint_input(filled, mask, edges, m.hole_fill, copy)
                 pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)

@@ -738,11 +738,17 @@ def test_a_model_whose_prefill_cannot_run_here_is_refused_before_training(
 
     exemplar = ("model.exemplar=true", "model.hole_fill=telea")
     monkeypatch.delattr(cv2, "xphoto", raising=False)
-    with pytest.raises(EdgefillError, match="pre-fill cannot run here: OpenCV's xphoto"):
+    with pytest.raises(EdgefillError, match="pre-fill cannot run here: OpenCV's xphoto") as err:
         make_trainer(photos, tmp_path / "run", "inpaint", *exemplar)
+    assert "--set train.thin_fsr=false" in str(err.value)  # the way to train without FSR
+    no_fsr = make_trainer(photos, tmp_path / "nofsr", "inpaint", *exemplar, "train.thin_fsr=false")
+    assert no_fsr.dataset.exemplar and not no_fsr.dataset.thin_fsr
     monkeypatch.setitem(sys.modules, "patchmatch", None)  # import fails like a missing package
-    with pytest.raises(EdgefillError, match="pre-fill cannot run here: the PyPI package pypatch"):
+    with pytest.raises(
+        EdgefillError, match="pre-fill cannot run here: the PyPI package pypatch"
+    ) as err:
         make_trainer(photos, tmp_path / "run", "inpaint", *exemplar)
+    assert "thin_fsr" not in str(err.value)  # no FSR-free way around a missing PatchMatch
     # Stage edge makes no G2 pre-fill, so G1 still trains on such a machine.
     assert make_trainer(photos, tmp_path / "edge", "edge", *exemplar).dataset.exemplar is False
 

@@ -67,7 +67,7 @@ from edgefill.networks import (
     adapt_inpaint_state,
     inpaint_input,
 )
-from edgefill.prefill import EXEMPLAR, fill_batch, fills_unavailable
+from edgefill.prefill import EXEMPLAR, fill_batch, fills_unavailable, fsr_unavailable
 from edgefill.vgg import default_vgg_path, load_vgg16
 
 CKPT_DIR = "checkpoints"
@@ -404,6 +404,8 @@ class Trainer:
         thin_fsr = cfg.train.thin_fsr
         reason = fills_unavailable(hole_fill, m.edge_hole_fill, exemplar, thin_fsr)
         if reason is not None:
+            if reason == fsr_unavailable():  # FSR is only the copy's thin parts: say how to skip it
+                reason += "; or train without it: --set train.thin_fsr=false (docs/training.md)"
             raise EdgefillError(f"the model's pre-fill cannot run here: {reason}")
         self.dataset = PhotoDataset(
             train_files,

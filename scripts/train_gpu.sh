@@ -100,18 +100,11 @@ export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 VGG="${VGG:-}"
 [ -z "$VGG" ] && [ -f "$CARRY/vgg16-fp16.safetensors" ] && VGG="$CARRY/vgg16-fp16.safetensors"
 INIT="${INIT:-src/edgefill/weights/default}"
-STAGE_IN="${STAGE:-}"
 WORKERS="${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 1 : 1 ))}"
 SETS=(--set "data.num_workers=$WORKERS" --set "train.batch_size=${BATCH:-32}"
       --set "data.crop_size=${CROP:-128}" --set train.threads=0 --set train.save_every=100
       --set train.val_every=100 --set train.sample_every=100)
 [ -n "$VGG" ] && SETS+=(--set "loss.vgg_weights=$VGG")
-# The device image's OpenCV lacks cv2.xphoto (FSR) and the contrib wheel is too big to carry:
-# there the exemplar copy's thin parts train without FSR (train.thin_fsr, docs/training.md).
-if [ "$STAGE_IN" != edge ] && ! "$PY" -c "import cv2; cv2.xphoto.inpaint" 2>/dev/null; then
-    echo "train_gpu: OpenCV here has no cv2.xphoto: training with train.thin_fsr=false"
-    SETS+=(--set train.thin_fsr=false)
-fi
 [ -n "${WIDTH:-}" ] && SETS+=(--set "model.width=$WIDTH")
 [ -n "${BLOCKS:-}" ] && SETS+=(--set "model.edge_blocks=$BLOCKS" --set "model.inpaint_blocks=$BLOCKS")
 START=()
@@ -122,6 +115,12 @@ elif [ "${STAGE:-inpaint-on-predicted}" = "inpaint-on-predicted" ]; then
     START=(--init "$INIT" --edge-weights "$INIT")
 else
     START=(--init "$INIT")  # e.g. STAGE=edge: G1 alone (its data needs no pre-fill)
+fi
+# The device image's OpenCV lacks cv2.xphoto (FSR) and the contrib wheel is too big to carry:
+# there the exemplar copy's thin parts train without FSR (train.thin_fsr, docs/training.md).
+if [ "$STAGE" != edge ] && ! "$PY" -c "import cv2; cv2.xphoto.inpaint" 2>/dev/null; then
+    echo "train_gpu: OpenCV here has no cv2.xphoto: training with train.thin_fsr=false"
+    SETS+=(--set train.thin_fsr=false)
 fi
 mkdir -p "$OUT"
 echo "train_gpu: stage $STAGE for $MINUTES min on $DEVICE, data $DATA, run $RUN, out $OUT"

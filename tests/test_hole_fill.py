@@ -649,3 +649,50 @@ def test_the_smooth_fill_of_a_scratch_is_solved_once_for_g2_and_its_copy(
     calls.clear()
     inp.inpaint_arrays(photo_array(), box_hole(), hd_strategy="original")
     assert len(calls) == 1  # no thin part: the copy does not need it
+
+
+def test_a_drawn_flag_g2_is_told_which_edges_were_drawn(tmp_path: Path) -> None:
+    m, e = torch.zeros(2, 1, 16, 16), torch.zeros(2, 1, 16, 16)
+    m[:, :, 4:10, 4:10] = 1
+    img, copy = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    drawn = torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)
+    x = inpaint_input(img, m, e, "telea", copy, drawn)
+    assert x.shape[1] == 9
+    torch.testing.assert_close(x[:, 8:], m * drawn)  # the hole, for drawn edges only
+    torch.testing.assert_close(x[:, :8], inpaint_input(img, m, e, "telea", copy))
+    with pytest.raises(ValueError, match="drawn_flag"):
+        InpaintGenerator(4, 1, "white", drawn_flag=True)
+    # A G2 gaining the flag starts as the G2 it was, drawn edges or not.
+    torch.manual_seed(0)
+    old = InpaintGenerator(4, 1, "telea", exemplar=True).eval()
+    new = InpaintGenerator(4, 1, "telea", exemplar=True, drawn_flag=True).eval()
+    assert new.in_channels == 9
+    new.load_state_dict(adapt_inpaint_state(old.state_dict(), new))
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x[:, :8]))
+    # The pipeline sets the flag exactly when edges were drawn.
+    cfg = ModelConfig(
+        width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True, drawn_flag=True
+    )
+    with torch.no_grad():
+        new.encoder[1].weight[:, 8] = 1.0  # let the flag change the fill
+    rel = save_release(tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), new.state_dict(), cfg)
+    inp = Inpainter.from_pretrained(rel, precision="fp32")
+    assert inp.g2.drawn_flag
+    seen: list[torch.Tensor] = []
+    real = inp.engine
+
+    def spy(which: str, x: torch.Tensor) -> torch.Tensor:
+        if which == "inpaint":
+            seen.append(x[:, 8].clone())
+        return real(which, x)
+
+    inp.engine = spy
+    rgb, hole = photo_array(), box_hole()
+    edges = np.zeros(hole.shape, np.float32)
+    drawn_fill = inp.complete(rgb, hole, edges, drawn=True)
+    predicted_fill = inp.complete(rgb, hole, edges)
+    h, w = hole.shape
+    assert torch.equal(seen[0][0, :h, :w], torch.from_numpy(hole.astype(np.float32)))
+    assert not seen[1].any()
+    assert not np.array_equal(drawn_fill, predicted_fill)

@@ -488,7 +488,8 @@ class Inpainter:
         (with a ``model.exemplar`` G2: the copy itself on the hole's thin parts).
 
         ``drawn``: the edges inside the hole were given (drawn by a user), not predicted; only
-        then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training.
+        then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training,
+        and a ``model.drawn_flag`` G2 is told so.
         ``copy``, ``filled``: the ``exemplar_copy`` of a ``model.exemplar`` G2 and the
         ``prefill``, when already computed.
         """
@@ -501,7 +502,8 @@ class Inpainter:
         copy_t = None if copy is None else to_tensor(copy)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        x, (h, w) = pad_to_stride(inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t))
+        flag = float(drawn) if cfg.drawn_flag else None
+        x, (h, w) = pad_to_stride(inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t, flag))
         out = check_finite(self.engine("inpaint", x)[..., :h, :w], "image")
         pred = out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         if copy is None:

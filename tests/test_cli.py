@@ -17,7 +17,7 @@ from edgefill.cli import build_parser, main
 from edgefill.edges import canny_edges, to_gray
 from edgefill.masks import hole_ratio, load_mask
 
-COMMANDS = ["inpaint", "edges", "masks", "train", "export", "average"]
+COMMANDS = ["inpaint", "edges", "masks", "train", "export", "average", "attach-drawn"]
 ENTRY = Path(sys.executable).parent / "edgefill"
 
 

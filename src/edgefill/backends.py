@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgefill.checkpoint import named_generators
 from edgefill.config import BACKENDS, PRECISIONS
 from edgefill.errors import EdgefillError, require_extra
 
@@ -84,7 +85,14 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, g1: nn.Module, g2: nn.Module, device: torch.device, precision: str = "fp32"):
+    def __init__(
+        self,
+        g1: nn.Module,
+        g2: nn.Module,
+        device: torch.device,
+        precision: str = "fp32",
+        g2_drawn: nn.Module | None = None,
+    ):
         self.device, self.precision = device, precision
         self.dtype = DTYPES[precision]
         # oneDNN (and cuDNN) run these convolutions faster on NHWC tensors: on the benchmark CPU
@@ -92,7 +100,7 @@ class TorchEngine:
         low = self.dtype != torch.float32
         self.memory_format = torch.channels_last
         self.nets: dict[str, nn.Module] = {}
-        for k, net in (("edge", g1), ("inpaint", g2)):
+        for k, net in named_generators(g1, g2, g2_drawn).items():
             if low and all(hasattr(net, a) for a in ("encoder", "middle", "decoder")):
                 net = LowPrecisionGenerator(net, self.dtype, self.memory_format)
             elif low:  # an unknown module: run it all in low precision (a copy; g1/g2 stay fp32)
@@ -146,16 +154,19 @@ def make_engine(
     precision: str,
     threads: int | None = None,
     onnx_models: dict[str, bytes | str | Path] | None = None,
+    g2_drawn: nn.Module | None = None,
 ) -> Engine:
-    """The engine for ``backend`` around fused, eval-mode generators ``g1`` and ``g2``.
+    """The engine for ``backend`` around fused, eval-mode generators ``g1`` and ``g2`` (and
+    ``g2_drawn``, the G2 for drawn edges, when the release has one).
 
-    ``onnx_models``: {'edge': path-or-bytes, 'inpaint': ...}; None exports ``g1``/``g2`` in memory.
+    ``onnx_models``: {'edge': path-or-bytes, 'inpaint': ...}; None exports the generators in
+    memory.
     """
     check_backend(backend)
     if backend == "onnx":
         if onnx_models is None:
             from edgefill.onnx_export import export_generators
 
-            onnx_models = dict(export_generators(g1, g2))
+            onnx_models = dict(export_generators(g1, g2, g2_drawn=g2_drawn))
         return OnnxEngine(onnx_models, threads)
-    return TorchEngine(g1, g2, device, precision)
+    return TorchEngine(g1, g2, device, precision, g2_drawn)

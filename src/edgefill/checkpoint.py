@@ -3,7 +3,8 @@
 A checkpoint holds only tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)``: a pickle that tries to run code is refused.
 A release is ``edge.safetensors`` + ``inpaint.safetensors`` + ``config.json`` and loads with
-the networks module alone (no training code). A folder holding the reference EdgeConnect's
+the networks module alone (no training code); it may add ``inpaint_drawn.safetensors``, a second
+G2 of the same architecture that fills holes whose edges were drawn (``attach_drawn``). A folder holding the reference EdgeConnect's
 released generators (``EdgeModel_gen.pth``, ``InpaintingModel_gen.pth`` from
 knazeri/edge-connect) loads the same way, and ``convert_reference`` turns it into a release.
 """
@@ -30,6 +31,7 @@ from edgefill.networks import EdgeGenerator, InpaintGenerator, load_reference
 RELEASE_FORMAT = 1
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"  # the shipped model
 EDGE_FILE, INPAINT_FILE, CONFIG_FILE = "edge.safetensors", "inpaint.safetensors", "config.json"
+DRAWN_FILE = "inpaint_drawn.safetensors"  # optional: the G2 for drawn edges (``attach_drawn``)
 # The reference's released generators (knazeri/edge-connect, checkpoints/<dataset>/).
 REFERENCE_EDGE_FILE, REFERENCE_INPAINT_FILE = "EdgeModel_gen.pth", "InpaintingModel_gen.pth"
 REFERENCE_SOURCE = "knazeri/edge-connect"
@@ -151,14 +153,21 @@ def save_release(
     model_cfg: ModelConfig,
     info: dict[str, Any] | None = None,
     half: bool = True,
+    drawn_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write release weights (fp16 by default) and the architecture JSON."""
+    """Write release weights (fp16 by default) and the architecture JSON; ``drawn_state``: the
+    G2 for drawn edges, if any (a stale one in ``out_dir`` is removed otherwise)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": str(RELEASE_FORMAT)}
-    for name, state in ((EDGE_FILE, edge_state), (INPAINT_FILE, inpaint_state)):
+    files = [(EDGE_FILE, edge_state), (INPAINT_FILE, inpaint_state)]
+    if drawn_state is not None:
+        files.append((DRAWN_FILE, drawn_state))
+    else:
+        (out / DRAWN_FILE).unlink(missing_ok=True)
+    for name, state in files:
         tmp = out / f".{name}.tmp"  # atomic like checkpoints: never a torn weights file
         save_file(_fp16_safe(state, half), str(tmp), metadata=meta)
         os.replace(tmp, out / name)
@@ -348,7 +357,8 @@ def average_releases(
         raise EdgefillError(f"{len(shares)} ratios for {len(folders)} releases")
     if any(not math.isfinite(r) or r < 0 for r in shares) or sum(shares) <= 0:
         raise EdgefillError(f"ratios must be finite, >= 0 and not all 0, got {shares}")
-    shares = [r / sum(shares) for r in shares]
+    total = sum(shares)
+    shares = [r / total for r in shares]
     loaded = [load_release(f) for f in folders]
     cfg = loaded[0][2]
     for folder, (_, _, other, _) in zip(folders[1:], loaded[1:], strict=True):
@@ -356,9 +366,15 @@ def average_releases(
             raise EdgefillError(
                 f"{folder}: architecture differs from {folders[0]}'s ({other} vs {cfg})"
             )
+    drawn = [load_drawn_generator(f, cfg) for f in folders]
+    if any(d is None for d in drawn) and any(d is not None for d in drawn):
+        raise EdgefillError(
+            "some of these releases have a G2 for drawn edges and some do not; average the "
+            "releases without one, then add it with `edgefill attach-drawn`"
+        )
 
-    def mean(index: int) -> dict[str, torch.Tensor]:
-        states = [parts[index].state_dict() for parts in loaded]
+    def mean(nets: list[nn.Module]) -> dict[str, torch.Tensor]:
+        states = [net.state_dict() for net in nets]
         return {
             k: sum(r * sd[k] for r, sd in zip(shares, states, strict=True))
             if v.is_floating_point()
@@ -371,7 +387,56 @@ def average_releases(
         "ratios": shares,
         "stage": loaded[0][3].get("stage"),
     }
-    return save_release(out_dir, mean(0), mean(1), cfg, info, half)
+    g1, g2 = ([parts[i] for parts in loaded] for i in (0, 1))
+    drawn_state = None if drawn[0] is None else mean(drawn)
+    return save_release(out_dir, mean(g1), mean(g2), cfg, info, half, drawn_state)
+
+
+def named_generators(
+    g1: nn.Module, g2: nn.Module, g2_drawn: nn.Module | None = None
+) -> dict[str, nn.Module]:
+    """The networks an engine runs, by the names it is called with: ``inpaint_drawn`` (the
+    release's G2 for drawn edges) only when the release has one."""
+    nets = {"edge": g1, "inpaint": g2}
+    if g2_drawn is not None:
+        nets["inpaint_drawn"] = g2_drawn
+    return nets
+
+
+def load_drawn_generator(path: str | Path, cfg: ModelConfig) -> InpaintGenerator | None:
+    """The release's G2 for drawn edges (``DRAWN_FILE``, eval mode, float32), None without one."""
+    file = Path(path) / DRAWN_FILE
+    if not file.is_file():
+        return None
+    g2 = InpaintGenerator.from_config(cfg)
+    _load_into(g2, file)
+    return g2.eval()
+
+
+def attach_drawn(release: str | Path, source: str | Path) -> Path:
+    """Give ``release`` the G2 of release ``source`` (same architecture) as its G2 for drawn
+    edges: the pipeline runs it instead of the release's own G2 when the edges inside the hole
+    were drawn, not predicted. A G2 trained on true edges only (stage ``inpaint``) follows
+    drawn edges more closely than one trained on G1's guesses (docs/model-card.md, session 32);
+    the reference EdgeConnect likewise fills given edges with its stage-2 model."""
+    release = Path(release)
+    if is_reference_folder(release):
+        raise EdgefillError(
+            f"{release}: convert the reference's generators first (`edgefill convert-reference`)"
+        )
+    g1, g2, cfg, doc = load_release(release)
+    _, drawn, other, _ = load_release(source)
+    if other != cfg:
+        raise EdgefillError(
+            f"{source}: architecture differs from {release}'s ({other} vs {cfg}); the G2 for "
+            "drawn edges must take the same inputs"
+        )
+    info = {k: v for k, v in doc.items() if k not in ("format", "model", "dtype")}
+    info["drawn_from"] = str(source)
+    half = doc.get("dtype") == "float16"
+    return save_release(
+        release, g1.state_dict(), g2.state_dict(), cfg, info, half, drawn.state_dict()
+    )
 
 
 def load_release(

@@ -314,6 +314,15 @@ def cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attach_drawn(args: argparse.Namespace) -> int:
+    from edgefill.checkpoint import attach_drawn
+
+    check_outputs({"source": args.source}, {"release": args.release}, True)
+    out = attach_drawn(args.release, args.source)
+    print(f"{out} now fills holes with drawn edges with the G2 of {args.source}")
+    return 0
+
+
 def cmd_convert_reference(args: argparse.Namespace) -> int:
     from edgefill.checkpoint import convert_reference
 
@@ -826,6 +835,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratios", help="comma-separated shares, one per release (default: equal)")
     p.add_argument("--fp32", action="store_true", help="keep float32 (default: float16)")
     p.set_defaults(func=cmd_average)
+
+    p = sub.add_parser(
+        "attach-drawn",
+        help="give a release a second G2 that fills holes whose edges were drawn",
+        description="Copy the G2 of release SOURCE (same architecture; e.g. one trained with "
+        "--stage inpaint, on true edges only) into RELEASE as its G2 for drawn edges: "
+        "`inpaint --edges`, the web app's edge editor and `evaluate`'s edgefill-true-edges "
+        "then run it instead of RELEASE's own G2, which keeps filling holes with G1's edges.",
+    )
+    p.add_argument("release", help="release folder to extend (rewritten in place)")
+    p.add_argument("source", help="release folder whose G2 fills holes with drawn edges")
+    p.set_defaults(func=cmd_attach_drawn)
 
     p = sub.add_parser(
         "convert-reference",

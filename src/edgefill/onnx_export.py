@@ -1,6 +1,7 @@
 """ONNX export of the two generators, for the ``onnx`` backend (ONNX Runtime on the CPU).
 
-    edgefill export-onnx WEIGHTS -o DIR     # DIR/edge.onnx, DIR/inpaint.onnx (+ the release)
+    edgefill export-onnx WEIGHTS -o DIR     # DIR/edge.onnx, DIR/inpaint.onnx (+ the release;
+                                            # + inpaint_drawn.onnx when it has a drawn-edge G2)
     Inpainter.from_pretrained(DIR, backend="onnx")
 
 The graphs take float32 NCHW inputs of any batch size and any height/width that is a multiple
@@ -18,12 +19,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgefill.checkpoint import CONFIG_FILE, EDGE_FILE, INPAINT_FILE, load_release, resolve_weights
+from edgefill.checkpoint import (
+    CONFIG_FILE,
+    DRAWN_FILE,
+    EDGE_FILE,
+    INPAINT_FILE,
+    load_drawn_generator,
+    load_release,
+    named_generators,
+    resolve_weights,
+)
 from edgefill.errors import EdgefillError, require_extra
 from edgefill.networks import fuse_for_inference
 
 OPSET = 17
-ONNX_FILES = {"edge": "edge.onnx", "inpaint": "inpaint.onnx"}
+ONNX_FILES = {"edge": "edge.onnx", "inpaint": "inpaint.onnx", "inpaint_drawn": "inpaint_drawn.onnx"}
 CHECK_TOLERANCE = 1e-3  # max |onnxruntime - torch| on a random input after export
 
 
@@ -48,19 +58,26 @@ def _export(module: nn.Module, in_channels: int, opset: int = OPSET) -> bytes:
 
 
 def export_generators(
-    edge_generator: nn.Module, inpaint_generator: nn.Module, opset: int = OPSET
+    edge_generator: nn.Module,
+    inpaint_generator: nn.Module,
+    opset: int = OPSET,
+    g2_drawn: nn.Module | None = None,
 ) -> dict[str, bytes]:
-    """Serialized ONNX models {'edge': bytes, 'inpaint': bytes} of both generators."""
+    """Serialized ONNX models {'edge': bytes, 'inpaint': bytes} of both generators (and
+    'inpaint_drawn' for ``g2_drawn``, the release's G2 for drawn edges, when given)."""
     if getattr(inpaint_generator, "attend", None) is not None:
         # Its coarse grid and query chunks depend on the photo size: a traced graph would not.
         raise EdgefillError(
             "a G2 with model.attention cannot be exported to ONNX; use the torch backend"
         )
     require_extra("onnx", "ONNX export", "onnx")  # torch's exporter writes through it
-    return {
-        "edge": _export(edge_generator, 3, opset),
-        "inpaint": _export(inpaint_generator, inpaint_generator.in_channels, opset),
-    }
+    nets = named_generators(edge_generator, inpaint_generator, g2_drawn)
+    return {k: _export(net, input_channels(net), opset) for k, net in nets.items()}
+
+
+def input_channels(net: nn.Module) -> int:
+    """A generator's input channels: G1 takes 3, G2 says (``in_channels``)."""
+    return getattr(net, "in_channels", 3)
 
 
 def check_export(module: nn.Module, model: bytes, in_channels: int, size: int = 64) -> float:
@@ -76,7 +93,8 @@ def check_export(module: nn.Module, model: bytes, in_channels: int, size: int = 
 
 
 def export_onnx(weights: str | Path | None, out_dir: str | Path, check: bool = True) -> Path:
-    """Write ``edge.onnx`` and ``inpaint.onnx`` for a release folder into ``out_dir``.
+    """Write ``edge.onnx`` and ``inpaint.onnx`` (and ``inpaint_drawn.onnx`` for a release with
+    a G2 for drawn edges) for a release folder into ``out_dir``.
 
     When ``out_dir`` is another folder, the release files (config + safetensors) are copied
     along, so it is a complete release usable by both backends. With ``check`` (and
@@ -84,16 +102,18 @@ def export_onnx(weights: str | Path | None, out_dir: str | Path, check: bool = T
     """
     src = resolve_weights(weights)
     out = Path(out_dir)
-    g1, g2, _cfg, _doc = load_release(src)
-    models = export_generators(g1, g2)
+    g1, g2, cfg, _doc = load_release(src)
+    g2_drawn = load_drawn_generator(src, cfg)
+    nets = named_generators(g1, g2, g2_drawn)
+    models = export_generators(g1, g2, g2_drawn=g2_drawn)
     if check:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             check = False
     if check:
-        for name, net, ch in (("edge", g1, 3), ("inpaint", g2, g2.in_channels)):
-            err = check_export(net, models[name], ch)
+        for name, net in nets.items():
+            err = check_export(net, models[name], input_channels(net))
             if not err <= CHECK_TOLERANCE:
                 raise EdgefillError(
                     f"the ONNX export of the {name} generator differs from torch by {err:.3g} "
@@ -104,10 +124,16 @@ def export_onnx(weights: str | Path | None, out_dir: str | Path, check: bool = T
         if out.resolve() != src.resolve():
             for f in (CONFIG_FILE, EDGE_FILE, INPAINT_FILE):
                 shutil.copy2(src / f, out / f)
+            if g2_drawn is None:
+                (out / DRAWN_FILE).unlink(missing_ok=True)
+            else:
+                shutil.copy2(src / DRAWN_FILE, out / DRAWN_FILE)
         for name, data in models.items():
             tmp = out / (ONNX_FILES[name] + ".tmp")
             tmp.write_bytes(data)
             tmp.replace(out / ONNX_FILES[name])
+        for name in ONNX_FILES.keys() - models.keys():  # stale: from an earlier export here
+            (out / ONNX_FILES[name]).unlink(missing_ok=True)
     except OSError as exc:
         raise EdgefillError(f"{out}: cannot write the ONNX files ({exc.strerror})") from None
     return out

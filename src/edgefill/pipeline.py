@@ -43,8 +43,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgefill.backends import Engine, check_backend, make_engine, resolve_precision
-from edgefill.checkpoint import load_release, resolve_weights
+from edgefill.backends import (
+    Engine,
+    check_backend,
+    make_engine,
+    resolve_precision,
+)
+from edgefill.checkpoint import (
+    load_drawn_generator,
+    load_release,
+    named_generators,
+    resolve_weights,
+)
 from edgefill.config import (
     DEFAULT_HD_MARGIN,
     DEFAULT_MAX_PIXELS,
@@ -313,7 +323,8 @@ class Inpainter:
     ``backend`` torch | onnx, ``precision`` auto | fp32 | bf16 | fp16 (see the module doc),
     ``hd_strategy`` crop | resize | original, ``hd_margin`` (px), ``working_size`` (px),
     ``threads`` (CPU threads for torch and ONNX Runtime; None keeps torch's default: one per core),
-    ``onnx_models`` ({'edge': path-or-bytes, 'inpaint': ...}; None exports in memory on load).
+    ``onnx_models`` ({'edge': path-or-bytes, 'inpaint': ...}; None exports in memory on load),
+    ``drawn_generator`` (a second G2 that fills holes whose edges were drawn; ``complete``).
     """
 
     def __init__(
@@ -331,6 +342,7 @@ class Inpainter:
         working_size: int = DEFAULT_WORKING_SIZE,
         threads: int | None = None,
         onnx_models: dict[str, bytes | str | Path] | None = None,
+        drawn_generator: InpaintGenerator | None = None,
     ):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -353,10 +365,21 @@ class Inpainter:
         self.hd_strategy, self.hd_margin, self.working_size = hd_strategy, hd_margin, working_size
         self.g1 = fuse_for_inference(edge_generator).to(self.device).eval().requires_grad_(False)
         self.g2 = fuse_for_inference(inpaint_generator).to(self.device).eval().requires_grad_(False)
+        self.g2_drawn = None
+        if drawn_generator is not None:
+            self.g2_drawn = fuse_for_inference(drawn_generator).to(self.device).eval()
+            self.g2_drawn.requires_grad_(False)
         self.precision = resolve_precision(precision, self.device, backend)
         self.backend = backend
         self.engine: Engine = make_engine(
-            backend, self.g1, self.g2, self.device, self.precision, threads, onnx_models
+            backend,
+            self.g1,
+            self.g2,
+            self.device,
+            self.precision,
+            threads,
+            onnx_models,
+            self.g2_drawn,
         )
 
     @classmethod
@@ -376,11 +399,22 @@ class Inpainter:
         """
         path = resolve_weights(path_or_name)
         g1, g2, cfg, doc = load_release(path)
+        drawn = load_drawn_generator(path, cfg)
         if backend == "onnx" and "onnx_models" not in options:
-            files = {k: path / f for k, f in ONNX_FILES.items()}
+            files = {k: path / ONNX_FILES[k] for k in named_generators(g1, g2, drawn)}
             if all(p.is_file() for p in files.values()):
                 options["onnx_models"] = files
-        return cls(g1, g2, cfg, device, doc, precision=precision, backend=backend, **options)
+        return cls(
+            g1,
+            g2,
+            cfg,
+            device,
+            doc,
+            precision=precision,
+            backend=backend,
+            drawn_generator=drawn,
+            **options,
+        )
 
     @classmethod
     def from_modules(
@@ -489,7 +523,8 @@ class Inpainter:
 
         ``drawn``: the edges inside the hole were given (drawn by a user), not predicted; only
         then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training,
-        and a ``model.drawn_flag`` G2 is told so.
+        a ``model.drawn_flag`` G2 is told so, and a release's G2 for drawn edges
+        (``checkpoint.attach_drawn``) runs instead of its own G2.
         ``copy``, ``filled``: the ``exemplar_copy`` of a ``model.exemplar`` G2 and the
         ``prefill``, when already computed.
         """
@@ -504,7 +539,8 @@ class Inpainter:
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
         flag = float(drawn) if cfg.drawn_flag else None
         x, (h, w) = pad_to_stride(inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t, flag))
-        out = check_finite(self.engine("inpaint", x)[..., :h, :w], "image")
+        net = "inpaint_drawn" if drawn and self.g2_drawn is not None else "inpaint"
+        out = check_finite(self.engine(net, x)[..., :h, :w], "image")
         pred = out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         if copy is None:
             return pred

@@ -75,8 +75,6 @@ def test_round_trip_through_dict() -> None:
         (["model.deep_blend=1"], "model.deep_blend"),
         (["train.thin_fsr=maybe"], "train.thin_fsr"),
         (["model.deep_blend=true"], "deep_blend .*needs exemplar"),
-        (["model.drawn_flag=1"], "model.drawn_flag"),
-        (["model.drawn_flag=true"], "drawn_flag needs a pre-filled G2"),
         (["train.lr.x=1"], "train.lr"),
         (["train.x=1", "train.x.y=2"], "not a config section"),
     ],

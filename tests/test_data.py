@@ -75,11 +75,8 @@ def test_dataset_items_are_deterministic_and_well_formed(photos: Path) -> None:
     cfg = tiny_config()
     ds = PhotoDataset(list_images(photos), cfg.data, cfg.model.canny_sigma)
     a, b = ds[(3, 12345)], ds[(3, 12345)]
-    keys = {"image", "filled", "gray", "mask", "edges_known", "edges_full", "edges_g2", "drawn"}
-    assert set(a) == keys
-    # Without a G1, G2 gets the true edges inside the hole (drawn, as far as the flag of
-    # model.drawn_flag goes) and the known ones outside.
-    assert a["drawn"].shape == (1, 1, 1) and float(a["drawn"]) == 1.0
+    assert set(a) == {"image", "filled", "gray", "mask", "edges_known", "edges_full", "edges_g2"}
+    # Without a G1, G2 gets the true edges inside the hole and the known ones outside.
     hole = a["mask"] > 0
     assert torch.equal(a["edges_g2"][hole], a["edges_full"][hole])
     assert torch.equal(a["edges_g2"][~hole], a["edges_known"][~hole])
@@ -169,7 +166,6 @@ def test_dataset_runs_a_frozen_g1_in_the_worker_and_guides_the_fill_by_true_edge
         want = g1(torch.cat([a["gray"] * ~hole + hole, a["edges_known"], a["mask"]])[None])[0]
     torch.testing.assert_close(a["edges_g2"][hole], want[hole])
     assert guides[-1][1] == 0.0  # predicted edges steer G2, not the pre-fill
-    assert float(a["drawn"]) == 0.0  # and model.drawn_flag's channel says they were predicted
     always_true = PhotoDataset(
         files, cfg.data, 2.0, hole_fill="patchmatch", edge_guide=1.0, edge_generator=g1,
         true_edge_prob=1.0,
@@ -178,7 +174,6 @@ def test_dataset_runs_a_frozen_g1_in_the_worker_and_guides_the_fill_by_true_edge
     assert torch.equal(b["edges_g2"][hole], b["edges_full"][hole])
     edges, weight = guides[-1]
     assert weight == 1.0 and np.array_equal(edges, b["edges_g2"][0].numpy())  # fill follows them
-    assert float(b["drawn"]) == 1.0
     half = PhotoDataset(files, cfg.data, 2.0, edge_generator=g1, true_edge_prob=0.5)
     picks = [torch.equal(half[(0, s)]["edges_g2"], half[(0, s)]["edges_g2"]) for s in range(3)]
     assert all(picks)  # the per-sample choice is part of the sample's seed: deterministic

@@ -599,27 +599,6 @@ def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
     assert inp.config.deep_blend and inp.g2.deep_blend  # trained with it, released with it
 
 
-def test_a_drawn_flag_g2_fine_tunes_from_a_release_and_learns_the_flag(
-    photos: Path, tmp_path: Path
-) -> None:
-    from edgefill.pipeline import Inpainter
-
-    rel, _ = _telea_release(tmp_path)
-    out = tmp_path / "flag"
-    t = make_trainer(
-        photos, out, "inpaint-on-predicted", "model.hole_fill=telea", "model.exemplar=true",
-        "model.drawn_flag=true", "train.true_edge_prob=0.5", edge_weights=str(rel),
-        init=str(rel),
-    )  # fmt: skip
-    first = t.pairs["inpaint"].g.encoder[1].weight
-    assert first.shape[1] == 9 and torch.all(first[:, 8] == 0)  # starts blind to the flag
-    t.fit(max_steps=2)  # workers mark which samples got the true edges
-    assert not torch.all(first[:, 8] == 0)
-    assert main(["export", str(out), "-o", str(tmp_path / "rel2"), "--latest"]) == 0
-    inp = Inpainter.from_pretrained(tmp_path / "rel2")
-    assert inp.config.drawn_flag and inp.g2.in_channels == 9
-
-
 def test_an_attention_g2_fine_tunes_from_a_release_and_exports(
     photos: Path, tmp_path: Path
 ) -> None:
@@ -653,17 +632,13 @@ def test_true_edge_prob_gives_g2_the_true_edges(photos: Path, tmp_path: Path) ->
 
     pred, true = torch.zeros(64, 1, 4, 4), torch.ones(64, 1, 4, 4)
     never = make_trainer(photos, tmp_path / "a", "joint")
-    edges, drawn = never._mix_true_edges(pred, true)
-    assert torch.equal(edges, pred) and not drawn.any()
+    assert torch.equal(never._mix_true_edges(pred, true), pred)
     always = make_trainer(photos, tmp_path / "b", "joint", "train.true_edge_prob=1")
-    edges, drawn = always._mix_true_edges(pred, true)
-    assert torch.equal(edges, true) and drawn.all()
+    assert torch.equal(always._mix_true_edges(pred, true), true)
     half = make_trainer(photos, tmp_path / "c", "joint", "train.true_edge_prob=0.5")
-    edges, drawn = half._mix_true_edges(pred, true)
-    per_sample = edges.flatten(1)
+    per_sample = half._mix_true_edges(pred, true).flatten(1)
     assert torch.all(per_sample.min(1).values == per_sample.max(1).values)  # whole samples
     assert 10 < int(per_sample[:, 0].sum()) < 54
-    assert torch.equal(drawn.flatten(), per_sample[:, 0])  # the flag says which got true ones
     with pytest.raises(EdgefillError, match="true_edge_prob"):
         tiny_config("train.true_edge_prob=1.5")
 

@@ -81,10 +81,6 @@ class ModelConfig:
     # frequencies lean to G2's own fill, whose mean is safer than colours copied from far away;
     # the copy's texture stays (``networks.DEEP_OWN_SHARE``).
     deep_blend: bool = False
-    # G2 also gets a channel that marks the hole when its edges were drawn (true edges in
-    # training), not predicted by G1: it can then follow drawn edges fully without trusting
-    # G1's guesses as much (the copy already makes that distinction: ``edge_guide``).
-    drawn_flag: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,12 +225,6 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
     if m.deep_blend and not m.exemplar:
         raise EdgefillError(
             f"{where}.deep_blend changes the exemplar blend: it needs exemplar true"
-        )
-    if not isinstance(m.drawn_flag, bool):
-        raise EdgefillError(f"{where}.drawn_flag must be true or false, got {m.drawn_flag!r}")
-    if m.drawn_flag and m.hole_fill == "white":
-        raise EdgefillError(
-            f"{where}.drawn_flag needs a pre-filled G2 (hole_fill other than white)"
         )
 
 

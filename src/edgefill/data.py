@@ -125,8 +125,7 @@ def make_sample(
     edges_g2: the composite edge map G2 gets: known edges outside the hole and, inside it, those
     ``guide`` returns for the sample (e.g. a frozen G1's prediction), else the true ones;
     filled: the photo with the hole pre-filled as G2 will see it (``model.hole_fill``; guided by
-    edges_g2 with weight ``edge_guide`` when those are the true edges); drawn: 1 when edges_g2
-    holds the true edges inside the hole, else 0 (1x1x1, ``model.drawn_flag``). All computed here,
+    edges_g2 with weight ``edge_guide`` when those are the true edges). Both are computed here,
     in the DataLoader workers. With ``edge_hole_fill`` other than "white" also gray_g1: the gray
     of the photo pre-filled (unguided) that way, what G1 sees in the hole (``sample_edge_input``).
     With ``exemplar`` also exemplar: ``prefill.exemplar_fill`` (the PatchMatch copy), guided as
@@ -147,7 +146,6 @@ def make_sample(
         sample["gray_g1"] = torch.from_numpy(to_gray(g1_fill))[None]
     inside = sample["edges_full"] if guide is None else guide(sample)
     sample["edges_g2"] = composite(sample["edges_known"], inside, sample["mask"])
-    sample["drawn"] = torch.full((1, 1, 1), float(guide is None))
     # The pre-fill follows true edges (at inference: drawn ones), never predicted ones: guided
     # by the predicted edges of a small G1, PatchMatch did worse than unguided
     # (benchmarks/ablate_prefill.py, docs/model-card.md).

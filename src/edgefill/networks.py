@@ -234,8 +234,6 @@ class InpaintGenerator(_Generator):
     carries a PatchMatch fill (channels 5-7) and a fourth output channel gives, per pixel, the
     weight of G2's corrected fill against that copy (``model.exemplar``); ``deep_blend`` then
     shifts the blend's low frequencies toward G2's fill deep inside the hole (DEEP_OWN_SHARE).
-    With ``drawn_flag`` a last input channel marks the hole where its edges were drawn (true
-    edges in training), not predicted (``model.drawn_flag``).
     """
 
     def __init__(
@@ -246,7 +244,6 @@ class InpaintGenerator(_Generator):
         attention: bool = False,
         exemplar: bool = False,
         deep_blend: bool = False,
-        drawn_flag: bool = False,
     ):
         if hole_fill not in HOLE_FILLS:
             raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
@@ -256,29 +253,17 @@ class InpaintGenerator(_Generator):
             raise ValueError("exemplar needs a pre-filled G2: it blends with the corrected fill")
         if deep_blend and not exemplar:
             raise ValueError("deep_blend changes the exemplar blend: it needs exemplar")
-        if drawn_flag and hole_fill == "white":
-            raise ValueError("drawn_flag needs a pre-filled G2: the flag marks the hole")
         self.in_channels = (4 if hole_fill == "white" else 5) + (3 if exemplar else 0)
-        self.in_channels += 1 if drawn_flag else 0
         super().__init__(self.in_channels, 4 if exemplar else 3, width, blocks, False)
         self.hole_fill = hole_fill
         self.exemplar = exemplar
         self.deep_blend = deep_blend
-        self.drawn_flag = drawn_flag
         self.attend = PatchAttention(width * 4) if attention else None
 
     @classmethod
     def from_config(cls, m: ModelConfig) -> InpaintGenerator:
         """The G2 a ``ModelConfig`` describes."""
-        return cls(
-            m.width,
-            m.inpaint_blocks,
-            m.hole_fill,
-            m.attention,
-            m.exemplar,
-            m.deep_blend,
-            m.drawn_flag,
-        )
+        return cls(m.width, m.inpaint_blocks, m.hole_fill, m.attention, m.exemplar, m.deep_blend)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.attend is None:
@@ -324,20 +309,15 @@ def inpaint_input(
     edges: torch.Tensor,
     hole_fill: str = "white",
     exemplar: torch.Tensor | None = None,
-    drawn: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """G2 input from the pre-filled photo (Bx3, see ``edgefill.prefill.fill_hole``), the hole
-    (Bx1, 1 = missing) and the composite edges (Bx1); pre-filled G2s also get the mask, those
-    with ``model.exemplar`` the PatchMatch fill (Bx3), and those with ``model.drawn_flag`` last
-    the hole times ``drawn`` (1: the edges inside it were drawn, or true; 0: predicted; a float
-    or a Bx1x1x1 tensor)."""
+    (Bx1, 1 = missing) and the composite edges (Bx1); pre-filled G2s also get the mask, and
+    those with ``model.exemplar`` the PatchMatch fill (Bx3) last."""
     if hole_fill == "white":
         return torch.cat([filled, edges], 1)
     if hole_fill not in HOLE_FILLS:
         raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
     parts = [filled, edges, mask] + ([] if exemplar is None else [exemplar])
-    if drawn is not None:
-        parts.append(mask * drawn)
     return torch.cat(parts, 1)
 
 
@@ -353,8 +333,7 @@ def adapt_inpaint_state(
     Telea's blur would damage PatchMatch's texture). A G2 gaining a ``PatchAttention`` block
     gets the block's fresh (identity) weights. A G2 gaining ``exemplar`` gets zero weights from
     the PatchMatch channels and a blend-weight output of constant EXEMPLAR_START_WEIGHT: it
-    starts as that fixed blend of its own fill and the PatchMatch copy. A G2 gaining
-    ``drawn_flag`` gets zero weights from the flag channel: it starts as the G2 it was.
+    starts as that fixed blend of its own fill and the PatchMatch copy.
     """
     target = module.state_dict()
     first = "encoder.1.weight"

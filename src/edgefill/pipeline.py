@@ -523,8 +523,8 @@ class Inpainter:
 
         ``drawn``: the edges inside the hole were given (drawn by a user), not predicted; only
         then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training,
-        a ``model.drawn_flag`` G2 is told so, and a release's G2 for drawn edges
-        (``checkpoint.attach_drawn``) runs instead of its own G2.
+        and a release's G2 for drawn edges (``checkpoint.attach_drawn``) runs instead of its
+        own G2.
         ``copy``, ``filled``: the ``exemplar_copy`` of a ``model.exemplar`` G2 and the
         ``prefill``, when already computed.
         """
@@ -537,8 +537,7 @@ class Inpainter:
         copy_t = None if copy is None else to_tensor(copy)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        flag = float(drawn) if cfg.drawn_flag else None
-        x, (h, w) = pad_to_stride(inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t, flag))
+        x, (h, w) = pad_to_stride(inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t))
         net = "inpaint_drawn" if drawn and self.g2_drawn is not None else "inpaint"
         out = check_finite(self.engine(net, x)[..., :h, :w], "image")
         pred = out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

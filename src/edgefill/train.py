@@ -512,13 +512,13 @@ class Trainer:
         with self._autocast():
             # G2's edges: from the data workers (true ones, or the frozen G1's there), or in
             # stage joint from the live G1, whose gradient then also comes from G2's losses.
-            edges, drawn = batch["edges_g2"], batch.get("drawn")
+            edges = batch["edges_g2"]
             if "edge" in self.pairs:
                 pred = self._edge_terms(batch, terms, d_inputs)
-                pred, drawn = self._mix_true_edges(pred, batch["edges_full"])
+                pred = self._mix_true_edges(pred, batch["edges_full"])
                 edges = composite(batch["edges_known"], pred, batch["mask"])
             if "inpaint" in self.pairs:
-                self._inpaint_terms(batch, edges, drawn, terms, d_inputs)
+                self._inpaint_terms(batch, edges, terms, d_inputs)
         return terms, d_inputs
 
     def _edge_terms(
@@ -545,20 +545,13 @@ class Trainer:
         return pred
 
     def _inpaint_terms(
-        self,
-        batch: dict[str, torch.Tensor],
-        edges: torch.Tensor,
-        drawn: torch.Tensor | None,
-        terms: Terms,
-        d_inputs: dict,
+        self, batch: dict[str, torch.Tensor], edges: torch.Tensor, terms: Terms, d_inputs: dict
     ) -> None:
-        """G2's adversarial, L1, perceptual, style, TV and gradient terms, guided by ``edges``
-        (``drawn``: Bx1x1x1, 1 where those are the true edges inside the hole)."""
+        """G2's adversarial, L1, perceptual, style, TV and gradient terms, guided by ``edges``."""
         lc, pair = self.cfg.loss, self.pairs["inpaint"]
         image, mask = batch["image"], batch["mask"]
         m = self.cfg.model
-        flag = drawn if m.drawn_flag else None
-        x = inpaint_input(batch["filled"], mask, edges, m.hole_fill, batch.get("exemplar"), flag)
+        x = inpaint_input(batch["filled"], mask, edges, m.hole_fill, batch.get("exemplar"))
         out = pair.g_run(x).float()
         merged = out * mask + image * (1 - mask)
         hole = mask if lc.inpaint_adv_hole else None
@@ -580,19 +573,16 @@ class Trainer:
             terms["inpaint/gradient"] = lc.gradient_weight * L.hole_gradient_l1(out, image, mask)
         d_inputs["inpaint"] = (image, fake, hole)
 
-    def _mix_true_edges(
-        self, pred: torch.Tensor, true: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mix_true_edges(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         """Predicted edges, replaced by the true ones for a ``train.true_edge_prob`` share of the
         samples: G2 then learns that following the edge guide pays, so drawn or better
         predicted edges steer the fill, while still learning to cope with predicted ones.
-        Returns the edges and which samples got the true ones (Bx1x1x1, 1 or 0).
         (Stage joint; with a frozen G1 the data workers make the same choice.)"""
         p = self.cfg.train.true_edge_prob
         if p <= 0:
-            return pred, pred.new_zeros(len(pred), 1, 1, 1)
+            return pred
         pick = torch.rand(len(pred), 1, 1, 1, device=pred.device) < p
-        return torch.where(pick, true.to(pred.dtype), pred), pick.to(pred.dtype)
+        return torch.where(pick, true.to(pred.dtype), pred)
 
     def discriminator_losses(self, d_inputs: dict[str, tuple]) -> Terms:
         """Each discriminator on one batch of [real; detached fake] (one spectral-norm update)."""
@@ -707,8 +697,7 @@ class Trainer:
             out = batch["image"] * (1 - mask) + mask
             if g2 is not None:
                 m = self.cfg.model
-                true_edges = g1 is None or self.stage == "inpaint"
-                guide = m.edge_guide if true_edges else 0.0
+                guide = m.edge_guide if g1 is None or self.stage == "inpaint" else 0.0
                 filled = fill_batch(m.hole_fill, batch["image"], mask, edges, guide)
                 copy = None
                 if m.exemplar:
@@ -720,8 +709,7 @@ class Trainer:
                         guide,
                         thin_fsr=self.cfg.train.thin_fsr,
                     )
-                flag = float(true_edges) if m.drawn_flag else None
-                x = inpaint_input(filled, mask, edges, m.hole_fill, copy, flag)
+                x = inpaint_input(filled, mask, edges, m.hole_fill, copy)
                 pred = g2(x).clamp(0, 1)
                 out = pred * mask + batch["image"] * (1 - mask)
                 scores = {

@@ -113,3 +113,23 @@ def test_apply_overrides_does_not_mutate_its_input() -> None:
 def test_model_config_is_what_releases_store() -> None:
     m = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1)
     assert ModelConfig(**dict(m.__dict__)) == m
+
+
+def test_a_retired_key_loads_when_off_and_is_refused_when_on(tmp_path: Path) -> None:
+    """Runs and releases made while ``model.drawn_flag`` existed (session 31) wrote it out."""
+    assert from_dict({"model": {"drawn_flag": False, "width": 8}}).model.width == 8
+    with pytest.raises(EdgefillError, match="'model.drawn_flag' was removed.*True"):
+        from_dict({"model": {"drawn_flag": True}})
+    from edgefill.checkpoint import read_release_config, save_release
+    from edgefill.networks import EdgeGenerator, InpaintGenerator
+
+    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1)
+    rel = save_release(
+        tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), InpaintGenerator(4, 1).state_dict(), cfg
+    )
+    doc = (rel / "config.json").read_text().replace('"width": 4', '"drawn_flag": false, "width": 4')
+    (rel / "config.json").write_text(doc)
+    assert read_release_config(rel)[0] == cfg
+    (rel / "config.json").write_text(doc.replace("false", "true"))
+    with pytest.raises(EdgefillError, match="not a valid edgefill release config.*removed"):
+        read_release_config(rel)

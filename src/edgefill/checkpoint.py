@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgefill.config import ModelConfig, check_model_config
+from edgefill.config import ModelConfig, check_model_config, from_dict
 from edgefill.errors import EdgefillError
 from edgefill.image import remove_stale_temps, temp_path
 from edgefill.networks import EdgeGenerator, InpaintGenerator, load_reference
@@ -197,8 +197,8 @@ def read_release_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
         doc = json.loads(p.read_bytes().decode("utf-8"))
         if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
             raise TypeError("expected an object with a 'model' object")
-        model = ModelConfig(**doc["model"])
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # JSON/UTF-8 errors too
+        model = from_dict(doc["model"], ModelConfig, "model.")
+    except (ValueError, KeyError, TypeError, RecursionError, EdgefillError) as exc:  # JSON too
         raise EdgefillError(
             f"{p}: not a valid edgefill release config ({_one_line(exc)})"
         ) from None

@@ -293,10 +293,30 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+# Keys that earlier versions wrote into run configs, checkpoints and release config.json, with
+# the value that meant "off": saved with it, they still load (the key is dropped).
+RETIRED_KEYS = {"model.drawn_flag": False}  # removed in session 32: the drawn-edge G2 replaced it
+
+
+def _drop_retired(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out = {}
+    for name, value in data.items():
+        key = prefix + name
+        if key not in RETIRED_KEYS:
+            out[name] = value
+        elif value != RETIRED_KEYS[key]:
+            raise EdgefillError(
+                f"config key {key!r} was removed from edgefill; this file was made with "
+                f"{key}={value!r}, which this version cannot run"
+            )
+    return out
+
+
 def from_dict(data: dict[str, Any], cls: type = Config, prefix: str = "") -> Any:
     """Build a (nested) config dataclass from a mapping; unknown keys raise EdgefillError."""
     if not isinstance(data, dict):
         raise EdgefillError(f"config section {prefix or '<root>'!r} must be a mapping")
+    data = _drop_retired(data, prefix)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

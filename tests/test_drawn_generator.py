@@ -146,3 +146,12 @@ def test_cli_attach_drawn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["attach-drawn", str(base), str(base)]) == 2  # its own folder: refused
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "overwrite" in err[0]
+
+
+def test_the_shipped_release_has_a_g2_of_its_own_for_drawn_edges() -> None:
+    """Packaging guard: without the file the shipped model would silently fill drawn edges with
+    its predicted-edge G2 (docs/model-card.md, session 32)."""
+    inp = Inpainter.from_pretrained(precision="fp32")
+    assert inp.g2_drawn is not None
+    own, drawn = inp.g2.state_dict(), inp.g2_drawn.state_dict()
+    assert any(not torch.equal(own[k], drawn[k]) for k in own)

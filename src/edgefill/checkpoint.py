@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgefill.config import ModelConfig, check_model_config, from_dict
+from edgefill.config import ModelConfig, check_model_config, drop_retired
 from edgefill.errors import EdgefillError
 from edgefill.image import remove_stale_temps, temp_path
 from edgefill.networks import EdgeGenerator, InpaintGenerator, load_reference
@@ -197,7 +197,8 @@ def read_release_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
         doc = json.loads(p.read_bytes().decode("utf-8"))
         if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
             raise TypeError("expected an object with a 'model' object")
-        model = from_dict(doc["model"], ModelConfig, "model.")
+        # strict, unlike run configs: a release says its types exactly (no "4" for 4)
+        model = ModelConfig(**drop_retired(doc["model"], "model."))
     except (ValueError, KeyError, TypeError, RecursionError, EdgefillError) as exc:  # JSON too
         raise EdgefillError(
             f"{p}: not a valid edgefill release config ({_one_line(exc)})"

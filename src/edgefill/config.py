@@ -298,7 +298,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 RETIRED_KEYS = {"model.drawn_flag": False}  # removed in session 32: the drawn-edge G2 replaced it
 
 
-def _drop_retired(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+def drop_retired(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``data`` (a config section, keys under ``prefix``) without its RETIRED_KEYS."""
     out = {}
     for name, value in data.items():
         key = prefix + name
@@ -316,7 +317,7 @@ def from_dict(data: dict[str, Any], cls: type = Config, prefix: str = "") -> Any
     """Build a (nested) config dataclass from a mapping; unknown keys raise EdgefillError."""
     if not isinstance(data, dict):
         raise EdgefillError(f"config section {prefix or '<root>'!r} must be a mapping")
-    data = _drop_retired(data, prefix)
+    data = drop_retired(data, prefix)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

@@ -16,7 +16,9 @@
 # (checkpoints; default $OUT/run), INIT (release to start from; default the shipped
 # weights; "none" = from scratch), WIDTH / BLOCKS (default: the shipped design; the paper's full
 # width is WIDTH=64 BLOCKS=8, which needs INIT=none and far more than one short lease), DEVICE
-# (default cuda), STAGE (default inpaint-on-predicted; joint from scratch; edge: G1 alone), BATCH,
+# (default cuda), STAGE (default inpaint-on-predicted; joint from scratch; edge: G1 alone;
+# inpaint: G2 on true edges only, the G2 for drawn edges: INIT=checkpoints/long-run, then
+# `edgefill attach-drawn src/edgefill/weights/default $OUT/latest`), BATCH,
 # CROP, WORKERS, EXTRA (more `--set key=value` words), DATA (photos; default .gpu/data as packed
 # by prepare, else ../shared/data).
 set -euo pipefail
@@ -136,7 +138,9 @@ timeout --foreground --signal=INT "$(awk "BEGIN{print int($MINUTES*60)}")" \
     | tee "$OUT/train.log" | tail -n 40
 set -e
 EXPORT=()
-[ "$STAGE" = edge ] && EXPORT=(--edge-from "$INIT")  # G2 as it was
+case "$STAGE" in  # the generator the stage does not train, as it was
+    edge | inpaint) EXPORT=(--edge-from "$INIT") ;;
+esac
 "$PY" -m edgefill.cli export "$RUN" -o "$OUT/release" "${EXPORT[@]}"
 "$PY" -m edgefill.cli export "$RUN" -o "$OUT/latest" --latest "${EXPORT[@]}"
 cp "$RUN/val_log.csv" "$RUN/train_log.csv" "$OUT/" 2>/dev/null || true

@@ -67,6 +67,20 @@ def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) 
         ).read_bytes()
         assert (edge_out / name / "edge.safetensors").is_file()
 
+    # STAGE=inpaint: G2 on true edges alone (the G2 for drawn edges); G1 stays the release's.
+    g2_out = tmp_path / "g2"
+    proc = _run(
+        tmp_path, "run", "0.3",
+        OUT=str(g2_out), DATA=str(photos), INIT=str(out / "release"), STAGE="inpaint",
+        WIDTH="8", BLOCKS="1", BATCH="2", CROP="32", WORKERS="1", EXTRA=TINY,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "stage inpaint for 0.3 min on cpu" in proc.stdout
+    for name in ("release", "latest"):
+        assert (g2_out / name / "edge.safetensors").read_bytes() == (
+            out / "release" / "edge.safetensors"
+        ).read_bytes()
+
 
 def test_gpu_script_trains_g2_where_opencv_lacks_xphoto(tmp_path: Path) -> None:
     """The device image's OpenCV has no cv2.xphoto (FSR): the script notices and trains the

@@ -4,9 +4,10 @@ A checkpoint holds only tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)``: a pickle that tries to run code is refused.
 A release is ``edge.safetensors`` + ``inpaint.safetensors`` + ``config.json`` and loads with
 the networks module alone (no training code); it may add ``inpaint_drawn.safetensors``, a second
-G2 of the same architecture that fills holes whose edges were drawn (``attach_drawn``). A folder holding the reference EdgeConnect's
-released generators (``EdgeModel_gen.pth``, ``InpaintingModel_gen.pth`` from
-knazeri/edge-connect) loads the same way, and ``convert_reference`` turns it into a release.
+G2 of the same architecture that fills holes whose edges were drawn (``attach_drawn``).
+A folder holding the reference EdgeConnect's released generators (``EdgeModel_gen.pth``,
+``InpaintingModel_gen.pth`` from knazeri/edge-connect) loads the same way, and
+``convert_reference`` turns it into a release.
 """
 
 from __future__ import annotations

@@ -43,12 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgefill.backends import (
-    Engine,
-    check_backend,
-    make_engine,
-    resolve_precision,
-)
+from edgefill.backends import Engine, check_backend, make_engine, resolve_precision
 from edgefill.checkpoint import (
     load_drawn_generator,
     load_release,

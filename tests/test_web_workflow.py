@@ -136,6 +136,40 @@ def test_a_result_goes_stale_when_the_mask_or_edges_change(laptop: Page, photo_p
     assert not js(page, "resultStale")
 
 
+def sends_edges(request) -> bool:
+    return b'name="edges"' in (request.post_data_buffer or b"")
+
+
+def test_only_edited_edges_are_sent(laptop: Page, photo_path) -> None:
+    """Unedited edges are the server's own prediction: sending them would make the fill treat
+    them as drawn (the release's G2 for drawn edges), so the page sends edges only after an edit."""
+    page = laptop.page
+    laptop.open_photo(photo_path)
+    laptop.stroke([(40, 75), (120, 78)])
+    page.click("#tab-edges")
+    laptop.wait_idle()
+    page.wait_for_function("() => window.edgefill.edgesReady")
+    page.click("#inpaint")
+    laptop.wait_idle()
+    assert not sends_edges(laptop.inpaints[-1])
+
+    page.click("#tab-edges")
+    laptop.stroke([(80, 60), (80, 90)])
+    page.click("#inpaint")
+    laptop.wait_idle()
+    assert sends_edges(laptop.inpaints[-1])
+    page.click("#inpaint")  # again from the result of the edited edges: they stay in use
+    laptop.wait_idle()
+    assert sends_edges(laptop.inpaints[-1])
+
+    page.click("#tab-edges")
+    page.click("#clear")  # Reset: back to the prediction
+    page.click("#inpaint")
+    laptop.wait_idle()
+    assert not sends_edges(laptop.inpaints[-1])
+    assert len(laptop.inpaints) == 4
+
+
 def test_leaving_with_unsaved_work_asks_first(browser, server, photo_path) -> None:  # noqa: F811
     p = Page(browser, server, 1280, 800)
     dialogs: list[str] = []

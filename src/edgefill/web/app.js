@@ -1055,6 +1055,13 @@
     toast("Nothing to fill yet: the mask is empty. Paint over (or select) what should go first.");
   }
 
+  // The user drew or erased edge lines since the prediction (a stroke after the last Reset).
+  function edgesEdited(doc) {
+    const ops = doc.edges.ops;
+    const lastReset = ops.map((op) => op.type).lastIndexOf("reset");
+    return ops.slice(lastReset + 1).some((op) => op.type === "stroke");
+  }
+
   // auto: the run that follows a stroke in auto-run mode, kept at once (IOPaint's default).
   function inpaint(auto = false) {
     if (!D || ui.busy) return;
@@ -1063,8 +1070,12 @@
       return;
     }
     const doc = D;
+    // Only edited edges are sent: unedited ones are the prediction the server makes itself, and
+    // sending them would make it treat them as drawn (the G2 for drawn edges fills G1's edges
+    // worse than the release's own G2).
     const useEdges =
-      doc.view === "edges" || (doc.view === "result" && !!doc.result && doc.result.usedEdges);
+      edgesEdited(doc) &&
+      (doc.view === "edges" || (doc.view === "result" && !!doc.result && doc.result.usedEdges));
     runJob("Filling the hole…", async (signal) => {
       if (useEdges) await ensureEdges(signal);
       const form = await baseForm(doc);

@@ -680,6 +680,7 @@ def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(
     assert t.step == 3
     assert latest_checkpoint(out).name == "step_00000003.pt"
     assert "stopped by SIGINT at step 3" in (out / "events.log").read_text()
+    assert not (out / "val_log.csv").exists()  # a stop checkpoints without validating first
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
     resumed = make_trainer(photos, out, "inpaint", "train.save_every=100", "train.val_every=100")
     resumed.fit(resume=True, max_steps=5)

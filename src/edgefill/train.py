@@ -879,7 +879,9 @@ class Trainer:
     def _after_step(
         self, logs: dict[str, float], end: int, val: list, bar: Any, stopping: bool
     ) -> None:
-        """Log, validate and checkpoint as the schedule says (and always at the end or a stop)."""
+        """Log, validate and checkpoint as the schedule says; always log and checkpoint at the
+        end or a stop, and validate at the end but not at a stop (a stop should be quick: a
+        validation takes minutes on a CPU, and ``--resume`` goes on from the checkpoint)."""
         t = self.cfg.train
         self._seen += t.batch_size * self.world
         bar.update(1)
@@ -887,7 +889,7 @@ class Trainer:
         if self.step % t.log_every == 0 or last:
             self._log_train(logs, bar)
         best = False
-        if (self.step % t.val_every == 0 or last) and val:
+        if (self.step % t.val_every == 0 or (last and not stopping)) and val:
             self.metrics = self._validation(val, grid=self.step % t.sample_every == 0 or last)
             best = self._better(self.metrics)
         if self.step % t.save_every == 0 or last or best:

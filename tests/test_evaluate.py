@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -108,6 +109,27 @@ def test_plan_is_sorted_limited_and_masks_are_reproducible(assets):
     assert not np.array_equal(case_arrays(cases[0], 64, 3)[1], case_arrays(cases[0], 64, 4)[1])
     # different photos get different masks from the same setting
     assert not np.array_equal(case_arrays(cases[0], 64, 3)[1], case_arrays(cases[2], 64, 3)[1])
+
+
+def test_a_photo_list_names_photos_as_their_common_folder_does(assets, tmp_path):
+    """A .txt list kept elsewhere (or a list of paths) names each photo relative to the folder
+    holding them all, so its cases (and seeded masks) are the ones of that folder."""
+    settings = mask_settings(["irregular"], ["10-20"])
+    photos = sorted(assets["photos"].iterdir())
+    listed = tmp_path / "lists" / "val.txt"
+    listed.parent.mkdir()
+    listed.write_text("\n".join(str(p) for p in photos) + "\n")
+    expected = [(c.image, c.mask) for c in plan_cases(assets["photos"], settings)]
+    assert [(c.image, c.mask) for c in plan_cases(listed, settings)] == expected
+    assert [(c.image, c.mask) for c in plan_cases(photos, settings)] == expected
+    sub = tmp_path / "nested" / "sub"
+    sub.mkdir(parents=True)
+    (sub / "c.png").write_bytes(photos[0].read_bytes())
+    mixed = plan_cases([photos[1], os.path.relpath(sub / "c.png")], settings)
+    common = os.path.commonpath([assets["photos"], sub])
+    assert sorted(c.image for c in mixed) == sorted(
+        [os.path.relpath(photos[1], common), os.path.relpath(sub / "c.png", common)]
+    )
 
 
 def test_zero_low_bucket_still_makes_a_hole(assets):

@@ -140,15 +140,20 @@ def _rel(path: Path, root: Path | None) -> str:
 
 
 def _photos(images: str | Path | Sequence[Path]) -> tuple[list[Path], Path | None]:
+    """The photos and the folder their case names are relative to: the given folder, or for a
+    list (a .txt file or a sequence) the photos' deepest common folder, so a list names (and
+    masks) each photo as the folder holding them all would."""
     if isinstance(images, (str, Path)):
         root = Path(images)
         files = list_images(root)
-        return files, root if root.is_dir() else root.parent
-    files = [Path(p) for p in images]
+        if root.is_dir():
+            return files, root
+    else:
+        files = [Path(p) for p in images]
     if not files:
         raise EdgefillError("no photos to evaluate")
-    common = Path(os.path.commonpath([str(p.parent) for p in files]))
-    return files, common
+    files = [Path(os.path.abspath(p)) for p in files]  # a list may mix relative and absolute
+    return files, Path(os.path.commonpath([str(p.parent) for p in files]))
 
 
 def _mask_files(masks_dir: Path) -> dict[str, Path]:

@@ -166,6 +166,10 @@
       const last = this.ops[this.ops.length - 1];
       return `${this.id}:${this.ops.length}:${last ? last.id : 0}`;
     }
+    // The content differs from the base: an operation follows the last reset.
+    get changed() {
+      return this.ops.map((op) => op.type).lastIndexOf("reset") < this.ops.length - 1;
+    }
     // White-on-black PNG of the photo's size; binary=true makes every painted pixel 255.
     toBlob(binary) {
       const c = makeCanvas(this.canvas.width, this.canvas.height);
@@ -1055,13 +1059,6 @@
     toast("Nothing to fill yet: the mask is empty. Paint over (or select) what should go first.");
   }
 
-  // The user drew or erased edge lines since the prediction (a stroke after the last Reset).
-  function edgesEdited(doc) {
-    const ops = doc.edges.ops;
-    const lastReset = ops.map((op) => op.type).lastIndexOf("reset");
-    return ops.slice(lastReset + 1).some((op) => op.type === "stroke");
-  }
-
   // auto: the run that follows a stroke in auto-run mode, kept at once (IOPaint's default).
   function inpaint(auto = false) {
     if (!D || ui.busy) return;
@@ -1074,7 +1071,7 @@
     // sending them would make it treat them as drawn (the G2 for drawn edges fills G1's edges
     // worse than the release's own G2).
     const useEdges =
-      edgesEdited(doc) &&
+      doc.edges.changed && // a line drawn or erased since the prediction or the last Reset
       (doc.view === "edges" || (doc.view === "result" && !!doc.result && doc.result.usedEdges));
     runJob("Filling the hole…", async (signal) => {
       if (useEdges) await ensureEdges(signal);

@@ -128,6 +128,25 @@ def test_patchmatch_fill_copies_texture_and_is_seeded() -> None:
     np.testing.assert_array_equal(pm, fill_hole("patchmatch", rgb, hole, 1))
 
 
+def test_the_edge_guide_codes_distance_to_edges_and_the_region_between_them() -> None:
+    """Channel 0: distance to the nearest edge (0 on it, 0.5 from GUIDE_REACH px on); channel 1:
+    one code per region the edges enclose, even where the contour has a gap of a few pixels."""
+    edges = np.zeros((48, 48), np.float32)
+    cv2.rectangle(edges, (10, 10), (37, 37), 1.0, 1)
+    edges[10, 20:23] = 0.0  # a 3 px gap: closed by REGION_CLOSE
+    guide = prefill.edge_guide_map(edges)
+    assert guide.shape == (48, 48, 3) and guide.dtype == np.float32
+    assert guide[10, 10, 0] == 0.0 and guide[0, 47, 0] == 0.5
+    inside = guide[16:32, 16:32, 1]
+    outside = np.r_[guide[:4, :, 1].ravel(), guide[44:, :, 1].ravel()]
+    assert np.ptp(inside) == 0 and np.ptp(outside) == 0
+    assert abs(inside[0, 0] - outside[0]) > 0.1
+    assert (guide[..., 1] <= 0.5).all()  # the library wraps differences around at 1
+    # Without edges there is one region: every pixel is far from an edge, with one code.
+    flat = prefill.edge_guide_map(np.zeros((8, 8), np.float32))
+    assert (flat[..., 0] == 0.5).all() and np.ptp(flat[..., 1]) == 0
+
+
 def spy_patchmatch(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, ...], np.ndarray]]:
     """Record (image shape, hole) of every ``prefill.patchmatch`` call."""
     seen: list[tuple[tuple[int, ...], np.ndarray]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -124,6 +125,15 @@ def test_saving_or_averaging_keeps_the_drawn_g2_consistent(
     save_release(base, g1.state_dict(), g2.state_dict(), TINY_CONFIG)  # rewritten without one
     assert not (base / DRAWN_FILE).exists()
     assert Inpainter.from_pretrained(base).g2_drawn is None
+
+
+def test_attach_drawn_keeps_the_release_copy_guide_whatever_the_sources(tmp_path: Path) -> None:
+    """A run exports the guide weight it trained with; the release's inference weight stays."""
+    base = _release(tmp_path / "base", 0, dataclasses.replace(TINY_CONFIG, edge_guide=0.3))
+    trained = _release(tmp_path / "trained", 1, dataclasses.replace(TINY_CONFIG, edge_guide=1.0))
+    attach_drawn(base, trained)
+    assert json.loads((base / "config.json").read_text())["model"]["edge_guide"] == 0.3
+    assert load_drawn_generator(base, TINY_CONFIG) is not None
 
 
 def test_attach_drawn_errors(releases: tuple[Path, Path], tmp_path: Path) -> None:

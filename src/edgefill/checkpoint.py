@@ -12,6 +12,7 @@ A folder holding the reference EdgeConnect's released generators (``EdgeModel_ge
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -420,7 +421,10 @@ def attach_drawn(release: str | Path, source: str | Path) -> Path:
     edges: the pipeline runs it instead of the release's own G2 when the edges inside the hole
     were drawn, not predicted. A G2 trained on true edges only (stage ``inpaint``) follows
     drawn edges more closely than one trained on G1's guesses (docs/model-card.md, session 32);
-    the reference EdgeConnect likewise fills given edges with its stage-2 model."""
+    the reference EdgeConnect likewise fills given edges with its stage-2 model.
+
+    ``model.edge_guide`` may differ (a run trains with one guide weight, a release may set
+    another at inference): it weighs the copy both G2s get, and the release's value stays."""
     release = Path(release)
     if is_reference_folder(release):
         raise EdgefillError(
@@ -428,7 +432,7 @@ def attach_drawn(release: str | Path, source: str | Path) -> Path:
         )
     g1, g2, cfg, doc = load_release(release)
     _, drawn, other, _ = load_release(source)
-    if other != cfg:
+    if dataclasses.replace(other, edge_guide=cfg.edge_guide) != cfg:
         raise EdgefillError(
             f"{source}: architecture differs from {release}'s ({other} vs {cfg}); the G2 for "
             "drawn edges must take the same inputs"

@@ -22,7 +22,7 @@ from edgefill.checkpoint import load_checkpoint
 from edgefill.cli import main
 from edgefill.data import collate
 from edgefill.errors import EdgefillError
-from edgefill.train import Trainer, _total, latest_checkpoint
+from edgefill.train import Trainer, _total, latest_checkpoint, lr_factor
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -269,6 +269,17 @@ def test_inpaint_on_predicted_keeps_edge_generator_frozen(
 # ----------------------------------------------------------------------------- whole runs
 
 
+def test_train_log_records_the_learning_rate_of_the_schedule(photos: Path, tmp_path: Path) -> None:
+    sched = ("train.lr=0.001", "train.lr_decay_steps=4", "train.lr_min_ratio=0.1")
+    make_trainer(photos, tmp_path / "run", "edge", *sched).fit(max_steps=4)
+    rows = read_csv(tmp_path / "run" / "train_log.csv")
+    logged = [float(r["lr"]) for r in rows]
+    assert logged == pytest.approx(
+        [1e-3 * lr_factor(int(r["step"]), 4, 0.1) for r in rows], rel=1e-3
+    )
+    assert logged[-1] == pytest.approx(1e-4)  # the cosine has reached its floor
+
+
 @pytest.mark.parametrize("stage", ["edge", "inpaint", "joint"])
 def test_stage_runs_and_writes_logs_samples_checkpoints(
     stage: str, photos: Path, tmp_path: Path
@@ -277,7 +288,7 @@ def test_stage_runs_and_writes_logs_samples_checkpoints(
     metrics = make_trainer(photos, out, stage, "train.keep_last=1").fit(max_steps=4)
     rows = read_csv(out / "train_log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
-    cols = set(rows[0]) - {"step", "time", "img_per_s"}
+    cols = set(rows[0]) - {"step", "time", "img_per_s", "lr"}
     expected = {
         "edge": {"edge/g_adv", "edge/fm", "edge/d"},
         "inpaint": {"inpaint/g_adv", "inpaint/l1", "inpaint/d"},

@@ -981,11 +981,18 @@ class Trainer:
                 "step": self.step,
                 "time": round(time.time(), 1),
                 "img_per_s": round(rate, 3),
+                "lr": self._generator_lr(),
                 **{k: round(v, 6) for k, v in logs.items()},
             },
         )
         self._scalars("train", logs | {"img_per_s": rate})
         self._tic, self._seen = time.perf_counter(), 0
+
+    def _generator_lr(self) -> float:
+        """The generators' learning rate from this step on (all pairs share the schedule; a
+        branch resumed with another ``train.lr_decay_steps`` shows its new rate here)."""
+        pair = next(iter(self.pairs.values()))
+        return float(f"{pair.sched_g.get_last_lr()[0]:.4g}")
 
     def release(
         self, out_dir: str | Path, half: bool = True, edge_state: dict | None = None

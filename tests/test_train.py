@@ -431,6 +431,7 @@ def test_tensorboard_logging_when_installed(
     make_trainer(photos, tmp_path / "run", "inpaint").fit(max_steps=2)
     assert calls[0] == ("init", str(tmp_path / "run" / "tensorboard"))
     assert ("scalar", "train/inpaint/l1") in calls and ("scalar", "val/psnr") in calls
+    assert ("scalar", "train/lr") in calls
     assert ("image", "samples") in calls and calls[-1] == ("close", "")
 
 

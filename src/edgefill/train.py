@@ -973,6 +973,7 @@ class Trainer:
     def _log_train(self, logs: dict[str, float], bar: Any) -> None:
         """Training losses and throughput to the progress bar, train_log.csv and TensorBoard."""
         rate = self._seen / max(time.perf_counter() - self._tic, 1e-9)
+        lr = self._generator_lr()
         short = {k.replace("inpaint/", "").replace("edge/", "e_"): v for k, v in logs.items()}
         bar.set_postfix({k: f"{v:.3g}" for k, v in short.items()} | {"img/s": f"{rate:.2f}"})
         self._append_csv(
@@ -981,11 +982,11 @@ class Trainer:
                 "step": self.step,
                 "time": round(time.time(), 1),
                 "img_per_s": round(rate, 3),
-                "lr": self._generator_lr(),
+                "lr": lr,
                 **{k: round(v, 6) for k, v in logs.items()},
             },
         )
-        self._scalars("train", logs | {"img_per_s": rate})
+        self._scalars("train", logs | {"img_per_s": rate, "lr": lr})
         self._tic, self._seen = time.perf_counter(), 0
 
     def _generator_lr(self) -> float:

@@ -576,6 +576,41 @@ def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
     t.fit(max_steps=1)  # a training step runs on the PatchMatch-filled batches
 
 
+def test_init_drawn_starts_g2_from_the_release_g2_for_drawn_edges(
+    photos: Path, tmp_path: Path
+) -> None:
+    from edgefill.checkpoint import attach_drawn, save_release
+    from edgefill.config import ModelConfig
+    from edgefill.networks import EdgeGenerator, InpaintGenerator
+
+    rel, own = _telea_release(tmp_path)
+    drawn = InpaintGenerator(8, 1, "telea")
+    torch.nn.init.normal_(drawn.decoder[-1].weight, 0, 0.1)
+    telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
+    attach_drawn(
+        rel,
+        save_release(tmp_path / "d", EdgeGenerator(8, 1).state_dict(), drawn.state_dict(), telea),
+    )
+
+    def g2_start(**kw) -> torch.Tensor:  # noqa: ANN003
+        t = make_trainer(photos, tmp_path / f"run{len(kw)}", "inpaint", "model.hole_fill=telea",
+                         init=str(rel), **kw)  # fmt: skip
+        return t.pairs["inpaint"].g.decoder[-1].weight
+
+    assert torch.equal(g2_start(init_drawn=True), drawn.decoder[-1].weight.half().float())
+    assert torch.equal(g2_start(), own.decoder[-1].weight.half().float())
+    with pytest.raises(EdgefillError, match="no G2 for drawn edges"):
+        make_trainer(photos, tmp_path / "e1", "inpaint", "model.hole_fill=telea",
+                     init=str(tmp_path / "d"), init_drawn=True)  # fmt: skip
+    with pytest.raises(EdgefillError, match="needs --init"):
+        make_trainer(photos, tmp_path / "e2", "inpaint", init_drawn=True)
+    with pytest.raises(EdgefillError, match="needs --init"):
+        make_trainer(photos, tmp_path / "e3", "edge", init=str(rel), init_drawn=True)
+    code = main(["train", "--stage", "inpaint", "--data", str(photos), "--out", str(tmp_path / "c"),
+                 "--init-drawn"])  # fmt: skip
+    assert code == 2  # the CLI reports the error
+
+
 def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
     photos: Path, tmp_path: Path
 ) -> None:

@@ -276,6 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.edge_weights,
         args.init,
         args.max_steps,
+        args.init_drawn,
     )
     if metrics:
         print("final validation: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -806,6 +807,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="frozen edge generator for inpaint-on-predicted (release, run or checkpoint)",
     )
     p.add_argument("--init", help="start the generators from a release / run (fine-tuning)")
+    p.add_argument(
+        "--init-drawn",
+        action="store_true",
+        help="start G2 from the --init release's G2 for drawn edges (inpaint_drawn.safetensors)",
+    )
     p.add_argument(
         "--max-steps", type=int, help="stop after this many steps (overrides train.max_steps)"
     )

@@ -37,10 +37,12 @@ from torch.utils.data import DataLoader
 from edgefill import losses as L
 from edgefill.backends import resolve_precision
 from edgefill.checkpoint import (
+    DRAWN_FILE,
     REFERENCE_DIS_FILES,
     atomic_torch_save,
     is_reference_folder,
     is_weights_folder,
+    load_drawn_generator,
     load_reference_discriminator,
     load_release,
     load_training_checkpoint,
@@ -183,10 +185,19 @@ def generator_groups(g: nn.Module, lr: float, attention_lr: float) -> list[dict[
 
 
 def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]:
-    """Generator weights ('edge' or 'inpaint') from a release folder, a run folder or a checkpoint.
+    """Generator weights ('edge', 'inpaint', or 'inpaint_drawn': a release's G2 for drawn edges)
+    from a release folder, a run folder or a checkpoint.
 
     From a run, the EMA weights if the run kept them."""
     p = Path(path)
+    if which == "inpaint_drawn":
+        drawn = load_drawn_generator(p, read_release_config(p)[0]) if is_weights_folder(p) else None
+        if drawn is None:
+            raise EdgefillError(
+                f"{p}: no G2 for drawn edges here (a release folder with {DRAWN_FILE}); "
+                "--init-drawn starts from that file of a release"
+            )
+        return drawn.state_dict()
     if is_weights_folder(p):  # a release, or the reference's released generators
         g1, g2, _, _ = load_release(p)
         return (g1 if which == "edge" else g2).state_dict()
@@ -301,6 +312,7 @@ class Trainer:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     edge_weights: str | None = None  # frozen G1 for inpaint-on-predicted
     init: str | None = None  # start generators from a release / run
+    init_drawn: bool = False  # G2 from the --init release's G2 for drawn edges
     rank: int = 0
     world: int = 1
     show_progress: bool = True
@@ -363,6 +375,11 @@ class Trainer:
         self.frozen_edge: EdgeGenerator | None = None
         if self.stage == "inpaint-on-predicted":
             self.frozen_edge = self._frozen_edge_generator()
+        if self.init_drawn and not (self.init and "inpaint" in self.pairs):
+            raise EdgefillError(
+                "--init-drawn starts G2 from a release's G2 for drawn edges: it needs --init "
+                "(that release) and a stage that trains G2"
+            )
         if self.init:
             self._init_from(self.init)
 
@@ -382,7 +399,8 @@ class Trainer:
         From a folder of the reference's released files, its discriminators start from its
         ``*_dis.pth`` too, where present."""
         for name, pair in self.pairs.items():
-            sd = load_generator_from(source, name)
+            drawn = name == "inpaint" and self.init_drawn
+            sd = load_generator_from(source, "inpaint_drawn" if drawn else name)
             if name == "inpaint":
                 source_fill = source_model_config(source).hole_fill
                 sd = adapt_inpaint_state(sd, pair.g, source_fill != self.cfg.model.hole_fill)
@@ -1086,6 +1104,7 @@ def run_training(
     edge_weights: str | None = None,
     init: str | None = None,
     max_steps: int | None = None,
+    init_drawn: bool = False,
 ) -> dict[str, float]:
     """Entry point shared by the CLI and torchrun; sets up the process group when launched by it."""
     rank, world, local = distributed_env()
@@ -1099,7 +1118,9 @@ def run_training(
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
     try:
-        trainer = Trainer(cfg, stage, data, Path(out), dev, edge_weights, init, rank, world)
+        trainer = Trainer(
+            cfg, stage, data, Path(out), dev, edge_weights, init, init_drawn, rank, world
+        )
         return trainer.fit(resume=resume, max_steps=max_steps)
     finally:
         if world > 1 and dist.is_initialized():

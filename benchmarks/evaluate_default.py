@@ -1,6 +1,7 @@
 """edgefill against the classical baselines on the fixed validation photos; writes docs/results.md.
 
     python benchmarks/evaluate_default.py [--weights DIR] [--limit N] [--device cpu|cuda]
+                                          [--methods M,...] [--mask-settings S,...]
                                           [--precision fp32] [--out out/evaluate_default]
                                           [--docs docs]
 
@@ -43,6 +44,23 @@ CLASSICAL = ("telea", "ns", "biharmonic", "fsr")
 PSNR_SLACK = 0.3  # dB below the best classical method that still passes
 ORACLE_GAIN = 0.15  # true edges must lower hole-LPIPS by this share in the 30-60 % buckets
 ORACLE_BUCKETS = ("30-40%", "40-50%", "50-60%")
+
+
+def select_settings(names: str | None) -> list[MaskSetting]:
+    """The mask settings named in a comma-separated list (``--mask-settings``), in SETTINGS'
+    order; all of them for None. A subset is a quick check of one part of the bar, e.g. the
+    true-edge ablation: ``--methods edgefill,edgefill-true-edges --mask-settings
+    irregular_30-40,irregular_40-50,irregular_50-60``."""
+    if names is None:
+        return list(SETTINGS)
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = wanted - {s.name for s in SETTINGS}
+    if unknown or not wanted:
+        raise EdgefillError(
+            f"--mask-settings: unknown setting(s) {', '.join(sorted(unknown)) or '(none given)'}; "
+            f"choose from {', '.join(s.name for s in SETTINGS)}"
+        )
+    return [s for s in SETTINGS if s.name in wanted]
 
 
 def bar_verdict(summary: dict) -> list[tuple[str, bool, str]]:
@@ -119,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--limit", type=int, help="only the first N validation photos (quick run)")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--mask-settings",
+        help="only these mask settings, comma-separated (default all: "
+        + ",".join(s.name for s in SETTINGS)
+        + ")",
+    )
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -135,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     try:
+        settings = select_settings(args.mask_settings)
         files = list_images(args.data)
         _, val = split(files, VAL_FRACTION)
         if not default_inception_path().is_file() and not args.no_fetch:
@@ -150,13 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             "here was seen in training). Regenerate with `python benchmarks/evaluate_default.py"
             + (f" --limit {args.limit}" if args.limit else "")
             + (" --weights DIR" if args.weights else "")
+            + (f" --mask-settings {args.mask_settings}" if args.mask_settings else "")
             + "`."
         )
         summary = run_evaluation(
             val,
             args.out,
             methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-            settings=SETTINGS,
+            settings=settings,
             weights=args.weights,
             size=args.size,
             limit=args.limit,

@@ -423,3 +423,16 @@ def test_bar_verdict_of_the_default_benchmark():
     # edgefill alone (no baseline asked for): only the checks it can judge, no crash.
     alone = {"by_bucket": {"box": {"20-30%": {"edgefill": stats(18.0, 0.25)}}}, "fid": {}}
     assert mod.bar_verdict(alone) == []
+
+
+def test_default_benchmark_mask_subset():
+    mod = load_repo_script("benchmarks/evaluate_default.py")
+    assert mod.select_settings(None) == mod.SETTINGS
+    got = mod.select_settings("irregular_50-60, scratch,irregular_30-40")
+    assert [s.name for s in got] == ["irregular_30-40", "irregular_50-60", "scratch"]
+    for bad in ("irregular_55-65", ",", "box"):
+        with pytest.raises(
+            EdgefillError, match="--mask-settings: unknown.*choose from irregular_10-20"
+        ):
+            mod.select_settings(bad)
+    assert mod.main(["--mask-settings", "nope", "--data", "/nonexistent", "--no-fetch"]) == 2

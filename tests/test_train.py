@@ -579,18 +579,11 @@ def test_patchmatch_g2_starts_from_a_telea_release_as_exactly_its_prefill(
 def test_init_drawn_starts_g2_from_the_release_g2_for_drawn_edges(
     photos: Path, tmp_path: Path
 ) -> None:
-    from edgefill.checkpoint import attach_drawn, save_release
-    from edgefill.config import ModelConfig
-    from edgefill.networks import EdgeGenerator, InpaintGenerator
+    from edgefill.checkpoint import attach_drawn
 
-    rel, own = _telea_release(tmp_path)
-    drawn = InpaintGenerator(8, 1, "telea")
-    torch.nn.init.normal_(drawn.decoder[-1].weight, 0, 0.1)
-    telea = ModelConfig(width=8, edge_blocks=1, inpaint_blocks=1, hole_fill="telea")
-    attach_drawn(
-        rel,
-        save_release(tmp_path / "d", EdgeGenerator(8, 1).state_dict(), drawn.state_dict(), telea),
-    )
+    rel, own = _telea_release(tmp_path / "base")
+    drawn_rel, drawn = _telea_release(tmp_path / "drawn")  # another random correction
+    attach_drawn(rel, drawn_rel)
 
     def g2_start(**kw) -> torch.Tensor:  # noqa: ANN003
         t = make_trainer(photos, tmp_path / f"run{len(kw)}", "inpaint", "model.hole_fill=telea",
@@ -601,7 +594,7 @@ def test_init_drawn_starts_g2_from_the_release_g2_for_drawn_edges(
     assert torch.equal(g2_start(), own.decoder[-1].weight.half().float())
     with pytest.raises(EdgefillError, match="no G2 for drawn edges"):
         make_trainer(photos, tmp_path / "e1", "inpaint", "model.hole_fill=telea",
-                     init=str(tmp_path / "d"), init_drawn=True)  # fmt: skip
+                     init=str(drawn_rel), init_drawn=True)  # fmt: skip
     with pytest.raises(EdgefillError, match="needs --init"):
         make_trainer(photos, tmp_path / "e2", "inpaint", init_drawn=True)
     with pytest.raises(EdgefillError, match="needs --init"):

@@ -280,6 +280,28 @@ def test_train_log_records_the_learning_rate_of_the_schedule(photos: Path, tmp_p
     assert logged[-1] == pytest.approx(1e-4)  # the cosine has reached its floor
 
 
+def test_resume_takes_the_learning_rate_of_its_config(photos: Path, tmp_path: Path) -> None:
+    """--resume --set train.lr=... trains on at the new rate (the checkpoint's saved one used to
+    win silently), on the schedule of the new config, for G and D (d2g_lr) alike."""
+    out = tmp_path / "run"
+    make_trainer(photos, out, "edge", "train.lr=0.001").fit(max_steps=2)
+    new = (
+        "train.lr=0.0003",
+        "train.d2g_lr=0.5",
+        "train.lr_decay_steps=4",
+        "train.lr_min_ratio=0.1",
+    )
+    resumed = make_trainer(photos, out, "edge", *new)
+    resumed.fit(resume=True, max_steps=4)
+    rows = read_csv(out / "train_log.csv")
+    assert [float(r["lr"]) for r in rows[2:]] == pytest.approx(
+        [3e-4 * lr_factor(step, 4, 0.1) for step in (3, 4)], rel=1e-3
+    )
+    pair = resumed.pairs["edge"]
+    assert pair.opt_g.param_groups[0]["lr"] == pytest.approx(3e-4 * lr_factor(4, 4, 0.1))
+    assert pair.opt_d.param_groups[0]["lr"] == pytest.approx(1.5e-4 * lr_factor(4, 4, 0.1))
+
+
 @pytest.mark.parametrize("stage", ["edge", "inpaint", "joint"])
 def test_stage_runs_and_writes_logs_samples_checkpoints(
     stage: str, photos: Path, tmp_path: Path

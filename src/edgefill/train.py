@@ -138,16 +138,29 @@ class Pair:
     def load(self, s: dict[str, Any]) -> None:
         self.g.load_state_dict(s["g"])
         self.d.load_state_dict(s["d"])
-        self.opt_g.load_state_dict(s["opt_g"])
-        self.opt_d.load_state_dict(s["opt_d"])
-        self.sched_g.load_state_dict(s["sched_g"])
-        self.sched_d.load_state_dict(s["sched_d"])
+        for opt, sched, key in ((self.opt_g, self.sched_g, "g"), (self.opt_d, self.sched_d, "d")):
+            bases = list(sched.base_lrs)  # this config's rates (train.lr, d2g_lr, attention_lr)
+            opt.load_state_dict(s[f"opt_{key}"])
+            sched.load_state_dict(s[f"sched_{key}"])
+            keep_base_rates(opt, sched, bases)
         if self.ema is not None:
             # A run started without EMA and resumed with it starts the EMA from the weights.
             self.ema.load_state_dict(s.get("ema", s["g"]))
 
     def release_state(self) -> dict[str, torch.Tensor]:
         return (self.ema if self.ema is not None else self.g).state_dict()
+
+
+def keep_base_rates(
+    opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, bases: list[float]
+) -> None:
+    """Give a resumed optimiser the config's base rates: the checkpoint's own (the run's
+    ``train.lr`` when it started) would otherwise silently win over ``--resume --set train.lr``.
+    The schedule's factor is recomputed from the config anyway (its lambda is not saved)."""
+    sched.base_lrs = list(bases)
+    for group, base, factor in zip(opt.param_groups, bases, sched.lr_lambdas, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(sched.last_epoch)
 
 
 def make_pair(g: nn.Module, d: nn.Module, cfg: Config) -> Pair:
@@ -1011,7 +1024,7 @@ class Trainer:
         """The generators' learning rate from this step on (all pairs share the schedule; a
         branch resumed with another ``train.lr_decay_steps`` shows its new rate here)."""
         pair = next(iter(self.pairs.values()))
-        return float(f"{pair.sched_g.get_last_lr()[0]:.4g}")
+        return float(f"{pair.opt_g.param_groups[0]['lr']:.4g}")
 
     def release(
         self, out_dir: str | Path, half: bool = True, edge_state: dict | None = None

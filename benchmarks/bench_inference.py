@@ -184,7 +184,7 @@ class Timed:
         y = self.fn(which, x)
         self.seconds += time.perf_counter() - t
         self.cpu_seconds += time.process_time() - c
-        self.pixels[which] += x.shape[-1] * x.shape[-2]
+        self.pixels[which] = self.pixels.get(which, 0) + x.shape[-1] * x.shape[-2]
         return y
 
     def __getattr__(self, name: str) -> Any:
@@ -210,18 +210,25 @@ def fast_runner(width: int, blocks: int, variant: str, strategy: str) -> tuple[A
     return timed_runner(inp)
 
 
-def shipped_runner(weights: str | None, strategy: str) -> tuple[Any, Timed]:
-    """A release as users get it (``None``: the shipped one), whatever its design."""
+def shipped_runner(
+    weights: str | None, strategy: str, drawn_from: np.ndarray | None = None
+) -> tuple[Any, Timed]:
+    """A release as users get it (``None``: the shipped one), whatever its design. With
+    ``drawn_from`` (the photo) its own Canny edges are drawn into the hole: the path of a user
+    who edits the edges (no G1, the copy follows them, the release's G2 for drawn edges)."""
+    from edgefill.evaluate import true_edge_guide
     from edgefill.pipeline import Inpainter
 
-    return timed_runner(Inpainter.from_pretrained(weights, hd_strategy=strategy))
+    inp = Inpainter.from_pretrained(weights, hd_strategy=strategy)
+    guide = None if drawn_from is None else true_edge_guide(drawn_from, inp.config.canny_sigma)
+    return timed_runner(inp, guide)
 
 
-def timed_runner(inp: Any) -> tuple[Any, Timed]:
+def timed_runner(inp: Any, guide: np.ndarray | None = None) -> tuple[Any, Timed]:
     """``inp.inpaint_arrays`` as a run function, its engine wrapped in ``Timed``."""
     timed = Timed(inp.engine)
     inp.engine = timed
-    return (lambda rgb, hole: inp.inpaint_arrays(rgb, hole)[0]), timed
+    return (lambda rgb, hole: inp.inpaint_arrays(rgb, hole, guide)[0]), timed
 
 
 def rss_mb() -> float:
@@ -236,7 +243,8 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     hole = mask(case["mask"], h, w, case.get("seed", 0))
     t = time.perf_counter()
     if case["variant"] == "shipped":
-        run, timed = shipped_runner(case.get("weights"), case["strategy"])
+        drawn_from = rgb if case.get("drawn") else None
+        run, timed = shipped_runner(case.get("weights"), case["strategy"], drawn_from)
     elif case["variant"] == "naive":
         run, timed = naive_runner(case["width"], case["blocks"])
     else:
@@ -339,12 +347,14 @@ def part_latency(args: argparse.Namespace, flops: dict[str, Any]) -> list[dict[s
 
 def part_shipped(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The release (``--weights``, default the shipped one) on issue 14's two speed cases: three
-    512 px photos with a 20 % hole and the 4000x3000 photo with 1 % thin scratches."""
+    512 px photos with a 20 % hole (with G1's edges, then with the photo's own edges drawn into
+    the hole) and the 4000x3000 photo with 1 % thin scratches."""
     base = {"threads": args.threads, "warmup": 1, "reps": args.reps, "variant": "shipped"}
     base.update({"strategy": "crop", "weights": args.weights, "width": "shipped", "blocks": 0})
     cases = [
         {**base, "size": [512, 512], "mask": "irregular20", "photo": i, "seed": i} for i in range(3)
     ]
+    cases += [{**c, "drawn": True} for c in cases]
     if args.big:
         cases.append({**base, "size": list(BIG), "mask": "scratch1", "photo": 0, "seed": 0})
     rows = []
@@ -359,6 +369,7 @@ def fmt_latency(r: dict[str, Any]) -> str:
     tag = f"{r['width']}/{r['blocks']} {r['size'][1]}x{r['size'][0]} {r['variant']} {r['strategy']}"
     if r["variant"] == "shipped":
         tag = f"shipped release {r['size'][1]}x{r['size'][0]} {r['mask']} photo {r['photo']}"
+        tag += ", drawn edges" if r.get("drawn") else ""
     if "error" in r:
         return f"{tag}: ERROR {r['error']}"
     wall, cpu = min(r["wall_s"]), min(r["cpu_s"])

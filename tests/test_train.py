@@ -297,6 +297,8 @@ def test_resume_takes_the_learning_rate_of_its_config(photos: Path, tmp_path: Pa
     assert [float(r["lr"]) for r in rows[2:]] == pytest.approx(
         [3e-4 * lr_factor(step, 4, 0.1) for step in (3, 4)], rel=1e-3
     )
+    # 3e-4 * lr_factor(2, 4, 0.1) = 3e-4 * 0.55: the rate the resumed run starts at
+    assert "at step 2 (learning rate 0.000165)" in (out / "events.log").read_text()
     pair = resumed.pairs["edge"]
     assert pair.opt_g.param_groups[0]["lr"] == pytest.approx(3e-4 * lr_factor(4, 4, 0.1))
     assert pair.opt_d.param_groups[0]["lr"] == pytest.approx(1.5e-4 * lr_factor(4, 4, 0.1))

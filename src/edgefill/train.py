@@ -946,7 +946,8 @@ class Trainer:
                     f"{last}: cannot resume from this checkpoint ({type(exc).__name__}: "
                     f"{' '.join(str(exc).split())[:200]})"
                 ) from None
-            self._log_event(f"resumed from {last.name} at step {self.step}")
+            lr = self._generator_lr()
+            self._log_event(f"resumed from {last.name} at step {self.step} (learning rate {lr:g})")
             self._drop_log_rows_after(self.step)
         elif latest_checkpoint(self.out) is not None:
             raise EdgefillError(

@@ -365,6 +365,17 @@ def test_resume_equals_uninterrupted(photos: Path, tmp_path: Path, vgg_file: Pat
     assert "resumed from step_00000002.pt" in (parted / "events.log").read_text()
 
 
+def test_resume_may_change_the_copy_guide_weight(photos: Path, tmp_path: Path) -> None:
+    """model.edge_guide weighs the copy's edge guide, not an architecture: a run may branch into
+    another weight (the one a release infers with) on --resume."""
+    out = tmp_path / "run"
+    make_trainer(photos, out, "edge").fit(max_steps=1)
+    resumed = make_trainer(photos, out, "edge", "model.edge_guide=0.3")
+    resumed.fit(resume=True, max_steps=2)
+    assert resumed.step == 2
+    assert "edge_guide: 0.3" in (out / "config.yaml").read_text()
+
+
 def test_resume_refuses_a_different_run(photos: Path, edge_run: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgefillError, match="already holds a run"):
         make_trainer(photos, edge_run, "edge").fit(max_steps=5)

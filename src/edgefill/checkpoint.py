@@ -12,7 +12,6 @@ A folder holding the reference EdgeConnect's released generators (``EdgeModel_ge
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgefill.config import ModelConfig, check_model_config, drop_retired
+from edgefill.config import ModelConfig, check_model_config, drop_retired, same_architecture
 from edgefill.errors import EdgefillError
 from edgefill.image import remove_stale_temps, temp_path
 from edgefill.networks import EdgeGenerator, InpaintGenerator, load_reference
@@ -432,7 +431,7 @@ def attach_drawn(release: str | Path, source: str | Path) -> Path:
         )
     g1, g2, cfg, doc = load_release(release)
     _, drawn, other, _ = load_release(source)
-    if dataclasses.replace(other, edge_guide=cfg.edge_guide) != cfg:
+    if not same_architecture(other, cfg):
         raise EdgefillError(
             f"{source}: architecture differs from {release}'s ({other} vs {cfg}); the G2 for "
             "drawn edges must take the same inputs"

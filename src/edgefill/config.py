@@ -180,6 +180,13 @@ MAX_WIDTH = 1024
 MAX_BLOCKS = 64
 
 
+def same_architecture(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether weights trained under ``a`` fit ``b`` and get the same inputs: every model key
+    but ``edge_guide``, the weight of the copy's edge guide, which a run may train with and a
+    release infer with at other values (``attach_drawn``, ``--resume``)."""
+    return dataclasses.replace(a, edge_guide=b.edge_guide) == b
+
+
 def check_model_config(m: ModelConfig, where: str = "model") -> None:
     """Type and range of every architecture field, before any network is built."""
 

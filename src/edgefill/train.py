@@ -49,7 +49,7 @@ from edgefill.checkpoint import (
     read_release_config,
     save_release,
 )
-from edgefill.config import STAGES, Config, ModelConfig, from_dict, to_dict
+from edgefill.config import STAGES, Config, ModelConfig, from_dict, same_architecture, to_dict
 from edgefill.data import (
     PhotoDataset,
     StepSampler,
@@ -497,7 +497,7 @@ class Trainer:
                 f"cannot resume: the run was stage {s['stage']!r}, not {self.stage!r}"
             )
         saved = from_dict(s["config"])
-        if saved.model != self.cfg.model:
+        if not same_architecture(saved.model, self.cfg.model):
             raise EdgefillError(
                 "cannot resume: the model architecture in the config differs from the run's "
                 f"({saved.model} vs {self.cfg.model}); resume with the run's config.yaml"

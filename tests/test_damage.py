@@ -224,6 +224,19 @@ def test_training_a_stain_pass(tmp_path: Path):
         train_detector(photos, tmp_path / "r2", init=tmp_path / "rel", **opts)
 
 
+def test_resuming_a_detector_run_with_another_schedule_is_refused(tmp_path: Path):
+    """The one-cycle schedule is restored from last.pt: a new steps or lr would not apply."""
+    photos = [tmp_path / "p.png"]
+    cv2.imwrite(str(photos[0]), scan(200, 260)[..., ::-1])
+    opts = dict(batch=2, crop=32, width=4, synth="scan", save_every=1)
+    train_detector(photos, tmp_path / "run", steps=3, stop_at=1, **opts)
+    for other in (dict(steps=4), dict(steps=3, lr=1e-3)):
+        with pytest.raises(ValueError, match="holds a run of 3 steps at lr 0.002"):
+            train_detector(photos, tmp_path / "run", **(opts | other))
+    train_detector(photos, tmp_path / "run", steps=3, **opts)  # the same schedule resumes
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
+
+
 # ----------------------------------------------------------------------------- deeper net
 
 

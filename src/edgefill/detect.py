@@ -1346,6 +1346,14 @@ def train_detector(
         widen_into(load_detector(init)[0], net)
     if (out / "last.pt").is_file():
         ck = load_checkpoint(out / "last.pt")
+        # The one-cycle schedule comes back from the checkpoint: another steps or lr would be
+        # ignored without a word, so they are refused (stop_at ends a run early instead).
+        saved = (ck["scheduler"]["total_steps"], ck["optimizer"]["param_groups"][0]["max_lr"])
+        if saved != (steps, lr):
+            raise ValueError(
+                f"{out} holds a run of {saved[0]} steps at lr {saved[1]:g}, not {steps} at "
+                f"{lr:g}: resume it with those, or choose another out_dir"
+            )
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])

@@ -2,7 +2,8 @@
 
     python benchmarks/evaluate_default.py [--weights DIR] [--limit N] [--device cpu|cuda]
                                           [--methods M,...] [--mask-settings S,...]
-                                          [--precision fp32] [--out out/evaluate_default]
+                                          [--precision fp32] [--flip-average drawn]
+                                          [--out out/evaluate_default]
                                           [--docs docs]
 
 Photos: the validation share of ``../shared/data`` (imagenet-samples and extra-photos) under the
@@ -27,7 +28,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from edgefill.config import PRECISIONS
+from edgefill.config import FLIP_AVERAGES, PRECISIONS
 from edgefill.data import list_images, split
 from edgefill.errors import EdgefillError
 from edgefill.evaluate import METHODS, MaskSetting, render_report, run_evaluation
@@ -152,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=PRECISIONS,
         help="of the model (default fp32, the same on every machine; auto: bf16 where fast)",
     )
+    ap.add_argument(
+        "--flip-average",
+        default=FLIP_AVERAGES[0],
+        choices=FLIP_AVERAGES,
+        help="Inpainter's flip_average (default drawn: the release's behaviour)",
+    )
     ap.add_argument("--grid", type=int, default=4, help="photos per example grid")
     ap.add_argument("--out", default=str(ROOT / "out" / "evaluate_default"), help="report folder")
     ap.add_argument("--docs", default=str(ROOT / "docs"), help="where results.md goes")
@@ -176,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             + (f" --limit {args.limit}" if args.limit else "")
             + (" --weights DIR" if args.weights else "")
             + (f" --mask-settings {args.mask_settings}" if args.mask_settings else "")
+            + (
+                f" --flip-average {args.flip_average}"
+                if args.flip_average != FLIP_AVERAGES[0]
+                else ""
+            )
             + "`."
         )
         summary = run_evaluation(
@@ -189,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             device=args.device,
             precision=args.precision,
+            flip_average=args.flip_average,
             grid=args.grid,
             title="Results: edgefill vs. classical inpainting",
             description=description,

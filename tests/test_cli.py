@@ -13,7 +13,7 @@ import pytest
 from conftest import box_hole, photo_array
 from PIL import Image
 
-from edgefill.cli import build_parser, main
+from edgefill.cli import _speed_options, build_parser, main
 from edgefill.edges import canny_edges, to_gray
 from edgefill.masks import hole_ratio, load_mask
 
@@ -480,6 +480,7 @@ def test_option_defaults_are_the_library_defaults() -> None:
     import inspect
 
     from edgefill import config
+    from edgefill.pipeline import Inpainter
     from edgefill.restore import restore
     from edgefill.server import create_app
 
@@ -498,10 +499,16 @@ def test_option_defaults_are_the_library_defaults() -> None:
     assert app_defaults["max_pixels"].default == config.SERVER_MAX_PIXELS
     assert app_defaults["max_upload_bytes"].default == config.SERVER_MAX_UPLOAD_BYTES
     assert inspect.signature(restore).parameters["max_pixels"].default == a.max_pixels
+    flip = inspect.signature(Inpainter).parameters["flip_average"].default
+    assert a.flip_average == flip == config.FLIP_AVERAGES[0]
+    chosen = parser.parse_args(["inpaint", "p.png", "--flip-average", "none"])
+    assert _speed_options(chosen)["flip_average"] == "none"  # reaches Inpainter.from_pretrained
     d = parser.parse_args(["restore", "p.png"])
     assert d.sensitivity == config.DEFAULT_SENSITIVITY
     for cmd, dest, choices in (
         ("inpaint", "hd_strategy", config.HD_STRATEGIES),
+        ("inpaint", "flip_average", config.FLIP_AVERAGES),
+        ("evaluate", "flip_average", config.FLIP_AVERAGES),
         ("inpaint", "backend", config.BACKENDS),
         ("inpaint", "precision", config.PRECISIONS),
         ("restore", "kind", config.DAMAGE_KINDS),

@@ -436,3 +436,13 @@ def test_default_benchmark_mask_subset():
         ):
             mod.select_settings(bad)
     assert mod.main(["--mask-settings", "nope", "--data", "/nonexistent", "--no-fetch"]) == 2
+
+
+def test_a_report_folder_keeps_one_flip_average(assets, tiny_release, tmp_path):
+    kwargs = dict(methods=["edgefill"], mask_kinds=["box"], size=32, limit=1, grid=0, fid=False)
+    kwargs.update(weights=tiny_release, vgg_weights=assets["vgg"], progress=False)
+    summary = run_evaluation(assets["photos"], tmp_path, flip_average="always", **kwargs)
+    assert summary["config"]["model_info"]["flip_average"] == "always"
+    assert "flip average always" in (tmp_path / "report.md").read_text()
+    with pytest.raises(EdgefillError, match="flip_average='always', not 'drawn'"):
+        run_evaluation(assets["photos"], tmp_path, **kwargs)

@@ -582,7 +582,7 @@ def test_drawn_edges_replace_g1_which_does_not_run(
 
     monkeypatch.setattr(inp, "engine", spy)
     _, edges = inp.inpaint_arrays(rgb, hole, line, hd_strategy="original")
-    assert calls == ["inpaint"]  # G2 only: G1's prediction would be replaced by the drawing
+    assert calls == ["inpaint"] * 2  # G2 only (and on the mirror): G1's edges would be replaced
     np.testing.assert_array_equal(edges, np.where(hole, line, known))
 
 

@@ -273,3 +273,49 @@ def test_inpainter_is_importable_from_the_package() -> None:
     )
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+# ----------------------------------------------------------------------------- flip average
+
+
+def _mirror(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a[:, ::-1])
+
+
+def _fills(inp: Inpainter, rgb: np.ndarray, hole: np.ndarray, drawn: bool) -> np.ndarray:
+    edges = canny_edges(to_gray(rgb), None, inp.config.canny_sigma)
+    return inp.complete(rgb, hole, edges, drawn).astype(np.float32)
+
+
+@pytest.mark.parametrize("size", [(40, 52), (13, 21)])  # 13x21 is padded for the stride
+def test_flip_average_is_the_mean_of_the_fill_and_the_mirrored_fill(size: tuple[int, int]) -> None:
+    g1, g2 = tiny_generators(3)
+    rgb, hole = photo_array(*size, seed=5), box_hole(*size)
+    hole[:, : size[1] // 2] = False  # not mirror-symmetric
+    plain = Inpainter.from_modules(g1, g2, TINY_CONFIG, flip_average="none")
+    both = Inpainter.from_modules(g1, g2, TINY_CONFIG, flip_average="always")
+    fill = _fills(plain, rgb, hole, False)
+    mirrored = _mirror(_fills(plain, _mirror(rgb), _mirror(hole), False))
+    got = _fills(both, rgb, hole, False)
+    assert np.abs(got - (fill + mirrored) / 2).max() <= 1  # each fill was rounded to uint8
+    assert np.abs(got - fill).max() > 2  # a random G2 is not mirror-symmetric
+
+
+def test_flip_average_defaults_to_drawn_edges_only() -> None:
+    g1, g2 = tiny_generators(3)
+    rgb, hole = photo_array(seed=5), box_hole()
+    default = Inpainter.from_modules(g1, g2, TINY_CONFIG)
+    plain = Inpainter.from_modules(g1, g2, TINY_CONFIG, flip_average="none")
+    both = Inpainter.from_modules(g1, g2, TINY_CONFIG, flip_average="always")
+    drawn = _fills(default, rgb, hole, True)
+    np.testing.assert_array_equal(drawn, _fills(both, rgb, hole, True))
+    assert not np.array_equal(drawn, _fills(plain, rgb, hole, True))
+    np.testing.assert_array_equal(
+        _fills(default, rgb, hole, False), _fills(plain, rgb, hole, False)
+    )
+
+
+def test_an_unknown_flip_average_is_refused() -> None:
+    g1, g2 = tiny_generators(0)
+    with pytest.raises(EdgefillError, match="flip_average must be one of drawn, always, none"):
+        Inpainter.from_modules(g1, g2, TINY_CONFIG, flip_average="yes")

@@ -112,13 +112,15 @@ def test_edges_endpoint(client: TestClient, inpainter: Inpainter) -> None:
     np.testing.assert_array_equal(edges, expected)
 
 
-def test_edited_edges_change_the_result(client: TestClient) -> None:
+def test_edited_edges_change_the_result(client: TestClient, inpainter: Inpainter) -> None:
     photo, mask = photo_array(), mask_array()
     edges = decode(client.post("/api/edges", files=files(png(photo), png(mask))))
     plain = decode(client.post("/api/inpaint", files=files(png(photo), png(mask))))
-    # Sending the predicted map back unchanged gives the same result (up to the PNG's 8 bits).
+    # The map sent back fills the hole as drawn edges do in the library (``flip_average``
+    # included), up to the PNG's 8 bits.
     same = decode(client.post("/api/inpaint", files=files(png(photo), png(mask), png(edges))))
-    assert np.abs(same.astype(int) - plain.astype(int)).max() <= 2
+    drawn, _ = inpainter.inpaint_arrays(photo, mask > 0, edges / 255)
+    assert np.abs(same.astype(int) - drawn.astype(int)).max() <= 2
     edited = edges.copy()
     edited[10:25, 20] = 255  # a vertical edge through the hole
     edited[17, 12:30] = 0

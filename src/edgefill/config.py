@@ -31,6 +31,8 @@ HOLE_FILLS = ("white", "telea", "patchmatch")
 
 # Inference (edgefill.pipeline; docs/performance.md).
 HD_STRATEGIES = ("crop", "resize", "original")
+# When G2 also runs on the mirrored inputs and its two fills are averaged (``flip_average``).
+FLIP_AVERAGES = ("drawn", "always", "none")
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_HD_MARGIN = 128  # context pixels around each hole region (crop strategy)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from edgefill import baselines
-from edgefill.config import BASELINES, MASK_KINDS
+from edgefill.config import BASELINES, FLIP_AVERAGES, MASK_KINDS
 from edgefill.data import center_square, list_images
 from edgefill.edges import canny_edges, to_gray
 from edgefill.errors import EdgefillError
@@ -400,6 +400,7 @@ def run_evaluation(
     seed: int = 0,
     device: str = "cpu",
     precision: str = "auto",
+    flip_average: str = FLIP_AVERAGES[0],
     vgg_weights: str | Path | None = None,
     fid_weights: str | Path | None = None,
     fid: bool = True,
@@ -412,7 +413,8 @@ def run_evaluation(
 
     ``settings`` (MaskSetting list) overrides ``mask_kinds`` x ``buckets``; ``masks_dir`` uses
     mask files instead. ``inpainter`` (an ``edgefill.pipeline.Inpainter``) overrides ``weights``
-    and ``precision`` (the model's: auto, fp32, ...; a folder keeps rows of one precision only).
+    and ``precision`` (the model's: auto, fp32, ...; a folder keeps rows of one precision only)
+    and ``flip_average`` (``Inpainter``'s; a folder keeps rows of one setting only).
     Rows already in ``out_dir/per_image.csv`` are not computed again.
     """
     from tqdm import tqdm
@@ -446,7 +448,9 @@ def run_evaluation(
             from edgefill.pipeline import Inpainter
 
             resolved = resolve_weights(weights)
-            inpainter = Inpainter.from_pretrained(resolved, device=device, precision=precision)
+            inpainter = Inpainter.from_pretrained(
+                resolved, device=device, precision=precision, flip_average=flip_average
+            )
             weights_desc, weights_key = _display(resolved), str(Path(resolved).resolve())
         else:
             weights_desc = weights_key = str(weights) if weights else "in-memory model"
@@ -456,7 +460,12 @@ def run_evaluation(
     run_id = _dt.datetime.now().isoformat(timespec="seconds")
     run_threads = _check_run_file(
         out / "run.json",
-        {"size": size, "weights": weights_key, "precision": resolved_precision},
+        {
+            "size": size,
+            "weights": weights_key,
+            "precision": resolved_precision,
+            "flip_average": getattr(inpainter, "flip_average", None),
+        },
         run_id,
     )
 
@@ -598,7 +607,7 @@ def _display(path: str | Path) -> str:
 
 def _model_info(inpainter: Any) -> dict[str, Any]:
     info = dict(getattr(inpainter, "info", {}) or {})
-    for key in ("backend", "precision"):
+    for key in ("backend", "precision", "flip_average"):
         if isinstance(getattr(inpainter, key, None), str):
             info[key] = getattr(inpainter, key)
     cfg = getattr(inpainter, "config", None)
@@ -608,7 +617,7 @@ def _model_info(inpainter: Any) -> dict[str, Any]:
 
 
 def _check_run_file(path: Path, settings: dict[str, Any], run_id: str) -> dict[str, int]:
-    """Refuse to mix rows of different image sizes, model weights or precisions in one folder;
+    """Refuse to mix rows of different image sizes, model weights, precisions or flip averages;
     record this run's torch thread count and return every run's (``threads``, by run id)."""
     doc: dict[str, Any] = {}
     if path.is_file():
@@ -831,7 +840,8 @@ def render_report(summary: dict[str, Any], figures: str = "") -> str:
         lines.append(f"- Skipped {name}: {reason}.")
     if cfg.get("weights"):
         info = cfg.get("model_info") or {}
-        extra = [f"{k} {info[k]}" for k in ("step", "backend", "precision") if k in info]
+        keys = ("step", "backend", "precision", "flip_average")
+        extra = [f"{k.replace('_', ' ')} {info[k]}" for k in keys if k in info]
         lines.append(
             f"- edgefill weights: `{cfg['weights']}`"
             + (f" ({', '.join(extra)})" if extra else "")
@@ -1035,6 +1045,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         precision=args.precision,
+        flip_average=args.flip_average,
         vgg_weights=args.vgg_weights,
         fid_weights=args.fid_weights,
         fid=not args.no_fid,

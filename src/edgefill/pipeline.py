@@ -54,6 +54,7 @@ from edgefill.config import (
     DEFAULT_HD_MARGIN,
     DEFAULT_MAX_PIXELS,
     DEFAULT_WORKING_SIZE,
+    FLIP_AVERAGES,
     HD_STRATEGIES,
     ModelConfig,
 )
@@ -319,7 +320,9 @@ class Inpainter:
     ``hd_strategy`` crop | resize | original, ``hd_margin`` (px), ``working_size`` (px),
     ``threads`` (CPU threads for torch and ONNX Runtime; None keeps torch's default: one per core),
     ``onnx_models`` ({'edge': path-or-bytes, 'inpaint': ...}; None exports in memory on load),
-    ``drawn_generator`` (a second G2 that fills holes whose edges were drawn; ``complete``).
+    ``drawn_generator`` (a second G2 that fills holes whose edges were drawn; ``complete``),
+    ``flip_average`` drawn | always | none: when G2 also fills the mirrored inputs and the two
+    fills are averaged (``complete``; default: for drawn edges only).
     """
 
     def __init__(
@@ -338,6 +341,7 @@ class Inpainter:
         threads: int | None = None,
         onnx_models: dict[str, bytes | str | Path] | None = None,
         drawn_generator: InpaintGenerator | None = None,
+        flip_average: str = FLIP_AVERAGES[0],
     ):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -351,6 +355,10 @@ class Inpainter:
             raise EdgefillError(
                 f"hd_strategy must be one of {', '.join(HD_STRATEGIES)}, got {hd_strategy!r}"
             )
+        if flip_average not in FLIP_AVERAGES:
+            raise EdgefillError(
+                f"flip_average must be one of {', '.join(FLIP_AVERAGES)}, got {flip_average!r}"
+            )
         if hd_margin < 0 or working_size < 16:
             raise EdgefillError("hd_margin must be >= 0 and working_size >= 16")
         if threads is not None and threads > 0:
@@ -358,6 +366,7 @@ class Inpainter:
         self.config = config
         self.info = info or {}
         self.hd_strategy, self.hd_margin, self.working_size = hd_strategy, hd_margin, working_size
+        self.flip_average = flip_average
         self.g1 = fuse_for_inference(edge_generator).to(self.device).eval().requires_grad_(False)
         self.g2 = fuse_for_inference(inpaint_generator).to(self.device).eval().requires_grad_(False)
         self.g2_drawn = None
@@ -463,9 +472,7 @@ class Inpainter:
             fill = fill_hole(self.config.edge_hole_fill, rgb, hole, max_side=PATCHMATCH_MAX_SIDE)
             hole_gray = torch.from_numpy(to_gray(fill))
             hole_gray = hole_gray[None, None]
-        x = edge_input(g, e, m, hole_gray)
-        x, (h, w) = pad_to_stride(x)
-        pred = check_finite(self.engine("edge", x)[..., :h, :w], "edge")
+        pred = self._generate("edge", edge_input(g, e, m, hole_gray))
         pred = threshold(pred, self.config.edge_threshold)
         return known, pred[0, 0].cpu().numpy()
 
@@ -519,7 +526,9 @@ class Inpainter:
         ``drawn``: the edges inside the hole were given (drawn by a user), not predicted; only
         then does the PatchMatch pre-fill follow them (``model.edge_guide``), as in training,
         and a release's G2 for drawn edges (``checkpoint.attach_drawn``) runs instead of its
-        own G2.
+        own G2. With ``flip_average`` (by default for drawn edges) G2 also fills the mirrored
+        inputs and the two fills are averaged: a two-member ensemble for the cost of one more G2
+        run, small beside the guided copy that drawn edges need; see docs/results.md.
         ``copy``, ``filled``: the ``exemplar_copy`` of a ``model.exemplar`` G2 and the
         ``prefill``, when already computed.
         """
@@ -532,15 +541,24 @@ class Inpainter:
         copy_t = None if copy is None else to_tensor(copy)
         m = torch.from_numpy(hole.astype(np.float32))[None, None]
         e = torch.from_numpy(edges.astype(np.float32, copy=False))[None, None]
-        x, (h, w) = pad_to_stride(inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t))
+        x = inpaint_input(filled_t, m, e, cfg.hole_fill, copy_t)
         net = "inpaint_drawn" if drawn and self.g2_drawn is not None else "inpaint"
-        out = check_finite(self.engine(net, x)[..., :h, :w], "image")
+        out = self._generate(net, x)
+        if self.flip_average == "always" or (self.flip_average == "drawn" and drawn):
+            out = (out + self._generate(net, x.flip(-1)).flip(-1)) / 2
         pred = out[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         if copy is None:
             return pred
         # Thin hole parts (scratches) take the copy as it is: G2 never trained on them, and its
         # share there raised LPIPS by 4 % on 43 training photos (model card, session 13).
         return np.where(thin_parts(hole)[..., None], copy, pred)
+
+    def _generate(self, net: str, x: torch.Tensor) -> torch.Tensor:
+        """A generator's output for the unpadded input ``x`` (padded for it, cropped back)."""
+        padded, (h, w) = pad_to_stride(x)
+        return check_finite(
+            self.engine(net, padded)[..., :h, :w], "edge" if net == "edge" else "image"
+        )
 
     def _edges(self, rgb: np.ndarray, hole: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
         """Composite edge map (known outside the hole, predicted or guided inside) of one image."""

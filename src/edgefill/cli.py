@@ -622,8 +622,8 @@ def _add_flip_arg(p: argparse.ArgumentParser) -> None:
         default=FLIP_AVERAGES[0],
         choices=FLIP_AVERAGES,
         help="when G2 also fills the mirrored photo and the two fills are averaged: drawn "
-        "(holes with drawn edges, --edges; default), always (also G1's edges: about one more "
-        "G2 run, ~0.3 s per 512 px hole on a 2-core CPU), none",
+        "(holes with drawn edges, --edges; default), always (also G1's edges: one more G2 run, "
+        "0.13-0.22 s per 512 px photo on a 2-core CPU), none",
     )
 
 

@@ -528,7 +528,7 @@ class Inpainter:
         and a release's G2 for drawn edges (``checkpoint.attach_drawn``) runs instead of its
         own G2. With ``flip_average`` (by default for drawn edges) G2 also fills the mirrored
         inputs and the two fills are averaged: a two-member ensemble for the cost of one more G2
-        run, small beside the guided copy that drawn edges need; see docs/results.md.
+        run, small beside the guided copy that drawn edges need (docs/model-card.md, session 40).
         ``copy``, ``filled``: the ``exemplar_copy`` of a ``model.exemplar`` G2 and the
         ``prefill``, when already computed.
         """

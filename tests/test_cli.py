@@ -509,6 +509,7 @@ def test_option_defaults_are_the_library_defaults() -> None:
         ("inpaint", "hd_strategy", config.HD_STRATEGIES),
         ("inpaint", "flip_average", config.FLIP_AVERAGES),
         ("evaluate", "flip_average", config.FLIP_AVERAGES),
+        ("serve", "flip_average", config.FLIP_AVERAGES),
         ("inpaint", "backend", config.BACKENDS),
         ("inpaint", "precision", config.PRECISIONS),
         ("restore", "kind", config.DAMAGE_KINDS),

@@ -628,8 +628,10 @@ def test_cli_serve_loads_the_release_and_binds_loopback(tmp_path, monkeypatch) -
     save_release(tmp_path / "w", g1.state_dict(), g2.state_dict(), cfg)
     seen = {}
     monkeypatch.setattr(edgefill.server, "serve", lambda inp, **kw: seen.update(inp=inp, **kw))
-    assert main(["serve", "--weights", str(tmp_path / "w"), "--max-upload-mb", "2"]) == 0
+    argv = ["serve", "--weights", str(tmp_path / "w"), "--max-upload-mb", "2"]
+    assert main([*argv, "--flip-average", "always"]) == 0
     assert isinstance(seen["inp"], Inpainter) and seen["inp"].config.width == 8
+    assert seen["inp"].flip_average == "always"
     assert seen["host"] == "127.0.0.1" and seen["port"] == 7860
     assert seen["max_upload_bytes"] == 2 * 2**20
 

@@ -402,7 +402,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "use the app (it has no login)",
             file=sys.stderr,
         )
-    inpainter = Inpainter.from_pretrained(args.weights, device=args.device)  # loads once, here
+    inpainter = Inpainter.from_pretrained(  # loads once, here
+        args.weights, device=args.device, flip_average=args.flip_average
+    )
     serve(
         inpainter,
         host=args.host,
@@ -989,6 +991,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a released damage detector folder for the page's Detect damage (default: shipped)",
     )
     _add_model_args(p)
+    _add_flip_arg(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("detect", help="find scratches, dust and spots; write a damage mask")

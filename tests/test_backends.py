@@ -200,7 +200,11 @@ def test_export_onnx_round_trip(
     assert np.asarray(Image.open(tmp_path / "e.png")).shape == (64, 64)
 
 
-def test_a_deep_blend_g2_exports_to_onnx_with_its_depth_ramp() -> None:
+@pytest.mark.parametrize(
+    "options",
+    [{"deep_blend": True}, {"copy_detail": 1.0}, {"deep_blend": True, "copy_detail": 0.5}],
+)
+def test_the_exemplar_blend_options_export_to_onnx(options: dict) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     import onnxruntime as ort
 
@@ -208,7 +212,7 @@ def test_a_deep_blend_g2_exports_to_onnx_with_its_depth_ramp() -> None:
 
     torch.manual_seed(7)
     g1 = EdgeGenerator(8, 2)
-    g2 = InpaintGenerator(8, 2, "telea", exemplar=True, deep_blend=True).eval()
+    g2 = InpaintGenerator(8, 2, "telea", exemplar=True, **options).eval()
     sess = ort.InferenceSession(export_generators(g1, g2)["inpaint"])
     plain = InpaintGenerator(8, 2, "telea", exemplar=True).eval()
     plain.load_state_dict(g2.state_dict())
@@ -217,7 +221,7 @@ def test_a_deep_blend_g2_exports_to_onnx_with_its_depth_ramp() -> None:
     x[:, 4, 10:90, 20:110] = 1  # deep enough that the ramp reaches 1
     with torch.no_grad():
         ref, without = g2(x), plain(x)
-    assert (ref - without).abs().max() > 0.01  # the deep blend acts on this input
+    assert (ref - without).abs().max() > 0.01  # the option acts on this input
     out = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
     assert (out - ref).abs().max() < FP32_TOL
 

@@ -15,6 +15,7 @@ from edgefill.checkpoint import (
     EDGE_FILE,
     INPAINT_FILE,
     atomic_torch_save,
+    attach_drawn,
     average_releases,
     load_checkpoint,
     load_release,
@@ -213,6 +214,21 @@ def test_release_from_a_trained_model_config(tmp_path: Path) -> None:
     rel = save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), cfg)
     inp = Inpainter.from_pretrained(rel)
     assert inp.config == cfg and len(inp.g1.middle) == 2
+
+
+def test_a_release_config_sets_copy_detail_on_both_g2s_of_the_same_weights(tmp_path: Path) -> None:
+    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True)
+    g2 = InpaintGenerator.from_config(cfg)
+    rel = save_release(tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), g2.state_dict(), cfg)
+    attach_drawn(rel, rel)
+    doc = json.loads((rel / "config.json").read_text())
+    doc["model"]["copy_detail"] = 0.5  # set by hand in a release: no retraining
+    (rel / "config.json").write_text(json.dumps(doc))
+    inp = Inpainter.from_pretrained(rel)
+    assert inp.config.copy_detail == 0.5
+    assert (
+        inp.g2.copy_detail == 0.5 and inp.g2_drawn is not None and inp.g2_drawn.copy_detail == 0.5
+    )
 
 
 # ----------------------------------------------------------------------------- reference checkpoints

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from edgefill.config import Config, ModelConfig, apply_overrides, from_dict, load_config, to_dict
+from edgefill.config import (
+    Config,
+    ModelConfig,
+    apply_overrides,
+    from_dict,
+    load_config,
+    same_architecture,
+    to_dict,
+)
 from edgefill.errors import EdgefillError
 
 
@@ -75,6 +83,8 @@ def test_round_trip_through_dict() -> None:
         (["model.deep_blend=1"], "model.deep_blend"),
         (["train.thin_fsr=maybe"], "train.thin_fsr"),
         (["model.deep_blend=true"], "deep_blend .*needs exemplar"),
+        (["model.copy_detail=-1"], "model.copy_detail"),
+        (["model.copy_detail=1"], "copy_detail .*needs exemplar"),
         (["train.lr.x=1"], "train.lr"),
         (["train.x=1", "train.x.y=2"], "not a config section"),
     ],
@@ -133,3 +143,9 @@ def test_a_retired_key_loads_when_off_and_is_refused_when_on(tmp_path: Path) -> 
     (rel / "config.json").write_text(doc.replace("false", "true"))
     with pytest.raises(EdgefillError, match="not a valid edgefill release config.*removed"):
         read_release_config(rel)
+
+
+def test_same_architecture_ignores_only_the_settings_a_release_may_change() -> None:
+    a = ModelConfig(width=8, exemplar=True, hole_fill="telea")
+    assert same_architecture(a, dataclasses.replace(a, edge_guide=0.3, copy_detail=1.0))
+    assert not same_architecture(a, dataclasses.replace(a, deep_blend=True))

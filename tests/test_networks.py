@@ -264,6 +264,33 @@ def test_gradients_reach_every_parameter_of_a_deep_blend_g2() -> None:
     _check_gradients(net.train(), net(_masked_input(channels=8)))
 
 
+def test_copy_detail_puts_back_the_copys_fine_texture_and_nothing_else() -> None:
+    nets = {}
+    for c in (0.0, 1.0):
+        net = _seeded(lambda c=c: InpaintGenerator(4, 1, "telea", exemplar=True, copy_detail=c))
+        with torch.no_grad():  # G2's fill = its input fill (no correction), weight 1/4
+            net.decoder[-1].weight.zero_()
+            net.decoder[-1].bias.zero_()
+            net.decoder[-1].bias[3] = -torch.log(torch.tensor(3.0))
+        nets[c] = net.eval()
+    x = torch.zeros(1, 8, 64, 96)
+    x[:, 4, 16:48, 16:80] = 1
+    x[:, :3] = 0.5  # G2's fill: flat
+    stripes = 0.5 + 0.2 * torch.tensor([1.0, -1.0]).repeat(48)  # 1 px stripes: high frequency
+    x[:, 5:8] = stripes.view(1, 1, 1, 96)
+    plain, detailed = nets[0.0](x)[0, 0, 32, 40:56], nets[1.0](x)[0, 0, 32, 40:56]
+    # the blend gives the stripes 3/4 of their contrast, copy_detail 1 all of it
+    assert torch.allclose(plain - 0.5, 0.75 * (stripes[40:56] - 0.5), atol=1e-5)
+    assert torch.allclose(detailed - 0.5, stripes[40:56] - 0.5, atol=2e-3)
+    x[:, 5:8] = 0.3  # a flat copy has no texture to put back: the plain blend
+    assert torch.allclose(nets[1.0](x), nets[0.0](x), atol=1e-6)
+
+
+def test_copy_detail_needs_exemplar() -> None:
+    with pytest.raises(ValueError, match="copy_detail .* needs exemplar"):
+        InpaintGenerator(width=4, blocks=1, hole_fill="telea", copy_detail=1.0)
+
+
 def test_deep_blend_needs_exemplar() -> None:
     with pytest.raises(ValueError, match="deep_blend .* needs exemplar"):
         InpaintGenerator(width=4, blocks=1, hole_fill="telea", deep_blend=True)

@@ -83,6 +83,12 @@ class ModelConfig:
     # frequencies lean to G2's own fill, whose mean is safer than colours copied from far away;
     # the copy's texture stays (``networks.DEEP_OWN_SHARE``).
     deep_blend: bool = False
+    # With ``exemplar``: the share of the copy's fine texture (its detail finer than a Gaussian
+    # of ``networks.COPY_DETAIL_SIGMA`` px) that the blend takes back. The blend gives the copy
+    # only the share 1 - w, so its grain shows at that contrast; ``copy_detail`` c adds
+    # c * w * (that detail), so c = 1 keeps the copy's texture at full contrast while colour and
+    # shape stay the blend's. Not learned and needs no training: a release may set it.
+    copy_detail: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -184,9 +190,10 @@ MAX_BLOCKS = 64
 
 def same_architecture(a: ModelConfig, b: ModelConfig) -> bool:
     """Whether weights trained under ``a`` fit ``b`` and get the same inputs: every model key
-    but ``edge_guide``, the weight of the copy's edge guide, which a run may train with and a
-    release infer with at other values (``attach_drawn``, ``--resume``)."""
-    return dataclasses.replace(a, edge_guide=b.edge_guide) == b
+    but ``edge_guide``, the weight of the copy's edge guide, and ``copy_detail``, the share of
+    the copy's texture put back after the blend, which a run may train with and a release infer
+    with at other values (``attach_drawn``, ``--resume``)."""
+    return dataclasses.replace(a, edge_guide=b.edge_guide, copy_detail=b.copy_detail) == b
 
 
 def check_model_config(m: ModelConfig, where: str = "model") -> None:
@@ -234,6 +241,11 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
     if m.deep_blend and not m.exemplar:
         raise EdgefillError(
             f"{where}.deep_blend changes the exemplar blend: it needs exemplar true"
+        )
+    number("copy_detail", 0.0, 4.0)
+    if m.copy_detail and not m.exemplar:
+        raise EdgefillError(
+            f"{where}.copy_detail puts back the copy's texture: it needs exemplar true"
         )
 
 

@@ -34,6 +34,10 @@ DEEP_FROM, DEEP_TO = 8, 24
 DEEP_SIGMA = 8.0
 DEEP_OWN_SHARE = 0.75
 
+# ``model.copy_detail``: the copy's texture is what it has finer than a Gaussian of this many px
+# (at 256 px, grain and the finest texture; edges and shading stay in the blend's low band).
+COPY_DETAIL_SIGMA = 2.0
+
 
 def _sn(module: nn.Module, use: bool) -> nn.Module:
     return spectral_norm(module) if use else module
@@ -232,7 +236,8 @@ class InpaintGenerator(_Generator):
     already filled and G2 adds a correction in (-1, 1) to it, clamped to [0, 1] here so that the
     losses in training see exactly what inference returns. With ``exemplar`` the input also
     carries a PatchMatch fill (channels 5-7) and a fourth output channel gives, per pixel, the
-    weight of G2's corrected fill against that copy (``model.exemplar``); ``deep_blend`` then
+    weight of G2's corrected fill against that copy (``model.exemplar``); ``copy_detail`` puts
+    back that share of the copy's fine texture (COPY_DETAIL_SIGMA), and ``deep_blend`` then
     shifts the blend's low frequencies toward G2's fill deep inside the hole (DEEP_OWN_SHARE).
     """
 
@@ -244,6 +249,7 @@ class InpaintGenerator(_Generator):
         attention: bool = False,
         exemplar: bool = False,
         deep_blend: bool = False,
+        copy_detail: float = 0.0,
     ):
         if hole_fill not in HOLE_FILLS:
             raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
@@ -253,17 +259,28 @@ class InpaintGenerator(_Generator):
             raise ValueError("exemplar needs a pre-filled G2: it blends with the corrected fill")
         if deep_blend and not exemplar:
             raise ValueError("deep_blend changes the exemplar blend: it needs exemplar")
+        if copy_detail and not exemplar:
+            raise ValueError("copy_detail puts back the copy's texture: it needs exemplar")
         self.in_channels = (4 if hole_fill == "white" else 5) + (3 if exemplar else 0)
         super().__init__(self.in_channels, 4 if exemplar else 3, width, blocks, False)
         self.hole_fill = hole_fill
         self.exemplar = exemplar
         self.deep_blend = deep_blend
+        self.copy_detail = float(copy_detail)
         self.attend = PatchAttention(width * 4) if attention else None
 
     @classmethod
     def from_config(cls, m: ModelConfig) -> InpaintGenerator:
         """The G2 a ``ModelConfig`` describes."""
-        return cls(m.width, m.inpaint_blocks, m.hole_fill, m.attention, m.exemplar, m.deep_blend)
+        return cls(
+            m.width,
+            m.inpaint_blocks,
+            m.hole_fill,
+            m.attention,
+            m.exemplar,
+            m.deep_blend,
+            m.copy_detail,
+        )
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.attend is None:
@@ -281,6 +298,10 @@ class InpaintGenerator(_Generator):
         weight = torch.sigmoid(logits[:, 3:4])
         copy = x[:, 5:8].to(logits.dtype)
         blend = weight * own + (1 - weight) * copy
+        if self.copy_detail:
+            # the share ``weight`` of the copy's texture that the blend left out, put back
+            detail = copy - gaussian_lowpass(copy, COPY_DETAIL_SIGMA)
+            blend = (blend + self.copy_detail * weight * detail).clamp(0, 1)
         if not self.deep_blend:
             return blend
         ramp = hole_depth_ramp(x[:, 4:5].to(logits.dtype))

@@ -210,15 +210,19 @@ def test_gaussian_lowpass_keeps_constants_and_smooths_noise() -> None:
     assert gaussian_lowpass(noise, 4.0).std() < noise.std() / 5
 
 
+def _quarter_blend(**options: object) -> InpaintGenerator:
+    """An exemplar G2 whose fill is its input fill (no correction) and whose blend weight is 1/4
+    everywhere: its output is exactly the blend rule applied to the inputs."""
+    net = _seeded(lambda: InpaintGenerator(4, 1, "telea", exemplar=True, **options))
+    with torch.no_grad():
+        net.decoder[-1].weight.zero_()
+        net.decoder[-1].bias.zero_()
+        net.decoder[-1].bias[3] = -torch.log(torch.tensor(3.0))
+    return net.eval()
+
+
 def test_deep_blend_moves_low_frequencies_to_g2s_fill_deep_in_the_hole_only() -> None:
-    nets = {}
-    for deep in (False, True):
-        net = _seeded(lambda d=deep: InpaintGenerator(4, 1, "telea", exemplar=True, deep_blend=d))
-        with torch.no_grad():  # G2's fill = its input fill (no correction), weight 1/4
-            net.decoder[-1].weight.zero_()
-            net.decoder[-1].bias.zero_()
-            net.decoder[-1].bias[3] = -torch.log(torch.tensor(3.0))
-        nets[deep] = net.eval()
+    nets = {deep: _quarter_blend(deep_blend=deep) for deep in (False, True)}
     x = torch.zeros(1, 8, 96, 96)
     x[:, 4, 16:80, 16:80] = 1  # a 64 px box hole
     x[:, :3] = 0.2  # G2's fill
@@ -265,14 +269,7 @@ def test_gradients_reach_every_parameter_of_a_deep_blend_g2() -> None:
 
 
 def test_copy_detail_puts_back_the_copys_fine_texture_and_nothing_else() -> None:
-    nets = {}
-    for c in (0.0, 1.0):
-        net = _seeded(lambda c=c: InpaintGenerator(4, 1, "telea", exemplar=True, copy_detail=c))
-        with torch.no_grad():  # G2's fill = its input fill (no correction), weight 1/4
-            net.decoder[-1].weight.zero_()
-            net.decoder[-1].bias.zero_()
-            net.decoder[-1].bias[3] = -torch.log(torch.tensor(3.0))
-        nets[c] = net.eval()
+    nets = {c: _quarter_blend(copy_detail=c) for c in (0.0, 1.0)}
     x = torch.zeros(1, 8, 64, 96)
     x[:, 4, 16:48, 16:80] = 1
     x[:, :3] = 0.5  # G2's fill: flat

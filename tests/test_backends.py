@@ -202,7 +202,11 @@ def test_export_onnx_round_trip(
 
 @pytest.mark.parametrize(
     "options",
-    [{"deep_blend": True}, {"copy_detail": 1.0}, {"deep_blend": True, "copy_detail": 0.5}],
+    [
+        {"deep_blend": True},
+        {"copy_detail": 1.0},
+        {"deep_blend": True, "copy_detail": 0.5, "copy_detail_sigma": 4.0},
+    ],
 )
 def test_the_exemplar_blend_options_export_to_onnx(options: dict) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")

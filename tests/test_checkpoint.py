@@ -216,19 +216,21 @@ def test_release_from_a_trained_model_config(tmp_path: Path) -> None:
     assert inp.config == cfg and len(inp.g1.middle) == 2
 
 
-def test_a_release_config_sets_copy_detail_on_both_g2s_of_the_same_weights(tmp_path: Path) -> None:
+def test_a_release_config_sets_copy_detail_and_its_band_on_both_g2s_of_the_same_weights(
+    tmp_path: Path,
+) -> None:
     cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True)
     g2 = InpaintGenerator.from_config(cfg)
     rel = save_release(tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), g2.state_dict(), cfg)
     attach_drawn(rel, rel)
     doc = json.loads((rel / "config.json").read_text())
-    doc["model"]["copy_detail"] = 0.5  # set by hand in a release: no retraining
+    doc["model"].update(copy_detail=0.5, copy_detail_sigma=4)  # set by hand: no retraining
     (rel / "config.json").write_text(json.dumps(doc))
     inp = Inpainter.from_pretrained(rel)
-    assert inp.config.copy_detail == 0.5
-    assert (
-        inp.g2.copy_detail == 0.5 and inp.g2_drawn is not None and inp.g2_drawn.copy_detail == 0.5
-    )
+    assert inp.config.copy_detail == 0.5 and inp.config.copy_detail_sigma == 4
+    assert inp.g2_drawn is not None
+    for g2 in (inp.g2, inp.g2_drawn):
+        assert g2.copy_detail == 0.5 and g2.copy_detail_sigma == 4
 
 
 # ----------------------------------------------------------------------------- reference checkpoints

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -281,6 +282,27 @@ def test_copy_detail_puts_back_the_copys_fine_texture_and_nothing_else() -> None
     assert torch.allclose(detailed - 0.5, stripes[40:56] - 0.5, atol=2e-3)
     x[:, 5:8] = 0.3  # a flat copy has no texture to put back: the plain blend
     assert torch.allclose(nets[1.0](x), nets[0.0](x), atol=1e-6)
+
+
+def test_copy_detail_sigma_sets_how_coarse_a_texture_is_put_back() -> None:
+    x = torch.zeros(1, 8, 64, 96)
+    x[:, 4, 16:48, 16:80] = 1
+    x[:, :3] = 0.5
+    wave = torch.sin(torch.arange(96) * (2 * math.pi / 12))  # 12 px period
+    x[:, 5:8] = 0.5 + 0.2 * wave.view(1, 1, 1, 96)
+
+    def contrast(**options: object) -> float:
+        """The output's share of the copy's contrast, over two whole periods."""
+        row = _quarter_blend(**options)(x)[0, 0, 32, 36:60] - 0.5
+        return float((row * wave[36:60]).sum() / (0.2 * wave[36:60].square().sum()))
+
+    # a Gaussian of sigma s keeps exp(-2 (pi s / 12)^2) of this wave: 0.58 for 2 px, 0.11 for 4,
+    # so copy_detail 1 adds back 0.42 resp. 0.89 of the 1/4 that the blend left out
+    assert contrast() == pytest.approx(0.75, abs=1e-3)
+    assert contrast(copy_detail=1.0) == pytest.approx(0.75 + 0.25 * 0.42, abs=0.01)
+    assert contrast(copy_detail=1.0, copy_detail_sigma=4.0) == pytest.approx(
+        0.75 + 0.25 * 0.89, abs=0.01
+    )
 
 
 def test_copy_detail_needs_exemplar() -> None:

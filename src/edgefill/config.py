@@ -84,11 +84,15 @@ class ModelConfig:
     # the copy's texture stays (``networks.DEEP_OWN_SHARE``).
     deep_blend: bool = False
     # With ``exemplar``: the share of the copy's fine texture (its detail finer than a Gaussian
-    # of ``networks.COPY_DETAIL_SIGMA`` px) that the blend takes back. The blend gives the copy
+    # of ``copy_detail_sigma`` px) that the blend takes back. The blend gives the copy
     # only the share 1 - w, so its grain shows at that contrast; ``copy_detail`` c adds
     # c * w * (that detail), so c = 1 keeps the copy's texture at full contrast while colour and
     # shape stay the blend's. Not learned and needs no training: a release may set it.
     copy_detail: float = 0.0
+    # The band ``copy_detail`` puts back: the copy's detail finer than a Gaussian of this many px
+    # (at 256 px, 2 is grain and the finest texture; 4 also takes coarser texture, while edges
+    # and shading stay the blend's). Also a release setting.
+    copy_detail_sigma: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -190,10 +194,17 @@ MAX_BLOCKS = 64
 
 def same_architecture(a: ModelConfig, b: ModelConfig) -> bool:
     """Whether weights trained under ``a`` fit ``b`` and get the same inputs: every model key
-    but ``edge_guide``, the weight of the copy's edge guide, and ``copy_detail``, the share of
-    the copy's texture put back after the blend, which a run may train with and a release infer
-    with at other values (``attach_drawn``, ``--resume``)."""
-    return dataclasses.replace(a, edge_guide=b.edge_guide, copy_detail=b.copy_detail) == b
+    but ``edge_guide``, the weight of the copy's edge guide, and ``copy_detail`` /
+    ``copy_detail_sigma``, the share and band of the copy's texture put back after the blend,
+    which a run may train with and a release infer with at other values (``attach_drawn``,
+    ``--resume``)."""
+    release_settings = dataclasses.replace(
+        a,
+        edge_guide=b.edge_guide,
+        copy_detail=b.copy_detail,
+        copy_detail_sigma=b.copy_detail_sigma,
+    )
+    return release_settings == b
 
 
 def check_model_config(m: ModelConfig, where: str = "model") -> None:
@@ -243,6 +254,7 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
             f"{where}.deep_blend changes the exemplar blend: it needs exemplar true"
         )
     number("copy_detail", 0.0, 4.0)
+    number("copy_detail_sigma", 0.5, 16.0)
     if m.copy_detail and not m.exemplar:
         raise EdgefillError(
             f"{where}.copy_detail puts back the copy's texture: it needs exemplar true"

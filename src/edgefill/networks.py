@@ -34,10 +34,6 @@ DEEP_FROM, DEEP_TO = 8, 24
 DEEP_SIGMA = 8.0
 DEEP_OWN_SHARE = 0.75
 
-# ``model.copy_detail``: the copy's texture is what it has finer than a Gaussian of this many px
-# (at 256 px, grain and the finest texture; edges and shading stay in the blend's low band).
-COPY_DETAIL_SIGMA = 2.0
-
 
 def _sn(module: nn.Module, use: bool) -> nn.Module:
     return spectral_norm(module) if use else module
@@ -237,7 +233,7 @@ class InpaintGenerator(_Generator):
     losses in training see exactly what inference returns. With ``exemplar`` the input also
     carries a PatchMatch fill (channels 5-7) and a fourth output channel gives, per pixel, the
     weight of G2's corrected fill against that copy (``model.exemplar``); ``copy_detail`` puts
-    back that share of the copy's fine texture (COPY_DETAIL_SIGMA), and ``deep_blend`` then
+    back that share of the copy's detail finer than ``copy_detail_sigma`` px, and ``deep_blend`` then
     shifts the blend's low frequencies toward G2's fill deep inside the hole (DEEP_OWN_SHARE).
     """
 
@@ -250,6 +246,7 @@ class InpaintGenerator(_Generator):
         exemplar: bool = False,
         deep_blend: bool = False,
         copy_detail: float = 0.0,
+        copy_detail_sigma: float = 2.0,
     ):
         if hole_fill not in HOLE_FILLS:
             raise ValueError(f"hole_fill must be one of {HOLE_FILLS}, got {hole_fill!r}")
@@ -267,6 +264,7 @@ class InpaintGenerator(_Generator):
         self.exemplar = exemplar
         self.deep_blend = deep_blend
         self.copy_detail = float(copy_detail)
+        self.copy_detail_sigma = float(copy_detail_sigma)
         self.attend = PatchAttention(width * 4) if attention else None
 
     @classmethod
@@ -280,6 +278,7 @@ class InpaintGenerator(_Generator):
             m.exemplar,
             m.deep_blend,
             m.copy_detail,
+            m.copy_detail_sigma,
         )
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,7 +299,7 @@ class InpaintGenerator(_Generator):
         blend = weight * own + (1 - weight) * copy
         if self.copy_detail:
             # the share ``weight`` of the copy's texture that the blend left out, put back
-            detail = copy - gaussian_lowpass(copy, COPY_DETAIL_SIGMA)
+            detail = copy - gaussian_lowpass(copy, self.copy_detail_sigma)
             blend = (blend + self.copy_detail * weight * detail).clamp(0, 1)
         if not self.deep_blend:
             return blend

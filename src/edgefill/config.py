@@ -198,13 +198,13 @@ def same_architecture(a: ModelConfig, b: ModelConfig) -> bool:
     ``copy_detail_sigma``, the share and band of the copy's texture put back after the blend,
     which a run may train with and a release infer with at other values (``attach_drawn``,
     ``--resume``)."""
-    release_settings = dataclasses.replace(
+    a_as_released = dataclasses.replace(
         a,
         edge_guide=b.edge_guide,
         copy_detail=b.copy_detail,
         copy_detail_sigma=b.copy_detail_sigma,
     )
-    return release_settings == b
+    return a_as_released == b
 
 
 def check_model_config(m: ModelConfig, where: str = "model") -> None:

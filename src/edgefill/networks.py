@@ -233,8 +233,9 @@ class InpaintGenerator(_Generator):
     losses in training see exactly what inference returns. With ``exemplar`` the input also
     carries a PatchMatch fill (channels 5-7) and a fourth output channel gives, per pixel, the
     weight of G2's corrected fill against that copy (``model.exemplar``); ``copy_detail`` puts
-    back that share of the copy's detail finer than ``copy_detail_sigma`` px, and ``deep_blend`` then
-    shifts the blend's low frequencies toward G2's fill deep inside the hole (DEEP_OWN_SHARE).
+    back that share of the copy's detail finer than ``copy_detail_sigma`` px, and
+    ``deep_blend`` then shifts the blend's low frequencies toward G2's fill deep inside the hole
+    (DEEP_OWN_SHARE).
     """
 
     def __init__(

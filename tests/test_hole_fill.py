@@ -613,6 +613,34 @@ def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(
     assert threads[-1] is True  # drawn edges guide the copy: it waits for them
 
 
+def test_the_smooth_prefill_is_made_while_the_copy_runs_not_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without thin parts the copy thread leaves G2's pre-fill to the main thread, which makes it
+    before it waits for the copy: the copy here only finishes once the pre-fill has started."""
+    import threading
+
+    inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
+    rgb, hole = photo_array(), box_hole()
+    started, waited = threading.Event(), []
+    real_copy, real_prefill = Inpainter.exemplar_copy, Inpainter.prefill
+
+    def copy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        waited.append(started.wait(timeout=5))
+        return real_copy(self, *args, **kwargs)
+
+    def prefill_spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        started.set()
+        return real_prefill(self, *args, **kwargs)
+
+    expected = inp.inpaint_arrays(rgb, hole, hd_strategy="original")[0]
+    monkeypatch.setattr(Inpainter, "exemplar_copy", copy)
+    monkeypatch.setattr(Inpainter, "prefill", prefill_spy)
+    out = inp.inpaint_arrays(rgb, hole, hd_strategy="original")[0]
+    assert waited == [True]
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_g1_leaves_the_copy_a_core_and_torch_threads_are_restored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -503,12 +503,12 @@ class Inpainter:
         return fill_hole(self.config.hole_fill, rgb, hole, 0, edges, weight, PATCHMATCH_MAX_SIDE)
 
     def _prefill_and_copy(
-        self, rgb: np.ndarray, hole: np.ndarray
+        self, rgb: np.ndarray, hole: np.ndarray, thin: bool
     ) -> tuple[np.ndarray | None, np.ndarray]:
-        """``exemplar_copy`` without drawn edges: the work of the copy thread. A hole with thin
-        parts needs the smooth ``prefill`` for the copy too, so it is computed here once and
-        returned; otherwise (None) it stays on the main thread, after G1, off the copy's path."""
-        filled = self.prefill(rgb, hole) if thin_parts(hole).any() else None
+        """``exemplar_copy`` without drawn edges: the work of the copy thread. A hole with
+        ``thin`` parts needs the smooth ``prefill`` for the copy too, so it is computed here once
+        and returned; otherwise (None) the main thread makes it after G1, beside the copy."""
+        filled = self.prefill(rgb, hole) if thin else None
         return filled, self.exemplar_copy(rgb, hole, None, filled)
 
     def complete(
@@ -631,20 +631,24 @@ class Inpainter:
         pool: ThreadPoolExecutor | None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
         inputs = [_window_inputs(rgb, hole, guide, box, size) for box, size in plan]
+        thins = [thin_parts(x[3]) for x in inputs] if pool is not None else [None] * len(inputs)
         # Every window's copy is queued at once: the copy thread works through them while this
         # thread runs the networks, so a window that needs no network does not wait for its copy.
         jobs: list[Future | None] = [
-            None if pool is None else pool.submit(self._prefill_and_copy, x[2], x[3])
-            for x in inputs
+            None if pool is None else pool.submit(self._prefill_and_copy, x[2], x[3], thin.any())
+            for x, thin in zip(inputs, thins, strict=True)
         ]
-        for i, (((t, lf, b, r), _), (rgb_w, hole_w, rgb_s, hole_s, guide_s), early) in enumerate(
-            zip(plan, inputs, jobs, strict=True)
-        ):
+        for i, (
+            ((t, lf, b, r), _),
+            (rgb_w, hole_w, rgb_s, hole_s, guide_s),
+            early,
+            thin,
+        ) in enumerate(zip(plan, inputs, jobs, thins, strict=True)):
             wh, ww = hole_w.shape
             sh, sw = hole_s.shape
             # A hole of thin parts only (scratches, hairs) takes the copy as it is (``complete``):
             # neither G1 nor G2 has to run, and the edge map inside it is the copy's own edges.
-            copy_only = early is not None and bool(thin_parts(hole_s)[hole_s].all())
+            copy_only = thin is not None and bool(thin[hole_s].all())
             if copy_only:
                 sigma = self.config.canny_sigma
                 fill_lines = canny_edges(to_gray(early.result()[1]), None, sigma)
@@ -658,7 +662,12 @@ class Inpainter:
                 edges[t:b, lf:r] = comp
             if result is None:
                 continue
-            prefilled, copy = (None, None) if early is None else early.result()
+            if early is None:
+                prefilled, copy = None, None
+            elif thin.any():
+                prefilled, copy = early.result()
+            else:  # the pre-fill is this thread's: made while the copy may still be running
+                prefilled, copy = self.prefill(rgb_s, hole_s), early.result()[1]
             if copy_only:
                 filled = copy
             else:

@@ -293,7 +293,8 @@ def test_copy_detail_sigma_sets_how_coarse_a_texture_is_put_back() -> None:
 
     def contrast(**options: object) -> float:
         """The output's share of the copy's contrast, over two whole periods."""
-        row = _quarter_blend(**options)(x)[0, 0, 32, 36:60] - 0.5
+        with torch.no_grad():
+            row = _quarter_blend(**options)(x)[0, 0, 32, 36:60] - 0.5
         return float((row * wave[36:60]).sum() / (0.2 * wave[36:60].square().sum()))
 
     # a Gaussian of sigma s keeps exp(-2 (pi s / 12)^2) of this wave: 0.58 for 2 px, 0.11 for 4,

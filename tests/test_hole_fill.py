@@ -3,6 +3,7 @@ channel that G2 corrects."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -589,8 +590,6 @@ def test_drawn_edges_replace_g1_which_does_not_run(
 def test_the_pipeline_runs_the_patchmatch_copy_beside_g1_with_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
     inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
     rgb, hole = photo_array(), box_hole()
     threads = []
@@ -618,8 +617,6 @@ def test_the_smooth_prefill_is_made_while_the_copy_runs_not_after_it(
 ) -> None:
     """Without thin parts the copy thread leaves G2's pre-fill to the main thread, which makes it
     before it waits for the copy: the copy here only finishes once the pre-fill has started."""
-    import threading
-
     inp = Inpainter.from_pretrained(_exemplar_release(tmp_path, 0.0), precision="fp32")
     rgb, hole = photo_array(), box_hole()
     started, waited = threading.Event(), []

@@ -233,6 +233,27 @@ def test_a_release_config_sets_copy_detail_and_its_band_on_both_g2s_of_the_same_
         assert g2.copy_detail == 0.5 and g2.copy_detail_sigma == 4
 
 
+def test_drawn_copy_detail_sets_copy_detail_for_the_g2_for_drawn_edges_only(
+    tmp_path: Path,
+) -> None:
+    cfg = ModelConfig(
+        width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True, copy_detail=0.5
+    )
+    g2 = InpaintGenerator.from_config(cfg)
+    rel = save_release(tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), g2.state_dict(), cfg)
+    attach_drawn(rel, rel)
+    doc = json.loads((rel / "config.json").read_text())
+    doc["model"]["drawn_copy_detail"] = 0.2
+    (rel / "config.json").write_text(json.dumps(doc))
+    inp = Inpainter.from_pretrained(rel)
+    assert inp.config.drawn_copy_detail == 0.2 and inp.g2_drawn is not None
+    assert inp.g2.copy_detail == 0.5 and inp.g2_drawn.copy_detail == 0.2
+    # None (the default, and every release before it) keeps copy_detail for both
+    doc["model"]["drawn_copy_detail"] = None
+    (rel / "config.json").write_text(json.dumps(doc))
+    assert Inpainter.from_pretrained(rel).g2_drawn.copy_detail == 0.5
+
+
 # ----------------------------------------------------------------------------- reference checkpoints
 
 REFERENCE_FIXTURE = Path(__file__).parent / "fixtures" / "edge-connect-tiny"

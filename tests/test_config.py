@@ -85,6 +85,8 @@ def test_round_trip_through_dict() -> None:
         (["model.deep_blend=true"], "deep_blend .*needs exemplar"),
         (["model.copy_detail=-1"], "model.copy_detail"),
         (["model.copy_detail=1"], "copy_detail .*needs exemplar"),
+        (["model.drawn_copy_detail=5"], "model.drawn_copy_detail"),
+        (["model.drawn_copy_detail=0.2"], "drawn_copy_detail .*needs exemplar"),
         (["model.copy_detail_sigma=0"], "model.copy_detail_sigma"),
         (["model.copy_detail_sigma=wide"], "model.copy_detail_sigma"),
         (["train.lr.x=1"], "train.lr"),
@@ -149,6 +151,11 @@ def test_a_retired_key_loads_when_off_and_is_refused_when_on(tmp_path: Path) -> 
 
 def test_same_architecture_ignores_only_the_settings_a_release_may_change() -> None:
     a = ModelConfig(width=8, exemplar=True, hole_fill="telea")
-    release_settings = {"edge_guide": 0.3, "copy_detail": 1.0, "copy_detail_sigma": 4.0}
+    release_settings = {
+        "edge_guide": 0.3,
+        "copy_detail": 1.0,
+        "drawn_copy_detail": 0.2,
+        "copy_detail_sigma": 4.0,
+    }
     assert same_architecture(a, dataclasses.replace(a, **release_settings))
     assert not same_architecture(a, dataclasses.replace(a, deep_blend=True))

@@ -12,6 +12,7 @@ A folder holding the reference EdgeConnect's released generators (``EdgeModel_ge
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -406,10 +407,13 @@ def named_generators(
 
 
 def load_drawn_generator(path: str | Path, cfg: ModelConfig) -> InpaintGenerator | None:
-    """The release's G2 for drawn edges (``DRAWN_FILE``, eval mode, float32), None without one."""
+    """The release's G2 for drawn edges (``DRAWN_FILE``, eval mode, float32), None without one.
+    It puts back ``cfg.drawn_copy_detail`` of the copy's texture where that is set."""
     file = Path(path) / DRAWN_FILE
     if not file.is_file():
         return None
+    if cfg.drawn_copy_detail is not None:
+        cfg = dataclasses.replace(cfg, copy_detail=cfg.drawn_copy_detail)
     g2 = InpaintGenerator.from_config(cfg)
     _load_into(g2, file)
     return g2.eval()

@@ -93,6 +93,10 @@ class ModelConfig:
     # (at 256 px, 2 is grain and the finest texture; 4 also takes coarser texture, while edges
     # and shading stay the blend's). Also a release setting.
     copy_detail_sigma: float = 2.0
+    # ``copy_detail`` for the release's G2 for drawn edges only (None = ``copy_detail``): that
+    # G2 keeps more of its own fill, so less of the copy's texture suits it (model card,
+    # session 46). Read when that G2 is loaded; a release setting, not trained.
+    drawn_copy_detail: float | None = None
 
 
 @dataclass(frozen=True)
@@ -195,13 +199,14 @@ MAX_BLOCKS = 64
 def same_architecture(a: ModelConfig, b: ModelConfig) -> bool:
     """Whether weights trained under ``a`` fit ``b`` and get the same inputs: every model key
     but ``edge_guide``, the weight of the copy's edge guide, and ``copy_detail`` /
-    ``copy_detail_sigma``, the share and band of the copy's texture put back after the blend,
-    which a run may train with and a release infer with at other values (``attach_drawn``,
-    ``--resume``)."""
+    ``drawn_copy_detail`` / ``copy_detail_sigma``, the share and band of the copy's texture put
+    back after the blend, which a run may train with and a release infer with at other values
+    (``attach_drawn``, ``--resume``)."""
     a_as_released = dataclasses.replace(
         a,
         edge_guide=b.edge_guide,
         copy_detail=b.copy_detail,
+        drawn_copy_detail=b.drawn_copy_detail,
         copy_detail_sigma=b.copy_detail_sigma,
     )
     return a_as_released == b
@@ -254,11 +259,13 @@ def check_model_config(m: ModelConfig, where: str = "model") -> None:
             f"{where}.deep_blend changes the exemplar blend: it needs exemplar true"
         )
     number("copy_detail", 0.0, 4.0)
+    number("drawn_copy_detail", 0.0, 4.0, optional=True)
     number("copy_detail_sigma", 0.5, 16.0)
-    if m.copy_detail and not m.exemplar:
-        raise EdgefillError(
-            f"{where}.copy_detail puts back the copy's texture: it needs exemplar true"
-        )
+    for name in ("copy_detail", "drawn_copy_detail"):
+        if getattr(m, name) and not m.exemplar:
+            raise EdgefillError(
+                f"{where}.{name} puts back the copy's texture: it needs exemplar true"
+            )
 
 
 def validate(cfg: Config) -> None:

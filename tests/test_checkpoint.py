@@ -216,16 +216,23 @@ def test_release_from_a_trained_model_config(tmp_path: Path) -> None:
     assert inp.config == cfg and len(inp.g1.middle) == 2
 
 
+def _exemplar_release_set_by_hand(folder: Path, **model_settings: object) -> Path:
+    """A tiny exemplar release with a G2 for drawn edges, ``model_settings`` then written into
+    its ``config.json`` by hand, as a release sets them (no retraining)."""
+    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True)
+    g2 = InpaintGenerator.from_config(cfg)
+    rel = save_release(folder, EdgeGenerator(4, 1).state_dict(), g2.state_dict(), cfg)
+    attach_drawn(rel, rel)
+    doc = json.loads((rel / "config.json").read_text())
+    doc["model"].update(model_settings)
+    (rel / "config.json").write_text(json.dumps(doc))
+    return rel
+
+
 def test_a_release_config_sets_copy_detail_and_its_band_on_both_g2s_of_the_same_weights(
     tmp_path: Path,
 ) -> None:
-    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True)
-    g2 = InpaintGenerator.from_config(cfg)
-    rel = save_release(tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), g2.state_dict(), cfg)
-    attach_drawn(rel, rel)
-    doc = json.loads((rel / "config.json").read_text())
-    doc["model"].update(copy_detail=0.5, copy_detail_sigma=4)  # set by hand: no retraining
-    (rel / "config.json").write_text(json.dumps(doc))
+    rel = _exemplar_release_set_by_hand(tmp_path / "rel", copy_detail=0.5, copy_detail_sigma=4)
     inp = Inpainter.from_pretrained(rel)
     assert inp.config.copy_detail == 0.5 and inp.config.copy_detail_sigma == 4
     assert inp.g2_drawn is not None
@@ -236,21 +243,12 @@ def test_a_release_config_sets_copy_detail_and_its_band_on_both_g2s_of_the_same_
 def test_drawn_copy_detail_sets_copy_detail_for_the_g2_for_drawn_edges_only(
     tmp_path: Path,
 ) -> None:
-    cfg = ModelConfig(
-        width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True, copy_detail=0.5
-    )
-    g2 = InpaintGenerator.from_config(cfg)
-    rel = save_release(tmp_path / "rel", EdgeGenerator(4, 1).state_dict(), g2.state_dict(), cfg)
-    attach_drawn(rel, rel)
-    doc = json.loads((rel / "config.json").read_text())
-    doc["model"]["drawn_copy_detail"] = 0.2
-    (rel / "config.json").write_text(json.dumps(doc))
+    rel = _exemplar_release_set_by_hand(tmp_path / "a", copy_detail=0.5, drawn_copy_detail=0.2)
     inp = Inpainter.from_pretrained(rel)
     assert inp.config.drawn_copy_detail == 0.2 and inp.g2_drawn is not None
     assert inp.g2.copy_detail == 0.5 and inp.g2_drawn.copy_detail == 0.2
     # None (the default, and every release before it) keeps copy_detail for both
-    doc["model"]["drawn_copy_detail"] = None
-    (rel / "config.json").write_text(json.dumps(doc))
+    rel = _exemplar_release_set_by_hand(tmp_path / "b", copy_detail=0.5, drawn_copy_detail=None)
     assert Inpainter.from_pretrained(rel).g2_drawn.copy_detail == 0.5
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,38 @@ def test_export_onnx_round_trip(
         == 0
     )
     assert np.asarray(Image.open(tmp_path / "e.png")).shape == (64, 64)
+
+
+def test_onnx_files_from_other_weights_or_settings_are_refused(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from edgefill.onnx_export import export_onnx
+
+    cfg = dataclasses.replace(CFG8, hole_fill="telea", exemplar=True)
+    torch.manual_seed(8)
+    g1, g2 = EdgeGenerator(8, 2), InpaintGenerator.from_config(cfg)
+    rel = export_onnx(
+        save_release(tmp_path / "rel", g1.state_dict(), g2.state_dict(), cfg), tmp_path / "rel"
+    )
+    assert Inpainter.from_pretrained(rel, backend="onnx").engine.name == "onnx"  # fresh: used
+    config = rel / "config.json"
+    fresh = config.read_text()
+    doc = json.loads(fresh)
+    doc["model"]["copy_detail"] = 0.5  # baked into the exported graph
+    config.write_text(json.dumps(doc))
+    with pytest.raises(
+        EdgefillError, match=f"inpaint.onnx missing or not exported.*export-onnx {rel}"
+    ):
+        Inpainter.from_pretrained(rel, backend="onnx")
+    config.write_text(fresh)
+    torch.manual_seed(9)  # other weights saved over the release, the old graphs left beside them
+    save_release(rel, EdgeGenerator(8, 2).state_dict(), g2.state_dict(), cfg)
+    with pytest.raises(EdgefillError, match="edge.onnx missing"):
+        Inpainter.from_pretrained(rel, backend="onnx")
+    (rel / "edge.onnx").unlink()  # one graph missing: still not this release's export
+    with pytest.raises(EdgefillError, match="edge.onnx missing"):
+        Inpainter.from_pretrained(rel, backend="onnx")
+    (rel / "inpaint.onnx").unlink()  # none left: exported on load
+    assert Inpainter.from_pretrained(rel, backend="onnx").engine.name == "onnx"
 
 
 @pytest.mark.parametrize(

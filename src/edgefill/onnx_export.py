@@ -5,11 +5,15 @@
     Inpainter.from_pretrained(DIR, backend="onnx")
 
 The graphs take float32 NCHW inputs of any batch size and any height/width that is a multiple
-of 4 (the pipeline pads), exactly the tensors the torch generators take.
+of 4 (the pipeline pads), exactly the tensors the torch generators take. Each graph carries a
+fingerprint of the weights and output settings it was exported from, so that files left beside a
+release that changed since (new weights, an edited ``config.json``) are refused, not run.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
 import shutil
 import warnings
@@ -35,9 +39,59 @@ from edgefill.networks import fuse_for_inference
 OPSET = 17
 ONNX_FILES = {"edge": "edge.onnx", "inpaint": "inpaint.onnx", "inpaint_drawn": "inpaint_drawn.onnx"}
 CHECK_TOLERANCE = 1e-3  # max |onnxruntime - torch| on a random input after export
+FINGERPRINT_KEY = "edgefill_fingerprint"  # ONNX metadata: what the graph was exported from
+# The generator attributes its output step reads (InpaintGenerator.activate): baked into a graph.
+OUTPUT_SETTINGS = ("hole_fill", "exemplar", "deep_blend", "copy_detail", "copy_detail_sigma")
+
+
+def fingerprint(net: nn.Module) -> str:
+    """A hash of what an exported graph of ``net`` computes: its inference weights (spectral norm
+    baked, float32) and the output settings it reads."""
+    baked = fuse_for_inference(copy.deepcopy(net)).float().cpu()
+    h = hashlib.sha256(type(net).__name__.encode())
+    for name in OUTPUT_SETTINGS:
+        h.update(f"{name}={getattr(net, name, None)!r};".encode())
+    for key, value in sorted(baked.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def stored_fingerprint(path: Path) -> str | None:
+    """The fingerprint an exported ``.onnx`` file carries (None: an export without one)."""
+    require_extra("onnx", "the onnx backend", "onnx")
+    import onnx
+
+    props = onnx.load(str(path), load_external_data=False).metadata_props
+    return next((p.value for p in props if p.key == FINGERPRINT_KEY), None)
+
+
+def exported_files(folder: Path, nets: dict[str, nn.Module]) -> dict[str, Path] | None:
+    """The folder's ``.onnx`` files for ``nets`` (see ``named_generators``) when it has any,
+    None when it has none (the engine then exports on load). Files that are missing or were
+    exported from other weights or settings than ``nets`` are an error: running them would
+    silently give another model's results."""
+    files = {name: folder / ONNX_FILES[name] for name in nets}
+    if not any(p.is_file() for p in files.values()):
+        return None
+    stale = [
+        files[name].name
+        for name, net in nets.items()
+        if not files[name].is_file() or stored_fingerprint(files[name]) != fingerprint(net)
+    ]
+    if stale:
+        raise EdgefillError(
+            f"{folder}: {', '.join(stale)} missing or not exported from this release's weights "
+            f"and config.json; run `edgefill export-onnx {folder} -o {folder}` again (or delete "
+            "the .onnx files to export on load)"
+        )
+    return files
 
 
 def _export(module: nn.Module, in_channels: int, opset: int = OPSET) -> bytes:
+    import onnx
+
+    mark = fingerprint(module)
     module = fuse_for_inference(module).float().cpu().eval()
     dummy = torch.rand(1, in_channels, 64, 64)
     buf = io.BytesIO()
@@ -54,7 +108,9 @@ def _export(module: nn.Module, in_channels: int, opset: int = OPSET) -> bytes:
             torch.onnx.export(module, (dummy,), buf, dynamo=False, **kwargs)
         except TypeError:  # torch without the dynamo switch
             torch.onnx.export(module, (dummy,), buf, **kwargs)
-    return buf.getvalue()
+    model = onnx.load_from_string(buf.getvalue())
+    onnx.helper.set_model_props(model, {FINGERPRINT_KEY: mark})
+    return model.SerializeToString()
 
 
 def export_generators(

@@ -78,7 +78,7 @@ from edgefill.networks import (
     fuse_for_inference,
     inpaint_input,
 )
-from edgefill.onnx_export import ONNX_FILES
+from edgefill.onnx_export import exported_files
 from edgefill.prefill import PATCHMATCH_MAX_SIDE, exemplar_fill, fill_hole, thin_parts
 
 STRIDE = 4  # two stride-2 stages in each generator
@@ -399,15 +399,14 @@ class Inpainter:
         """Load a release folder (safetensors + config.json); None or 'default' = shipped weights.
 
         With ``backend='onnx'`` the folder's ``edge.onnx`` / ``inpaint.onnx`` (written by
-        ``edgefill export-onnx``) are used when present, else the generators are exported on load.
+        ``edgefill export-onnx``) are used when present (an error when they were exported from
+        other weights or settings), else the generators are exported on load.
         """
         path = resolve_weights(path_or_name)
         g1, g2, cfg, doc = load_release(path)
         drawn = load_drawn_generator(path, cfg)
         if backend == "onnx" and "onnx_models" not in options:
-            files = {k: path / ONNX_FILES[k] for k in named_generators(g1, g2, drawn)}
-            if all(p.is_file() for p in files.values()):
-                options["onnx_models"] = files
+            options["onnx_models"] = exported_files(path, named_generators(g1, g2, drawn))
         return cls(
             g1,
             g2,

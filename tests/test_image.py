@@ -14,6 +14,8 @@ from PIL import Image
 from edgefill.errors import EdgefillError
 from edgefill.image import (
     DEFAULT_MAX_PIXELS,
+    ImageMeta,
+    encode_image,
     encode_png,
     load_rgb,
     open_image,
@@ -295,6 +297,25 @@ def test_save_is_atomic(tmp_path: Path, photo: np.ndarray, monkeypatch: pytest.M
     monkeypatch.setattr(Image.Image, "save", real_save)
     save_image(target, 255 - photo)
     np.testing.assert_array_equal(load_rgb(target)[0], 255 - photo)
+
+
+def zlib_level_class(png: bytes) -> int:
+    """FLEVEL of the first IDAT's zlib header: 0 for zlib levels 0-1, 1 for 2-5, 2 for 6, 3 above."""
+    i = png.index(b"IDAT") + 4
+    return png[i + 1] >> 6
+
+
+def test_pngs_are_written_with_a_fast_zlib_level(photo: np.ndarray, tmp_path: Path) -> None:
+    """Files at level 3 (Pillow's default 6 took 2-4x as long on 12 MP photos, docs/performance.md),
+    the web app's previews at 1."""
+    deep = photo.astype(np.uint16) * 257
+    for data in (
+        encode_image(photo, "PNG", ImageMeta(dpi=(300, 300))),
+        encode_image(deep, "PNG"),
+        save_image(tmp_path / "r.png", photo).read_bytes(),
+    ):
+        assert zlib_level_class(data) == 1  # zlib levels 2-5
+    assert zlib_level_class(encode_png(photo)) == 0
 
 
 def test_encode_png(photo: np.ndarray) -> None:

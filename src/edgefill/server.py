@@ -671,13 +671,12 @@ async def run_model(
 async def run_to_png(
     runner: ModelRunner,
     fn: Callable[[Inpainter | None], np.ndarray],
-    compress_level: int = 1,
     needs_model: bool = True,
 ) -> tuple[Response, np.ndarray]:
     """``fn`` on the model thread (``ModelRunner.run``), its uint8 array answered as a PNG with
     the model time in ``X-Edgefill-Seconds``; also returns the array."""
     arr, seconds = await run_model(runner, fn, needs_model)
-    data = await anyio.to_thread.run_sync(encode_png, arr, compress_level)
+    data = await anyio.to_thread.run_sync(encode_png, arr)
     return _png(data, seconds), arr
 
 

@@ -55,6 +55,26 @@ def test_detail_brings_back_the_fine_band_and_leaves_known_pixels_alone():
     assert np.abs(blur(out) - blur(up))[hole].mean() < 2.0
 
 
+def test_the_middle_of_a_hole_beyond_the_local_search_gets_detail_too():
+    """Blocks deeper than SEARCH reduced px from any known pixel are matched over the whole
+    window: without that, the middle of a large hole stayed a blur inside a ring of grain."""
+    truth = grainy(560, 560, seed=3)
+    hole = np.zeros((560, 560), bool)
+    hole[80:480, 80:480] = True  # 100 px at the reduced scale: its middle is > SEARCH deep
+    photo = truth.copy()
+    photo[hole] = 255
+    small, small_hole, up = reduced_fill(truth, hole, 4)
+    out = restore_detail(photo, hole, up, small, small_hole)
+    middle = np.zeros_like(hole)
+    middle[240:320, 240:320] = True  # 40 reduced px from the hole's edge
+    assert fine_energy(up, middle) < 0.4 * fine_energy(truth, middle)
+    assert fine_energy(out, middle) > 0.7 * fine_energy(truth, middle)
+    assert np.array_equal(out[~hole], up[~hole])
+    hole[8:-8, 8:-8] = True  # no all-known template position left anywhere: nothing to copy
+    small, small_hole, up = reduced_fill(truth, hole, 4)
+    assert np.array_equal(restore_detail(photo, hole, up, small, small_hole), up)
+
+
 def test_high_band_is_what_the_round_trip_loses():
     img = grainy(64, 96)
     band = high_band(img, (16, 24))

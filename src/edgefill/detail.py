@@ -11,13 +11,18 @@ band is copied from the known part of the photo, by patch matching guided by the
    each block that touches the hole, with CONTEXT px around it, is matched (sum of squared
    differences, ``cv2.matchTemplate``) against every position within SEARCH px whose pixels are
    all known. The best match is where the photo looks, at the reduced scale, like the fill.
+   A block deeper in the hole than that search reaches (the middle of a large hole) is matched
+   against the whole window instead, on a GLOBAL_STRIDE px grid of all-known positions (one
+   matrix product for all such blocks); before, those blocks got no detail and the middle of a
+   large hole stayed a blur inside a ring of restored grain.
 2. At full size the photo's own high band, ``photo - upscale(downscale(photo))`` (exactly what
    the round trip through the reduced size removes), is read at the matched position scaled
    up, and added to ``up`` on the block's hole pixels. Source pixels that lie in the hole add
    nothing.
 
 Known pixels are never touched (the caller pastes only hole pixels anyway). Cost: one
-``matchTemplate`` per block over a (2 * SEARCH + block) square of the reduced image.
+``matchTemplate`` per block over a (2 * SEARCH + block) square of the reduced image, plus for the
+deep blocks one (blocks x candidates) product of their templates with the grid's patches.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy as np
 BLOCK = 6  # reduced-scale px per matched block
 CONTEXT = 4  # reduced-scale px of surroundings matched with each block
 SEARCH = 40  # reduced-scale px searched in each direction
+GLOBAL_STRIDE = 4  # reduced-scale grid of the candidates for blocks beyond SEARCH of known ones
+GLOBAL_CHUNK = 512  # deep blocks scored at once (bounds the score matrix: chunk x candidates)
 
 
 def high_band(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -69,8 +76,9 @@ def restore_detail(
     if not hole.any() or small_hole.all() or (h, w) == (hh, ww):
         return out
     band = high_band(photo, (h, w))
-    sy, sx = hh / h, ww / w
+    scale = (hh / h, ww / w)
     ref = small.astype(np.float32)
+    deep: list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]] = []
     for y0 in range(0, h, block):
         for x0 in range(0, w, block):
             y1, x1 = min(y0 + block, h), min(x0 + block, w)
@@ -83,26 +91,82 @@ def restore_detail(
             ry0, rx0 = max(0, ty0 - search), max(0, tx0 - search)
             ry1, rx1 = min(h, ty1 + search), min(w, tx1 + search)
             region = ref[ry0:ry1, rx0:rx1]
-            if region.shape[0] < th or region.shape[1] < tw:
-                continue
-            valid = _all_known(small_hole[ry0:ry1, rx0:rx1], th, tw)
-            if not valid.any():
+            valid = None
+            if region.shape[0] >= th and region.shape[1] >= tw:
+                valid = _all_known(small_hole[ry0:ry1, rx0:rx1], th, tw)
+            if valid is None or not valid.any():
+                deep.append(((y0, x0, y1, x1), (ty0, tx0, ty1, tx1)))
                 continue
             score = cv2.matchTemplate(region, templ, cv2.TM_SQDIFF)
             score[~valid] = np.inf
             my, mx = np.unravel_index(int(np.argmin(score)), score.shape)
-            dy, dx = ry0 + my - ty0, rx0 + mx - tx0  # reduced-scale offset of the match
-            fy0, fy1 = round(y0 * sy), round(y1 * sy)
-            fx0, fx1 = round(x0 * sx), round(x1 * sx)
-            mine = hole[fy0:fy1, fx0:fx1]
-            if not mine.any():
-                continue
-            oy, ox = round(dy * sy), round(dx * sx)
-            sy0 = min(max(fy0 + oy, 0), hh - (fy1 - fy0))
-            sx0 = min(max(fx0 + ox, 0), ww - (fx1 - fx0))
-            src = (slice(sy0, sy0 + fy1 - fy0), slice(sx0, sx0 + fx1 - fx0))
-            detail = band[src][mine]
-            detail[hole[src][mine]] = 0  # damaged pixels carry no detail worth copying
-            target = out[fy0:fy1, fx0:fx1]
-            target[mine] = np.clip(target[mine] + detail, 0, 255).astype(np.uint8)
+            offset = (ry0 + my - ty0, rx0 + mx - tx0)  # reduced-scale offset of the match
+            _add_detail(out, band, hole, (y0, x0, y1, x1), offset, scale)
+    for (blk, _), offset in zip(
+        deep, _global_offsets(ref, small_hole, [t for _, t in deep]), strict=True
+    ):
+        if offset is not None:
+            _add_detail(out, band, hole, blk, offset, scale)
     return out
+
+
+def _global_offsets(
+    ref: np.ndarray, small_hole: np.ndarray, boxes: list[tuple[int, int, int, int]]
+) -> list[tuple[int, int] | None]:
+    """For each template box (ty0, tx0, ty1, tx1) of ``ref`` (float32 hxwx3), the offset to the
+    all-known position on the GLOBAL_STRIDE grid with the least sum of squared differences
+    (None when the window has no such position): ``|c|^2 - 2 t.c`` for all candidates c at once."""
+    offsets: list[tuple[int, int] | None] = [None] * len(boxes)
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, (ty0, tx0, ty1, tx1) in enumerate(boxes):
+        by_shape.setdefault((ty1 - ty0, tx1 - tx0), []).append(i)
+    h, w = small_hole.shape
+    for (th, tw), ids in by_shape.items():
+        if th > h or tw > w:
+            continue
+        ys, xs = np.nonzero(_all_known(small_hole, th, tw)[::GLOBAL_STRIDE, ::GLOBAL_STRIDE])
+        if not len(ys):
+            continue
+        ys, xs = ys * GLOBAL_STRIDE, xs * GLOBAL_STRIDE
+        patches = np.lib.stride_tricks.sliding_window_view(ref, (th, tw), axis=(0, 1))
+        cand = patches[ys, xs].reshape(len(ys), -1)  # (K, 3 * th * tw)
+        norms = np.einsum("kd,kd->k", cand, cand)
+        for c0 in range(0, len(ids), GLOBAL_CHUNK):
+            chunk = ids[c0 : c0 + GLOBAL_CHUNK]
+            templ = np.stack(
+                [
+                    ref[b[0] : b[2], b[1] : b[3]].transpose(2, 0, 1).reshape(-1)
+                    for b in (boxes[i] for i in chunk)
+                ]
+            )
+            best = np.argmin(norms[None] - 2 * templ @ cand.T, axis=1)
+            for i, k in zip(chunk, best, strict=True):
+                offsets[i] = (int(ys[k]) - boxes[i][0], int(xs[k]) - boxes[i][1])
+    return offsets
+
+
+def _add_detail(
+    out: np.ndarray,
+    band: np.ndarray,
+    hole: np.ndarray,
+    blk: tuple[int, int, int, int],
+    offset: tuple[int, int],
+    scale: tuple[float, float],
+) -> None:
+    """Add to ``out``'s hole pixels of the reduced-scale block ``blk`` (y0, x0, y1, x1) the photo's
+    high band found ``offset`` (reduced px) away, both scaled to full size by ``scale``."""
+    (y0, x0, y1, x1), (dy, dx), (sy, sx) = blk, offset, scale
+    hh, ww = hole.shape
+    fy0, fy1 = round(y0 * sy), round(y1 * sy)
+    fx0, fx1 = round(x0 * sx), round(x1 * sx)
+    mine = hole[fy0:fy1, fx0:fx1]
+    if not mine.any():
+        return
+    oy, ox = round(dy * sy), round(dx * sx)
+    sy0 = min(max(fy0 + oy, 0), hh - (fy1 - fy0))
+    sx0 = min(max(fx0 + ox, 0), ww - (fx1 - fx0))
+    src = (slice(sy0, sy0 + fy1 - fy0), slice(sx0, sx0 + fx1 - fx0))
+    detail = band[src][mine]
+    detail[hole[src][mine]] = 0  # damaged pixels carry no detail worth copying
+    target = out[fy0:fy1, fx0:fx1]
+    target[mine] = np.clip(target[mine] + detail, 0, 255).astype(np.uint8)

@@ -120,10 +120,7 @@ def _global_offsets(
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, (ty0, tx0, ty1, tx1) in enumerate(boxes):
         by_shape.setdefault((ty1 - ty0, tx1 - tx0), []).append(i)
-    h, w = small_hole.shape
-    for (th, tw), ids in by_shape.items():
-        if th > h or tw > w:
-            continue
+    for (th, tw), ids in by_shape.items():  # boxes lie inside the window: th <= h, tw <= w
         ys, xs = np.nonzero(_all_known(small_hole, th, tw)[::GLOBAL_STRIDE, ::GLOBAL_STRIDE])
         if not len(ys):
             continue

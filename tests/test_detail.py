@@ -70,6 +70,8 @@ def test_the_middle_of_a_hole_beyond_the_local_search_gets_detail_too():
     assert fine_energy(up, middle) < 0.4 * fine_energy(truth, middle)
     assert fine_energy(out, middle) > 0.7 * fine_energy(truth, middle)
     assert np.array_equal(out[~hole], up[~hole])
+    # Threads share the rows of blocks: the same result.
+    assert np.array_equal(restore_detail(photo, hole, up, small, small_hole, workers=3), out)
     hole[8:-8, 8:-8] = True  # no all-known template position left anywhere: nothing to copy
     small, small_hole, up = reduced_fill(truth, hole, 4)
     assert np.array_equal(restore_detail(photo, hole, up, small, small_hole), up)

@@ -27,6 +27,8 @@ deep blocks one (blocks x candidates) product of their templates with the grid's
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -35,6 +37,8 @@ CONTEXT = 4  # reduced-scale px of surroundings matched with each block
 SEARCH = 40  # reduced-scale px searched in each direction
 GLOBAL_STRIDE = 4  # reduced-scale grid of the candidates for blocks beyond SEARCH of known ones
 GLOBAL_CHUNK = 512  # deep blocks scored at once (bounds the score matrix: chunk x candidates)
+
+Box = tuple[int, int, int, int]  # y0, x0, y1, x1 at the reduced scale
 
 
 def high_band(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -65,10 +69,13 @@ def restore_detail(
     block: int = BLOCK,
     context: int = CONTEXT,
     search: int = SEARCH,
+    workers: int = 1,
 ) -> np.ndarray:
     """``up`` (uint8 HxWx3, the upscaled reduced fill) with the photo's high band copied into
     ``hole`` (bool HxW) by patch matching on ``small`` (uint8 hxwx3, the reduced composite) with
     ``small_hole`` (bool hxw, the reduced hole). ``photo``: uint8 HxWx3, the window at full size.
+    ``workers`` threads share the local search by rows of blocks (OpenCV releases the GIL; rows
+    of blocks write disjoint rows of the result): the same result for any number.
     """
     hh, ww = hole.shape
     h, w = small_hole.shape
@@ -78,30 +85,42 @@ def restore_detail(
     band = high_band(photo, (h, w))
     scale = (hh / h, ww / w)
     ref = small.astype(np.float32)
-    deep: list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]] = []
-    for y0 in range(0, h, block):
-        for x0 in range(0, w, block):
-            y1, x1 = min(y0 + block, h), min(x0 + block, w)
-            if not small_hole[y0:y1, x0:x1].any():
-                continue
-            ty0, tx0 = max(0, y0 - context), max(0, x0 - context)
-            ty1, tx1 = min(h, y1 + context), min(w, x1 + context)
-            templ = ref[ty0:ty1, tx0:tx1]
-            th, tw = ty1 - ty0, tx1 - tx0
-            ry0, rx0 = max(0, ty0 - search), max(0, tx0 - search)
-            ry1, rx1 = min(h, ty1 + search), min(w, tx1 + search)
-            region = ref[ry0:ry1, rx0:rx1]
-            valid = None
-            if region.shape[0] >= th and region.shape[1] >= tw:
-                valid = _all_known(small_hole[ry0:ry1, rx0:rx1], th, tw)
-            if valid is None or not valid.any():
-                deep.append(((y0, x0, y1, x1), (ty0, tx0, ty1, tx1)))
-                continue
-            score = cv2.matchTemplate(region, templ, cv2.TM_SQDIFF)
-            score[~valid] = np.inf
-            my, mx = np.unravel_index(int(np.argmin(score)), score.shape)
-            offset = (ry0 + my - ty0, rx0 + mx - tx0)  # reduced-scale offset of the match
-            _add_detail(out, band, hole, (y0, x0, y1, x1), offset, scale)
+
+    def match_rows(rows: range) -> list[tuple[Box, Box]]:
+        """Local search for the blocks of ``rows``; returns the blocks it found too deep."""
+        deep = []
+        for y0 in rows:
+            for x0 in range(0, w, block):
+                y1, x1 = min(y0 + block, h), min(x0 + block, w)
+                if not small_hole[y0:y1, x0:x1].any():
+                    continue
+                ty0, tx0 = max(0, y0 - context), max(0, x0 - context)
+                ty1, tx1 = min(h, y1 + context), min(w, x1 + context)
+                templ = ref[ty0:ty1, tx0:tx1]
+                th, tw = ty1 - ty0, tx1 - tx0
+                ry0, rx0 = max(0, ty0 - search), max(0, tx0 - search)
+                ry1, rx1 = min(h, ty1 + search), min(w, tx1 + search)
+                region = ref[ry0:ry1, rx0:rx1]
+                valid = None
+                if region.shape[0] >= th and region.shape[1] >= tw:
+                    valid = _all_known(small_hole[ry0:ry1, rx0:rx1], th, tw)
+                if valid is None or not valid.any():
+                    deep.append(((y0, x0, y1, x1), (ty0, tx0, ty1, tx1)))
+                    continue
+                score = cv2.matchTemplate(region, templ, cv2.TM_SQDIFF)
+                score[~valid] = np.inf
+                my, mx = np.unravel_index(int(np.argmin(score)), score.shape)
+                offset = (ry0 + my - ty0, rx0 + mx - tx0)  # reduced-scale offset of the match
+                _add_detail(out, band, hole, (y0, x0, y1, x1), offset, scale)
+        return deep
+
+    rows = range(0, h, block)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(match_rows, [rows[k::workers] for k in range(workers)]))
+    else:
+        parts = [match_rows(rows)]
+    deep = [entry for part in parts for entry in part]
     for (blk, _), offset in zip(
         deep, _global_offsets(ref, small_hole, [t for _, t in deep]), strict=True
     ):
@@ -111,7 +130,7 @@ def restore_detail(
 
 
 def _global_offsets(
-    ref: np.ndarray, small_hole: np.ndarray, boxes: list[tuple[int, int, int, int]]
+    ref: np.ndarray, small_hole: np.ndarray, boxes: list[Box]
 ) -> list[tuple[int, int] | None]:
     """For each template box (ty0, tx0, ty1, tx1) of ``ref`` (float32 hxwx3), the offset to the
     all-known position on the GLOBAL_STRIDE grid with the least sum of squared differences
@@ -146,7 +165,7 @@ def _add_detail(
     out: np.ndarray,
     band: np.ndarray,
     hole: np.ndarray,
-    blk: tuple[int, int, int, int],
+    blk: Box,
     offset: tuple[int, int],
     scale: tuple[float, float],
 ) -> None:

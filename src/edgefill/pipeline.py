@@ -676,7 +676,9 @@ class Inpainter:
                 small = np.where(hole_s[..., None], filled, rgb_s)
                 filled = cv2.resize(small, (ww, wh), interpolation=cv2.INTER_CUBIC)
                 # ... and the detail finer than the reduced grid copied back from the photo.
-                filled = restore_detail(rgb_w, hole_w, filled, small, hole_s)
+                filled = restore_detail(
+                    rgb_w, hole_w, filled, small, hole_s, workers=torch.get_num_threads()
+                )
             region = result[t:b, lf:r]
             # Only this window's hole pixels are written (cv2.copyTo: ~15x faster than
             # np.copyto(where=)); other holes inside it were holes to the networks too.

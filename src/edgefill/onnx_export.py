@@ -40,17 +40,20 @@ OPSET = 17
 ONNX_FILES = {"edge": "edge.onnx", "inpaint": "inpaint.onnx", "inpaint_drawn": "inpaint_drawn.onnx"}
 CHECK_TOLERANCE = 1e-3  # max |onnxruntime - torch| on a random input after export
 FINGERPRINT_KEY = "edgefill_fingerprint"  # ONNX metadata: what the graph was exported from
-# The generator attributes its output step reads (InpaintGenerator.activate): baked into a graph.
-OUTPUT_SETTINGS = ("hole_fill", "exemplar", "deep_blend", "copy_detail", "copy_detail_sigma")
 
 
 def fingerprint(net: nn.Module) -> str:
     """A hash of what an exported graph of ``net`` computes: its inference weights (spectral norm
-    baked, float32) and the output settings it reads."""
+    baked, float32) and its plain settings (``copy_detail``, ``hole_fill``, ...: every bool,
+    number or string attribute but ``training``, so a setting added later is covered too)."""
     baked = fuse_for_inference(copy.deepcopy(net)).float().cpu()
     h = hashlib.sha256(type(net).__name__.encode())
-    for name in OUTPUT_SETTINGS:
-        h.update(f"{name}={getattr(net, name, None)!r};".encode())
+    settings = {
+        k: v
+        for k, v in vars(net).items()
+        if isinstance(v, (bool, int, float, str)) and k != "training"
+    }
+    h.update(repr(sorted(settings.items())).encode())
     for key, value in sorted(baked.state_dict().items()):
         h.update(key.encode())
         h.update(value.detach().contiguous().numpy().tobytes())

@@ -100,11 +100,9 @@ def restore_detail(
                 th, tw = ty1 - ty0, tx1 - tx0
                 ry0, rx0 = max(0, ty0 - search), max(0, tx0 - search)
                 ry1, rx1 = min(h, ty1 + search), min(w, tx1 + search)
-                region = ref[ry0:ry1, rx0:rx1]
-                valid = None
-                if region.shape[0] >= th and region.shape[1] >= tw:
-                    valid = _all_known(small_hole[ry0:ry1, rx0:rx1], th, tw)
-                if valid is None or not valid.any():
+                region = ref[ry0:ry1, rx0:rx1]  # holds the template's own box: never smaller
+                valid = _all_known(small_hole[ry0:ry1, rx0:rx1], th, tw)
+                if not valid.any():
                     deep.append(((y0, x0, y1, x1), (ty0, tx0, ty1, tx1)))
                     continue
                 score = cv2.matchTemplate(region, templ, cv2.TM_SQDIFF)

@@ -12,7 +12,8 @@
 #   scripts/train_gpu.sh run [MINUTES]    # there: train for MINUTES (default 8), export to $OUT
 #
 # With the device tool: run(command="scripts/train_gpu.sh run 8", carry=[".gpu"], timeout_s=600).
-# Environment for `run`: OUT (default ./gpu-run: release/ = best checkpoint, latest/, logs), RUN
+# Environment for `run`: OUT (default ./gpu-run: release/ = best checkpoint, latest/, logs; from a
+# release INIT they keep its inference settings and its G2 for drawn edges), RUN
 # (checkpoints; default $OUT/run), INIT (release to start from; default the shipped
 # weights; "none" = from scratch), WIDTH / BLOCKS (default: the shipped design; the paper's full
 # width is WIDTH=64 BLOCKS=8, which needs INIT=none and far more than one short lease), DEVICE
@@ -141,6 +142,12 @@ EXPORT=()
 case "$STAGE" in  # the generator the stage does not train, as it was
     edge | inpaint) EXPORT=(--edge-from "$INIT") ;;
 esac
+# Fine-tuned from a release: the export keeps what that release chose beyond its weights (copy
+# guide, copy detail, its G2 for drawn edges; `export --base`). Not for STAGE=inpaint, whose G2
+# is a G2 for drawn edges, released on its own for `attach-drawn`.
+if [ "$STAGE" != inpaint ] && [ -f "$INIT/config.json" ]; then
+    EXPORT=(--base "$INIT")
+fi
 "$PY" -m edgefill.cli export "$RUN" -o "$OUT/release" "${EXPORT[@]}"
 "$PY" -m edgefill.cli export "$RUN" -o "$OUT/latest" --latest "${EXPORT[@]}"
 cp "$RUN/val_log.csv" "$RUN/train_log.csv" "$OUT/" 2>/dev/null || true

@@ -507,6 +507,85 @@ def test_export_needs_both_generators(
     Inpainter.from_pretrained(tmp_path / "r2")
 
 
+def _exemplar_base(folder: Path, width: int = 8) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A tiny release as the shipped one is made: an exemplar G2, inference settings other than
+    training's, and a G2 for drawn edges of its own (returned)."""
+    from edgefill.checkpoint import save_release
+    from edgefill.config import ModelConfig
+    from edgefill.networks import EdgeGenerator, InpaintGenerator
+
+    cfg = ModelConfig(width=width, edge_blocks=1, inpaint_blocks=1, hole_fill="telea",
+                      exemplar=True, edge_guide=0.3, copy_detail=0.35, copy_detail_sigma=4.0,
+                      drawn_copy_detail=0.2)  # fmt: skip
+    g2, drawn = InpaintGenerator.from_config(cfg), InpaintGenerator.from_config(cfg)
+    torch.nn.init.normal_(drawn.decoder[-1].weight, 0, 0.1)
+    g1 = EdgeGenerator(width, 1).state_dict()
+    save_release(folder, g1, g2.state_dict(), cfg, {}, True, drawn.state_dict())
+    return folder, drawn.state_dict()
+
+
+def test_export_with_base_keeps_what_the_release_chose_beyond_its_weights(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from edgefill.checkpoint import DRAWN_FILE, read_release_config
+    from edgefill.config import RELEASE_SETTINGS
+    from edgefill.pipeline import Inpainter
+    from edgefill.train import load_generator_from
+
+    base, drawn = _exemplar_base(tmp_path / "base")
+    run = tmp_path / "run"
+    make_trainer(photos, run, "inpaint-on-predicted", "model.hole_fill=telea",
+                 "model.exemplar=true", "model.edge_guide=1", edge_weights=str(base),
+                 init=str(base)).fit(max_steps=1)  # fmt: skip
+    # Without --base the release carries the run's training settings and no G2 for drawn edges.
+    assert main(["export", str(run), "-o", str(tmp_path / "plain")]) == 0
+    plain = read_release_config(tmp_path / "plain")[0]
+    assert (plain.edge_guide, plain.copy_detail) == (1.0, 0.0)
+    assert not (tmp_path / "plain" / DRAWN_FILE).exists()
+
+    out = tmp_path / "mine"
+    assert main(["export", str(run), "-o", str(out), "--base", str(base)]) == 0
+    model, doc = read_release_config(out)
+    base_model = read_release_config(base)[0]
+    for key in RELEASE_SETTINGS:
+        assert getattr(model, key) == getattr(base_model, key), key
+    assert doc["base"] == str(base) and str(base) in doc["drawn_from"]
+    inp = Inpainter.from_pretrained(out)
+    for k, v in drawn.items():  # the base's G2 for drawn edges, with its own copy detail
+        assert torch.equal(inp.g2_drawn.state_dict()[k], v.half().float()), k
+    assert inp.g2_drawn.copy_detail == 0.2 and inp.g2.copy_detail == 0.35
+    for k, v in load_generator_from(run, "inpaint").items():  # the run's G2, not the base's
+        assert torch.equal(inp.g2.state_dict()[k], v.half().float()), k
+
+    wider, _ = _exemplar_base(tmp_path / "wider", width=16)
+    assert main(["export", str(run), "-o", str(tmp_path / "e1"), "--base", str(wider)]) == 2
+    assert "architecture differs" in capsys.readouterr().err
+    assert main(["export", str(run), "-o", str(tmp_path / "e2"), "--base", str(run)]) == 2
+    assert "--base must be a release folder" in capsys.readouterr().err
+
+
+def test_default_names_the_shipped_weights_for_the_training_commands(
+    photos: Path, tmp_path: Path
+) -> None:
+    from train_utils import TINY
+
+    from edgefill.checkpoint import DEFAULT_WEIGHTS, read_release_config
+    from edgefill.cli import shipped_or
+    from edgefill.train import load_generator_from
+
+    assert shipped_or("default") == str(DEFAULT_WEIGHTS)
+    assert shipped_or("weights/mine") == "weights/mine" and shipped_or(None) is None
+    shipped = read_release_config(DEFAULT_WEIGHTS)[0]
+    sets = TINY + [f"model.width={shipped.width}", f"model.edge_blocks={shipped.edge_blocks}"]
+    out = tmp_path / "g1"
+    argv = ["train", "--stage", "edge", "--data", str(photos), "--out", str(out),
+            "--init", "default", "--max-steps", "0"]  # fmt: skip
+    assert main(argv + [a for kv in sets for a in ("--set", kv)]) == 0
+    trained = load_generator_from(out, "edge")
+    for k, v in load_generator_from(DEFAULT_WEIGHTS, "edge").items():  # fp16 on disk either way
+        assert torch.equal(trained[k], v), k
+
+
 # ----------------------------------------------------------------------------- CLI and config
 
 

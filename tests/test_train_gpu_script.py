@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import cv2
 from train_utils import make_photos
 
+from edgefill.checkpoint import DRAWN_FILE, attach_drawn, read_release_config
 from edgefill.config import DataConfig
 from edgefill.data import list_images, split
 from edgefill.pipeline import Inpainter
@@ -52,6 +54,13 @@ def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) 
     assert inp.config.width == 8 and inp.config.exemplar and inp.config.hole_fill == "telea"
     assert (out / "val_log.csv").is_file()
 
+    # Made into a release as the shipped one is: inference settings of its own and a G2 for
+    # drawn edges (its own G2 here).
+    attach_drawn(out / "release", out / "release")
+    doc = json.loads((out / "release" / "config.json").read_text())
+    doc["model"] |= {"edge_guide": 0.3, "copy_detail": 0.35, "copy_detail_sigma": 4.0}
+    (out / "release" / "config.json").write_text(json.dumps(doc))
+
     # STAGE=edge (G1 alone) and STAGE=inpaint (G2 on true edges alone, the G2 for drawn edges)
     # from that release: the export keeps the generator the stage does not train as it was.
     for stage, kept, trained in (("edge", "inpaint", "edge"), ("inpaint", "edge", "inpaint")):
@@ -68,6 +77,19 @@ def test_gpu_script_trains_for_its_budget_and_exports_a_release(tmp_path: Path) 
                 out / "release" / f"{kept}.safetensors"
             ).read_bytes()
             assert (stage_out / name / f"{trained}.safetensors").is_file()
+            # G1 fine-tuned: the release's settings and G2 for drawn edges stay; a G2 for
+            # drawn edges is released with the run's own settings, for attach-drawn.
+            model = read_release_config(stage_out / name)[0]
+            drawn = stage_out / name / DRAWN_FILE
+            if stage == "edge":
+                assert (model.edge_guide, model.copy_detail, model.copy_detail_sigma) == (
+                    0.3,
+                    0.35,
+                    4.0,
+                )
+                assert drawn.read_bytes() == (out / "release" / DRAWN_FILE).read_bytes()
+            else:
+                assert model.copy_detail == 0.0 and not drawn.exists()
 
 
 def test_gpu_script_trains_g2_where_opencv_lacks_xphoto(tmp_path: Path) -> None:

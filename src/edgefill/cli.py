@@ -257,6 +257,16 @@ def cmd_masks(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- training
 
+SHIPPED = "'default' for the shipped model"
+
+
+def shipped_or(path: str | None) -> str | None:
+    """The shipped weights' folder for 'default' (wherever edgefill is installed), else ``path``:
+    what the training commands read weights from (--init, --edge-weights, --base, ...)."""
+    from edgefill.checkpoint import resolve_weights
+
+    return str(resolve_weights(path)) if path == "default" else path
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from edgefill.config import load_config
@@ -273,8 +283,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out,
         args.resume,
         args.device,
-        args.edge_weights,
-        args.init,
+        shipped_or(args.edge_weights),
+        shipped_or(args.init),
         args.max_steps,
         args.init_drawn,
     )
@@ -286,13 +296,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from edgefill.train import export_run
 
-    check_outputs({"run": args.run, "--edge-from": args.edge_from}, {"--output": args.output}, True)
+    edge_from, base = shipped_or(args.edge_from), shipped_or(args.base)
+    inputs = {"run": args.run, "--edge-from": edge_from, "--base": base}
+    check_outputs(inputs, {"--output": args.output}, True)
     out = export_run(
         args.run,
         args.output,
         half=not args.fp32,
-        edge_from=args.edge_from,
+        edge_from=edge_from,
         use_best=not args.latest,
+        base=base,
     )
     print(f"wrote release weights to {out}")
     return 0
@@ -302,7 +315,8 @@ def cmd_average(args: argparse.Namespace) -> int:
     from edgefill.checkpoint import average_releases
     from edgefill.errors import EdgefillError
 
-    inputs = {f"release {i + 1}": path for i, path in enumerate(args.releases)}
+    releases = [shipped_or(path) for path in args.releases]
+    inputs = {f"release {i + 1}": path for i, path in enumerate(releases)}
     check_outputs(inputs, {"--output": args.output}, True)
     try:
         ratios = None if args.ratios is None else [float(r) for r in args.ratios.split(",")]
@@ -310,7 +324,7 @@ def cmd_average(args: argparse.Namespace) -> int:
         raise EdgefillError(
             f"--ratios must be comma-separated numbers, got {args.ratios!r}"
         ) from None
-    out = average_releases(args.releases, args.output, ratios, half=not args.fp32)
+    out = average_releases(releases, args.output, ratios, half=not args.fp32)
     print(f"wrote the averaged release to {out}")
     return 0
 
@@ -318,8 +332,9 @@ def cmd_average(args: argparse.Namespace) -> int:
 def cmd_attach_drawn(args: argparse.Namespace) -> int:
     from edgefill.checkpoint import attach_drawn
 
-    check_outputs({"source": args.source}, {"release": args.release}, True)
-    out = attach_drawn(args.release, args.source)
+    source = shipped_or(args.source)
+    check_outputs({"source": source}, {"release": args.release}, True)
+    out = attach_drawn(args.release, source)
     print(f"{out} now fills holes with drawn edges with the G2 of {args.source}")
     return 0
 
@@ -821,9 +836,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--edge-weights",
-        help="frozen edge generator for inpaint-on-predicted (release, run or checkpoint)",
+        help=f"frozen edge generator for inpaint-on-predicted (release, run or checkpoint; {SHIPPED})",
     )
-    p.add_argument("--init", help="start the generators from a release / run (fine-tuning)")
+    p.add_argument(
+        "--init", help=f"start the generators from a release / run (fine-tuning; {SHIPPED})"
+    )
     p.add_argument(
         "--init-drawn",
         action="store_true",
@@ -840,7 +857,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="run folder")
     p.add_argument("-o", "--output", required=True, help="release folder")
-    p.add_argument("--edge-from", help="run or release supplying the generator this run lacks")
+    p.add_argument(
+        "--edge-from", help=f"run or release supplying the generator this run lacks ({SHIPPED})"
+    )
+    p.add_argument(
+        "--base",
+        help="the release the run was fine-tuned from: keep its inference settings (copy guide, "
+        f"copy detail) and its G2 for drawn edges; also supplies a missing generator ({SHIPPED})",
+    )
     p.add_argument("--fp32", action="store_true", help="keep float32 (default: float16)")
     p.add_argument(
         "--latest", action="store_true", help="export the latest checkpoint, not the best"
@@ -853,7 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Average releases of one architecture in weight space (a model soup), "
         "e.g. the shipped G2 and a longer-trained one: the result keeps some of each.",
     )
-    p.add_argument("releases", nargs="+", help="release folders (at least two)")
+    p.add_argument("releases", nargs="+", help=f"release folders (at least two; {SHIPPED})")
     p.add_argument("-o", "--output", required=True, help="release folder to write")
     p.add_argument("--ratios", help="comma-separated shares, one per release (default: equal)")
     p.add_argument("--fp32", action="store_true", help="keep float32 (default: float16)")
@@ -868,7 +892,9 @@ def build_parser() -> argparse.ArgumentParser:
         "then run it instead of RELEASE's own G2, which keeps filling holes with G1's edges.",
     )
     p.add_argument("release", help="release folder to extend (rewritten in place)")
-    p.add_argument("source", help="release folder whose G2 fills holes with drawn edges")
+    p.add_argument(
+        "source", help=f"release folder whose G2 fills holes with drawn edges ({SHIPPED})"
+    )
     p.set_defaults(func=cmd_attach_drawn)
 
     p = sub.add_parser(

@@ -196,20 +196,21 @@ MAX_WIDTH = 1024
 MAX_BLOCKS = 64
 
 
+# Model keys that change what a release computes without changing its weights or their inputs:
+# the copy guide's weight and the share and band of the copy's texture put back after the blend.
+# A run may train with one value and a release infer with another (chosen on training photos).
+RELEASE_SETTINGS = ("edge_guide", "copy_detail", "drawn_copy_detail", "copy_detail_sigma")
+
+
+def release_settings(m: ModelConfig) -> dict[str, Any]:
+    """``m``'s RELEASE_SETTINGS by name."""
+    return {k: getattr(m, k) for k in RELEASE_SETTINGS}
+
+
 def same_architecture(a: ModelConfig, b: ModelConfig) -> bool:
     """Whether weights trained under ``a`` fit ``b`` and get the same inputs: every model key
-    but ``edge_guide``, the weight of the copy's edge guide, and ``copy_detail`` /
-    ``drawn_copy_detail`` / ``copy_detail_sigma``, the share and band of the copy's texture put
-    back after the blend, which a run may train with and a release infer with at other values
-    (``attach_drawn``, ``--resume``)."""
-    a_as_released = dataclasses.replace(
-        a,
-        edge_guide=b.edge_guide,
-        copy_detail=b.copy_detail,
-        drawn_copy_detail=b.drawn_copy_detail,
-        copy_detail_sigma=b.copy_detail_sigma,
-    )
-    return a_as_released == b
+    but the RELEASE_SETTINGS (``attach_drawn``, ``--resume``, ``export --base``)."""
+    return dataclasses.replace(a, **release_settings(b)) == b
 
 
 def check_model_config(m: ModelConfig, where: str = "model") -> None:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,15 @@ from edgefill.checkpoint import (
     read_release_config,
     save_release,
 )
-from edgefill.config import STAGES, Config, ModelConfig, from_dict, same_architecture, to_dict
+from edgefill.config import (
+    STAGES,
+    Config,
+    ModelConfig,
+    from_dict,
+    release_settings,
+    same_architecture,
+    to_dict,
+)
 from edgefill.data import (
     PhotoDataset,
     StepSampler,
@@ -1059,11 +1067,18 @@ def export_run(
     half: bool = True,
     edge_from: str | None = None,
     use_best: bool = True,
+    base: str | Path | None = None,
 ) -> Path:
     """Release weights from a run folder (best checkpoint if any, else the latest).
 
     A run of stage ``inpaint`` has no edge generator (and one of stage ``edge`` no image
     generator): ``edge_from`` names a run, checkpoint or release that supplies the missing one.
+
+    ``base``: the release the run was fine-tuned from. The export then keeps what that release
+    chose beyond its weights, its RELEASE_SETTINGS (a run trains with its own, e.g. the copy
+    guide at 1 and no copy detail) and its G2 for drawn edges, and takes from it the generator
+    the run lacks unless ``edge_from`` is given: the result is the base with the run's
+    generators in place of its own.
     """
     run = Path(run_dir)
     best = run / CKPT_DIR / "best.pt"
@@ -1073,6 +1088,13 @@ def export_run(
     ck = load_training_checkpoint(path)
     cfg = from_dict(ck["config"])
     pairs = ck["pairs"]
+    model, drawn, info = cfg.model, None, {}
+    if base is not None:
+        model, drawn = _base_release(Path(base), cfg.model)
+        info["base"] = str(base)
+        if drawn is not None:
+            info["drawn_from"] = f"{base} (its G2 for drawn edges)"
+        edge_from = edge_from or str(base)
 
     def gen(pair: dict[str, Any]) -> dict[str, torch.Tensor]:
         return pair.get("ema", pair["g"])
@@ -1095,8 +1117,25 @@ def export_run(
         raise EdgefillError(
             f"{run} has no image generator (stage {ck['stage']}); pass --edge-from with one that has"
         )
-    info = {"stage": ck["stage"], "steps": ck["step"], "checkpoint": path.name}
-    return save_release(out_dir, edge, inpaint, cfg.model, info, half)
+    info |= {"stage": ck["stage"], "steps": ck["step"], "checkpoint": path.name}
+    return save_release(out_dir, edge, inpaint, model, info, half, drawn)
+
+
+def _base_release(
+    base: Path, model: ModelConfig
+) -> tuple[ModelConfig, dict[str, torch.Tensor] | None]:
+    """``model`` with ``base``'s RELEASE_SETTINGS, and ``base``'s G2 for drawn edges (or None)."""
+    if not is_weights_folder(base) or is_reference_folder(base):
+        raise EdgefillError(f"{base}: --base must be a release folder (made by `edgefill export`)")
+    base_model = read_release_config(base)[0]
+    if not same_architecture(model, base_model):
+        raise EdgefillError(
+            f"{base}: its architecture differs from the run's ({base_model} vs {model}); "
+            "--base names the release the run was fine-tuned from"
+        )
+    drawn = load_drawn_generator(base, base_model)
+    model = replace(model, **release_settings(base_model))
+    return model, None if drawn is None else drawn.state_dict()
 
 
 def distributed_env() -> tuple[int, int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -382,6 +383,16 @@ def test_average_of_a_release_with_itself_is_that_release(tmp_path: Path) -> Non
     for name in (EDGE_FILE, INPAINT_FILE):
         a, b = load_file(str(rel / name)), load_file(str(out / name))
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_average_takes_the_first_release_settings_where_they_differ(tmp_path: Path) -> None:
+    """A fine-tune exported without --base has its run's copy guide: the mean of it and the
+    release it came from infers as the first release does."""
+    released = dataclasses.replace(TINY_CONFIG, edge_guide=0.3)
+    a = _fp32_release(tmp_path, "a", 1, released)
+    b = _fp32_release(tmp_path, "b", 2, dataclasses.replace(TINY_CONFIG, edge_guide=1.0))
+    assert load_release(average_releases([a, b], tmp_path / "ab"))[2] == released
+    assert load_release(average_releases([b, a], tmp_path / "ba"))[2].edge_guide == 1.0
 
 
 def test_average_errors(tmp_path: Path) -> None:

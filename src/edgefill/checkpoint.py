@@ -351,7 +351,8 @@ def average_releases(
     Releases fine-tuned from the same start can be averaged in weight space: the mean of the
     shipped G2 and a longer-trained one keeps some of each (docs/model-card.md, session 29).
     ``ratios`` default to equal shares and are normalised to sum 1. All folders must share the
-    architecture; the means are taken in float32.
+    architecture; the means are taken in float32. The result infers with the first release's
+    RELEASE_SETTINGS (copy guide, copy detail), which the others may set apart.
     """
     if len(folders) < 2:
         raise EdgefillError(f"average needs at least two releases, got {len(folders)}")
@@ -365,7 +366,7 @@ def average_releases(
     loaded = [load_release(f) for f in folders]
     cfg = loaded[0][2]
     for folder, (_, _, other, _) in zip(folders[1:], loaded[1:], strict=True):
-        if other != cfg:
+        if not same_architecture(other, cfg):
             raise EdgefillError(
                 f"{folder}: architecture differs from {folders[0]}'s ({other} vs {cfg})"
             )

@@ -294,7 +294,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from edgefill.train import export_run
+    from edgefill.train import export_run, forgotten_base
 
     edge_from, base = shipped_or(args.edge_from), shipped_or(args.base)
     inputs = {"run": args.run, "--edge-from": edge_from, "--base": base}
@@ -308,6 +308,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         base=base,
     )
     print(f"wrote release weights to {out}")
+    init, lost = forgotten_base(out)
+    if lost:
+        print(
+            f"edgefill: note: the run was fine-tuned from {init}; {out} lacks its "
+            f"{', '.join(lost)}: --base {init} keeps them",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 from edgefill import losses as L
 from edgefill.backends import resolve_precision
 from edgefill.checkpoint import (
+    CONFIG_FILE,
     DRAWN_FILE,
     REFERENCE_DIS_FILES,
     atomic_torch_save,
@@ -491,6 +492,7 @@ class Trainer:
             "stage": self.stage,
             "step": self.step,
             "config": to_dict(self.cfg),
+            "init": None if self.init is None else str(Path(self.init).resolve()),
             "pairs": {k: p.state() for k, p in self.pairs.items()},
             "frozen_edge": self.frozen_edge.state_dict() if self.frozen_edge is not None else None,
             "best": self.best,
@@ -515,6 +517,7 @@ class Trainer:
         if self.frozen_edge is not None and s.get("frozen_edge") is not None:
             self.frozen_edge.load_state_dict(s["frozen_edge"])
         self.step, self.best, self.nonfinite = s["step"], s["best"], s["nonfinite"]
+        self.init = self.init or s.get("init")  # where the run started, kept for its exports
         torch.set_rng_state(s["torch_rng"])
         if s.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(s["cuda_rng"])
@@ -1088,7 +1091,8 @@ def export_run(
     ck = load_training_checkpoint(path)
     cfg = from_dict(ck["config"])
     pairs = ck["pairs"]
-    model, drawn, info = cfg.model, None, {}
+    model, drawn = cfg.model, None
+    info: dict[str, Any] = {} if ck.get("init") is None else {"init": ck["init"]}
     if base is not None:
         model, drawn = _base_release(Path(base), cfg.model)
         info["base"] = str(base)
@@ -1136,6 +1140,20 @@ def _base_release(
     drawn = load_drawn_generator(base, base_model)
     model = replace(model, **release_settings(base_model))
     return model, None if drawn is None else drawn.state_dict()
+
+
+def forgotten_base(release: str | Path) -> tuple[str, list[str]]:
+    """The release ``release``'s run started from (``--init``) and what ``release``, exported
+    without ``base``, lacks of it: inference settings it set apart, its G2 for drawn edges."""
+    doc = read_release_config(release)[1]
+    init = doc.get("init")
+    if "base" in doc or not init or not Path(init, CONFIG_FILE).is_file():
+        return "", []
+    ours, theirs = (release_settings(read_release_config(r)[0]) for r in (release, init))
+    lost = [f"{k} {theirs[k]} (here {v})" for k, v in ours.items() if v != theirs[k]]
+    if (Path(init) / DRAWN_FILE).is_file() and not (Path(release) / DRAWN_FILE).is_file():
+        lost.append("G2 for drawn edges")
+    return init, lost
 
 
 def distributed_env() -> tuple[int, int, int]:

@@ -80,10 +80,11 @@ def test_16bit_png_uses_the_full_range(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "w.png").mode.startswith("I")
     rgb, _ = load_rgb(tmp_path / "w.png")
     assert rgb[0, :, 0].tolist() == [0, 1, 128, 255]
-    # A dark 16-bit photo stays dark (its values are on the 0-65535 scale, not 0-255).
-    Image.fromarray(np.full((2, 2), 200, np.uint16)).save(tmp_path / "dark.png")
-    rgb, _ = load_rgb(tmp_path / "dark.png")
-    assert rgb.max() <= 1
+    # Data that uses fewer bits (12-bit camera data: up to 4095) is seen as an 8-bit copy of
+    # it would be, not as the few dark levels of 0-65535 it occupies.
+    Image.fromarray(np.array([[0, 16, 2048, 4095]], np.uint16)).save(tmp_path / "12bit.png")
+    rgb, _ = load_rgb(tmp_path / "12bit.png")
+    assert rgb[0, :, 0].tolist() == [0, 1, 128, 255]
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])

@@ -653,6 +653,39 @@ def test_16_bit_photos_stay_16_bit_outside_the_hole(
     assert rc == 2 and "16 bits" in err and not (tmp_path / "o.jpg").exists()
 
 
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+def test_12_bit_data_in_a_16_bit_file_is_filled_as_its_8_bit_copy(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path, kind: str,
+) -> None:  # fmt: skip
+    """Camera and microscope data of 12 bits (0-4095) in a 16-bit file: the model sees it as an
+    8-bit copy of it would be seen and the fill goes back on the 12-bit scale (seen on 0-65535,
+    it was 0-16 grey levels, and its fill had as few steps)."""
+    import cv2
+
+    rgb = photo_array(40, 52)
+    eight = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if kind == "grey" else rgb
+    twelve = np.round(eight * (4095 / 255)).astype(np.uint16)  # its 8-bit copy is ``eight``
+    Image.fromarray(eight).save(tmp_path / "8bit.png")
+    if kind == "grey":
+        Image.fromarray(twelve).save(tmp_path / "12bit.png")
+    else:
+        _write_rgb16(tmp_path / "12bit.png", twelve)
+    for name in ("8bit", "12bit"):
+        rc, _, err = _cli(capsys, "inpaint", tmp_path / f"{name}.png", "--mask", files18["mask"],
+                          "-o", tmp_path / f"{name}_out.png", "--weights", tiny_release)  # fmt: skip
+        assert rc == 0, err
+    fill8 = np.asarray(Image.open(tmp_path / "8bit_out.png").convert("RGB"))
+    if kind == "grey":  # a 16-bit grey photo takes the fill's luma
+        fill8 = cv2.cvtColor(fill8, cv2.COLOR_RGB2GRAY)
+    back = _read16(tmp_path / "12bit_out.png")
+    hole = box_hole(40, 52)
+    np.testing.assert_array_equal(back[~hole], twelve[~hole])
+    expected = np.round(fill8 * (4095 / 255))  # the 8-bit photo's fill on the 12-bit scale
+    assert np.abs(back[hole] - expected[hole]).max() <= 1
+    assert len(np.unique(back[hole])) > 20
+
+
 def _srgb_profile() -> bytes:
     from PIL import ImageCms
 

@@ -208,8 +208,8 @@ def shrink_short_side(img: np.ndarray, limit: int) -> np.ndarray:
 def load_photo(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     """The one loader for photos: a path, encoded bytes, a PIL image or an array.
 
-    16-bit files keep their samples in ``deep`` (the model still sees 8 bits); the ICC profile,
-    EXIF (minus orientation) and DPI are kept in ``meta``."""
+    16-bit files keep their samples in ``deep`` (the model sees 8 bits: ``split_deep``); the
+    ICC profile, EXIF (minus orientation) and DPI are kept in ``meta``."""
     if isinstance(src, np.ndarray):
         return _photo_from_array(src, max_pixels)
     img = open_image(src, max_pixels)
@@ -301,33 +301,51 @@ def _deep_samples(img: Image.Image, raw: str | Path | bytes | None) -> np.ndarra
     return arr if arr.shape[:2] == (img.height, img.width) else None
 
 
-def _to8(deep: np.ndarray) -> np.ndarray:
-    """16-bit samples to the nearest 8-bit value (65535 -> 255)."""
-    return ((deep.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+def deep_white(deep: np.ndarray) -> int:
+    """The sample value a 16-bit photo's 8-bit view maps to 255: all ones in the bits its colour
+    channels use (4095 for 12-bit data in a 16-bit file, 65535 for a photo that uses all 16).
+    So 12-bit camera or microscope data, or a dark scan, is filled with the 256 levels an 8-bit
+    copy of it would have, not the few of 0-65535 it occupies; other photos are seen as before."""
+    colour = deep if deep.ndim == 2 else deep[..., :3]
+    top = int(colour.max()) if colour.size else 65535
+    return (1 << max(top.bit_length(), 1)) - 1
+
+
+def _to8(deep: np.ndarray, white: int = 65535) -> np.ndarray:
+    """16-bit samples to the nearest 8-bit value (``white`` -> 255)."""
+    return ((deep.astype(np.uint32) * 255 + white // 2) // white).astype(np.uint8)
 
 
 def split_deep(deep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(RGB uint8, alpha uint8 or None) that the model sees for 16-bit samples."""
-    small = _to8(deep)
-    if small.ndim == 2:
-        return np.repeat(small[..., None], 3, axis=2), None
-    alpha = np.ascontiguousarray(small[..., 3]) if small.shape[2] == 4 else None
-    return np.ascontiguousarray(small[..., :3]), alpha
+    """(RGB uint8, alpha uint8 or None) that the model sees for 16-bit samples: the colour
+    channels up to ``deep_white``, alpha over 0-65535."""
+    if deep.ndim == 2:
+        return np.repeat(_to8(deep, deep_white(deep))[..., None], 3, axis=2), None
+    rgb = _to8(deep[..., :3], deep_white(deep))
+    alpha = _to8(deep[..., 3]) if deep.shape[2] == 4 else None
+    return rgb, alpha
+
+
+def _from8(fill: np.ndarray, white: int) -> np.ndarray:
+    """8-bit values back to 16-bit samples (``_to8``'s inverse: 255 -> ``white``)."""
+    return ((fill.astype(np.uint32) * white + 127) // 255).astype(np.uint16)
 
 
 def compose_deep(
     deep: np.ndarray, fill: np.ndarray, hole: np.ndarray, keep_alpha: bool = True
 ) -> np.ndarray:
-    """The 16-bit original with only the hole replaced by the 8-bit fill (scaled to 16 bits).
+    """The 16-bit original with only the hole replaced by the 8-bit fill, scaled back as the
+    photo's 8-bit view was made (``deep_white``).
 
     Greyscale originals take the fill's luma; ``keep_alpha=False`` drops an alpha channel (when
     the transparency was the hole, the result is opaque)."""
+    white = deep_white(deep)
     out = deep if keep_alpha or deep.ndim == 2 or deep.shape[2] == 3 else deep[..., :3]
     out = out.copy()
     if out.ndim == 2:
-        out[hole] = cv2.cvtColor(fill, cv2.COLOR_RGB2GRAY)[hole].astype(np.uint16) * 257
+        out[hole] = _from8(cv2.cvtColor(fill, cv2.COLOR_RGB2GRAY)[hole], white)
     else:
-        out[..., :3][hole] = fill[hole].astype(np.uint16) * 257
+        out[..., :3][hole] = _from8(fill[hole], white)
     return out
 
 

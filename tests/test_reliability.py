@@ -54,6 +54,13 @@ def _encoded(fmt: str, size: tuple[int, int] = (52, 40)) -> bytes:
     return buf.getvalue()
 
 
+def _float_tiff() -> bytes:
+    """A 32-bit float TIFF in [0, 1] (scientific cameras write them): Pillow opens it as mode F."""
+    buf = io.BytesIO()
+    Image.fromarray(photo_array(40, 52)[..., 0].astype(np.float32) / 255).save(buf, format="TIFF")
+    return buf.getvalue()
+
+
 def _zip_bytes() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -71,6 +78,8 @@ BAD_FILES: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "zip-named-jpg": ("photo.jpg", _zip_bytes, "not a readable image"),
     "bomb": ("bomb.png", lambda: png_with_header(20000, 20000), "exceeds the limit"),
     "zero-size": ("zero.png", lambda: png_with_header(0, 0), "not a readable image"),
+    # Read as 8 bits these came back black: every sample clipped to 0 or 1.
+    "float-tiff": ("float.tif", _float_tiff, "32-bit floating-point samples"),
 }
 
 
@@ -103,7 +112,7 @@ def test_bad_mask_and_edge_files_raise_edgefill_error(
         inpainter(photo, box_hole(40, 52), edges=path)
 
 
-@pytest.mark.parametrize("case", ["truncated-jpeg", "bomb", "empty"])
+@pytest.mark.parametrize("case", ["truncated-jpeg", "bomb", "empty", "float-tiff"])
 def test_bad_files_in_the_cli_exit_2_with_one_line(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path, case: str
 ) -> None:

@@ -219,6 +219,12 @@ def load_photo(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
 def photo_from_image(img: Image.Image, raw: str | Path | bytes | None = None) -> Photo:
     """A Photo from a decoded, upright PIL image; ``raw`` (its file or bytes) lets 16-bit RGB
     samples be read again at full depth when ``img.info["edgefill_bits"]`` says 16."""
+    if img.mode == "F":  # Pillow would clip the samples to 0-255 integers: a black photo
+        name = raw if isinstance(raw, (str, Path)) else "image"
+        raise EdgefillError(
+            f"{name}: 32-bit floating-point samples; edgefill reads 8- and 16-bit photos and "
+            "writes them back at their depth: convert it to a 16-bit TIFF or PNG first"
+        )
     meta = read_meta(img)
     deep = _deep_samples(img, raw)
     if deep is None:

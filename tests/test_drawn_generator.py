@@ -127,6 +127,21 @@ def test_saving_or_averaging_keeps_the_drawn_g2_consistent(
     assert Inpainter.from_pretrained(base).g2_drawn is None
 
 
+def test_attach_drawn_from_a_release_with_a_g2_for_drawn_edges_takes_that_one(
+    releases: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """E.g. the shipped G2 for drawn edges put back into a release fine-tuned from it."""
+    base, drawn = releases  # base's G2 for drawn edges is drawn's G2
+    mine = _release(tmp_path / "mine", 5)
+    assert main(["attach-drawn", str(mine), str(base)]) == 0
+    assert f"with the G2 for drawn edges of {base}" in capsys.readouterr().out
+    got = load_drawn_generator(mine, TINY_CONFIG).state_dict()
+    for k, v in load_drawn_generator(base, TINY_CONFIG).state_dict().items():
+        assert torch.equal(got[k], v), k
+    doc = json.loads((mine / "config.json").read_text())
+    assert doc["drawn_from"] == f"{base} (its G2 for drawn edges)"
+
+
 def test_attach_drawn_keeps_the_release_copy_guide_whatever_the_sources(tmp_path: Path) -> None:
     """A run exports the guide weight it trained with; the release's inference weight stays."""
     base = _release(tmp_path / "base", 0, dataclasses.replace(TINY_CONFIG, edge_guide=0.3))

@@ -428,7 +428,10 @@ def attach_drawn(release: str | Path, source: str | Path) -> Path:
     the reference EdgeConnect likewise fills given edges with its stage-2 model.
 
     ``model.edge_guide`` may differ (a run trains with one guide weight, a release may set
-    another at inference): it weighs the copy both G2s get, and the release's value stays."""
+    another at inference): it weighs the copy both G2s get, and the release's value stays.
+
+    A ``source`` that has a G2 for drawn edges of its own gives that one: the network that fills
+    drawn edges there (e.g. the shipped one, put back into a release fine-tuned from it)."""
     release = Path(release)
     if is_reference_folder(release):
         raise EdgefillError(
@@ -441,8 +444,10 @@ def attach_drawn(release: str | Path, source: str | Path) -> Path:
             f"{source}: architecture differs from {release}'s ({other} vs {cfg}); the G2 for "
             "drawn edges must take the same inputs"
         )
+    own = load_drawn_generator(source, other)
     info = {k: v for k, v in doc.items() if k not in ("format", "model", "dtype")}
-    info["drawn_from"] = str(source)
+    info["drawn_from"] = str(source) if own is None else f"{source} (its G2 for drawn edges)"
+    drawn = drawn if own is None else own
     half = doc.get("dtype") == "float16"
     return save_release(
         release, g1.state_dict(), g2.state_dict(), cfg, info, half, drawn.state_dict()

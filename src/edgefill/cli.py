@@ -337,12 +337,13 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 
 def cmd_attach_drawn(args: argparse.Namespace) -> int:
-    from edgefill.checkpoint import attach_drawn
+    from edgefill.checkpoint import DRAWN_FILE, attach_drawn
 
     source = shipped_or(args.source)
     check_outputs({"source": source}, {"release": args.release}, True)
     out = attach_drawn(args.release, source)
-    print(f"{out} now fills holes with drawn edges with the G2 of {args.source}")
+    which = "G2 for drawn edges" if (Path(source) / DRAWN_FILE).is_file() else "G2"
+    print(f"{out} now fills holes with drawn edges with the {which} of {args.source}")
     return 0
 
 
@@ -894,7 +895,8 @@ def build_parser() -> argparse.ArgumentParser:
         "attach-drawn",
         help="give a release a second G2 that fills holes whose edges were drawn",
         description="Copy the G2 of release SOURCE (same architecture; e.g. one trained with "
-        "--stage inpaint, on true edges only) into RELEASE as its G2 for drawn edges: "
+        "--stage inpaint, on true edges only; SOURCE's own G2 for drawn edges where it has one) "
+        "into RELEASE as its G2 for drawn edges: "
         "`inpaint --edges`, the web app's edge editor and `evaluate`'s edgefill-true-edges "
         "then run it instead of RELEASE's own G2, which keeps filling holes with G1's edges.",
     )

@@ -573,6 +573,30 @@ def test_export_with_base_keeps_what_the_release_chose_beyond_its_weights(
     assert "--base must be a release folder" in capsys.readouterr().err
 
 
+def test_export_with_base_of_a_run_that_trained_the_g2_for_drawn_edges(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--init-drawn trains the base's G2 for drawn edges: --base puts it back in that place."""
+    from edgefill.checkpoint import DRAWN_FILE, EDGE_FILE, INPAINT_FILE
+    from edgefill.pipeline import Inpainter
+    from edgefill.train import load_generator_from
+
+    base, _ = _exemplar_base(tmp_path / "base")
+    run = tmp_path / "drawn-run"
+    make_trainer(photos, run, "inpaint", "model.hole_fill=telea", "model.exemplar=true",
+                 init=str(base), init_drawn=True).fit(max_steps=1)  # fmt: skip
+    assert main(["export", str(run), "-o", str(tmp_path / "alone"), "--edge-from", str(base)]) == 0
+    assert "note" not in capsys.readouterr().err  # for attach-drawn, which keeps the settings
+    out = tmp_path / "mine"
+    assert main(["export", str(run), "-o", str(out), "--base", str(base)]) == 0
+    for name in (EDGE_FILE, INPAINT_FILE):  # the base's G1 and G2
+        assert (out / name).read_bytes() == (base / name).read_bytes(), name
+    got = Inpainter.from_pretrained(out).g2_drawn.state_dict()
+    for k, v in load_generator_from(run, "inpaint").items():  # the run's G2, for drawn edges
+        assert torch.equal(got[k], v.half().float()), k
+    assert (out / DRAWN_FILE).read_bytes() != (base / DRAWN_FILE).read_bytes()
+
+
 def test_default_names_the_shipped_weights_for_the_training_commands(
     photos: Path, tmp_path: Path
 ) -> None:

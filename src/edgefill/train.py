@@ -493,6 +493,7 @@ class Trainer:
             "step": self.step,
             "config": to_dict(self.cfg),
             "init": None if self.init is None else str(Path(self.init).resolve()),
+            "init_drawn": self.init_drawn,
             "pairs": {k: p.state() for k, p in self.pairs.items()},
             "frozen_edge": self.frozen_edge.state_dict() if self.frozen_edge is not None else None,
             "best": self.best,
@@ -517,7 +518,11 @@ class Trainer:
         if self.frozen_edge is not None and s.get("frozen_edge") is not None:
             self.frozen_edge.load_state_dict(s["frozen_edge"])
         self.step, self.best, self.nonfinite = s["step"], s["best"], s["nonfinite"]
-        self.init = self.init or s.get("init")  # where the run started, kept for its exports
+        # Where the run started, kept for its exports.
+        self.init, self.init_drawn = (
+            self.init or s.get("init"),
+            self.init_drawn or s.get("init_drawn", False),
+        )
         torch.set_rng_state(s["torch_rng"])
         if s.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(s["cuda_rng"])
@@ -1081,7 +1086,8 @@ def export_run(
     chose beyond its weights, its RELEASE_SETTINGS (a run trains with its own, e.g. the copy
     guide at 1 and no copy detail) and its G2 for drawn edges, and takes from it the generator
     the run lacks unless ``edge_from`` is given: the result is the base with the run's
-    generators in place of its own.
+    generators in place of its own. A run that trained a G2 for drawn edges (``--init-drawn``)
+    puts it in the place of the base's G2 for drawn edges; the base's own G2 stays.
     """
     run = Path(run_dir)
     best = run / CKPT_DIR / "best.pt"
@@ -1091,17 +1097,24 @@ def export_run(
     ck = load_training_checkpoint(path)
     cfg = from_dict(ck["config"])
     pairs = ck["pairs"]
+
+    def gen(pair: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return pair.get("ema", pair["g"])
+
     model, drawn = cfg.model, None
     info: dict[str, Any] = {} if ck.get("init") is None else {"init": ck["init"]}
+    if ck.get("init_drawn"):
+        info["init_drawn"] = True
     if base is not None:
         model, drawn = _base_release(Path(base), cfg.model)
         info["base"] = str(base)
         if drawn is not None:
             info["drawn_from"] = f"{base} (its G2 for drawn edges)"
         edge_from = edge_from or str(base)
-
-    def gen(pair: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return pair.get("ema", pair["g"])
+        if ck.get("init_drawn") and "inpaint" in pairs:  # the run's G2 is one for drawn edges
+            drawn = gen(pairs["inpaint"])
+            info["drawn_from"] = f"{run} ({path.name})"
+            pairs = {k: v for k, v in pairs.items() if k != "inpaint"}  # G2 from edge_from
 
     if "edge" in pairs:
         edge = gen(pairs["edge"])
@@ -1147,7 +1160,8 @@ def forgotten_base(release: str | Path) -> tuple[str, list[str]]:
     without ``base``, lacks of it: inference settings it set apart, its G2 for drawn edges."""
     doc = read_release_config(release)[1]
     init = doc.get("init")
-    if "base" in doc or not init or not Path(init, CONFIG_FILE).is_file():
+    # A G2 for drawn edges exported alone is meant for attach-drawn, which keeps its settings.
+    if "base" in doc or doc.get("init_drawn") or not init or not Path(init, CONFIG_FILE).is_file():
         return "", []
     ours, theirs = (release_settings(read_release_config(r)[0]) for r in (release, init))
     lost = [f"{k} {theirs[k]} (here {v})" for k, v in ours.items() if v != theirs[k]]

@@ -752,12 +752,14 @@ def test_init_drawn_starts_g2_from_the_release_g2_for_drawn_edges(
 
 
 def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
-    photos: Path, tmp_path: Path
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    from edgefill.checkpoint import attach_drawn
     from edgefill.networks import EXEMPLAR_START_WEIGHT
     from edgefill.pipeline import Inpainter
 
     rel, g2 = _telea_release(tmp_path)
+    attach_drawn(rel, rel)  # a G2 for drawn edges that no export of the run below could keep
     out = tmp_path / "ex"
     t = make_trainer(
         photos, out, "inpaint-on-predicted", "model.hole_fill=telea", "model.exemplar=true",
@@ -775,6 +777,7 @@ def test_an_exemplar_g2_fine_tunes_from_a_telea_release_and_exports(
     )  # fmt: skip
     assert start.fit(max_steps=0)  # no step: the start is validated and saved ...
     assert main(["export", str(tmp_path / "start"), "-o", str(tmp_path / "rel0")]) == 0
+    assert "--base" not in capsys.readouterr().err  # another architecture than its start: no hint
     g2_start = Inpainter.from_pretrained(tmp_path / "rel0").g2  # ... and releases as it is
     assert torch.all(g2_start.decoder[-1].weight[3] == 0)
     assert torch.equal(g2_start.decoder[-1].bias, last.bias.detach().half().float())

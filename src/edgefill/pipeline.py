@@ -96,7 +96,7 @@ Box = tuple[int, int, int, int]  # top, left, bottom, right (bottom/right exclus
 
 @dataclass
 class InpaintResult:
-    image: np.ndarray  # uint8 HxWx3, the repaired photo
+    image: np.ndarray  # uint8 HxWx3, the repaired photo (a 16-bit one's 8-bit view: split_deep)
     edges: np.ndarray  # float32 HxW in [0, 1], composite edge map used for completion
     mask: np.ndarray  # bool HxW, the hole that was filled
     alpha: np.ndarray | None = None  # the photo's alpha channel, when it had one and kept it

@@ -1163,7 +1163,10 @@ def forgotten_base(release: str | Path) -> tuple[str, list[str]]:
     # A G2 for drawn edges exported alone is meant for attach-drawn, which keeps its settings.
     if "base" in doc or doc.get("init_drawn") or not init or not Path(init, CONFIG_FILE).is_file():
         return "", []
-    ours, theirs = (release_settings(read_release_config(r)[0]) for r in (release, init))
+    ours, theirs = (read_release_config(r)[0] for r in (release, init))
+    if not same_architecture(ours, theirs):  # e.g. a G2 given the copy: --base would not fit
+        return "", []
+    ours, theirs = release_settings(ours), release_settings(theirs)
     lost = [f"{k} {theirs[k]} (here {v})" for k, v in ours.items() if v != theirs[k]]
     if (Path(init) / DRAWN_FILE).is_file() and not (Path(release) / DRAWN_FILE).is_file():
         lost.append("G2 for drawn edges")

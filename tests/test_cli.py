@@ -160,6 +160,14 @@ def test_inpaint_with_drawn_edges(
     a = np.asarray(Image.open(photo.parent / "a.png"))
     b = np.asarray(Image.open(photo.parent / "b.png"))
     assert not np.array_equal(a, b)
+    assert "warning" not in capsys.readouterr().err
+    # The same line drawn black on white: every other pixel of the hole reads as an edge.
+    Image.fromarray(255 - drawn).save(photo.parent / "inverted.png")
+    rc, _, err = run(
+        capsys, "inpaint", photo, "--mask", mask, "-o", photo.parent / "c.png",
+        "--edges", photo.parent / "inverted.png", *w,
+    )  # fmt: skip
+    assert rc == 0 and "of the hole is marked as edge" in err and "black on white" in err
 
 
 def test_inpaint_rgba_without_mask(

@@ -125,6 +125,8 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
     )
+    if args.edges:
+        _warn_inverted_edges(args.edges, result.edges, result.mask)
     if args.refine:
         from edgefill.refine import refine
 
@@ -134,6 +136,21 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         result.save_edges(args.edges_out)
     print(f"wrote {out}")
     return 0
+
+
+# Edge maps are sparse lines (Canny marks about a tenth of a photo's pixels): a drawn map that
+# marks more than this share of the hole was most likely drawn black on white.
+INVERTED_EDGE_SHARE = 0.5
+
+
+def _warn_inverted_edges(path: str | Path, edges: Any, hole: Any) -> None:
+    share = float((edges[hole] >= 0.5).mean()) if hole.any() else 0.0
+    if share > INVERTED_EDGE_SHARE:
+        print(
+            f"edgefill: warning: {path}: {share:.0%} of the hole is marked as edge; edge maps "
+            "are white lines on black (invert it if it was drawn black on white)",
+            file=sys.stderr,
+        )
 
 
 def _run_batch(args: argparse.Namespace, task: str) -> int:

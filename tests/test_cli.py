@@ -134,6 +134,20 @@ def test_inpaint_single_photo(
     assert edges.shape == hole.shape and edges.dtype == np.uint8
 
 
+def test_inpaint_warns_of_a_mask_that_looks_inverted(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, photo_files: tuple[Path, Path]
+) -> None:
+    photo, mask = photo_files
+    w = ["--weights", tiny_release]
+    rc, _, err = run(capsys, "inpaint", photo, "--mask", mask, "-o", photo.parent / "a.png", *w)
+    assert rc == 0 and "warning" not in err
+    inverted = 255 - np.asarray(Image.open(mask).convert("L"))  # white marks what to keep
+    Image.fromarray(inverted).save(photo.parent / "keep.png")
+    rc, _, err = run(capsys, "inpaint", photo, "--mask", photo.parent / "keep.png",
+                     "-o", photo.parent / "b.png", *w)  # fmt: skip
+    assert rc == 0 and "of the photo" in err and "white marks what to keep" in err
+
+
 def test_inpaint_default_output_name(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, photo_files: tuple[Path, Path]
 ) -> None:

@@ -125,6 +125,7 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
     )
+    _warn_inverted_mask(args.mask, result.mask)
     if args.edges:
         _warn_inverted_edges(args.edges, result.edges, result.mask)
     if args.refine:
@@ -136,6 +137,21 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         result.save_edges(args.edges_out)
     print(f"wrote {out}")
     return 0
+
+
+# Damage and objects to remove rarely cover most of a photo: a mask whose hole is larger than
+# this share was most likely made with white marking what to keep (as some editors do).
+INVERTED_MASK_SHARE = 0.75
+
+
+def _warn_inverted_mask(path: str | Path | None, hole: Any) -> None:
+    share = float(hole.mean())
+    if path is not None and share > INVERTED_MASK_SHARE:
+        print(
+            f"edgefill: warning: {path}: the hole is {share:.0%} of the photo; in a mask white "
+            "marks what to fill (invert it if white marks what to keep)",
+            file=sys.stderr,
+        )
 
 
 # Edge maps are sparse lines (Canny marks about a tenth of a photo's pixels): a drawn map that

@@ -173,6 +173,36 @@ def test_photo_modes_work(inpainter: Inpainter, tmp_path: Path, mode: str) -> No
         np.testing.assert_array_equal(res.alpha, alpha)  # kept, because a mask was given
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "1", "RGB"])
+def test_black_and_white_photos_come_back_black_and_white(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path, mode: str
+) -> None:
+    """A grey file is written grey (not 3x larger in RGB), and a grey photo stored as RGB, as
+    scans often are, gets a grey fill: the colour model's fill would tint it (seen: up to 11
+    levels between channels with the shipped weights). A colour photo's fill keeps its colour."""
+    grey = Image.fromarray(photo_array(40, 52)).convert("L")
+    hole = box_hole(40, 52)
+    img = grey.convert(mode)
+    if mode == "RGB":  # a coloured object in the hole of a black-and-white scan
+        arr = np.asarray(img).copy()
+        arr[hole] = (200, 30, 30)
+        img = Image.fromarray(arr)
+    img.save(tmp_path / "p.png")
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    rc = main(["inpaint", str(tmp_path / "p.png"), "--mask", str(tmp_path / "m.png"),
+               "-o", str(tmp_path / "out.png"), "--weights", str(tiny_release)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == {"L": "L", "LA": "LA", "1": "L", "RGB": "RGB"}[mode]
+    back, src = np.asarray(out), np.asarray(img.convert(out.mode))
+    np.testing.assert_array_equal(back[~hole], src[~hole])
+    if mode == "RGB":
+        assert (back[hole] == back[hole][:, :1]).all()  # R = G = B in the fill
+        colour = photo_array(40, 52)  # a colour photo's fill is left as the model made it
+        result = Inpainter.from_pretrained(tiny_release)(colour, hole).image
+        assert (result[hole] != result[hole][:, :1]).any()
+
+
 def test_exif_rotated_jpeg_comes_back_as_displayed(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
 ) -> None:

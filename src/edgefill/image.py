@@ -183,6 +183,9 @@ class ImageMeta:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # without the orientation tag: pixels are stored as displayed
     dpi: tuple[float, float] | None = None
+    # Grey samples (a black-and-white photo): written back grey, the fill as its luma, not as
+    # an RGB file whose hole the colour model tints slightly.
+    grey: bool = False
 
 
 @dataclass
@@ -248,7 +251,7 @@ def _photo_from_array(src: np.ndarray, max_pixels: int) -> Photo:
     arr = _to_uint8(arr, "image array")
     alpha = arr[..., 3].copy() if arr.shape[2] == 4 else None
     rgb = np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[..., :3]
-    return Photo(np.ascontiguousarray(rgb), alpha)
+    return Photo(np.ascontiguousarray(rgb), alpha, meta=ImageMeta(grey=arr.shape[2] == 1))
 
 
 def read_meta(img: Image.Image) -> ImageMeta:
@@ -270,7 +273,11 @@ def read_meta(img: Image.Image) -> ImageMeta:
         dpi = None
     if dpi is not None and not all(0 < d < 1e6 for d in dpi):
         dpi = None
-    return ImageMeta(icc if isinstance(icc, bytes) else None, exif, dpi)
+    grey = img.mode in GREY_MODES
+    return ImageMeta(icc if isinstance(icc, bytes) else None, exif, dpi, grey)
+
+
+GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I")  # Pillow's one-colour modes
 
 
 _ORIENT = {  # EXIF orientation -> the numpy version of what ImageOps.exif_transpose does
@@ -441,8 +448,10 @@ def write_image(
     if arr.dtype == np.uint16:
         fh.write(_encode_deep(arr, fmt, meta))
         return
-    if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]  # JPEG has no alpha channel
+    if meta.grey and arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = grey_of(arr)
+    if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] in (2, 4):
+        arr = arr[..., :-1]  # JPEG has no alpha channel
     kwargs: dict = {}
     if fmt == "JPEG":
         kwargs["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
@@ -457,6 +466,35 @@ def write_image(
     if meta.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
         kwargs["dpi"] = meta.dpi
     Image.fromarray(arr).save(fh, format=fmt, **kwargs)
+
+
+def grey_of(arr: np.ndarray) -> np.ndarray:
+    """RGB (HxWx3) or RGBA (HxWx4) uint8 as grey (HxW) or grey + alpha (HxWx2): the luma,
+    which keeps a neutral pixel's value exactly."""
+    luma = cv2.cvtColor(np.ascontiguousarray(arr[..., :3]), cv2.COLOR_RGB2GRAY)
+    return luma if arr.shape[2] == 3 else np.dstack([luma, arr[..., 3]])
+
+
+def known_is_neutral(rgb: np.ndarray, hole: np.ndarray) -> bool:
+    """Whether every pixel outside ``hole`` is grey (R = G = B): a black-and-white photo, also
+    one stored as RGB, as scans often are. Colour photos are told apart on a sparse grid first."""
+
+    def neutral(img: np.ndarray, known: np.ndarray) -> bool:
+        colour = (img[..., 0] != img[..., 1]) | (img[..., 1] != img[..., 2])
+        return not (colour & known).any()
+
+    if hole.all():
+        return False
+    return neutral(rgb[::7, ::7], ~hole[::7, ::7]) and neutral(rgb, ~hole)
+
+
+def grey_fill(result: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """``result`` with its hole pixels replaced by the mean of their three channels (for a grey
+    truth never further from it, in squared error, than the three channels were)."""
+    out = result.copy()
+    mean = (result[hole].astype(np.uint16).sum(axis=1) + 1) // 3
+    out[hole] = mean.astype(np.uint8)[:, None]
+    return out
 
 
 def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:

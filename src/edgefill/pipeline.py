@@ -66,6 +66,8 @@ from edgefill.image import (
     ImageMeta,
     Photo,
     compose_deep,
+    grey_fill,
+    known_is_neutral,
     load_rgb,
     save_image,
     to_tensor,
@@ -717,12 +719,15 @@ class Inpainter:
         """Fill ``hole`` in ``rgb``; ``guide`` (float HxW in [0, 1]) replaces predicted edges in the hole.
 
         Returns (result uint8 HxWx3, composite edges float32 HxW). Pixels outside the hole are
-        copied unchanged. With the crop strategy the edge map is zero outside the context windows
+        copied unchanged; where they are all grey, the fill is grey too (its luma). With the crop strategy the edge map is zero outside the context windows
         (nothing was computed there); inside a downscaled window it is the window's map upscaled.
         """
         options = (hd_strategy, hd_margin, working_size)
         result, edges = self._run(rgb, hole, guide, options, fill=True)
         assert result is not None
+        hole = np.asarray(hole).astype(bool)
+        if known_is_neutral(rgb, hole):  # a black-and-white photo gets a grey fill, not a tint
+            result = grey_fill(result, hole)
         return result, edges
 
     def edge_map(

@@ -762,6 +762,25 @@ def test_icc_profile_exif_and_dpi_are_kept(
         assert img.getexif().get(0x010F) == "EdgefillCam"
 
 
+@pytest.mark.parametrize("mode,space,kept", [("CMYK", b"CMYK", False), ("L", b"GRAY", True),
+                                             ("L", b"RGB ", False)])  # fmt: skip
+def test_an_icc_profile_of_another_colour_space_is_not_put_on_the_result(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path, mode: str, space: bytes, kept: bool,
+) -> None:  # fmt: skip
+    """A CMYK photo comes back RGB: its CMYK profile on the RGB file would make colour-managed
+    viewers misread every pixel. A grey photo's grey profile stays on its grey result."""
+    icc = bytearray(_srgb_profile())
+    icc[16:20] = space  # the profile header's data colour space
+    src = tmp_path / "p.jpg"
+    Image.fromarray(photo_array(40, 52)).convert(mode).save(src, icc_profile=bytes(icc))
+    out = tmp_path / "out.png"
+    rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
+                      "--weights", tiny_release)  # fmt: skip
+    assert rc == 0, err
+    assert (Image.open(out).info.get("icc_profile") == bytes(icc)) is kept
+
+
 def test_rotated_photo_loses_its_orientation_tag(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
 ) -> None:

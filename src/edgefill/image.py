@@ -14,7 +14,7 @@ import threading
 import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -445,11 +445,12 @@ def write_image(
     check_quality(quality)
     meta = meta or ImageMeta()
     arr = np.ascontiguousarray(arr)
+    if meta.grey and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = grey_of(arr)
+    meta = _fitting_profile(meta, arr)
     if arr.dtype == np.uint16:
         fh.write(_encode_deep(arr, fmt, meta))
         return
-    if meta.grey and arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = grey_of(arr)
     if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]  # JPEG has no alpha channel
     kwargs: dict = {}
@@ -466,6 +467,19 @@ def write_image(
     if meta.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
         kwargs["dpi"] = meta.dpi
     Image.fromarray(arr).save(fh, format=fmt, **kwargs)
+
+
+def _fitting_profile(meta: ImageMeta, arr: np.ndarray) -> ImageMeta:
+    """``meta`` without its ICC profile where the profile describes another colour space than
+    ``arr`` holds (its header's bytes 16-19): a CMYK photo's profile on its RGB result would be
+    misread by every colour-managed viewer; without one they assume sRGB."""
+    icc = meta.icc_profile
+    if not icc or len(icc) < 20:
+        return meta
+    grey = arr.ndim == 2 or arr.shape[2] <= 2
+    if icc[16:20] == (b"GRAY" if grey else b"RGB "):
+        return meta
+    return replace(meta, icc_profile=None)
 
 
 def grey_of(arr: np.ndarray) -> np.ndarray:

@@ -61,6 +61,14 @@ def _float_tiff() -> bytes:
     return buf.getvalue()
 
 
+def _int32_tiff(top: int = 100_000) -> bytes:
+    """A 32-bit integer grey TIFF (Pillow mode I) whose samples reach ``top``."""
+    arr = (photo_array(40, 52)[..., 0].astype(np.int64) * top // 255).astype(np.int32)
+    buf = io.BytesIO()
+    Image.fromarray(arr, "I").save(buf, format="TIFF")
+    return buf.getvalue()
+
+
 def _zip_bytes() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -80,6 +88,7 @@ BAD_FILES: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "zero-size": ("zero.png", lambda: png_with_header(0, 0), "not a readable image"),
     # Read as 8 bits these came back black: every sample clipped to 0 or 1.
     "float-tiff": ("float.tif", _float_tiff, "32-bit floating-point samples"),
+    "int32-tiff": ("int32.tif", _int32_tiff, "32-bit integer samples beyond 0-65535"),
 }
 
 
@@ -723,6 +732,26 @@ def test_12_bit_data_in_a_16_bit_file_is_filled_as_its_8_bit_copy(
     expected = np.round(fill8 * (4095 / 255))  # the 8-bit photo's fill on the 12-bit scale
     assert np.abs(back[hole] - expected[hole]).max() <= 1
     assert len(np.unique(back[hole])) > 20
+
+
+def test_32_bit_integer_photos_within_16_bits_come_back_16_bit(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Scientific cameras write 12-bit data into 32-bit integer TIFFs: read as 8 bits (as before)
+    the result was an 8-bit file; now the samples outside the hole come back exactly."""
+    import tifffile
+
+    (tmp_path / "p.tif").write_bytes(_int32_tiff(4095))
+    original = tifffile.imread(tmp_path / "p.tif")
+    rc, _, err = _cli(capsys, "inpaint", tmp_path / "p.tif", "--mask", files18["mask"],
+                      "-o", tmp_path / "out.tif", "--weights", tiny_release)  # fmt: skip
+    assert rc == 0, err
+    back = tifffile.imread(tmp_path / "out.tif")
+    hole = box_hole(40, 52)
+    assert back.dtype == np.uint16 and back.shape == original.shape
+    np.testing.assert_array_equal(back[~hole], original[~hole])
+    assert back[hole].max() <= 4095  # filled on the data's own 12-bit scale
 
 
 def _srgb_profile() -> bytes:

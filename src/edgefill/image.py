@@ -149,13 +149,8 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def pil_to_rgb_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """RGB uint8 HxWx3 and, when the image carries transparency, alpha uint8 HxW."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img).astype(np.float64)
-        # 16-bit files use the full 0-65535 range; 32-bit "I" images carry no range, so guess.
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        gray = np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2), None
+    """RGB uint8 HxWx3 and, when the image carries transparency, alpha uint8 HxW (8-bit modes:
+    integer grey ones are read by ``_deep_samples``)."""
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -298,6 +293,15 @@ def _deep_samples(img: Image.Image, raw: str | Path | bytes | None) -> np.ndarra
     again with OpenCV (which keeps 16 bits) and turned upright with the EXIF orientation."""
     if img.mode.startswith("I;16"):
         return np.asarray(img).astype(np.uint16)
+    if img.mode == "I":  # 32-bit integer grey: kept at 16 bits where its samples fit them
+        arr = np.asarray(img)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            name = raw if isinstance(raw, (str, Path)) else "image"
+            raise EdgefillError(
+                f"{name}: 32-bit integer samples beyond 0-65535; edgefill writes photos back at "
+                "16 bits at most: scale it into 16 bits first"
+            )
+        return arr.astype(np.uint16)
     if img.info.get("edgefill_bits", 8) <= 8 or raw is None:
         return None
     buf = np.frombuffer(raw, np.uint8) if isinstance(raw, bytes) else np.fromfile(raw, np.uint8)

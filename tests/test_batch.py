@@ -79,6 +79,27 @@ def test_folder_run_records_failures_and_matches_single_photo_mode(
     assert single.read_bytes() == (out / "p03.png").read_bytes()
 
 
+def test_one_mask_file_serves_a_whole_folder(
+    tiny_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sensor dust or a watermark sits at the same spot in every photo: --mask FILE."""
+    photos, masks = make_archive(tmp_path, n=5)
+    (photos / CORRUPT).unlink()
+    (photos / NO_MASK).unlink()  # p00, p03, p04 left, all with the one mask
+    out = tmp_path / "out"
+    rc = main(["inpaint", str(photos), "--mask", str(masks / "p00.png"), "-o", str(out),
+               "--weights", str(tiny_release)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    hole = np.asarray(Image.open(masks / "p00.png")) > 0
+    for photo in sorted(photos.glob("*.png")):
+        src, back = np.asarray(Image.open(photo)), np.asarray(Image.open(out / photo.name))
+        np.testing.assert_array_equal(back[~hole], src[~hole])
+        assert not np.array_equal(back[hole], src[hole])
+    rc = main(["inpaint", str(photos), "--mask", str(tmp_path / "none.png"), "-o", str(out),
+               "--weights", str(tiny_release)])  # fmt: skip
+    assert rc == 2 and "one mask for every photo" in capsys.readouterr().err
+
+
 def test_rerun_skips_complete_outputs_and_retries_failures(
     tiny_release: Path, tmp_path: Path
 ) -> None:

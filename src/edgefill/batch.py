@@ -369,10 +369,12 @@ def plan_folder(
     report: str | None = None,
     mask_beside: bool = False,
 ) -> Plan:
-    """Every photo in ``photo_dir`` (by name) with the mask of the same stem in ``mask_dir``.
+    """Every photo in ``photo_dir`` (by name) with the mask of the same stem in ``mask_dir``,
+    or with ``mask_dir`` itself when it is one mask file: the same spot in every photo (dust on
+    a camera's sensor, a watermark, a scanner's flaw).
 
     Outputs are ``out_dir/STEM.png`` (default: the photo folder's name + ``_inpainted`` or
-    ``_restored``). ``inpaint`` needs a mask folder; ``restore`` detects damage without one.
+    ``_restored``). ``inpaint`` needs masks; ``restore`` detects damage without them.
     """
     photo_dir = str(photo_dir)
     if out_dir is None:
@@ -380,10 +382,17 @@ def plan_folder(
         out_dir = _join(_parent(photo_dir), _name(photo_dir) + suffix)
     out_dir = str(out_dir)
     if mask_dir is None and task == "inpaint":
-        raise EdgefillError("a photo folder needs --mask MASK_DIR (masks with the same file names)")
-    if mask_dir is not None and not _isdir(str(mask_dir)):
-        raise EdgefillError(f"{mask_dir}: a photo folder needs a mask folder (--mask DIR)")
-    for name, folder in (("photo", photo_dir), ("mask", mask_dir)):
+        raise EdgefillError(
+            "a photo folder needs --mask MASK_DIR (masks with the same file names) or --mask "
+            "FILE (one mask for every photo)"
+        )
+    shared = mask_dir is not None and not _isdir(str(mask_dir))
+    if shared and not _exists(str(mask_dir)):
+        raise EdgefillError(
+            f"{mask_dir}: not found; --mask is a folder of masks named as the photos, or one "
+            "mask for every photo"
+        )
+    for name, folder in (("photo", photo_dir), ("mask", None if shared else mask_dir)):
         for target in (out_dir, side_by_side, mask_out, report):
             if _same(target, folder):
                 raise EdgefillError(
@@ -393,13 +402,13 @@ def plan_folder(
     photos = _images(photo_dir)
     if not photos:
         raise EdgefillError(f"{photo_dir}: no photos found")
-    masks = {_stem(p): p for p in _images(str(mask_dir))} if mask_dir is not None else {}
+    masks = {_stem(p): p for p in _images(str(mask_dir))} if mask_dir and not shared else {}
     items: list[Item] = []
     failures: list[ItemResult] = []
     claimed: dict[str, str] = {}
     for photo in photos:
         output = _join(out_dir, _stem(photo) + ".png")
-        mask = masks.get(_stem(photo))
+        mask = str(mask_dir) if shared else masks.get(_stem(photo))
         if mask_dir is not None and mask is None:
             reason = f"no mask with the same name in {mask_dir}"
             failures.append(_failed(photo, None, output, reason))

@@ -819,8 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo", help="photo file, or a folder of photos")
     p.add_argument(
         "--mask",
-        help="mask file (white = hole), or a folder of masks with the photos' names; "
-        "optional for an RGBA photo whose transparent pixels are the hole",
+        help="mask file (white = hole), or for a folder of photos a folder of masks with the "
+        "photos' names or one mask for all; optional for an RGBA photo whose transparent pixels "
+        "are the hole",
     )
     p.add_argument("-o", "--output", help="output file (default PHOTO_inpainted.png) or folder")
     p.add_argument(
@@ -1086,7 +1087,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mask",
         help="use this mask (white = damaged) instead of detecting damage; for a folder, "
-        "a folder of masks with the photos' names",
+        "a folder of masks with the photos' names or one mask for all",
     )
     p.add_argument(
         "--side-by-side",

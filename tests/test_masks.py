@@ -47,6 +47,21 @@ def test_threshold_for_soft_masks(tmp_path: Path) -> None:
     assert load_mask(soft, threshold=128).tolist() == [[False, False, False, False, True, True]]
 
 
+def test_jpeg_masks_leave_their_compression_noise_out_of_the_hole(tmp_path: Path) -> None:
+    import cv2
+
+    arr = np.zeros((120, 160), np.uint8)
+    cv2.line(arr, (10, 10), (150, 100), 255, 4)
+    cv2.circle(arr, (70, 80), 15, 255, -1)
+    Image.fromarray(arr).save(tmp_path / "m.jpg", quality=90)
+    drawn = arr > 0
+    data = (tmp_path / "m.jpg").read_bytes()
+    for src in (tmp_path / "m.jpg", data, Image.open(tmp_path / "m.jpg")):
+        np.testing.assert_array_equal(load_mask(src), drawn)  # as if threshold 128
+    assert load_mask(tmp_path / "m.jpg", threshold=250).sum() < drawn.sum()  # higher ones hold
+    assert load_mask(np.asarray(Image.open(tmp_path / "m.jpg"))).sum() > drawn.sum()  # arrays: 1
+
+
 @pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "I;16"])
 def test_mask_file_modes(tmp_path: Path, mode: str) -> None:
     arr = np.zeros((6, 8), np.uint8)

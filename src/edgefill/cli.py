@@ -733,7 +733,7 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
         "--mask-threshold",
         type=int,
         default=1,
-        help="mask pixels >= this value (1-255) are the hole (default 1)",
+        help="mask pixels >= this value (1-255) are the hole (default 1; JPEG masks at least 128)",
     )
     p.add_argument(
         "--max-pixels",

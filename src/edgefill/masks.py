@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from edgefill.config import DEFAULT_MAX_PIXELS, MASK_KINDS
 from edgefill.errors import EdgefillError
@@ -65,6 +66,27 @@ def check_threshold(threshold: int) -> None:
         )
 
 
+# JPEG masks hold compression noise around every stroke (values of a few levels): read with the
+# default threshold 1, a mask of one line and one disc saved at quality 90 gave a hole 33 %
+# larger, with 62 specks around it; from 128 on, exactly the drawn hole.
+JPEG_MASK_THRESHOLD = 128
+
+
+def _is_jpeg(src: object) -> bool:
+    """Whether a mask file, its bytes or an opened image are JPEG (by content, not by name)."""
+    if isinstance(src, Image.Image):
+        return src.format == "JPEG"
+    if isinstance(src, bytes):
+        return src[:3] == b"\xff\xd8\xff"
+    if isinstance(src, (str, Path)):
+        try:
+            with open(src, "rb") as fh:
+                return fh.read(3) == b"\xff\xd8\xff"
+        except OSError:
+            return False
+    return False
+
+
 def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> np.ndarray:
     """Hole = pixel value >= threshold (default: any nonzero value). Colour masks are refused.
 
@@ -116,7 +138,8 @@ def load_mask(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Read a mask (file, bytes, PIL image or array) as bool HxW; ``size`` is the photo's
-    (width, height). Transparent pixels of a mask with alpha are never the hole.
+    (width, height). Transparent pixels of a mask with alpha are never the hole; a JPEG mask's
+    threshold is at least JPEG_MASK_THRESHOLD (its compression noise is not a hole).
 
     A wrong size is an error naming both sizes unless ``resize`` is set (nearest neighbour).
     """
@@ -125,6 +148,8 @@ def load_mask(
     if isinstance(src, np.ndarray):
         mask = mask_from_array(src, name, threshold)
     else:
+        if _is_jpeg(src):
+            threshold = max(threshold, JPEG_MASK_THRESHOLD)
         img = open_image(src, max_pixels)
         if img.mode == "P" and "transparency" in img.info or img.mode == "PA":
             img = img.convert("RGBA")

@@ -178,8 +178,8 @@ class ImageMeta:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # without the orientation tag: pixels are stored as displayed
     dpi: tuple[float, float] | None = None
-    # Grey samples (a black-and-white photo): written back grey, the fill as its luma, not as
-    # an RGB file whose hole the colour model tints slightly.
+    # Grey samples (a black-and-white photo): written back grey (the fill is grey already:
+    # Inpainter.inpaint_arrays), not as an RGB file three times the size.
     grey: bool = False
 
 

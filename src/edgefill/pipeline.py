@@ -719,8 +719,9 @@ class Inpainter:
         """Fill ``hole`` in ``rgb``; ``guide`` (float HxW in [0, 1]) replaces predicted edges in the hole.
 
         Returns (result uint8 HxWx3, composite edges float32 HxW). Pixels outside the hole are
-        copied unchanged; where they are all grey, the fill is grey too (its luma). With the crop strategy the edge map is zero outside the context windows
-        (nothing was computed there); inside a downscaled window it is the window's map upscaled.
+        copied unchanged; where they are all grey, the fill is made grey too (``grey_fill``).
+        With the crop strategy the edge map is zero outside the context windows (nothing was
+        computed there); inside a downscaled window it is the window's map upscaled.
         """
         options = (hd_strategy, hd_margin, working_size)
         result, edges = self._run(rgb, hole, guide, options, fill=True)

@@ -542,14 +542,14 @@ def test_export_with_base_keeps_what_the_release_chose_beyond_its_weights(
     plain, plain_doc = read_release_config(tmp_path / "plain")
     assert (plain.edge_guide, plain.copy_detail) == (1.0, 0.0)
     assert not (tmp_path / "plain" / DRAWN_FILE).exists()
-    assert plain_doc["init"] == str(base.resolve())  # where the run started, kept on resume
-    resumed = make_trainer(photos, run, "inpaint-on-predicted", "model.hole_fill=telea",
-                           "model.exemplar=true", "model.edge_guide=1", edge_weights=str(base))  # fmt: skip
-    resumed.fit(resume=True, max_steps=2)
-    assert load_checkpoint(latest_checkpoint(run))["init"] == str(base.resolve())
-    note = capsys.readouterr().err  # ... and what the export left behind
+    note = capsys.readouterr().err  # says what it left behind, and where the run started
     assert "edge_guide 0.3 (here 1.0)" in note and "copy_detail 0.35 (here 0.0)" in note
     assert "G2 for drawn edges" in note and f"--base {base.resolve()} keeps them" in note
+    assert plain_doc["init"] == str(base.resolve())
+    resumed = make_trainer(photos, run, "inpaint-on-predicted", "model.hole_fill=telea",
+                           "model.exemplar=true", "model.edge_guide=1", edge_weights=str(base))  # fmt: skip
+    resumed.fit(resume=True, max_steps=2)  # without --init: the start is kept from the checkpoint
+    assert load_checkpoint(latest_checkpoint(run))["init"] == str(base.resolve())
 
     out = tmp_path / "mine"
     assert main(["export", str(run), "-o", str(out), "--base", str(base)]) == 0

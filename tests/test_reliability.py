@@ -86,8 +86,9 @@ BAD_FILES: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "zip-named-jpg": ("photo.jpg", _zip_bytes, "not a readable image"),
     "bomb": ("bomb.png", lambda: png_with_header(20000, 20000), "exceeds the limit"),
     "zero-size": ("zero.png", lambda: png_with_header(0, 0), "not a readable image"),
-    # Read as 8 bits these came back black: every sample clipped to 0 or 1.
+    # read as 8 bits, this came back black: every sample clipped to 0 or 1
     "float-tiff": ("float.tif", _float_tiff, "32-bit floating-point samples"),
+    # no file edgefill writes could hold these samples
     "int32-tiff": ("int32.tif", _int32_tiff, "32-bit integer samples beyond 0-65535"),
 }
 

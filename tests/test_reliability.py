@@ -702,6 +702,26 @@ def test_16_bit_photos_stay_16_bit_outside_the_hole(
     assert rc == 2 and "16 bits" in err and not (tmp_path / "o.jpg").exists()
 
 
+@pytest.mark.parametrize("mode", ["L", "LA"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".bmp", ".tif"])
+def test_grey_photos_can_be_written_to_every_format(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path, mode: str, suffix: str,
+) -> None:  # fmt: skip
+    """Grey with alpha has no JPEG or BMP form (JPEG drops the alpha, BMP stays RGBA)."""
+    src = Image.fromarray(photo_array(40, 52)).convert(mode)
+    src.save(tmp_path / "p.png")
+    out = tmp_path / f"out{suffix}"
+    rc, _, err = _cli(capsys, "inpaint", tmp_path / "p.png", "--mask", files18["mask"],
+                      "-o", out, "--weights", tiny_release)  # fmt: skip
+    assert rc == 0, err
+    back = Image.open(out)
+    if suffix in (".png", ".tif"):  # lossless and able to hold grey with alpha
+        assert back.mode == mode
+        hole = box_hole(40, 52)
+        np.testing.assert_array_equal(np.asarray(back)[~hole], np.asarray(src)[~hole])
+
+
 @pytest.mark.parametrize("kind", ["grey", "rgb"])
 def test_12_bit_data_in_a_16_bit_file_is_filled_as_its_8_bit_copy(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],

@@ -449,14 +449,16 @@ def write_image(
     check_quality(quality)
     meta = meta or ImageMeta()
     arr = np.ascontiguousarray(arr)
-    if meta.grey and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] in (3, 4):
+    channels = arr.shape[2] if arr.ndim == 3 else 1
+    # Grey with alpha has no BMP form: such a photo stays RGBA there.
+    if meta.grey and arr.dtype == np.uint8 and (channels == 3 or channels == 4 and fmt != "BMP"):
         arr = grey_of(arr)
     meta = _fitting_profile(meta, arr)
     if arr.dtype == np.uint16:
         fh.write(_encode_deep(arr, fmt, meta))
         return
     if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] in (2, 4):
-        arr = arr[..., :-1]  # JPEG has no alpha channel
+        arr = arr[..., 0] if arr.shape[2] == 2 else arr[..., :3]  # JPEG has no alpha channel
     kwargs: dict = {}
     if fmt == "JPEG":
         kwargs["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality

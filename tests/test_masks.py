@@ -109,6 +109,25 @@ def test_wrong_size_names_both_sizes_and_resize_fixes_it(tmp_path: Path) -> None
     assert not resized[:, :29].any() and resized[:, 31:].all()  # nearest neighbour, no blur
 
 
+def test_a_mask_resized_smaller_keeps_its_thin_strokes(tmp_path: Path) -> None:
+    """A scratch mask drawn at twice the photo's size: nearest neighbour keeps one row in two,
+    so 1 px lines on the rows it skips vanished from the hole."""
+    arr = np.zeros((200, 300), np.uint8)
+    for row in (101, 150):
+        arr[row, 20:280] = 255
+    for col in (51, 100):
+        arr[10:190, col] = 255
+    Image.fromarray(arr).save(tmp_path / "m.png")
+    small = load_mask(tmp_path / "m.png", size=(150, 100), resize=True)
+    for row in (101, 150):
+        assert small[row // 2, 20:140].all()
+    for col in (51, 100):
+        assert small[5:95, col // 2].all()
+    assert small.sum() <= 2 * (2 * 130 + 2 * 90)  # at most one extra pixel across each line
+    # One axis shrinking, the other growing: the growing one stays nearest neighbour.
+    assert load_mask(tmp_path / "m.png", size=(150, 400), resize=True)[202:204].any()
+
+
 def test_array_masks() -> None:
     b = np.zeros((3, 4), bool)
     b[1, 1] = True

@@ -727,7 +727,9 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
     from edgefill.config import DEFAULT_MAX_PIXELS
 
     p.add_argument(
-        "--resize-mask", action="store_true", help="resize a mask of another size to the photo"
+        "--resize-mask",
+        action="store_true",
+        help="resize a mask of another size to the photo (the hole never shrinks: thin strokes stay)",
     )
     p.add_argument(
         "--mask-threshold",

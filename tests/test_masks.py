@@ -92,8 +92,9 @@ def test_gray_rgb_mask_is_accepted_and_colour_refused(tmp_path: Path) -> None:
     colour = gray.copy()
     colour[4, 4] = (255, 0, 0)
     Image.fromarray(colour).save(tmp_path / "colour.png")
-    with pytest.raises(EdgefillError, match=r"colour.*colour\.png|colour\.png.*colour"):
+    with pytest.raises(EdgefillError, match=r"colour.*colour\.png|colour\.png.*colour") as err:
         load_mask(tmp_path / "colour.png")
+    assert "white on black" in str(err.value)  # the usual mistake: strokes on the photo itself
 
 
 def test_wrong_size_names_both_sizes_and_resize_fixes_it(tmp_path: Path) -> None:

@@ -110,7 +110,9 @@ def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> 
                 and np.array_equal(seen[..., 0], seen[..., 2])
             ):
                 raise EdgefillError(
-                    f"{name}: mask has colour; expected a single-channel black/white image (white = hole)"
+                    f"{name}: mask has colour; expected a black-and-white image (white = hole): "
+                    "strokes painted on a copy of the photo are not a mask, paint them white "
+                    "on black"
                 )
             arr = arr[..., 0]
         elif arr.shape[2] == 1:

@@ -154,8 +154,9 @@ def _warn_inverted_mask(path: str | Path | None, hole: Any) -> None:
         )
 
 
-# Edge maps are sparse lines (Canny marks about a tenth of a photo's pixels): a drawn map that
-# marks more than this share of the hole was most likely drawn black on white.
+# Edge maps are sparse lines (Canny, sigma 2, marks 3-13 % of the pixels of 20 training photos at
+# 256 px, median 6 %): a drawn map that marks more than this share of the hole was most likely
+# drawn black on white.
 INVERTED_EDGE_SHARE = 0.5
 
 

@@ -47,6 +47,7 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
         bits = sample_bits(img)  # the tile list is gone after load()
         img.load()
         img.info["edgefill_bits"] = bits
+        img.info["edgefill_format"] = img.format  # gone too once the orientation is applied
     except EdgefillError:
         raise
     except (

@@ -72,21 +72,6 @@ def check_threshold(threshold: int) -> None:
 JPEG_MASK_THRESHOLD = 128
 
 
-def _is_jpeg(src: object) -> bool:
-    """Whether a mask file, its bytes or an opened image are JPEG (by content, not by name)."""
-    if isinstance(src, Image.Image):
-        return src.format == "JPEG"
-    if isinstance(src, bytes):
-        return src[:3] == b"\xff\xd8\xff"
-    if isinstance(src, (str, Path)):
-        try:
-            with open(src, "rb") as fh:
-                return fh.read(3) == b"\xff\xd8\xff"
-        except OSError:
-            return False
-    return False
-
-
 def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> np.ndarray:
     """Hole = pixel value >= threshold (default: any nonzero value). Colour masks are refused.
 
@@ -150,9 +135,10 @@ def load_mask(
     if isinstance(src, np.ndarray):
         mask = mask_from_array(src, name, threshold)
     else:
-        if _is_jpeg(src):
-            threshold = max(threshold, JPEG_MASK_THRESHOLD)
         img = open_image(src, max_pixels)
+        fmt = src.format if isinstance(src, Image.Image) else img.info.get("edgefill_format")
+        if fmt == "JPEG":
+            threshold = max(threshold, JPEG_MASK_THRESHOLD)
         if img.mode == "P" and "transparency" in img.info or img.mode == "PA":
             img = img.convert("RGBA")
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -361,7 +361,7 @@ def compose_deep(
     out = deep if keep_alpha or deep.ndim == 2 or deep.shape[2] == 3 else deep[..., :3]
     out = out.copy()
     if out.ndim == 2:
-        out[hole] = _from8(cv2.cvtColor(fill, cv2.COLOR_RGB2GRAY)[hole], white)
+        out[hole] = _from8(grey_of(fill)[hole], white)
     else:
         out[..., :3][hole] = _from8(fill[hole], white)
     return out

@@ -726,7 +726,7 @@ class Inpainter:
         options = (hd_strategy, hd_margin, working_size)
         result, edges = self._run(rgb, hole, guide, options, fill=True)
         assert result is not None
-        hole = np.asarray(hole).astype(bool)
+        hole = hole.astype(bool, copy=False)  # as _run reads it: any nonzero value
         if known_is_neutral(rgb, hole):  # a black-and-white photo gets a grey fill, not a tint
             result = grey_fill(result, hole)
         return result, edges

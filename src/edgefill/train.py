@@ -1158,12 +1158,12 @@ def _base_release(
 def forgotten_base(release: str | Path) -> tuple[str, list[str]]:
     """The release ``release``'s run started from (``--init``) and what ``release``, exported
     without ``base``, lacks of it: inference settings it set apart, its G2 for drawn edges."""
-    doc = read_release_config(release)[1]
+    ours, doc = read_release_config(release)
     init = doc.get("init")
     # A G2 for drawn edges exported alone is meant for attach-drawn, which keeps its settings.
     if "base" in doc or doc.get("init_drawn") or not init or not Path(init, CONFIG_FILE).is_file():
         return "", []
-    ours, theirs = (read_release_config(r)[0] for r in (release, init))
+    theirs = read_release_config(init)[0]
     if not same_architecture(ours, theirs):  # e.g. a G2 given the copy: --base would not fit
         return "", []
     ours, theirs = release_settings(ours), release_settings(theirs)

@@ -489,6 +489,22 @@ def _fitting_profile(meta: ImageMeta, arr: np.ndarray) -> ImageMeta:
     return replace(meta, icc_profile=None)
 
 
+def resize_hole(hole: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``hole`` (bool HxW) at ``size`` (width, height): nearest neighbour along an axis that
+    grows; along one that shrinks a pixel is hole when any hole pixel falls in it, so strokes
+    thinner than the scale (scratches, hairs) are not dropped (nearest neighbour kept one row in
+    two of a mask at twice the size). Shared by every shrinking of a hole: masks, the reduced
+    PatchMatch copy, the restore report's sheet."""
+    h, w = hole.shape
+    big = (max(size[0], w), max(size[1], h))
+    m = hole.astype(np.uint8)
+    if big != (w, h):
+        m = cv2.resize(m, big, interpolation=cv2.INTER_NEAREST)
+    if big != tuple(size):
+        return cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+    return m > 0
+
+
 def grey_of(arr: np.ndarray) -> np.ndarray:
     """RGB (HxWx3) or RGBA (HxWx4) uint8 as grey (HxW) or grey + alpha (HxWx2): the luma,
     which keeps a neutral pixel's value exactly."""

@@ -15,7 +15,7 @@ from PIL import Image
 
 from edgefill.config import DEFAULT_MAX_PIXELS, MASK_KINDS
 from edgefill.errors import EdgefillError
-from edgefill.image import ImageInput, Photo, load_photo, open_image
+from edgefill.image import ImageInput, Photo, load_photo, open_image, resize_hole
 
 # Hole-ratio buckets used for evaluation (as in the EdgeConnect paper), as (low, high) fractions.
 BUCKETS: tuple[tuple[float, float], ...] = tuple((i / 10, (i + 1) / 10) for i in range(6))
@@ -158,21 +158,6 @@ def load_mask(
             )
         mask = resize_hole(mask, tuple(size))
     return mask
-
-
-def resize_hole(hole: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``hole`` (bool HxW) at ``size`` (width, height): nearest neighbour along an axis that
-    grows; along one that shrinks a pixel is hole when any hole pixel falls in it, so strokes
-    thinner than the scale (scratches, hairs) are not dropped (nearest neighbour kept one row in
-    two of a mask at twice the size)."""
-    h, w = hole.shape
-    big = (max(size[0], w), max(size[1], h))
-    m = hole.astype(np.uint8)
-    if big != (w, h):
-        m = cv2.resize(m, big, interpolation=cv2.INTER_NEAREST)
-    if big != tuple(size):
-        return cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
-    return m > 0
 
 
 def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import torch
 
 from edgefill.config import HOLE_FILLS
 from edgefill.errors import EdgefillError
+from edgefill.image import resize_hole
 
 TELEA_RADIUS = 3  # OpenCV's documented example value
 THIN_RADIUS = 5.0  # px: hole components whose farthest pixel is this close to a known one are thin
@@ -275,7 +276,7 @@ def reduced_patchmatch(
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    small_hole = cv2.resize(hole.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+    small_hole = resize_hole(hole, size)
     if small_hole.all():
         return np.full_like(rgb, GREY)
     small_edges = None

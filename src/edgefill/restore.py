@@ -30,6 +30,7 @@ from edgefill.image import (
     ImageMeta,
     compose_deep,
     load_photo,
+    resize_hole,
     save_image,
     write_atomic,
 )
@@ -146,10 +147,7 @@ def report_sheet(
     def small_mask(m: np.ndarray | None) -> np.ndarray:
         if m is None:
             return np.zeros(size[::-1], bool)
-        # a 1 px scratch must stay visible when the sheet is smaller than the scan
-        return (
-            cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0 if f < 1 else m
-        )
+        return resize_hole(m, size) if f < 1 else m  # a 1 px scratch stays visible on the sheet
 
     left, right = small(before), small(after)
     mid = (left * 0.45 + 40).astype(np.uint8)

@@ -775,6 +775,27 @@ def test_transparent_mask_pixels_are_not_the_hole(client: TestClient) -> None:
     assert (out[strokes] != photo[strokes]).any()
 
 
+def test_a_jpeg_mask_upload_is_read_as_the_library_reads_the_file(client: TestClient) -> None:
+    """Compression noise around a JPEG mask's strokes is not the hole (``load_mask``), also
+    when the upload carries an EXIF orientation, whose decoding copy loses the file's format."""
+    import cv2
+
+    photo = photo_array()
+    drawn = np.zeros((40, 48), np.uint8)
+    cv2.line(drawn, (4, 4), (44, 30), 255, 3)
+    cv2.circle(drawn, (30, 12), 6, 255, -1)
+    upright = Image.Exif()
+    upright[0x0112] = 1  # an upload that states its orientation
+    for exif in (Image.Exif(), upright):
+        buf = io.BytesIO()
+        Image.fromarray(drawn).save(buf, format="JPEG", quality=90, exif=exif)
+        noisy = np.asarray(Image.open(buf))
+        assert ((noisy > 0) & (drawn == 0)).any()  # the noise the upload must not take as hole
+        out = decode(client.post("/api/inpaint", files=files(png(photo), buf.getvalue())))
+        np.testing.assert_array_equal(out[drawn == 0], photo[drawn == 0])
+        assert (out[drawn > 0] != photo[drawn > 0]).any()
+
+
 def test_16_bit_and_icc_photos_keep_their_samples_and_profile(client: TestClient) -> None:
     import cv2
     from PIL import ImageCms

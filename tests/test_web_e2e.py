@@ -273,6 +273,45 @@ def test_keyboard_shortcuts_and_errors(laptop: Page, photo_path: Path, tmp_path:
     page.wait_for_function("() => document.getElementById('inpaint').disabled")
 
 
+def test_a_mask_file_is_read_as_the_library_reads_it(
+    laptop: Page, photo_path: Path, tmp_path: Path
+) -> None:
+    """The app and ``load_mask`` take the same hole from a mask file: a JPEG's compression
+    noise is not the hole, nor are transparent pixels; a colour image is refused."""
+    import cv2
+
+    from edgefill.masks import load_mask
+
+    page = laptop.page
+    laptop.open_photo(photo_path)
+    drawn = np.zeros((H, W), np.uint8)
+    cv2.line(drawn, (10, 10), (150, 100), 255, 4)
+    cv2.circle(drawn, (70, 80), 15, 255, -1)
+    jpeg = tmp_path / "mask.jpg"
+    Image.fromarray(drawn).save(jpeg, quality=90)
+    soft = np.zeros((H, W, 4), np.uint8)  # white everywhere, opaque only on the strokes
+    soft[...] = 255
+    soft[..., 3] = np.where(drawn > 0, 255, 100)
+    layered = tmp_path / "layer.png"
+    Image.fromarray(soft).save(layered)
+    for path in (jpeg, layered):
+        expected = load_mask(path)
+        assert not ((np.asarray(Image.open(path).convert("L")) > 0) == expected).all()
+        page.set_input_files("#mask-input", str(path))
+        page.wait_for_function("() => !document.getElementById('inpaint').disabled")
+        got = laptop.download("#download-mask")
+        np.testing.assert_array_equal((got[..., 0] if got.ndim == 3 else got) > 0, expected)
+        page.keyboard.press("Control+z")
+        page.wait_for_function("() => document.getElementById('inpaint').disabled")
+
+    colour = np.zeros((H, W, 3), np.uint8)
+    colour[20:40, 20:60] = (255, 0, 0)
+    Image.fromarray(colour).save(tmp_path / "red.png")
+    page.set_input_files("#mask-input", str(tmp_path / "red.png"))
+    page.wait_for_selector("#toast.error")
+    assert "red.png" in page.inner_text("#toast") and "colour" in page.inner_text("#toast")
+
+
 def test_detect_damage_fills_the_mask_layer(laptop: Page, tmp_path: Path) -> None:
     """The button adds the detected scratches and dust to what is painted, as one undo step."""
     import cv2

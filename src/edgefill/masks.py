@@ -136,7 +136,9 @@ def load_mask(
         mask = mask_from_array(src, name, threshold)
     else:
         img = open_image(src, max_pixels)
-        fmt = src.format if isinstance(src, Image.Image) else img.info.get("edgefill_format")
+        fmt = img.info.get("edgefill_format") or (
+            src.format if isinstance(src, Image.Image) else None
+        )
         if fmt == "JPEG":
             threshold = max(threshold, JPEG_MASK_THRESHOLD)
         if img.mode == "P" and "transparency" in img.info or img.mode == "PA":

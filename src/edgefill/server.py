@@ -161,7 +161,9 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     """An uploaded file as a loaded PIL image (EXIF orientation applied), or an UploadError.
 
     The pixel count is checked from the header before any pixel is decoded (decompression bombs).
-    ``img.info["edgefill_bits"]`` records the file's bit depth (16-bit photos stay 16-bit).
+    ``img.info["edgefill_bits"]`` records the file's bit depth (16-bit photos stay 16-bit) and
+    ``img.info["edgefill_format"]`` its format (a JPEG mask's threshold, ``masks.load_mask``),
+    which the orientation's copy would lose.
     """
     img = peek_upload(data, field, max_pixels)
     bits = sample_bits(img)
@@ -170,6 +172,7 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
     img.info["edgefill_bits"] = bits
+    img.info["edgefill_format"] = img.format
     try:
         return ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not make the photo unusable

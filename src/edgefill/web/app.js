@@ -233,7 +233,7 @@
   // The detector's confidence PNG (grey = region confidence) as two alpha canvases: regions at
   // or above `at` (0-1) and the uncertain rest.
   async function splitConfidence(blob, w, h, at) {
-    const grey = await grayToAlpha(blob, w, h, false);
+    const grey = await grayToAlpha(blob, w, h);
     const sure = makeCanvas(w, h);
     const doubt = makeCanvas(w, h);
     const src = grey.getContext("2d").getImageData(0, 0, w, h);
@@ -251,7 +251,10 @@
     return [sure, doubt];
   }
 
-  async function grayToAlpha(blob, w, h, binary) {
+  // A grey image (white = 255) as a white layer whose alpha is the grey value. With a
+  // `threshold` (1-255) the layer is binary, read as the library reads a mask file
+  // (masks.load_mask): opaque pixels (alpha >= 128) at or above it, and a colour image is refused.
+  async function grayToAlpha(blob, w, h, threshold = 0) {
     const bmp = await createImageBitmap(blob, {
       colorSpaceConversion: "none",
       premultiplyAlpha: "none",
@@ -269,8 +272,18 @@
     const d = img.data;
     for (let i = 0; i < d.length; i += 4) {
       let v = Math.max(d[i], d[i + 1], d[i + 2]);
-      v = Math.round((v * d[i + 3]) / 255);
-      if (binary) v = v > 0 ? 255 : 0;
+      if (!threshold) {
+        v = Math.round((v * d[i + 3]) / 255);
+      } else if (d[i + 3] < 128) {
+        v = 0; // a transparent pixel is never the hole, whatever its colour
+      } else if (d[i] !== d[i + 1] || d[i] !== d[i + 2]) {
+        throw new UserError(
+          "it has colour; a mask is white strokes on black (strokes painted on a copy of the " +
+            "photo are not a mask)",
+        );
+      } else {
+        v = v >= threshold ? 255 : 0;
+      }
       d[i] = d[i + 1] = d[i + 2] = 255;
       d[i + 3] = v;
     }
@@ -1048,7 +1061,7 @@
     const form = await baseForm(doc);
     form.append("hd_strategy", ui.settings.hdStrategy);
     const { blob } = await post("/api/edges", form, signal, "Predicting edges…");
-    doc.edges.base = await grayToAlpha(blob, doc.W, doc.H, false);
+    doc.edges.base = await grayToAlpha(blob, doc.W, doc.H);
     doc.edges.render(); // keeps the user's edge strokes on top of the new prediction
     doc.edgesKey = key;
     refreshUI();
@@ -1234,7 +1247,7 @@
         form.append("scribbles", await scribbleBlob(sel), "scribbles.png");
       }
       const { blob } = await post("/api/select", form, signal);
-      const found = await grayToAlpha(blob, doc.W, doc.H, true);
+      const found = await grayToAlpha(blob, doc.W, doc.H, 1);
       const merged = makeCanvas(doc.W, doc.H);
       const ctx = merged.getContext("2d");
       ctx.drawImage(sel.base, 0, 0);
@@ -1338,10 +1351,18 @@
     renderDocs();
   }
 
+  // JPEG compression noise around a mask's strokes is not the hole: as masks.load_mask does
+  // (JPEG_MASK_THRESHOLD), a JPEG file (told by its first bytes) is read from 128 up.
+  async function maskThreshold(file) {
+    const head = new Uint8Array(await file.slice(0, 3).arrayBuffer());
+    return head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff ? 128 : 1;
+  }
+
   async function loadMaskFile(file) {
     if (!file || !D || ui.busy) return;
     try {
-      const c = await grayToAlpha(file, D.W, D.H, true).catch((e) => {
+      const threshold = await maskThreshold(file);
+      const c = await grayToAlpha(file, D.W, D.H, threshold).catch((e) => {
         if (e instanceof UserError) throw new UserError(`${file.name}: ${e.message}`);
         throw new UserError(`${file.name}: not an image this browser can read`);
       });

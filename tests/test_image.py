@@ -208,6 +208,30 @@ def test_our_limit_replaces_pils(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert Image.MAX_IMAGE_PIXELS == 1000  # PIL's setting is restored for everyone else
 
 
+def test_files_are_closed_once_read_or_refused(tmp_path: Path) -> None:
+    """A folder run reads thousands of files: none is left open for the garbage collector, a
+    refused one (too many pixels, truncated) and a multi-frame one (GIF) included."""
+    import gc
+
+    rgb = np.random.default_rng(0).integers(0, 256, (60, 100, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    data = (tmp_path / "p.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    frames[0].save(tmp_path / "two.gif", save_all=True, append_images=frames[1:])
+    cases = [("p.png", 100), ("cut.png", 10**6), ("two.gif", 10**6), ("p.png", 10**6)]
+    gc.collect()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for name, limit in cases:
+            try:
+                load_rgb(tmp_path / name, max_pixels=limit)
+            except EdgefillError:
+                pass
+        gc.collect()
+    assert [str(w.message) for w in seen if w.category is ResourceWarning] == []
+
+
 # ----------------------------------------------------------------------------- writing
 
 

@@ -40,25 +40,44 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     return _decode(path, max_pixels, str(path))
 
 
+# What Pillow raises for a file it cannot read (or one that claims too many pixels).
+_UNREADABLE = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+)
+
+
 def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     try:
         img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
+    except _UNREADABLE as exc:
+        raise EdgefillError(f"{name}: not a readable image ({exc})") from None
+    try:
         _check_size(img.size, max_pixels, name)
         bits = sample_bits(img)  # the tile list is gone after load()
         img.load()
-        img.info["edgefill_bits"] = bits
-        img.info["edgefill_format"] = img.format  # gone too once the orientation is applied
-    except EdgefillError:
+    except BaseException as exc:
+        img.close()  # the file stays open until load() has read it (a folder run's failures)
+        if isinstance(exc, _UNREADABLE):
+            raise EdgefillError(f"{name}: not a readable image ({exc})") from None
         raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as exc:
-        raise EdgefillError(f"{name}: not a readable image ({exc})") from None
+    img.info["edgefill_bits"] = bits
+    img.info["edgefill_format"] = img.format  # gone too once the orientation is applied
+    if _holds_file(img):  # a copy of the first frame (the one used) lets the file go now
+        first = img.copy()
+        img.close()
+        img = first
     return img
+
+
+def _holds_file(img: Image.Image) -> bool:
+    """Whether Pillow keeps the image's file open after load(): formats that can hold several
+    frames (GIF, TIFF, APNG, ICO) do, for seek(), until the image is garbage collected."""
+    files = (getattr(img, "fp", None), getattr(img, "_fp", None))
+    return any(f is not None and not getattr(f, "closed", True) for f in files)
 
 
 def sample_bits(img: Image.Image) -> int:

@@ -25,10 +25,12 @@ from edgefill.errors import EdgefillError
 SIZE = (96, 128)  # h, w: big enough that a Ray run lasts long enough to kill a worker in it
 N_PHOTOS = 20
 NO_MASK, CORRUPT = "p02.png", "p01.png"
+INVERTED = "p04.png"  # its mask marks what to keep: the hole is most of the photo
 
 
 def make_archive(root: Path, n: int = N_PHOTOS) -> tuple[Path, Path]:
-    """n photos with same-named masks; p02 has no mask, p01 is a truncated file."""
+    """n photos with same-named masks; p02 has no mask, p01 is a truncated file, p04's mask
+    is inverted."""
     photos, masks = root / "photos", root / "masks"
     photos.mkdir(parents=True)
     masks.mkdir()
@@ -37,7 +39,8 @@ def make_archive(root: Path, n: int = N_PHOTOS) -> tuple[Path, Path]:
         name = f"p{i:02d}.png"
         Image.fromarray(photo_array(h, w, seed=i)).save(photos / name)
         if name != NO_MASK:
-            Image.fromarray(box_hole(h, w).astype(np.uint8) * 255).save(masks / name)
+            hole = box_hole(h, w) != (name == INVERTED)
+            Image.fromarray(hole.astype(np.uint8) * 255).save(masks / name)
     (photos / CORRUPT).write_bytes((photos / CORRUPT).read_bytes()[:80])
     return photos, masks
 
@@ -71,6 +74,14 @@ def test_folder_run_records_failures_and_matches_single_photo_mode(
     assert set(reasons) == {NO_MASK, CORRUPT}
     assert "no mask" in reasons[NO_MASK] and "not a readable image" in reasons[CORRUPT]
     assert len(pngs(out)) == 6
+    assert [Path(m).name for m in summary.inverted] == [INVERTED]
+    rc = main(["inpaint", str(photos), "--mask", str(masks), "-o", str(tmp_path / "cli"),
+               "--weights", str(tiny_release), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert (
+        rc == 1
+        and f"1 of 6 masks made most of their photo the hole (first: {masks / INVERTED})" in err
+    )
     # The per-photo function gives exactly what `edgefill inpaint PHOTO` writes.
     single = tmp_path / "single.png"
     rc = main(["inpaint", str(photos / "p03.png"), "--mask", str(masks / "p03.png"),
@@ -432,6 +443,7 @@ def test_ray_run_with_a_killed_worker_ends_complete_and_identical(ray_archive: d
     assert killed["written"] < N_PHOTOS - 2, "the worker was killed after the run had finished"
     assert not Path(f"/proc/{killed['pid']}").exists() or killed["pid"] not in ray_model_workers()
     assert (summary.total, summary.done, summary.failed) == (N_PHOTOS, N_PHOTOS - 2, 2)
+    assert [Path(m).name for m in summary.inverted] == [INVERTED]
     local, ray_pngs = pngs(ray_archive["local"]), pngs(ray_archive["ray"])
     assert len(local) == N_PHOTOS - 2
     assert ray_pngs == local  # byte-identical to the local engine, nothing lost or half-written

@@ -40,6 +40,7 @@ from edgefill.image import (
     readable_suffixes,
     remove_stale_temps_in,
 )
+from edgefill.masks import INVERTED_MASK_SHARE
 
 TASKS = ("inpaint", "restore")
 ENGINES = ("local", "ray")
@@ -69,6 +70,7 @@ class ItemResult:
     status: str  # done | skipped | failed
     reason: str = ""
     seconds: float = 0.0
+    hole_share: float = 0.0  # inpaint with a mask: the share of the photo it made the hole
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,9 @@ class Summary:
     startup_seconds: float  # until the first photo finished (model load, Ray actors)
     failures: list[ItemResult]
     failures_csv: str | None  # written when something failed (or an old one was there)
+    # Masks whose hole is more than masks.INVERTED_MASK_SHARE of their photo: most likely
+    # made with white marking what to keep.
+    inverted: list[str] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
@@ -546,8 +551,11 @@ def check_no_existing(plan: Plan) -> None:
 # ----------------------------------------------------------------------------- one photo
 
 
-def _outputs(job: Job, model: Any, item: Item) -> list[tuple[str, Callable[[str], Any]]]:
-    """Run the model on one photo; the files to write, the main output last (it marks done)."""
+def _outputs(
+    job: Job, model: Any, item: Item
+) -> tuple[list[tuple[str, Callable[[str], Any]]], float]:
+    """Run the model on one photo: the files to write, the main output last (it marks done),
+    and the share of the photo a given mask made the hole (``ItemResult.hole_share``, else 0)."""
     from edgefill.pipeline import InpaintResult
     from edgefill.refine import refine
     from edgefill.restore import restore
@@ -577,7 +585,7 @@ def _outputs(job: Job, model: Any, item: Item) -> list[tuple[str, Callable[[str]
                 files.append((item.mask_out, r.save_mask))
             if item.report:
                 files.append((item.report, r.save_report))
-            return [*files, (item.output, lambda p: r.save(p, job.quality))]
+            return [*files, (item.output, lambda p: r.save(p, job.quality))], 0.0
         # The one photo+mask path (masks.prepare_inputs): 16-bit samples and metadata are kept.
         source, hole, keep_alpha = model.prepare_photo(
             photo, mask, job.resize_mask, job.mask_threshold, job.max_pixels
@@ -587,7 +595,8 @@ def _outputs(job: Job, model: Any, item: Item) -> list[tuple[str, Callable[[str]
         image = refine(image, hole, edges)
     alpha = source.alpha if keep_alpha else None
     res = InpaintResult(image, edges, hole, alpha, source.deep, source.meta)
-    return [(item.output, lambda p: res.save(p, job.quality))]
+    share = float(hole.mean()) if item.mask else 0.0
+    return [(item.output, lambda p: res.save(p, job.quality))], share
 
 
 def process_item(job: Job, model: Any, item: Item) -> ItemResult:
@@ -597,16 +606,17 @@ def process_item(job: Job, model: Any, item: Item) -> ItemResult:
     """
     start = time.perf_counter()
 
-    def result(status: str, reason: str = "") -> ItemResult:
+    def result(status: str, reason: str = "", share: float = 0.0) -> ItemResult:
         seconds = time.perf_counter() - start
-        return ItemResult(item.photo, item.mask, item.output, status, reason, seconds)
+        return ItemResult(item.photo, item.mask, item.output, status, reason, seconds, share)
 
     try:
         if job.skip_existing and _exists(item.output):
             return result("skipped")
-        for path, save in _outputs(job, model, item):
+        files, share = _outputs(job, model, item)
+        for path, save in files:
             _write(path, save)
-        return result("done")
+        return result("done", share=share)
     except EdgefillError as exc:
         return result("failed", str(exc))
     except Exception as exc:  # an unexpected error in one photo must not stop 100 000 others
@@ -632,7 +642,7 @@ class RayWorker:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [] for k in ("photo", "mask", "output", "status")}
-        out.update(reason=[], seconds=[])
+        out.update(reason=[], seconds=[], hole_share=[])
         for i in range(len(batch["photo"])):
             item = Item(**{k: (str(batch[k][i]) or None) for k in _ITEM_FIELDS})
             r = process_item(self.job, self.model, item)
@@ -767,6 +777,7 @@ def run_ray(
                         status,
                         str(row["reason"]),
                         float(row["seconds"]),
+                        float(row["hole_share"]),
                     )
                     if pending.pop(r.output, None) is not None:
                         got += 1
@@ -875,6 +886,7 @@ def run_batch(
     else:
         csv_path = None
     count = {s: sum(r.status == s for r in results) for s in STATUSES}
+    inverted = [r.mask or "" for r in results if r.hole_share > INVERTED_MASK_SHARE]
     return Summary(
         plan.total,
         count["done"],
@@ -884,6 +896,7 @@ def run_batch(
         first if first is not None else seconds,
         failures,
         csv_path,
+        inverted,
     )
 
 

@@ -139,17 +139,17 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     return 0
 
 
-# Damage and objects to remove rarely cover most of a photo: a mask whose hole is larger than
-# this share was most likely made with white marking what to keep (as some editors do).
-INVERTED_MASK_SHARE = 0.75
+INVERT_HINT = "in a mask white marks what to fill"
 
 
 def _warn_inverted_mask(path: str | Path | None, hole: Any) -> None:
+    from edgefill.masks import INVERTED_MASK_SHARE
+
     share = float(hole.mean())
     if path is not None and share > INVERTED_MASK_SHARE:
         print(
-            f"edgefill: warning: {path}: the hole is {share:.0%} of the photo; in a mask white "
-            "marks what to fill (invert it if white marks what to keep)",
+            f"edgefill: warning: {path}: the hole is {share:.0%} of the photo; {INVERT_HINT} "
+            "(invert it if white marks what to keep)",
             file=sys.stderr,
         )
 
@@ -241,6 +241,13 @@ def _run_batch(args: argparse.Namespace, task: str) -> int:
         print(
             f"edgefill: ignored {len(plan.others)} file(s) that are not a readable image type: "
             f"{names}{more}",
+            file=sys.stderr,
+        )
+    if summary.inverted:
+        print(
+            f"edgefill: warning: {len(summary.inverted)} of {summary.done} masks made most of "
+            f"their photo the hole (first: {summary.inverted[0]}); {INVERT_HINT} (invert "
+            "them if white marks what to keep)",
             file=sys.stderr,
         )
     print(summary_line(summary, plan.out_dir))

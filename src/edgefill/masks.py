@@ -72,6 +72,11 @@ def check_threshold(threshold: int) -> None:
 JPEG_MASK_THRESHOLD = 128
 
 
+# Damage and objects to remove rarely cover most of a photo: a mask whose hole is larger than
+# this share was most likely made with white marking what to keep (as some editors do).
+INVERTED_MASK_SHARE = 0.75
+
+
 def mask_from_array(arr: np.ndarray, name: str = "mask", threshold: int = 1) -> np.ndarray:
     """Hole = pixel value >= threshold (default: any nonzero value). Colour masks are refused.
 

@@ -312,6 +312,36 @@ def test_a_mask_file_is_read_as_the_library_reads_it(
     assert "red.png" in page.inner_text("#toast") and "colour" in page.inner_text("#toast")
 
 
+def test_a_mask_that_looks_inverted_is_flagged_and_inverts_in_one_step(
+    laptop: Page, photo_path: Path, tmp_path: Path
+) -> None:
+    page = laptop.page
+    laptop.open_photo(photo_path)
+    hole = np.zeros((H, W), bool)
+    hole[30:70, 40:100] = True
+    keep = tmp_path / "keep.png"  # white marks what to keep
+    Image.fromarray((~hole).astype(np.uint8) * 255).save(keep)
+    page.set_input_files("#mask-input", str(keep))
+    page.wait_for_function("() => !document.getElementById('inpaint').disabled")
+    assert "88 % of the photo" in page.inner_text("#toast")  # 1 - 40 * 60 / (120 * 160)
+    assert "invert" in page.inner_text("#toast")
+
+    def mask() -> np.ndarray:
+        got = laptop.download("#download-mask")
+        return (got[..., 0] if got.ndim == 3 else got) > 0
+
+    page.keyboard.press("i")
+    undo_says = "() => /invert mask/.test(document.getElementById('undo').title)"
+    page.wait_for_function(undo_says)
+    np.testing.assert_array_equal(mask(), hole)
+    page.keyboard.press("Control+z")
+    page.wait_for_function(f"() => !({undo_says})()")
+    np.testing.assert_array_equal(mask(), ~hole)
+    page.click("#invert-mask")  # the button does the same
+    page.wait_for_function(undo_says)
+    np.testing.assert_array_equal(mask(), hole)
+
+
 def test_detect_damage_fills_the_mask_layer(laptop: Page, tmp_path: Path) -> None:
     """The button adds the detected scratches and dust to what is painted, as one undo step."""
     import cv2

@@ -30,6 +30,9 @@
   const MAX_SIZE = 200;
   const MAX_DOCS = 12;
   const MAX_RESULTS = 12; // per photo, in the strip
+  // A loaded mask file that makes more of the photo the hole was most likely made with white on
+  // what to keep (masks.INVERTED_MASK_SHARE, the command line's warning).
+  const INVERTED_MASK_SHARE = 0.75;
   const SETTINGS_KEY = "edgefill.settings.v1";
   const DEFAULT_SETTINGS = {
     hdStrategy: "crop",
@@ -509,6 +512,29 @@
     afterChange();
   }
 
+  // Hole and kept area swapped (one undoable step): a mask made with white on what to keep,
+  // as some editors export them, or an object selected in order to keep it.
+  function invertMask() {
+    if (!D || ui.busy) return;
+    endSelection();
+    const c = makeCanvas(D.W, D.H);
+    const ctx = c.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, D.W, D.H);
+    ctx.globalCompositeOperation = "destination-out"; // alpha becomes 1 - the mask's alpha
+    ctx.drawImage(D.mask.canvas, 0, 0);
+    layerStep(D.mask, { type: "image", canvas: c }, "invert mask");
+    if (D.view !== "mask") setView("mask");
+  }
+
+  // The share of the photo a binary mask layer makes the hole.
+  function holeShare(canvas) {
+    const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+    return n / (canvas.width * canvas.height);
+  }
+
   function clearLayer() {
     const layer = currentLayer();
     if (!layer || !layer.ops.length || ui.busy) return;
@@ -886,6 +912,7 @@
     const layer = currentLayer();
     $("clear").disabled = busy || !layer || !layer.ops.length;
     $("load-mask").disabled = busy || !has;
+    $("invert-mask").disabled = busy || !has;
     $("detect-damage").disabled = busy || !has;
     $("fit").disabled = !has;
     $("zoom-hole").disabled = !has || !D.maskHasPixels;
@@ -1369,7 +1396,13 @@
       endSelection();
       layerStep(D.mask, { type: "image", canvas: c }, "mask file");
       if (D.view !== "mask") setView("mask");
-      toast(D.maskHasPixels ? "Mask loaded" : "That mask is empty (all black)");
+      const share = holeShare(c);
+      if (share > INVERTED_MASK_SHARE) {
+        toast(
+          `That mask makes ${Math.round(share * 100)} % of the photo the hole; white marks ` +
+            "what to fill (press I to invert it)",
+        );
+      } else toast(D.maskHasPixels ? "Mask loaded" : "That mask is empty (all black)");
     } catch (e) {
       reportError(e);
     }
@@ -1770,6 +1803,7 @@
     openPhotos(files);
   });
   $("load-mask").addEventListener("click", () => maskInput.click());
+  $("invert-mask").addEventListener("click", invertMask);
   maskInput.addEventListener("change", () => {
     loadMaskFile(maskInput.files[0]);
     maskInput.value = "";
@@ -1923,6 +1957,8 @@
       zoomToHole();
     } else if (key === "d") {
       if (!$("detect-damage").hidden) detectDamage();
+    } else if (key === "i") {
+      invertMask();
     } else if (key === "o") {
       pickPhoto();
     } else if (e.key === ",") {

@@ -20,6 +20,7 @@ from edgefill.masks import (
     load_mask,
     mask_from_alpha,
     parse_bucket,
+    prepare_inputs,
     write_mask_set,
 )
 from edgefill.pipeline import Inpainter
@@ -60,6 +61,36 @@ def test_jpeg_masks_leave_their_compression_noise_out_of_the_hole(tmp_path: Path
         np.testing.assert_array_equal(load_mask(src), drawn)  # as if threshold 128
     assert load_mask(tmp_path / "m.jpg", threshold=250).sum() < drawn.sum()  # higher ones hold
     assert load_mask(np.asarray(Image.open(tmp_path / "m.jpg"))).sum() > drawn.sum()  # arrays: 1
+
+
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_a_mask_made_on_a_turned_photos_stored_pixels_is_turned_too(
+    tmp_path: Path, orientation: int
+) -> None:
+    """A camera photo stored 80x60 and shown 60x80 (EXIF orientation), with a mask made on
+    its stored pixels (a script that ignores EXIF): the mask is turned as the photo is."""
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    rgb = np.random.default_rng(0).integers(0, 256, (60, 80, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg", exif=exif)
+    stored = np.zeros((60, 80), np.uint8)
+    stored[5:20, 10:60] = 255  # off-centre: each orientation puts it elsewhere
+    Image.fromarray(stored).save(tmp_path / "mask.png")
+    Image.fromarray(stored).save(tmp_path / "turned.png", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "turned.png"))) > 0
+    photo, hole, _ = prepare_inputs(tmp_path / "photo.jpg", tmp_path / "mask.png")
+    assert photo.rgb.shape[:2] == hole.shape == (80, 60)
+    np.testing.assert_array_equal(hole, expected)
+    # A mask made for the upright photo is taken as it is; without an orientation a mask of
+    # the other shape is still the wrong size.
+    Image.fromarray(expected.astype(np.uint8) * 255).save(tmp_path / "upright.png")
+    hole = prepare_inputs(tmp_path / "photo.jpg", tmp_path / "upright.png")[1]
+    np.testing.assert_array_equal(hole, expected)
+    Image.fromarray(rgb).save(tmp_path / "plain.jpg")
+    with pytest.raises(EdgefillError, match="mask is 60x80 but the photo is 80x60"):
+        prepare_inputs(tmp_path / "plain.jpg", tmp_path / "upright.png")
 
 
 @pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "I;16"])

@@ -165,6 +165,10 @@ def test_odd_sizes_and_jpeg_exif_rotation(client: TestClient) -> None:
     mask[2:5, 3:9] = 255
     out = decode(client.post("/api/inpaint", files=files(buf.getvalue(), png(mask))))
     assert out.shape == (7, 13, 3)
+    # A mask made on the stored pixels (13 high, 7 wide) is turned as the photo is.
+    stored = np.rot90(mask, 1)  # orientation 6 turns it back by a quarter clockwise
+    again = decode(client.post("/api/inpaint", files=files(buf.getvalue(), png(stored))))
+    np.testing.assert_array_equal(again, out)
 
 
 def test_grayscale_and_palette_inputs(client: TestClient) -> None:

@@ -123,8 +123,8 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
 
 
 def open_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open a path or pass through a PIL image, applying the EXIF orientation."""
-    return _transposed(_open_any(src, max_pixels))
+    """Open a path or pass through a PIL image, applying the EXIF orientation (``upright``)."""
+    return upright(_open_any(src, max_pixels))
 
 
 def _open_any(src: ImageInput, max_pixels: int) -> Image.Image:
@@ -140,11 +140,17 @@ def _open_any(src: ImageInput, max_pixels: int) -> Image.Image:
     raise EdgefillError(f"expected a file path or PIL image, got {type(src).__name__}")
 
 
-def _transposed(img: Image.Image) -> Image.Image:
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned by its EXIF orientation, which ``info["edgefill_orientation"]`` records
+    (1: none) for what must be turned the same way: 16-bit samples read again, a mask made on
+    the stored pixels (``masks.load_mask``)."""
     try:
-        return ImageOps.exif_transpose(img)
+        orientation = img.getexif().get(0x0112, 1)
+        turned = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not make the photo unusable
         return img
+    turned.info["edgefill_orientation"] = orientation if orientation in _ORIENT else 1
+    return turned
 
 
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
@@ -201,6 +207,9 @@ class ImageMeta:
     # Grey samples (a black-and-white photo): written back grey (the fill is grey already:
     # Inpainter.inpaint_arrays), not as an RGB file three times the size.
     grey: bool = False
+    # The EXIF orientation the pixels were turned upright by on reading (1: none); not written
+    # back (the result is stored upright), but a mask made on the stored pixels is turned too.
+    orientation: int = 1
 
 
 @dataclass
@@ -289,7 +298,8 @@ def read_meta(img: Image.Image) -> ImageMeta:
     if dpi is not None and not all(0 < d < 1e6 for d in dpi):
         dpi = None
     grey = img.mode in GREY_MODES
-    return ImageMeta(icc if isinstance(icc, bytes) else None, exif, dpi, grey)
+    orientation = img.info.get("edgefill_orientation", 1)
+    return ImageMeta(icc if isinstance(icc, bytes) else None, exif, dpi, grey, orientation)
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I")  # Pillow's one-colour modes
@@ -304,6 +314,13 @@ _ORIENT = {  # EXIF orientation -> the numpy version of what ImageOps.exif_trans
     7: lambda a: np.swapaxes(np.rot90(a, 2), 0, 1),
     8: lambda a: np.rot90(a, 1),
 }
+TURNING = (5, 6, 7, 8)  # the orientations that swap width and height
+
+
+def turn_upright(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """An array of a file's stored pixels turned as ``upright`` turns the file (HxW[xC])."""
+    turn = _ORIENT.get(orientation)
+    return arr if turn is None else np.ascontiguousarray(turn(arr))
 
 
 def _deep_samples(img: Image.Image, raw: str | Path | bytes | None) -> np.ndarray | None:
@@ -329,12 +346,7 @@ def _deep_samples(img: Image.Image, raw: str | Path | bytes | None) -> np.ndarra
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
         return None  # a layout OpenCV reads differently: fall back to Pillow's 8 bits
     arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
-    try:
-        with _open_unguarded(io.BytesIO(raw) if isinstance(raw, bytes) else Path(raw)) as head:
-            orientation = head.getexif().get(0x0112, 1)
-    except Exception:
-        orientation = 1
-    arr = np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(arr))
+    arr = turn_upright(arr, img.info.get("edgefill_orientation", 1))
     return arr if arr.shape[:2] == (img.height, img.width) else None
 
 

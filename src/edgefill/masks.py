@@ -15,7 +15,15 @@ from PIL import Image
 
 from edgefill.config import DEFAULT_MAX_PIXELS, MASK_KINDS
 from edgefill.errors import EdgefillError
-from edgefill.image import ImageInput, Photo, load_photo, open_image, resize_hole
+from edgefill.image import (
+    TURNING,
+    ImageInput,
+    Photo,
+    load_photo,
+    open_image,
+    resize_hole,
+    turn_upright,
+)
 
 # Hole-ratio buckets used for evaluation (as in the EdgeConnect paper), as (low, high) fractions.
 BUCKETS: tuple[tuple[float, float], ...] = tuple((i / 10, (i + 1) / 10) for i in range(6))
@@ -128,12 +136,16 @@ def load_mask(
     threshold: int = 1,
     resize: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    orientation: int = 1,
 ) -> np.ndarray:
     """Read a mask (file, bytes, PIL image or array) as bool HxW; ``size`` is the photo's
     (width, height). Transparent pixels of a mask with alpha are never the hole; a JPEG mask's
     threshold is at least JPEG_MASK_THRESHOLD (its compression noise is not a hole).
 
-    A wrong size is an error naming both sizes unless ``resize`` is set (nearest neighbour).
+    A mask of the photo's size turned by a quarter, when the photo was turned upright by that
+    EXIF ``orientation`` (``ImageMeta.orientation``), was made on its stored pixels: it is
+    turned the same way. Any other wrong size is an error naming both sizes unless ``resize``
+    is set (the hole resized, ``image.resize_hole``).
     """
     check_threshold(threshold)
     name = str(src) if isinstance(src, (str, Path)) else "mask"
@@ -157,14 +169,26 @@ def load_mask(
         else:
             arr = np.asarray(img.convert("L"))
         mask = mask_from_array(arr, name, threshold)
-    if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
+    if size is None:
+        return mask
+    w, h = size
+    if made_on_stored_pixels(mask.shape, size, orientation):
+        mask = turn_upright(mask, orientation)
+    if mask.shape != (h, w):
         if not resize:
             raise EdgefillError(
-                f"{name}: mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {size[0]}x{size[1]}; "
+                f"{name}: mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {w}x{h}; "
                 "use a mask of the same size (or --resize-mask)"
             )
-        mask = resize_hole(mask, tuple(size))
+        mask = resize_hole(mask, (w, h))
     return mask
+
+
+def made_on_stored_pixels(shape: tuple[int, ...], size: tuple[int, int], orientation: int) -> bool:
+    """Whether a mask of ``shape`` (rows, columns) fits the stored pixels of a photo shown at
+    ``size`` (width, height) after its EXIF ``orientation`` turned it by a quarter."""
+    w, h = size
+    return orientation in TURNING and w != h and tuple(shape[:2]) == (w, h)
 
 
 def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
@@ -191,7 +215,8 @@ def prepare_inputs(
         if photo.alpha is None:
             raise EdgefillError("no mask given and the photo has no transparency to use as one")
         return photo, mask_from_alpha(photo.alpha), False
-    return photo, load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels), True
+    turned = photo.meta.orientation
+    return photo, load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels, turned), True
 
 
 def load_photo_and_mask(

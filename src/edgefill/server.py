@@ -42,7 +42,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefill import __version__
@@ -62,7 +62,9 @@ from edgefill.image import (
     load_rgb,
     photo_from_image,
     sample_bits,
+    upright,
 )
+from edgefill.masks import made_on_stored_pixels
 from edgefill.pipeline import Inpainter, InpaintResult, load_guide, prepare_inputs
 from edgefill.selection import parse_box, select_object
 
@@ -173,10 +175,7 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
         raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
     img.info["edgefill_bits"] = bits
     img.info["edgefill_format"] = img.format
-    try:
-        return ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block must not make the photo unusable
-        return img
+    return upright(img)
 
 
 def peek_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
@@ -636,7 +635,15 @@ async def photo_inputs(
     mask_img = await read_upload(mask, "mask", max_pixels)
     assert got is not None
     photo_img, data = got
-    if mask_img is not None and mask_img.size != photo_img.size:
+    turned = photo_img.info.get("edgefill_orientation", 1)
+    shape = None if mask_img is None else (mask_img.height, mask_img.width)
+    if (
+        shape is not None
+        and shape != (photo_img.height, photo_img.width)
+        and not (
+            made_on_stored_pixels(shape, photo_img.size, turned)  # prepare_inputs turns it
+        )
+    ):
         raise UploadError(
             400,
             f"mask is {mask_img.size[0]}x{mask_img.size[1]} but the photo is "

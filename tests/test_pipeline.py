@@ -99,6 +99,23 @@ def test_user_edges_from_a_file(inpainter: Inpainter, photo: np.ndarray, tmp_pat
     np.testing.assert_array_equal(again.image, res.image)
 
 
+def test_an_edge_map_made_on_a_turned_photos_stored_pixels_is_turned_too(
+    inpainter: Inpainter, photo: np.ndarray, tmp_path: Path
+) -> None:
+    """As its mask is (masks.load_mask): a photo stored 52x40, shown 40x52 (orientation 6)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo).save(tmp_path / "p.png", exif=exif)
+    stored_hole, stored_lines = box_hole(*photo.shape[:2]), np.zeros(photo.shape[:2], np.uint8)
+    stored_lines[photo.shape[0] // 3, :] = 255  # off-centre: a turn moves it
+    Image.fromarray(stored_hole.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    Image.fromarray(stored_lines).save(tmp_path / "e.png")
+    res = inpainter(tmp_path / "p.png", tmp_path / "m.png", edges=tmp_path / "e.png")
+    hole, lines = np.rot90(stored_hole, -1), np.rot90(stored_lines, -1) / 255  # orientation 6
+    np.testing.assert_array_equal(res.mask, hole)
+    np.testing.assert_allclose(res.edges[hole], lines[hole], rtol=0, atol=1e-6)
+
+
 def test_guide_errors(inpainter: Inpainter, photo: np.ndarray) -> None:
     hole = box_hole(*photo.shape[:2])
     with pytest.raises(EdgefillError, match="edge map is 10x8 but the photo is 52x40"):

@@ -71,8 +71,9 @@ from edgefill.image import (
     load_rgb,
     save_image,
     to_tensor,
+    turn_upright,
 )
-from edgefill.masks import load_photo_and_mask, prepare_inputs
+from edgefill.masks import load_photo_and_mask, made_on_stored_pixels, prepare_inputs
 from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
@@ -770,7 +771,8 @@ class Inpainter:
         rgb = photo.rgb
         guide = None
         if edges is not None:
-            guide = load_guide(edges, rgb.shape[1], rgb.shape[0], max_pixels)
+            h, w = rgb.shape[:2]
+            guide = load_guide(edges, w, h, max_pixels, photo.meta.orientation)
         result, comp = self.inpaint_arrays(
             rgb,
             hole,
@@ -794,9 +796,15 @@ def check_finite(t: torch.Tensor, which: str) -> torch.Tensor:
 
 
 def load_guide(
-    src: ImageInput, width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    src: ImageInput,
+    width: int,
+    height: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    orientation: int = 1,
 ) -> np.ndarray:
-    """A user edge map as float32 HxW in [0, 1] (1 = edge); must match the photo's size."""
+    """A user edge map as float32 HxW in [0, 1] (1 = edge); must match the photo's size, or
+    its stored pixels' when the photo's EXIF ``orientation`` turned it (then turned as the
+    photo was: ``masks.made_on_stored_pixels``)."""
     if isinstance(src, np.ndarray) and np.issubdtype(src.dtype, np.floating) and src.ndim == 2:
         arr = src.astype(np.float32)
         if not np.isfinite(arr).all() or arr.min(initial=0) < 0 or arr.max(initial=0) > 1:
@@ -804,6 +812,8 @@ def load_guide(
     else:
         rgb, _ = load_rgb(src, max_pixels)
         arr = to_gray(rgb)
+    if made_on_stored_pixels(arr.shape, (width, height), orientation):
+        arr = turn_upright(arr, orientation)
     if arr.shape != (height, width):
         raise EdgefillError(
             f"edge map is {arr.shape[1]}x{arr.shape[0]} but the photo is {width}x{height}"

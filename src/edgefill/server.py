@@ -762,7 +762,10 @@ async def inpaint(
     if edges is not None:
         edge_img = await read_upload(edges, "edges", limits.max_pixels)
         h, w = hole.shape
-        guide = await anyio.to_thread.run_sync(load_guide, edge_img, w, h, limits.max_pixels)
+        turned = source.meta.orientation  # an edge map of the stored pixels is turned too
+        guide = await anyio.to_thread.run_sync(
+            load_guide, edge_img, w, h, limits.max_pixels, turned
+        )
     result, seconds = await run_model(
         runner, lambda inp: inpaint_rgb(inp, rgb, hole, guide, strategy, refine)
     )

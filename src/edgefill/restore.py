@@ -254,7 +254,8 @@ def restore(
     h, w = rgb.shape[:2]
     protected = None
     if protect is not None:
-        protected = load_mask(protect, (w, h), mask_threshold, resize_mask, max_pixels)
+        turned = photo.meta.orientation
+        protected = load_mask(protect, (w, h), mask_threshold, resize_mask, max_pixels, turned)
         hole = hole & ~protected
     info = {"damage": damage, "uncertain": uncertain, "protected": protected}
     if not hole.any():  # nothing found (or an empty mask): the photo comes back as it was

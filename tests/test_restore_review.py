@@ -82,6 +82,18 @@ def test_restore_never_touches_protected_pixels(inpainter, photo, fake_detector)
         restore(photo, inpainter=inpainter, protect=np.zeros((3, 3), np.uint8))
 
 
+def test_a_protect_mask_of_a_turned_photos_stored_pixels_is_turned_too(
+    inpainter, photo, fake_detector, tmp_path: Path
+):
+    exif = Image.Exif()
+    exif[0x0112] = 8  # shown turned a quarter anticlockwise: stored W x H pixels, shown H x W
+    Image.fromarray(np.rot90(photo, -1)).save(tmp_path / "p.png", exif=exif)
+    protect = np.zeros((H, W), np.uint8)
+    protect[:, :20] = 255
+    r = restore(tmp_path / "p.png", inpainter=inpainter, protect=np.rot90(protect, -1))
+    assert not r.mask[:, :20].any() and r.mask[SURE][:, 20:].all()
+
+
 def test_restore_rejects_an_unknown_repair_mode(inpainter, photo):
     with pytest.raises(EdgefillError, match="repair must be one of confident, all"):
         restore(photo, inpainter=inpainter, repair="some")

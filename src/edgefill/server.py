@@ -61,6 +61,7 @@ from edgefill.image import (
     encode_png,
     load_rgb,
     photo_from_image,
+    record_source,
     sample_bits,
     upright,
 )
@@ -163,9 +164,8 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     """An uploaded file as a loaded PIL image (EXIF orientation applied), or an UploadError.
 
     The pixel count is checked from the header before any pixel is decoded (decompression bombs).
-    ``img.info["edgefill_bits"]`` records the file's bit depth (16-bit photos stay 16-bit) and
-    ``img.info["edgefill_format"]`` its format (a JPEG mask's threshold, ``masks.load_mask``),
-    which the orientation's copy would lose.
+    ``img.info`` records what the file says that decoding loses (``image.record_source``: bit
+    depth, format, JPEG subsampling), so 16-bit photos stay 16-bit.
     """
     img = peek_upload(data, field, max_pixels)
     bits = sample_bits(img)
@@ -173,8 +173,7 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
-    img.info["edgefill_bits"] = bits
-    img.info["edgefill_format"] = img.format
+    record_source(img, bits)
     return upright(img)
 
 

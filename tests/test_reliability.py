@@ -812,23 +812,29 @@ def test_icc_profile_exif_and_dpi_are_kept(
         assert img.getexif().get(0x010F) == "EdgefillCam"
 
 
-def test_a_jpeg_result_keeps_the_photos_chroma_subsampling(
+def test_a_jpeg_result_keeps_the_photos_subsampling_and_quantization(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    """A 4:4:4 JPEG (as many cameras and editors write at high quality) written back 4:2:0
-    came back twice as far from its known pixels; a JPEG result keeps the photo's sampling."""
+    """A JPEG result of a JPEG photo keeps its chroma subsampling (a 4:4:4 photo, as many
+    cameras and editors write at high quality, written back 4:2:0 came back twice as far from
+    its known pixels) and, unless --quality is given, its quantization tables."""
     from PIL import JpegImagePlugin
 
     photo = np.random.default_rng(0).integers(0, 256, (40, 52, 3), np.uint8)
-    for sampling in (0, 1, 2):  # Pillow's 4:4:4, 4:2:2, 4:2:0
+    for sampling, q in ((0, 90), (1, 70), (2, 50)):  # Pillow's 4:4:4, 4:2:2, 4:2:0
         src = tmp_path / f"p{sampling}.jpg"
-        Image.fromarray(photo).save(src, quality=95, subsampling=sampling)
+        Image.fromarray(photo).save(src, quality=q, subsampling=sampling)
         out = tmp_path / f"out{sampling}.jpg"
         rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
                           "--weights", tiny_release)  # fmt: skip
         assert rc == 0, err
-        assert JpegImagePlugin.get_sampling(Image.open(out)) == sampling
+        back = Image.open(out)
+        assert JpegImagePlugin.get_sampling(back) == sampling
+        assert back.quantization == Image.open(src).quantization
+    rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
+                      "--quality", "95", "--overwrite", "--weights", tiny_release)  # fmt: skip
+    assert rc == 0 and Image.open(out).quantization != Image.open(src).quantization
     Image.fromarray(photo).save(tmp_path / "p.png")  # not a JPEG: Pillow's default (4:2:0)
     rc, _, err = _cli(capsys, "inpaint", tmp_path / "p.png", "--mask", files18["mask"],
                       "-o", tmp_path / "png.jpg", "--weights", tiny_release)  # fmt: skip

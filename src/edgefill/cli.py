@@ -66,7 +66,7 @@ def _warn_lossy(paths: list[str | Path | None], quality: int | None) -> None:
     it changes pixels outside the hole."""
     jpegs = [str(p) for p in paths if p and Path(p).suffix.lower() in (".jpg", ".jpeg")]
     if jpegs:
-        q = 95 if quality is None else quality
+        q = "a JPEG photo's own, else 95" if quality is None else quality
         print(
             f"edgefill: warning: {', '.join(jpegs)}: JPEG is lossy (quality {q}); pixels outside "
             "the hole will change slightly. Write .png, .tif or .webp to keep them exactly",
@@ -726,8 +726,9 @@ def _add_output_args(p: argparse.ArgumentParser, quality: bool = False) -> None:
             "--quality",
             type=int,
             default=None,
-            help="JPEG quality 1-100 (default 95); for .webp, lossy at this quality instead of "
-            "lossless",
+            help="JPEG quality 1-100 (default: a JPEG photo's own quantization tables, so "
+            "pixels outside the hole barely change; 95 for other photos); for .webp, lossy at "
+            "this quality instead of lossless",
         )
 
 

@@ -74,12 +74,14 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
 
 def record_source(img: Image.Image, bits: int) -> None:
     """What the file says that turning the decoded image upright would lose, into ``img.info``:
-    ``edgefill_bits`` (``sample_bits``), ``edgefill_format`` (a JPEG mask's threshold) and
-    ``edgefill_subsampling`` (a JPEG's chroma subsampling, which a JPEG result keeps)."""
+    ``edgefill_bits`` (``sample_bits``), ``edgefill_format`` (a JPEG mask's threshold), and a
+    JPEG's ``edgefill_subsampling`` and ``edgefill_qtables`` (which a JPEG result keeps)."""
     img.info["edgefill_bits"] = bits
     img.info["edgefill_format"] = img.format
     if img.format == "JPEG":
         img.info["edgefill_subsampling"] = JpegImagePlugin.get_sampling(img)
+        tables = getattr(img, "quantization", None) or {}
+        img.info["edgefill_qtables"] = tuple(tuple(tables[k]) for k in sorted(tables))
 
 
 def _holds_file(img: Image.Image) -> bool:
@@ -219,9 +221,12 @@ class ImageMeta:
     # The EXIF orientation the pixels were turned upright by on reading (1: none); not written
     # back (the result is stored upright), but a mask made on the stored pixels is turned too.
     orientation: int = 1
-    # A JPEG photo's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0), kept on a
-    # JPEG result: 4:4:4 photos written 4:2:0 came back twice as far from the known pixels.
+    # A JPEG photo's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0) and
+    # quantization tables, which a JPEG result is written with unless given a quality: the
+    # known pixels then come back almost as they were (a JPEG re-encoded with its own tables
+    # changes little; 4:4:4 photos written 4:2:0 came back twice as far from them).
     subsampling: int | None = None
+    qtables: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass
@@ -314,7 +319,8 @@ def read_meta(img: Image.Image) -> ImageMeta:
     sampling = img.info.get("edgefill_subsampling")
     sampling = sampling if sampling in (0, 1, 2) else None  # -1: Pillow could not tell
     icc = icc if isinstance(icc, bytes) else None
-    return ImageMeta(icc, exif, dpi, grey, orientation, sampling)
+    tables = img.info.get("edgefill_qtables", ())
+    return ImageMeta(icc, exif, dpi, grey, orientation, sampling, tables)
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I")  # Pillow's one-colour modes
@@ -508,7 +514,10 @@ def write_image(
         arr = arr[..., 0] if arr.shape[2] == 2 else arr[..., :3]  # JPEG has no alpha channel
     kwargs: dict = {}
     if fmt == "JPEG":
-        kwargs["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
+        if quality is None and meta.qtables:
+            kwargs["qtables"] = [list(t) for t in meta.qtables]
+        else:
+            kwargs["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
         if meta.subsampling is not None:
             kwargs["subsampling"] = meta.subsampling
     if fmt == "WEBP":

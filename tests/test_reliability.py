@@ -841,6 +841,27 @@ def test_a_jpeg_result_keeps_the_photos_subsampling_and_quantization(
     assert rc == 0 and JpegImagePlugin.get_sampling(Image.open(tmp_path / "png.jpg")) == 2
 
 
+def test_a_tiff_result_keeps_the_photos_lossless_compression(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Pillow writes TIFF uncompressed unless told: a deflated photo came back 2.5x its size."""
+    photo = photo_array(40, 52)
+    keep = ~box_hole(40, 52)
+    cases = [("tiff_lzw", "tiff_lzw"), ("raw", "raw"), ("tiff_adobe_deflate", "tiff_adobe_deflate"),
+             ("jpeg", "tiff_adobe_deflate"), (None, "tiff_adobe_deflate")]  # fmt: skip
+    for given, expected in cases:  # JPEG-in-TIFF would be lossy; None: a PNG photo
+        src = tmp_path / (f"{given}.tif" if given else "p.png")
+        Image.fromarray(photo).save(src, **({"compression": given} if given else {}))
+        out = tmp_path / f"out_{given}.tif"
+        rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
+                          "--weights", tiny_release)  # fmt: skip
+        assert rc == 0, err
+        back = Image.open(out)
+        assert back.info["compression"] == expected, given
+        np.testing.assert_array_equal(np.asarray(back)[keep], np.asarray(Image.open(src))[keep])
+
+
 @pytest.mark.parametrize("mode,space,kept", [("CMYK", b"CMYK", False), ("L", b"GRAY", True),
                                              ("L", b"RGB ", False)])  # fmt: skip
 def test_an_icc_profile_of_another_colour_space_is_not_put_on_the_result(

@@ -227,6 +227,8 @@ class ImageMeta:
     # changes little; 4:4:4 photos written 4:2:0 came back twice as far from them).
     subsampling: int | None = None
     qtables: tuple[tuple[int, ...], ...] = ()
+    # A TIFF photo's compression (Pillow's name), kept on a TIFF result when it is lossless.
+    tiff_compression: str | None = None
 
 
 @dataclass
@@ -320,7 +322,8 @@ def read_meta(img: Image.Image) -> ImageMeta:
     sampling = sampling if sampling in (0, 1, 2) else None  # -1: Pillow could not tell
     icc = icc if isinstance(icc, bytes) else None
     tables = img.info.get("edgefill_qtables", ())
-    return ImageMeta(icc, exif, dpi, grey, orientation, sampling, tables)
+    tiff = img.info.get("compression") if img.info.get("edgefill_format") == "TIFF" else None
+    return ImageMeta(icc, exif, dpi, grey, orientation, sampling, tables, tiff)
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I")  # Pillow's one-colour modes
@@ -473,6 +476,9 @@ def output_format(path: str | Path) -> str:
 
 LOSSY_FORMATS = ("JPEG",)  # WebP is written lossless unless a quality is asked for
 DEFAULT_JPEG_QUALITY = 95
+# TIFF compressions a result keeps from its photo (others, e.g. JPEG-in-TIFF, would lose
+# pixels outside the hole: those photos get deflate, as 16-bit TIFFs always do).
+LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
 
 
 def check_quality(quality: int | None) -> None:
@@ -524,6 +530,9 @@ def write_image(
         kwargs.update({"lossless": True} if quality is None else {"quality": quality})
     if fmt == "PNG":
         kwargs["compress_level"] = PNG_COMPRESS_LEVEL
+    if fmt == "TIFF":  # Pillow writes TIFF uncompressed unless told: 2.5x a deflated photo
+        kept = meta.tiff_compression in LOSSLESS_TIFF
+        kwargs["compression"] = meta.tiff_compression if kept else "tiff_adobe_deflate"
     if meta.icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = meta.icc_profile
     if meta.exif and fmt in ("PNG", "JPEG", "WEBP"):

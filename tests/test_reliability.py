@@ -862,6 +862,35 @@ def test_a_tiff_result_keeps_the_photos_lossless_compression(
         np.testing.assert_array_equal(np.asarray(back)[keep], np.asarray(Image.open(src))[keep])
 
 
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+       b'22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/">'
+       b"<dc:rights>(c) Edgefill Archive</dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>")  # fmt: skip
+
+
+def test_xmp_metadata_is_kept(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Captions, credit and copyright (XMP) stay with a repaired photo, 8- and 16-bit."""
+    from edgefill.image import ImageMeta, encode_image
+
+    def kept(path: Path) -> bool:
+        xmp = Image.open(path).info.get("xmp") or b""
+        return b"(c) Edgefill Archive" in (xmp.encode() if isinstance(xmp, str) else xmp)
+
+    Image.fromarray(photo_array(40, 52)).save(tmp_path / "p.jpg", xmp=XMP)
+    deep = (photo_array(40, 52).astype(np.uint16) * 257) | 3  # 16 bits used
+    (tmp_path / "deep.png").write_bytes(encode_image(deep, "PNG", ImageMeta(xmp=XMP)))
+    cases = [("p.jpg", s) for s in (".png", ".jpg", ".webp", ".tif")]
+    for src, suffix in [*cases, ("deep.png", ".png"), ("deep.png", ".tif")]:
+        assert kept(tmp_path / src)
+        out = tmp_path / f"out_{Path(src).stem}{suffix}"
+        rc, _, err = _cli(capsys, "inpaint", tmp_path / src, "--mask", files18["mask"],
+                          "-o", out, "--weights", tiny_release)  # fmt: skip
+        assert rc == 0, err
+        assert kept(out), out.name
+
+
 @pytest.mark.parametrize("mode,space,kept", [("CMYK", b"CMYK", False), ("L", b"GRAY", True),
                                              ("L", b"RGB ", False)])  # fmt: skip
 def test_an_icc_profile_of_another_colour_space_is_not_put_on_the_result(

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 
 from edgefill.config import DEFAULT_MAX_PIXELS
 from edgefill.errors import EdgefillError
@@ -229,6 +229,10 @@ class ImageMeta:
     qtables: tuple[tuple[int, ...], ...] = ()
     # A TIFF photo's compression (Pillow's name), kept on a TIFF result when it is lossless.
     tiff_compression: str | None = None
+    # XMP packet (captions, credit, copyright, keywords: what archives and photographers keep
+    # with a photo), kept on PNG, JPEG, WebP and TIFF results; Pillow's exif_transpose has
+    # already taken the orientation out of it.
+    xmp: bytes | None = None
 
 
 @dataclass
@@ -323,7 +327,9 @@ def read_meta(img: Image.Image) -> ImageMeta:
     icc = icc if isinstance(icc, bytes) else None
     tables = img.info.get("edgefill_qtables", ())
     tiff = img.info.get("compression") if img.info.get("edgefill_format") == "TIFF" else None
-    return ImageMeta(icc, exif, dpi, grey, orientation, sampling, tables, tiff)
+    xmp = img.info.get("xmp") or None
+    xmp = xmp.encode() if isinstance(xmp, str) else xmp if isinstance(xmp, bytes) else None
+    return ImageMeta(icc, exif, dpi, grey, orientation, sampling, tables, tiff, xmp)
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I")  # Pillow's one-colour modes
@@ -479,6 +485,8 @@ DEFAULT_JPEG_QUALITY = 95
 # TIFF compressions a result keeps from its photo (others, e.g. JPEG-in-TIFF, would lose
 # pixels outside the hole: those photos get deflate, as 16-bit TIFFs always do).
 LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
+XMP_KEYWORD = "XML:com.adobe.xmp"  # the PNG iTXt chunk that holds XMP
+XMP_TIFF_TAG = 700
 
 
 def check_quality(quality: int | None) -> None:
@@ -539,6 +547,13 @@ def write_image(
         kwargs["exif"] = meta.exif
     if meta.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
         kwargs["dpi"] = meta.dpi
+    if meta.xmp and fmt in ("JPEG", "WEBP"):
+        kwargs["xmp"] = meta.xmp
+    elif meta.xmp and fmt == "PNG":
+        kwargs["pnginfo"] = PngImagePlugin.PngInfo()
+        kwargs["pnginfo"].add_itxt(XMP_KEYWORD, meta.xmp.decode("utf-8", "replace"))
+    elif meta.xmp and fmt == "TIFF":
+        kwargs["tiffinfo"] = {XMP_TIFF_TAG: meta.xmp}
     Image.fromarray(arr).save(fh, format=fmt, **kwargs)
 
 
@@ -614,6 +629,8 @@ def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:
         extratags = []
         if meta.icc_profile:
             extratags.append((34675, 7, len(meta.icc_profile), meta.icc_profile, True))
+        if meta.xmp:
+            extratags.append((XMP_TIFF_TAG, 1, len(meta.xmp), meta.xmp, True))
         tifffile.imwrite(
             buf,
             arr,
@@ -639,7 +656,8 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _png_with_meta(png: bytes, meta: ImageMeta) -> bytes:
-    """Insert iCCP, pHYs and eXIf chunks right after IHDR (they must precede the pixel data)."""
+    """Insert iCCP, pHYs, eXIf and XMP's iTXt chunks right after IHDR (iCCP and pHYs must
+    precede the pixel data; all are put there)."""
     chunks = b""
     if meta.icc_profile:
         chunks += _png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(meta.icc_profile))
@@ -649,6 +667,8 @@ def _png_with_meta(png: bytes, meta: ImageMeta) -> bytes:
     if meta.exif:
         exif = meta.exif[6:] if meta.exif.startswith(b"Exif\0\0") else meta.exif
         chunks += _png_chunk(b"eXIf", exif)
+    if meta.xmp:  # keyword, no compression, no language, no translated keyword, UTF-8 text
+        chunks += _png_chunk(b"iTXt", XMP_KEYWORD.encode() + b"\0\0\0\0\0" + meta.xmp)
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
     return png[:end_of_ihdr] + chunks + png[end_of_ihdr:]
 

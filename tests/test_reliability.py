@@ -862,6 +862,38 @@ def test_a_tiff_result_keeps_the_photos_lossless_compression(
         np.testing.assert_array_equal(np.asarray(back)[keep], np.asarray(Image.open(src))[keep])
 
 
+def test_heic_photos_are_read_with_the_heif_extra(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """iPhones store HEIC: with pillow-heif (``edgefill[heif]``) it reads like any photo, in
+    single-photo and folder mode; without it the error says what to install."""
+    import edgefill.image as image_mod
+
+    heif = pytest.importorskip("pillow_heif", reason="the heif extra is not installed")
+    (tmp_path / "photos").mkdir()
+    src = tmp_path / "photos" / "IMG_0001.HEIC"
+    heif.from_pillow(Image.fromarray(photo_array(40, 52))).save(src, quality=95)
+    # A fresh process: edgefill must load the plugin itself (this one may have it already).
+    cmd = [sys.executable, "-m", "edgefill.cli", "inpaint", str(src), "--mask",
+           str(files18["mask"]), "-o", str(tmp_path / "o.png"), "--weights", str(tiny_release)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    keep = ~box_hole(40, 52)
+    heif.register_heif_opener()
+    decoded = np.asarray(Image.open(src).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png"))[keep], decoded[keep])
+    rc, _, err = _cli(capsys, "inpaint", tmp_path / "photos", "--mask", files18["mask"],
+                      "-o", tmp_path / "out", "--weights", tiny_release)  # fmt: skip
+    assert rc == 0 and (tmp_path / "out" / "IMG_0001.png").is_file(), err
+
+    monkeypatch.setattr(image_mod, "_heif", [False])  # as without pillow-heif
+    (tmp_path / "x.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(40))
+    rc, _, err = _cli(capsys, "inpaint", tmp_path / "x.heic", "--mask", files18["mask"],
+                      "--weights", tiny_release)  # fmt: skip
+    _one_error_line(rc, err, "pip install 'edgefill[heif]'")
+
+
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
        b'22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/">'
        b"<dc:rights>(c) Edgefill Archive</dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>")  # fmt: skip

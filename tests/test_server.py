@@ -171,6 +171,14 @@ def test_odd_sizes_and_jpeg_exif_rotation(client: TestClient) -> None:
     np.testing.assert_array_equal(again, out)
 
 
+def test_a_heic_upload_is_read_with_the_heif_extra(client: TestClient) -> None:
+    heif = pytest.importorskip("pillow_heif", reason="the heif extra is not installed")
+    buf = io.BytesIO()
+    heif.from_pillow(Image.fromarray(photo_array())).save(buf, quality=95)
+    out = decode(client.post("/api/inpaint", files=files(buf.getvalue(), png(mask_array()))))
+    assert out.shape == (40, 48, 3)
+
+
 def test_grayscale_and_palette_inputs(client: TestClient) -> None:
     gray = photo_array()[..., 0]
     out = decode(client.post("/api/inpaint", files=files(png(gray), png(mask_array()))))

@@ -54,6 +54,10 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     try:
         img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
     except _UNREADABLE as exc:
+        if name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:  # no plugin to load
+            raise EdgefillError(
+                f"{name}: HEIC / HEIF photos need pillow-heif: pip install 'edgefill[heif]'"
+            ) from None
         raise EdgefillError(f"{name}: not a readable image ({exc})") from None
     try:
         _check_size(img.size, max_pixels, name)
@@ -117,9 +121,41 @@ def _open_unguarded(src: Path | io.BytesIO) -> Image.Image:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(src)
+            return open_any(src)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def open_any(src: Path | io.BytesIO) -> Image.Image:
+    """``Image.open``, and for a file Pillow does not know, once more after ``register_heif``
+    (HEIC photos then open too: the plugin is loaded only when a file needs it)."""
+    try:
+        return Image.open(src)
+    except UnidentifiedImageError:
+        if not register_heif():
+            raise
+    if isinstance(src, io.BytesIO):
+        src.seek(0)
+    return Image.open(src)
+
+
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+_heif: list[bool] = []  # [whether pillow-heif registered] once tried
+
+
+def register_heif() -> bool:
+    """Let Pillow open HEIC / HEIF photos (iPhones' own format) when pillow-heif, the ``heif``
+    extra, is installed. True only on the call that registered it."""
+    if _heif:
+        return False
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _heif.append(True)
+    except Exception:  # not installed, or its library failed to load
+        _heif.append(False)
+    return _heif[0]
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
@@ -790,4 +826,5 @@ def save_image(
 def readable_suffixes() -> set[str]:
     """File name suffixes of every format Pillow can open here (the set single-photo mode reads)."""
     Image.init()
+    register_heif()
     return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}

@@ -60,6 +60,7 @@ from edgefill.image import (
     encode_image,
     encode_png,
     load_rgb,
+    open_any,
     photo_from_image,
     record_source,
     sample_bits,
@@ -182,7 +183,7 @@ def peek_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     if not data:
         raise UploadError(400, f"{field}: the file is empty")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = open_any(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise UploadError(413, f"{field}: image has too many pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):

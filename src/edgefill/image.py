@@ -356,16 +356,20 @@ def read_meta(img: Image.Image) -> ImageMeta:
         dpi = None
     if dpi is not None and not all(0 < d < 1e6 for d in dpi):
         dpi = None
-    grey = img.mode in GREY_MODES
-    orientation = img.info.get("edgefill_orientation", 1)
     sampling = img.info.get("edgefill_subsampling")
-    sampling = sampling if sampling in (0, 1, 2) else None  # -1: Pillow could not tell
-    icc = icc if isinstance(icc, bytes) else None
-    tables = img.info.get("edgefill_qtables", ())
     tiff = img.info.get("compression") if img.info.get("edgefill_format") == "TIFF" else None
     xmp = img.info.get("xmp") or None
-    xmp = xmp.encode() if isinstance(xmp, str) else xmp if isinstance(xmp, bytes) else None
-    return ImageMeta(icc, exif, dpi, grey, orientation, sampling, tables, tiff, xmp)
+    return ImageMeta(
+        icc_profile=icc if isinstance(icc, bytes) else None,
+        exif=exif,
+        dpi=dpi,
+        grey=img.mode in GREY_MODES,
+        orientation=img.info.get("edgefill_orientation", 1),
+        subsampling=sampling if sampling in (0, 1, 2) else None,  # -1: Pillow could not tell
+        qtables=img.info.get("edgefill_qtables", ()),
+        tiff_compression=tiff,
+        xmp=xmp.encode() if isinstance(xmp, str) else xmp if isinstance(xmp, bytes) else None,
+    )
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I")  # Pillow's one-colour modes

@@ -338,7 +338,8 @@ def _photo_from_array(src: np.ndarray, max_pixels: int) -> Photo:
 
 
 def read_meta(img: Image.Image) -> ImageMeta:
-    """ICC profile, EXIF (JPEG, PNG, WebP; orientation removed) and DPI of an opened image."""
+    """An opened, upright image's ``ImageMeta``: ICC profile, EXIF (JPEG, PNG, WebP; orientation
+    removed), DPI, XMP, and what ``record_source`` and ``upright`` noted in its info."""
     icc = img.info.get("icc_profile") or None
     exif = None
     if img.info.get("exif"):

@@ -923,6 +923,35 @@ def test_xmp_metadata_is_kept(
         assert kept(out), out.name
 
 
+def test_png_text_and_jpeg_comments_are_kept(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A scan's notes (PNG text chunks: Copyright, Description; a JPEG comment) stay with it."""
+    from PIL import PngImagePlugin
+
+    from edgefill.image import ImageMeta, encode_image
+
+    notes = {"Copyright": "(c) Edgefill Museum", "Description": "Σ plate 12, verso"}
+    info = PngImagePlugin.PngInfo()
+    for key, text in notes.items():
+        info.add_text(key, text)
+    Image.fromarray(photo_array(40, 52)).save(tmp_path / "p.png", pnginfo=info)
+    deep = (photo_array(40, 52).astype(np.uint16) * 257) | 3  # 16 bits used
+    meta = ImageMeta(png_text=tuple(notes.items()), xmp=XMP)
+    (tmp_path / "deep.png").write_bytes(encode_image(deep, "PNG", meta))
+    Image.fromarray(photo_array(40, 52)).save(tmp_path / "p.jpg", comment=b"scan 1987")
+    for src, out in (("p.png", "o.png"), ("deep.png", "o16.png"), ("p.jpg", "o.jpg")):
+        rc, _, err = _cli(capsys, "inpaint", tmp_path / src, "--mask", files18["mask"],
+                          "-o", tmp_path / out, "--weights", tiny_release)  # fmt: skip
+        assert rc == 0, err
+    for out in ("o.png", "o16.png"):
+        back = Image.open(tmp_path / out)
+        back.load()
+        assert {k: back.text.get(k) for k in notes} == notes, out
+    assert Image.open(tmp_path / "o.jpg").info.get("comment") == b"scan 1987"
+
+
 @pytest.mark.parametrize("mode,space,kept", [("CMYK", b"CMYK", False), ("L", b"GRAY", True),
                                              ("L", b"RGB ", False)])  # fmt: skip
 def test_an_icc_profile_of_another_colour_space_is_not_put_on_the_result(

@@ -78,10 +78,14 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
 
 def record_source(img: Image.Image, bits: int) -> None:
     """What the file says that turning the decoded image upright would lose, into ``img.info``:
-    ``edgefill_bits`` (``sample_bits``), ``edgefill_format`` (a JPEG mask's threshold), and a
-    JPEG's ``edgefill_subsampling`` and ``edgefill_qtables`` (which a JPEG result keeps)."""
+    ``edgefill_bits`` (``sample_bits``), ``edgefill_format`` (a JPEG mask's threshold), a PNG's
+    ``edgefill_text`` chunks, and a JPEG's ``edgefill_subsampling`` and ``edgefill_qtables``
+    (which results of the same format keep)."""
     img.info["edgefill_bits"] = bits
     img.info["edgefill_format"] = img.format
+    if img.format == "PNG":  # text chunks, minus XMP (ImageMeta.xmp keeps that)
+        text = getattr(img, "text", None) or {}
+        img.info["edgefill_text"] = tuple((k, str(v)) for k, v in text.items() if k != XMP_KEYWORD)
     if img.format == "JPEG":
         img.info["edgefill_subsampling"] = JpegImagePlugin.get_sampling(img)
         tables = getattr(img, "quantization", None) or {}
@@ -269,6 +273,10 @@ class ImageMeta:
     # with a photo), kept on PNG, JPEG, WebP and TIFF results; Pillow's exif_transpose has
     # already taken the orientation out of it.
     xmp: bytes | None = None
+    # Notes the file carries as text: a PNG's text chunks ((keyword, text) pairs: Copyright,
+    # Description, ...) and a JPEG's comment, kept on results of the same format.
+    png_text: tuple[tuple[str, str], ...] = ()
+    jpeg_comment: bytes | None = None
 
 
 @dataclass
@@ -358,7 +366,9 @@ def read_meta(img: Image.Image) -> ImageMeta:
     if dpi is not None and not all(0 < d < 1e6 for d in dpi):
         dpi = None
     sampling = img.info.get("edgefill_subsampling")
-    tiff = img.info.get("compression") if img.info.get("edgefill_format") == "TIFF" else None
+    fmt = img.info.get("edgefill_format")
+    tiff = img.info.get("compression") if fmt == "TIFF" else None
+    comment = img.info.get("comment") if fmt == "JPEG" else None
     xmp = img.info.get("xmp") or None
     return ImageMeta(
         icc_profile=icc if isinstance(icc, bytes) else None,
@@ -370,6 +380,8 @@ def read_meta(img: Image.Image) -> ImageMeta:
         qtables=img.info.get("edgefill_qtables", ()),
         tiff_compression=tiff,
         xmp=xmp.encode() if isinstance(xmp, str) else xmp if isinstance(xmp, bytes) else None,
+        png_text=img.info.get("edgefill_text", ()),
+        jpeg_comment=comment if isinstance(comment, bytes) and comment else None,
     )
 
 
@@ -590,11 +602,16 @@ def write_image(
         kwargs["dpi"] = meta.dpi
     if meta.xmp and fmt in ("JPEG", "WEBP"):
         kwargs["xmp"] = meta.xmp
-    elif meta.xmp and fmt == "PNG":
-        kwargs["pnginfo"] = PngImagePlugin.PngInfo()
-        kwargs["pnginfo"].add_itxt(XMP_KEYWORD, meta.xmp.decode("utf-8", "replace"))
     elif meta.xmp and fmt == "TIFF":
         kwargs["tiffinfo"] = {XMP_TIFF_TAG: meta.xmp}
+    if fmt == "PNG" and (meta.xmp or meta.png_text):
+        kwargs["pnginfo"] = PngImagePlugin.PngInfo()
+        for key, text in meta.png_text:
+            kwargs["pnginfo"].add_text(key, text)  # iTXt where Latin-1 cannot hold it
+        if meta.xmp:
+            kwargs["pnginfo"].add_itxt(XMP_KEYWORD, meta.xmp.decode("utf-8", "replace"))
+    if fmt == "JPEG" and meta.jpeg_comment:
+        kwargs["comment"] = meta.jpeg_comment
     Image.fromarray(arr).save(fh, format=fmt, **kwargs)
 
 
@@ -697,8 +714,8 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _png_with_meta(png: bytes, meta: ImageMeta) -> bytes:
-    """Insert iCCP, pHYs, eXIf and XMP's iTXt chunks right after IHDR (iCCP and pHYs must
-    precede the pixel data; all are put there)."""
+    """Insert iCCP, pHYs, eXIf and text chunks (XMP's included) right after IHDR (iCCP and
+    pHYs must precede the pixel data; all are put there)."""
     chunks = b""
     if meta.icc_profile:
         chunks += _png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(meta.icc_profile))
@@ -708,8 +725,12 @@ def _png_with_meta(png: bytes, meta: ImageMeta) -> bytes:
     if meta.exif:
         exif = meta.exif[6:] if meta.exif.startswith(b"Exif\0\0") else meta.exif
         chunks += _png_chunk(b"eXIf", exif)
-    if meta.xmp:  # keyword, no compression, no language, no translated keyword, UTF-8 text
-        chunks += _png_chunk(b"iTXt", XMP_KEYWORD.encode() + b"\0\0\0\0\0" + meta.xmp)
+    texts = list(meta.png_text)
+    if meta.xmp:
+        texts.append((XMP_KEYWORD, meta.xmp.decode("utf-8", "replace")))
+    for key, text in texts:  # iTXt: keyword, no compression, no language or translation, UTF-8
+        head = key.encode("latin-1", "replace") + b"\0\0\0\0\0"
+        chunks += _png_chunk(b"iTXt", head + text.encode())
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
     return png[:end_of_ihdr] + chunks + png[end_of_ihdr:]
 

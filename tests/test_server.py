@@ -179,6 +179,25 @@ def test_a_heic_upload_is_read_with_the_heif_extra(client: TestClient) -> None:
     assert out.shape == (40, 48, 3)
 
 
+def test_preview_shows_what_a_browser_cannot_as_an_upright_8_bit_png(client: TestClient) -> None:
+    import tifffile
+
+    deep = photo_array().astype(np.uint16) * 257
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, deep, photometric="rgb")
+    r = client.post("/api/preview", files={"photo": ("scan.tif", buf.getvalue(), "image/tiff")})
+    np.testing.assert_array_equal(decode(r), photo_array())  # 8 bits: 257 v -> v
+    rgba = np.dstack([photo_array(), np.full((40, 48), 200, np.uint8)])
+    np.testing.assert_array_equal(decode(client.post("/api/preview", files=files(png(rgba)))), rgba)
+    turned = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo_array(13, 7)).save(turned, format="PNG", exif=exif)
+    assert decode(client.post("/api/preview", files=files(turned.getvalue()))).shape == (7, 13, 3)
+    r = client.post("/api/preview", files=files(b"not a scan"))
+    assert "not an image" in detail(r, 400)
+
+
 def test_grayscale_and_palette_inputs(client: TestClient) -> None:
     gray = photo_array()[..., 0]
     out = decode(client.post("/api/inpaint", files=files(png(gray), png(mask_array()))))

@@ -342,6 +342,45 @@ def test_a_mask_that_looks_inverted_is_flagged_and_inverts_in_one_step(
     np.testing.assert_array_equal(mask(), hole)
 
 
+def test_a_tiff_scan_opens_through_the_server_and_keeps_its_16_bits(
+    laptop: Page, tmp_path: Path
+) -> None:
+    """Browsers do not show TIFF (nor HEIC): the page shows the server's 8-bit preview and
+    still sends the file, so the result keeps its 16 bits outside the hole."""
+    import tifffile
+
+    page = laptop.page
+    deep = make_photo().astype(np.uint16) * 257 + 3
+    tifffile.imwrite(tmp_path / "scan.tif", deep, photometric="rgb", compression="zlib")
+    laptop.open_photo(tmp_path / "scan.tif")
+    assert page.evaluate("window.edgefill.size") == [W, H]
+    hole = np.zeros((H, W), bool)
+    hole[40:70, 50:100] = True
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    page.set_input_files("#mask-input", str(tmp_path / "m.png"))
+    page.wait_for_function("() => !document.getElementById('inpaint').disabled")
+    page.click("#inpaint")
+    laptop.wait_idle()
+    page.wait_for_function("() => window.edgefill.view === 'result'")
+    with page.expect_download() as info:
+        page.click("#download-result")
+    import cv2
+
+    back = cv2.imread(info.value.path(), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(cv2.cvtColor(back, cv2.COLOR_BGR2RGB)[~hole], deep[~hole])
+
+    (tmp_path / "junk.tif").write_bytes(b"not a scan")
+    page.set_input_files("#photo-input", str(tmp_path / "junk.tif"))
+    page.wait_for_selector("#toast.error")
+    assert "junk.tif" in page.inner_text("#toast")
+    assert "not an image this server can read" in page.inner_text("#toast")
+    assert laptop.errors == [
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    ]  # the preview's answer, as expected: the page itself logged nothing
+    laptop.errors.clear()
+
+
 def test_detect_damage_fills_the_mask_layer(laptop: Page, tmp_path: Path) -> None:
     """The button adds the detected scratches and dust to what is painted, as one undo step."""
     import cv2

@@ -8,6 +8,7 @@ API (OpenAPI schema at ``/api/openapi.json``):
 - ``POST /api/edges``   photo + mask [+ hd_strategy] -> PNG edge map the fill will use
 - ``POST /api/inpaint`` photo + mask [+ edges, hd_strategy, refine] -> PNG result, photo size
 - ``POST /api/select``  photo + box and/or scribbles -> PNG proposed object mask (GrabCut)
+- ``POST /api/preview`` photo -> the photo as an upright 8-bit PNG (formats browsers lack)
 - ``POST /api/detect``  photo [+ kind, sensitivity, confidence] -> PNG damage mask (white =
   damaged; with ``confidence=true`` each flagged pixel's grey level is its region's confidence)
 - ``GET  /api/health``  model and limits as JSON
@@ -775,6 +776,23 @@ async def inpaint(
         lambda: encode_image(done.output_array(), "PNG", done.meta)
     )
     return _png(data, seconds)
+
+
+@api.post("/preview", response_class=Response, responses=_PNG_RESPONSE)
+async def preview(photo: PhotoField, limits: LimitsDep) -> Response:
+    """The photo upright in 8 bits (RGBA where it has transparency), for a page whose browser
+    cannot show its format (TIFF scans, HEIC): the page shows this and still sends the original
+    file, which the other routes read at full depth. Needs no model."""
+    got = await read_image(photo, "photo", limits.max_pixels)
+    assert got is not None
+    img, data = got
+
+    def encode() -> bytes:
+        source = photo_from_image(img, data)
+        rgb, alpha = source.rgb, source.alpha
+        return encode_png(rgb if alpha is None else np.dstack([rgb, alpha]))
+
+    return _png(await anyio.to_thread.run_sync(encode), 0.0)
 
 
 @api.post("/select", response_class=Response, responses=_PNG_RESPONSE)

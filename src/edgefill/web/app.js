@@ -1334,6 +1334,22 @@
     }
   }
 
+  // A photo this browser cannot show (a TIFF scan, HEIC) as the server reads it, upright, in
+  // 8 bits; the page still sends the original file, so results keep its depth and metadata.
+  async function previewOnServer(file, shown) {
+    const form = new FormData();
+    form.append("photo", file, shown);
+    try {
+      const got = await runJob(`Reading ${shown}…`, (signal) =>
+        post("/api/preview", form, signal),
+      );
+      return got ? await createImageBitmap(got.blob) : null;
+    } catch (e) {
+      reportError(e instanceof UserError ? new UserError(`${shown}: ${e.message}`) : e);
+      return null;
+    }
+  }
+
   async function openPhoto(file, name) {
     if (!file || ui.busy) return;
     const shown = name || file.name || "photo";
@@ -1354,8 +1370,8 @@
     try {
       bmp = await createImageBitmap(file);
     } catch (e) {
-      toast(`${shown}: this browser cannot display that file. Use PNG, JPEG or WebP.`, "error");
-      return;
+      bmp = await previewOnServer(file, shown);
+      if (!bmp) return;
     }
     if (bmp.width * bmp.height > ui.limits.max_pixels) {
       toast(

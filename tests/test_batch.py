@@ -90,6 +90,20 @@ def test_folder_run_records_failures_and_matches_single_photo_mode(
     assert single.read_bytes() == (out / "p03.png").read_bytes()
 
 
+def test_the_default_output_folder_is_beside_the_photos_however_they_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`photos/` (as every shell completes it) and `.` put results inside the photo folder."""
+    photos, masks = make_archive(tmp_path, n=3)
+    monkeypatch.chdir(tmp_path)
+    for given in ("photos", "photos/", str(photos) + "/", "./photos/"):
+        plan = plan_batch(given, masks, None, "inpaint")
+        assert Path(plan.out_dir).resolve() == tmp_path / "photos_inpainted", given
+    assert plan_batch("photos/", None, None, "restore").out_dir == "photos_restored"
+    monkeypatch.chdir(photos)
+    assert plan_batch(".", masks, None, "inpaint").out_dir == os.path.join("..", "photos_inpainted")
+
+
 def test_one_mask_file_serves_a_whole_folder(
     tiny_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

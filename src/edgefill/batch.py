@@ -188,6 +188,16 @@ def _parent(path: str) -> str:
     return posixpath.dirname(path.rstrip("/")) if _is_url(path) else os.path.dirname(path) or "."
 
 
+def _beside_folder(folder: str, suffix: str) -> str:
+    """The folder next to ``folder`` named after it plus ``suffix``: photos/ and photos give
+    photos_inpainted, . gives ../NAME_inpainted (never a folder inside the photos)."""
+    if _is_url(folder):
+        return _join(_parent(folder), _name(folder) + suffix)
+    absolute = os.path.abspath(folder)  # no trailing slash, no "." left to name
+    out = os.path.join(os.path.dirname(absolute), os.path.basename(absolute) + suffix)
+    return out if os.path.isabs(folder) else os.path.relpath(out)
+
+
 def _name(path: str) -> str:
     return posixpath.basename(path.rstrip("/"))
 
@@ -383,8 +393,7 @@ def plan_folder(
     """
     photo_dir = str(photo_dir)
     if out_dir is None:
-        suffix = "_inpainted" if task == "inpaint" else "_restored"
-        out_dir = _join(_parent(photo_dir), _name(photo_dir) + suffix)
+        out_dir = _beside_folder(photo_dir, "_inpainted" if task == "inpaint" else "_restored")
     out_dir = str(out_dir)
     if mask_dir is None and task == "inpaint":
         raise EdgefillError(

@@ -982,6 +982,13 @@ def test_init_from_the_reference_released_files(photos: Path, tmp_path: Path) ->
         make_trainer(photos, tmp_path / "run2", "joint", "model.width=4", init=str(ref))
 
 
+def test_init_of_another_model_size_is_one_clear_error(photos: Path, tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "edge-connect-tiny"  # width 4
+    for stage, kw in (("joint", {"init": str(fixture)}), ("inpaint-on-predicted", {"edge_weights": str(fixture)})):  # fmt: skip
+        with pytest.raises(EdgefillError, match=r"is another size than this run's.*is \(4,"):
+            make_trainer(photos, tmp_path / stage, stage, "model.width=8", **kw)
+
+
 # ----------------------------------------------------------------------------- issue 18: bad checkpoints
 
 

@@ -233,6 +233,24 @@ def load_generator_from(path: str | Path, which: str) -> dict[str, torch.Tensor]
     raise EdgefillError(f"{ckpt_path}: has no {which} generator (stage {ck.get('stage')})")
 
 
+def _load_generator(g: nn.Module, sd: dict[str, torch.Tensor], source: str | Path) -> None:
+    """``g.load_state_dict(sd)``, with one clear line when ``source`` has another model size
+    (``--init`` / ``--edge-weights`` of another width or block count) instead of torch's
+    traceback."""
+    mine = g.state_dict()
+    missing, extra = [k for k in mine if k not in sd], [k for k in sd if k not in mine]
+    shapes = [k for k in mine if k in sd and sd[k].shape != mine[k].shape]
+    if missing or extra or shapes:
+        why = [f"{k} is {tuple(sd[k].shape)} there, {tuple(mine[k].shape)} here" for k in shapes]
+        if missing or extra:
+            why.append(f"{len(missing)} weights missing there, {len(extra)} unknown here")
+        raise EdgefillError(
+            f"{source}: its {type(g).__name__} is another size than this run's (model.width, "
+            f"model.*_blocks): {why[0]}"
+        )
+    g.load_state_dict(sd)
+
+
 def _init_worker(worker_id: int) -> None:
     """DataLoader workers leave SIGINT / SIGTERM to the main process, which stops cleanly, and
     run the frozen G1 on one thread each (the workers already run side by side)."""
@@ -412,7 +430,7 @@ class Trainer:
             )
         m = self.cfg.model
         g1 = EdgeGenerator(m.width, m.edge_blocks)
-        g1.load_state_dict(load_generator_from(self.edge_weights, "edge"))
+        _load_generator(g1, load_generator_from(self.edge_weights, "edge"), self.edge_weights)
         return g1.eval().requires_grad_(False)
 
     def _init_from(self, source: str) -> None:
@@ -426,7 +444,7 @@ class Trainer:
             if name == "inpaint":
                 source_fill = source_model_config(source).hole_fill
                 sd = adapt_inpaint_state(sd, pair.g, source_fill != self.cfg.model.hole_fill)
-            pair.g.load_state_dict(sd)
+            _load_generator(pair.g, sd, source)
             if pair.ema is not None:
                 pair.ema.load_state_dict(sd)
             dis = Path(source) / REFERENCE_DIS_FILES[name]

@@ -69,24 +69,30 @@ def child_env(src: Path | None) -> dict[str, str]:
 # ----------------------------------------------------------------------------- folder mode
 
 
-def tiny_release(folder: Path) -> Path:
-    import torch
+# Written by the code under test (``--src``), whose release format may differ from today's.
+TINY_RELEASE = """
+import sys, torch
+from edgefill.checkpoint import save_release
+from edgefill.config import ModelConfig
+from edgefill.networks import EdgeGenerator, InpaintGenerator
+torch.manual_seed(0)
+g1, g2 = EdgeGenerator(4, 1), InpaintGenerator(4, 1)
+cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1)
+save_release(sys.argv[1], g1.state_dict(), g2.state_dict(), cfg)
+"""
 
-    from edgefill.checkpoint import save_release
-    from edgefill.config import ModelConfig
-    from edgefill.networks import EdgeGenerator, InpaintGenerator
 
-    torch.manual_seed(0)
-    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1)
-    g1, g2 = EdgeGenerator(4, 1), InpaintGenerator(4, 1)
-    return save_release(folder, g1.state_dict(), g2.state_dict(), cfg)
+def tiny_release(folder: Path, src: Path | None) -> Path:
+    cmd = [sys.executable, "-c", TINY_RELEASE, str(folder)]
+    subprocess.run(cmd, env=child_env(src), check=True, stdout=subprocess.DEVNULL)
+    return folder
 
 
 def part_folder(args: argparse.Namespace) -> list[dict]:
     tmp = Path(tempfile.mkdtemp(prefix="edgefill-mem-"))
     rows = []
     try:
-        rel = tiny_release(tmp / "rel")
+        rel = tiny_release(tmp / "rel", args.src)
         h, w = args.height, args.width
         distinct = tmp / "distinct"
         distinct.mkdir()

@@ -891,7 +891,7 @@ def test_heic_photos_are_read_with_the_heif_extra(
     (tmp_path / "x.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(40))
     rc, _, err = _cli(capsys, "inpaint", tmp_path / "x.heic", "--mask", files18["mask"],
                       "--weights", tiny_release)  # fmt: skip
-    _one_error_line(rc, err, "pip install 'edgefill[heif]'")
+    _one_error_line(rc, err, "pip install pillow-heif")
 
 
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'

@@ -56,7 +56,8 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     except _UNREADABLE as exc:
         if name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:  # no plugin to load
             raise EdgefillError(
-                f"{name}: HEIC / HEIF photos need pillow-heif: pip install 'edgefill[heif]'"
+                f"{name}: HEIC / HEIF photos need the optional package pillow-heif: pip install "
+                "pillow-heif (the heif extra)"
             ) from None
         raise EdgefillError(f"{name}: not a readable image ({exc})") from None
     try:

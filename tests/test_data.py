@@ -23,6 +23,7 @@ from edgefill.data import (
 )
 from edgefill.edges import to_gray
 from edgefill.errors import EdgefillError
+from edgefill.image import load_rgb
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,18 @@ def test_list_images_folder_recursive_and_file_list(tmp_path: Path, photos: Path
     lst = tmp_path / "list.txt"
     lst.write_text(f"# comment\n\na/b/x.JPG\n{photos / 'photo01.png'}\n")
     assert list_images(lst) == [nested / "x.JPG", photos / "photo01.png"]
+
+
+def test_own_photos_from_a_phone_are_training_photos(tmp_path: Path) -> None:
+    """HEIC (iPhones, with the heif extra) and AVIF photos are listed and read for training."""
+    heif = pytest.importorskip("pillow_heif", reason="the heif extra is not installed")
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), np.uint8)
+    heif.from_pillow(Image.fromarray(rgb)).save(tmp_path / "IMG_0001.HEIC", quality=90)
+    Image.fromarray(rgb).save(tmp_path / "b.avif")
+    files = list_images(tmp_path)
+    assert [f.name for f in files] == ["IMG_0001.HEIC", "b.avif"]
+    for f in files:
+        assert load_rgb(f)[0].shape == (24, 32, 3)
 
 
 def test_list_images_errors(tmp_path: Path) -> None:

@@ -20,21 +20,27 @@ from torch.utils.data import Dataset, Sampler
 from edgefill.config import DataConfig
 from edgefill.edges import canny_edges, composite, to_gray
 from edgefill.errors import EdgefillError
-from edgefill.image import load_rgb, shrink_short_side
+from edgefill.image import HEIF_SUFFIXES, load_rgb, readable_suffixes, shrink_short_side
 from edgefill.masks import generate_mask, load_mask
 from edgefill.networks import edge_input
 from edgefill.prefill import exemplar_fill, fill_hole
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# Photo formats; AVIF and HEIC count only where Pillow reads them here (HEIC: the heif extra).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"}
+IMAGE_SUFFIXES |= set(HEIF_SUFFIXES)
+
+
+def photo_suffixes() -> set[str]:
+    """The IMAGE_SUFFIXES this installation can read."""
+    return IMAGE_SUFFIXES & readable_suffixes()
 
 
 def list_images(source: str | Path) -> list[Path]:
     """Photos in a folder (recursively, sorted) or listed one per line in a text file."""
     src = Path(source)
+    suffixes = photo_suffixes()
     if src.is_dir():
-        files = sorted(
-            p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     elif src.is_file() and src.suffix.lower() in (".txt", ".lst", ".list"):
         base = src.parent
         lines = [ln.strip() for ln in src.read_text().splitlines()]
@@ -51,7 +57,7 @@ def list_images(source: str | Path) -> list[Path]:
     else:
         raise EdgefillError(f"{src}: expected a folder of photos or a .txt file list")
     if not files:
-        raise EdgefillError(f"{src}: no photos found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise EdgefillError(f"{src}: no photos found ({', '.join(sorted(suffixes))})")
     return files
 
 

@@ -146,21 +146,23 @@ def open_any(src: Path | io.BytesIO) -> Image.Image:
 
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")
 _heif: list[bool] = []  # [whether pillow-heif registered] once tried
+_HEIF_LOCK = threading.Lock()  # the server opens uploads on several threads
 
 
 def register_heif() -> bool:
     """Let Pillow open HEIC / HEIF photos (iPhones' own format) when pillow-heif, the ``heif``
     extra, is installed. True only on the call that registered it."""
-    if _heif:
-        return False
-    try:
-        import pillow_heif
+    with _HEIF_LOCK:
+        if _heif:
+            return False
+        try:
+            import pillow_heif
 
-        pillow_heif.register_heif_opener()
-        _heif.append(True)
-    except Exception:  # not installed, or its library failed to load
-        _heif.append(False)
-    return _heif[0]
+            pillow_heif.register_heif_opener()
+            _heif.append(True)
+        except Exception:  # not installed, or its library failed to load
+            _heif.append(False)
+        return _heif[0]
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:

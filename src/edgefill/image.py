@@ -139,6 +139,8 @@ def open_any(src: Path | io.BytesIO) -> Image.Image:
     except UnidentifiedImageError:
         if not register_heif():
             raise
+    # A second look (cheap for a file no plugin knows): the plugin may have come in just now,
+    # or on another thread after this one's first look.
     if isinstance(src, io.BytesIO):
         src.seek(0)
     return Image.open(src)
@@ -151,10 +153,10 @@ _HEIF_LOCK = threading.Lock()  # the server opens uploads on several threads
 
 def register_heif() -> bool:
     """Let Pillow open HEIC / HEIF photos (iPhones' own format) when pillow-heif, the ``heif``
-    extra, is installed. True only on the call that registered it."""
+    extra, is installed; whether it can."""
     with _HEIF_LOCK:
         if _heif:
-            return False
+            return _heif[0]
         try:
             import pillow_heif
 

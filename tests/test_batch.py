@@ -93,7 +93,8 @@ def test_folder_run_records_failures_and_matches_single_photo_mode(
 def test_the_default_output_folder_is_beside_the_photos_however_they_are_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`photos/` (as every shell completes it) and `.` put results inside the photo folder."""
+    """Results go beside the photo folder also when it is typed `photos/` (as every shell
+    completes it) or `.`; they went inside it."""
     photos, masks = make_archive(tmp_path, n=3)
     monkeypatch.chdir(tmp_path)
     for given in ("photos", "photos/", str(photos) + "/", "./photos/"):

@@ -807,8 +807,8 @@ def test_transparent_mask_pixels_are_not_the_hole(client: TestClient) -> None:
 
 
 def test_a_jpeg_mask_upload_is_read_as_the_library_reads_the_file(client: TestClient) -> None:
-    """Compression noise around a JPEG mask's strokes is not the hole (``load_mask``), also
-    when the upload carries an EXIF orientation, whose decoding copy loses the file's format."""
+    """Compression noise around a JPEG mask's strokes is not the hole (``load_mask``), with or
+    without an EXIF orientation (the upright copy ``decode_upload`` makes lost the format)."""
     import cv2
 
     photo = photo_array()

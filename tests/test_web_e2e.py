@@ -347,6 +347,7 @@ def test_a_tiff_scan_opens_through_the_server_and_keeps_its_16_bits(
 ) -> None:
     """Browsers do not show TIFF (nor HEIC): the page shows the server's 8-bit preview and
     still sends the file, so the result keeps its 16 bits outside the hole."""
+    import cv2
     import tifffile
 
     page = laptop.page
@@ -364,8 +365,6 @@ def test_a_tiff_scan_opens_through_the_server_and_keeps_its_16_bits(
     page.wait_for_function("() => window.edgefill.view === 'result'")
     with page.expect_download() as info:
         page.click("#download-result")
-    import cv2
-
     back = cv2.imread(info.value.path(), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16
     np.testing.assert_array_equal(cv2.cvtColor(back, cv2.COLOR_BGR2RGB)[~hole], deep[~hole])

@@ -178,6 +178,14 @@ def test_paint_inpaint_and_edit_edges(laptop: Page, photo_path: Path) -> None:
     page = laptop.page
     photo = make_photo()
     laptop.shot("01-empty-laptop.png")
+    # The start card is on screen: the stage once collapsed to 0 px (the card clipped away)
+    # while the photo bar was hidden. What is drawn at the card's centre must be the card.
+    assert page.evaluate("document.getElementById('stage').getBoundingClientRect().height") > 300
+    assert page.evaluate(
+        """() => { const r = document.querySelector('.drop-card').getBoundingClientRect();
+                   const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                   return !!hit && !!hit.closest('.drop-card'); }"""
+    )
     assert page.is_disabled("#inpaint")
     assert page.is_visible("#detect-damage") and page.is_disabled("#detect-damage")
 

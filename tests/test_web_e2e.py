@@ -478,6 +478,10 @@ def test_detect_damage_marks_confident_regions_and_only_shows_uncertain(
     assert not page.evaluate("window.edgefill.uncertainShown")
     page.click("#redo")
     assert page.evaluate("window.edgefill.uncertainShown")
+    page.click("#clear")  # starting the mask over takes them too, undoably
+    assert not page.evaluate("window.edgefill.uncertainShown")
+    page.click("#undo")
+    assert page.evaluate("window.edgefill.uncertainShown")
     page.unroute("**/api/detect")
 
 

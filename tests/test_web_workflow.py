@@ -456,6 +456,45 @@ def test_several_photos_each_with_its_own_mask_and_download_all(laptop: Page, tm
     assert page.is_visible("#dropzone")
 
 
+def test_what_a_ux_audit_found(laptop: Page, photo_path, tmp_path) -> None:
+    """One item each: invert says what it made; the outdated note's button needs a hole and
+    the note covers neither the before/after labels nor the hint; Download all names outdated
+    results; closing the last photo shows the start page (Clear and a detection's yellow
+    marks: test_web_e2e's detection test)."""
+    page = laptop.page
+    laptop.open_photo(photo_path)
+    page.keyboard.press("i")  # on an empty mask: the whole photo becomes the hole
+    assert "100 % of the photo is now the hole" in toast_text(page)
+    assert page.get_attribute("#toast", "class") == "error"
+    page.keyboard.press("Control+z")
+    page.wait_for_function("() => document.getElementById('inpaint').disabled")
+
+    paint_and_run(laptop, [(40, 75), (120, 78)])
+    page.click("#tab-mask")
+    page.click("#clear")
+    page.click("#tab-result")
+    assert page.is_visible("#stale-note") and page.is_disabled("#stale-rerun")
+    note = page.locator("#stale-note").bounding_box()
+    for label in page.locator("#compare-labels span").all():
+        box = label.bounding_box()
+        assert box["y"] >= note["y"] + note["height"], "a before/after label is under the note"
+    assert page.is_hidden("#view-hint")
+    Image.fromarray(make_photo()).save(tmp_path / "second.png")  # Download all needs two
+    laptop.open_photo(tmp_path / "second.png")
+    with page.expect_download():
+        page.click("#download-all")
+    assert "outdated" in toast_text(page) and "garden.png" in page.inner_text("#toast")
+    page.click(".doc >> nth=1 >> .doc-close")
+    page.wait_for_function("() => window.edgefill.docs.length === 1")
+
+    page.click(".doc >> nth=0 >> .doc-close")
+    page.click("#confirm-yes")
+    page.wait_for_function("() => window.edgefill.docs.length === 0")
+    assert page.get_attribute("body", "data-view") == "mask"
+    assert page.get_attribute("#tab-result", "aria-selected") == "false"
+    assert page.is_hidden("#toast")
+
+
 # ----------------------------------------------------------------------------- small things
 
 

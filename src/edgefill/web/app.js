@@ -364,6 +364,11 @@
       const next = ui.docs[Math.min(i, ui.docs.length - 1)];
       if (next) activate(next);
     }
+    // The last photo closed: the start page, not the closed photo's view and news.
+    if (!D) {
+      showView("mask");
+      $("toast").hidden = true;
+    }
     renderDocs();
     setStatus();
     refreshUI();
@@ -525,6 +530,9 @@
     ctx.drawImage(D.mask.canvas, 0, 0);
     layerStep(D.mask, { type: "image", canvas: c }, "invert mask");
     if (D.view !== "mask") setView("mask");
+    const pct = Math.round(holeShare(c) * 100);
+    const tone = pct / 100 > INVERTED_MASK_SHARE ? "error" : undefined;
+    toast(`Mask inverted: ${pct} % of the photo is now the hole (undo with Ctrl+Z)`, tone);
   }
 
   // The share of the photo a binary mask layer makes the hole.
@@ -538,7 +546,17 @@
   function clearLayer() {
     const layer = currentLayer();
     if (!layer || !layer.ops.length || ui.busy) return;
-    layerStep(layer, { type: "reset" }, layer === D.mask ? "clear mask" : "reset edges");
+    if (layer !== D.mask) {
+      layerStep(layer, { type: "reset" }, "reset edges");
+      return;
+    }
+    // Clearing the mask starts over: a detection's yellow "uncertain" marks go with it (undoable).
+    layerStep(layer, { type: "reset" }, "clear mask", false, {
+      doubt: null,
+      doubtBefore: D.doubt || null,
+    });
+    D.doubt = null;
+    requestRender();
   }
 
   // ------------------------------------------------------------------------ results
@@ -851,6 +869,15 @@
     if (name === "result" && !D.result) return;
     if (name !== "mask") endSelection();
     D.view = name;
+    showView(name);
+    if (name === "edges") {
+      runJob("Predicting edges…", () => ensureEdges()).catch(reportError);
+    }
+  }
+
+  // The page's parts for a view (tabs, labels, hint, cursor); also with no photo open, where
+  // the page goes back to the mask view's.
+  function showView(name) {
     document.body.dataset.view = name;
     for (const tab of document.querySelectorAll('[role="tab"]')) {
       const on = tab.dataset.view === name;
@@ -869,9 +896,6 @@
     refreshUI();
     requestRender();
     updateCursor();
-    if (name === "edges") {
-      runJob("Predicting edges…", () => ensureEdges()).catch(reportError);
-    }
   }
 
   const sizeKey = () => (D && D.view === "edges" ? "edges" : ui.tool === "select" ? "select" : "mask");
@@ -898,6 +922,7 @@
     $("tab-result").title = stale ? `The result is outdated: ${staleReason(D)}` : "";
     const note = $("stale-note");
     note.hidden = !(stale && D.view === "result");
+    $("stale-rerun").disabled = busy || !has || !D.maskHasPixels;
     if (!note.hidden) {
       $("stale-text").textContent = `Outdated: ${staleReason(D)}. Inpaint again to update it.`;
     }
@@ -1460,9 +1485,14 @@
     for (const doc of done) if (!resultStale(doc)) markSaved(doc);
     renderDocs();
     const skipped = ui.docs.length - done.length;
+    const stale = done.filter(resultStale).map((d) => d.name);
+    const notes = [];
+    if (skipped) notes.push(`${skipped} photo${skipped > 1 ? "s have" : " has"} no result yet`);
+    if (stale.length) notes.push(`outdated, changed since their fill: ${stale.join(", ")}`);
     toast(
       `Downloading ${done.length} result${done.length > 1 ? "s" : ""} as one ZIP` +
-        (skipped ? ` (${skipped} photo${skipped > 1 ? "s have" : " has"} no result yet)` : ""),
+        (notes.length ? ` (${notes.join("; ")})` : ""),
+      stale.length ? "error" : "info",
     );
   }
 

@@ -495,6 +495,56 @@ def test_what_a_ux_audit_found(laptop: Page, photo_path, tmp_path) -> None:
     assert page.is_hidden("#toast")
 
 
+def test_after_a_cancel_the_busy_text_says_the_server_finishes_that_job_first(
+    laptop: Page, photo_path
+) -> None:
+    """Cancel stops the page's wait, not the server's work, which the next job waits for."""
+    page = laptop.page
+    laptop.open_photo(photo_path)
+    laptop.stroke([(40, 75), (120, 78)])
+    held: list = []
+    page.route("**/api/inpaint", lambda route: held.append(route))  # held: the server "works"
+    page.click("#inpaint")
+    while not held:
+        page.wait_for_timeout(20)
+    assert "cancelled" not in page.inner_text("#busy-text")
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !window.edgefill.busy")
+    page.click("#inpaint")
+    while len(held) < 2:
+        page.wait_for_timeout(20)
+    assert "the server first finishes the job you cancelled" in page.inner_text("#busy-text")
+    held[1].continue_()
+    laptop.wait_idle()
+    page.wait_for_function("() => window.edgefill.view === 'result'")
+    page.click("#tab-mask")
+    laptop.stroke([(30, 30), (60, 35)])
+    page.click("#inpaint")  # an answer came since: no note
+    while len(held) < 3:
+        page.wait_for_timeout(20)
+    assert "cancelled" not in page.inner_text("#busy-text")
+    held[2].continue_()
+    laptop.wait_idle()
+    page.unroute("**/api/inpaint")
+
+
+def test_at_twelve_photos_open_says_so_before_the_file_picker(laptop: Page, tmp_path) -> None:
+    page = laptop.page
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"p{i}.png")
+        Image.fromarray(make_photo()[: 20 + i, :30]).save(paths[-1])
+    page.set_input_files("#photo-input", [str(p) for p in paths])
+    page.wait_for_function("() => window.edgefill.docs.length === 12")
+    pickers: list = []
+    page.on("filechooser", lambda chooser: pickers.append(chooser))
+    for open_it in (lambda: page.keyboard.press("o"), lambda: page.click("#open-photo")):
+        page.evaluate("document.getElementById('toast').hidden = true")
+        open_it()
+        assert "At most 12 photos" in toast_text(page)
+    assert pickers == [] and page.is_disabled("#add-photo")
+
+
 # ----------------------------------------------------------------------------- small things
 
 
@@ -518,6 +568,12 @@ def test_small_things(laptop: Page, photo_path, tmp_path) -> None:
     assert "empty.jpg is empty" in page.inner_text("#toast")
     laptop.open_photo(photo_path)
     assert page.is_hidden("#toast")
+    page.set_input_files("#mask-input", str(empty))  # an empty mask file says so too
+    assert "empty.jpg is empty (0 bytes)" in toast_text(page)
+    page.evaluate("document.getElementById('toast').hidden = true")
+    page.keyboard.press("?")  # the help lists Esc
+    assert "Cancel a running job" in page.inner_text("#help")
+    page.keyboard.press("Escape")
 
     # Shortcuts that cannot work on an empty mask say why.
     for key in ("Control+Enter", "2", "h"):

@@ -57,6 +57,7 @@
     spaceDown: false,
     settings: loadSettings(),
     requests: 0, // requests sent, for tests
+    serverFinishing: false, // a request was cancelled and no answer came since (busyLabel)
   };
   let D = null; // the active doc
   let uid = 1; // ids for docs, layers, operations and results
@@ -1023,7 +1024,7 @@
     clearInterval(busyTimer);
     if (text) {
       $("toast").hidden = true; // an old message must not look like news about this run
-      $("busy-text").textContent = text;
+      $("busy-text").textContent = busyLabel(text);
       const t0 = performance.now();
       $("busy-time").textContent = "0 s";
       busyTimer = setInterval(() => {
@@ -1067,16 +1068,26 @@
     return detail || `the server answered ${status}`;
   }
 
+  // A cancelled request stops here only: the server finishes the work it started, and the
+  // next request waits for it, so the busy text says so until an answer shows the server free.
+  function busyLabel(text) {
+    return ui.serverFinishing ? `${text} (the server first finishes the job you cancelled)` : text;
+  }
+
   async function post(path, form, signal, label) {
-    if (label) $("busy-text").textContent = label;
+    if (label) $("busy-text").textContent = busyLabel(label);
     let resp;
     ui.requests++;
     try {
       resp = await fetch(path, { method: "POST", body: form, signal });
     } catch (e) {
-      if (e.name === "AbortError") throw new Cancelled("cancelled");
+      if (e.name === "AbortError") {
+        ui.serverFinishing = true;
+        throw new Cancelled("cancelled");
+      }
       throw new UserError("Cannot reach the edgefill server. Is `edgefill serve` still running?");
     }
+    ui.serverFinishing = false;
     if (!resp.ok) {
       let detail = null;
       try {
@@ -1352,7 +1363,7 @@
     const list = [...(files || [])];
     for (const file of list) {
       if (ui.docs.length >= MAX_DOCS) {
-        toast(`At most ${MAX_DOCS} photos can be open at once; close one first`, "error");
+        tooManyPhotos();
         return;
       }
       await openPhoto(file);
@@ -1429,6 +1440,7 @@
   async function loadMaskFile(file) {
     if (!file || !D || ui.busy) return;
     try {
+      if (file.size === 0) throw new UserError(`${file.name} is empty (0 bytes)`);
       const threshold = await maskThreshold(file);
       const c = await grayToAlpha(file, D.W, D.H, threshold).catch((e) => {
         if (e instanceof UserError) throw new UserError(`${file.name}: ${e.message}`);
@@ -1839,7 +1851,19 @@
 
   const photoInput = $("photo-input");
   const maskInput = $("mask-input");
-  const pickPhoto = () => !ui.busy && photoInput.click();
+  function tooManyPhotos() {
+    toast(`At most ${MAX_DOCS} photos can be open at once; close one first`, "error");
+  }
+
+  function pickPhoto() {
+    if (ui.busy) return;
+    if (ui.docs.length >= MAX_DOCS) {
+      // Said before the file picker opens, not after a choice that cannot be used.
+      tooManyPhotos();
+      return;
+    }
+    photoInput.click();
+  }
   for (const id of ["open-photo", "open-photo-2", "add-photo"]) {
     $(id).addEventListener("click", pickPhoto);
   }

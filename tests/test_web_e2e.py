@@ -557,6 +557,10 @@ def test_phone_width(browser, server, photo_path: Path) -> None:
         phone.wait_idle()
         page.wait_for_function("() => window.edgefill.view === 'result'")
         phone.shot("14-result-phone.png")
+        page.click("#help-button")  # the help opens at its title, keys above their text
+        assert page.evaluate("document.getElementById('help').scrollTop") == 0
+        key, text = (page.locator(f"#help dl > {t} >> nth=0").bounding_box() for t in ("dt", "dd"))
+        assert text["y"] >= key["y"] + key["height"] and text["width"] > 250
         assert not phone.blocked and not phone.errors, (phone.blocked, phone.errors)
     finally:
         phone.close()

@@ -1926,7 +1926,13 @@
 
   const help = $("help");
   const settings = $("settings");
-  $("help-button").addEventListener("click", () => help.showModal());
+  // Opened at its top: showModal focuses the Close button at the bottom, which scrolled a
+  // phone-sized dialog down past its title.
+  function showHelp() {
+    help.showModal();
+    help.scrollTop = 0;
+  }
+  $("help-button").addEventListener("click", showHelp);
   $("help-close").addEventListener("click", () => help.close());
   $("settings-button").addEventListener("click", () => {
     showSettings();
@@ -2034,7 +2040,7 @@
     } else if (e.key === ",") {
       $("settings-button").click();
     } else if (e.key === "?") {
-      help.showModal();
+      showHelp();
     } else if (e.key === " ") {
       if (t instanceof HTMLButtonElement || t.getAttribute("role") === "tab") return;
       ui.spaceDown = true;

@@ -5,6 +5,7 @@ and the small things. Shares the server, browser and page helpers of test_web_e2
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -614,6 +615,9 @@ def test_small_things(laptop: Page, photo_path, tmp_path) -> None:
         " === 'all before (the original)'",
         timeout=5000,
     )
+
+    # The status line says how long the fill took, as waited, to a tenth of a second.
+    assert re.search(r"last fill \d+\.\d s$", page.inner_text("#status-line"))
 
     # Download buttons are named for what they download.
     for name in ("Download result as PNG", "Download mask as PNG"):

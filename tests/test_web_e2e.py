@@ -557,6 +557,12 @@ def test_phone_width(browser, server, photo_path: Path) -> None:
         phone.wait_idle()
         page.wait_for_function("() => window.edgefill.view === 'result'")
         phone.shot("14-result-phone.png")
+        page.click("#tab-mask")
+        page.keyboard.press("i")  # a two-line toast stays above the toolbar's three rows
+        page.wait_for_selector("#toast:not([hidden])")
+        toast, bar = (page.locator(sel).bounding_box() for sel in ("#toast", ".toolbar"))
+        assert toast["height"] > 40 and toast["y"] + toast["height"] <= bar["y"], (toast, bar)
+        page.keyboard.press("Control+z")
         page.click("#help-button")  # the help opens at its title, keys above their text
         assert page.evaluate("document.getElementById('help').scrollTop") == 0
         key, text = (page.locator(f"#help dl > {t} >> nth=0").bounding_box() for t in ("dt", "dd"))

@@ -993,6 +993,8 @@
     const el = $("toast");
     el.textContent = message;
     el.className = kind;
+    // Just above the toolbar, however many rows it wraps into (three on a phone).
+    el.style.bottom = `${document.querySelector(".toolbar").offsetHeight + 12}px`;
     el.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => (el.hidden = true), kind === "error" ? 9000 : 3500);

@@ -638,13 +638,9 @@ async def photo_inputs(
     photo_img, data = got
     turned = photo_img.info.get("edgefill_orientation", 1)
     shape = None if mask_img is None else (mask_img.height, mask_img.width)
-    if (
-        shape is not None
-        and shape != (photo_img.height, photo_img.width)
-        and not (
-            made_on_stored_pixels(shape, photo_img.size, turned)  # prepare_inputs turns it
-        )
-    ):
+    fits = shape is None or shape == (photo_img.height, photo_img.width)
+    # A mask made on a turned photo's stored pixels fits too: prepare_inputs turns it.
+    if not fits and not made_on_stored_pixels(shape, photo_img.size, turned):
         raise UploadError(
             400,
             f"mask is {mask_img.size[0]}x{mask_img.size[1]} but the photo is "
@@ -755,7 +751,7 @@ async def inpaint(
     refine: RefineField = False,
 ) -> Response:
     """Fill the hole. Pixels outside it come back unchanged, 16-bit photos as 16-bit PNGs;
-    an alpha channel and the ICC profile, EXIF and DPI are kept."""
+    an alpha channel and the ICC profile, EXIF, XMP and DPI are kept."""
     strategy = check_hd_strategy(hd_strategy)
     source, hole, keep_alpha = await photo_inputs(photo, mask, limits.max_pixels)
     rgb = source.rgb

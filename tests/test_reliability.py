@@ -1235,8 +1235,11 @@ def test_sigterm_mid_save_leaves_no_temp_file(tmp_path: Path) -> None:
 
 
 def test_folder_mode_reads_what_single_mode_reads_and_names_the_rest(
-    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path
-) -> None:
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from edgefill.image import readable_suffixes
+
     photos, masks = tmp_path / "photos", tmp_path / "masks"
     photos.mkdir()
     masks.mkdir()
@@ -1250,6 +1253,16 @@ def test_folder_mode_reads_what_single_mode_reads_and_names_the_rest(
     assert rc == 0, err
     assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "b.png").is_file()
     assert "wrote 2 of 2" in out and "notes.txt" in err and "ignored 1 file" in err
+    assert "pillow-heif" not in err
+    # Without pillow-heif an iPhone's HEIC is left out, and the line says what reads it.
+    (photos / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    monkeypatch.setattr(
+        "edgefill.batch.readable_suffixes",
+        lambda: readable_suffixes() - {".heic", ".heif", ".hif"},
+    )
+    rc, out, err = _cli(capsys, "inpaint", photos, "--mask", masks, "-o", tmp_path / "out2",
+                        "--weights", tiny_release)  # fmt: skip
+    assert rc == 0 and "IMG_0001.HEIC" in err and "pip install pillow-heif" in err, err
 
 
 def test_serve_on_a_busy_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

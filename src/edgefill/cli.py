@@ -236,15 +236,14 @@ def _run_batch(args: argparse.Namespace, task: str) -> int:
     if summary.failures_csv:
         print(f"failures listed in {summary.failures_csv}", file=sys.stderr)
     if plan.others:
-        from edgefill.image import HEIF_SUFFIXES
+        from edgefill.image import HEIF_MISSING, HEIF_SUFFIXES
 
         names = ", ".join(Path(p).name for p in plan.others[:5])
         more = " ..." if len(plan.others) > 5 else ""
         heic = any(p.lower().endswith(HEIF_SUFFIXES) for p in plan.others)
-        hint = " (HEIC photos need the optional package pillow-heif: pip install pillow-heif)"
         print(
             f"edgefill: ignored {len(plan.others)} file(s) that are not a readable image type: "
-            f"{names}{more}{hint if heic else ''}",
+            f"{names}{more}{f' ({HEIF_MISSING})' if heic else ''}",
             file=sys.stderr,
         )
     if summary.inverted:

@@ -55,10 +55,7 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
         img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
     except _UNREADABLE as exc:
         if name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:  # no plugin to load
-            raise EdgefillError(
-                f"{name}: HEIC / HEIF photos need the optional package pillow-heif: pip install "
-                "pillow-heif (the heif extra)"
-            ) from None
+            raise EdgefillError(f"{name}: {HEIF_MISSING}") from None
         raise EdgefillError(f"{name}: not a readable image ({exc})") from None
     try:
         _check_size(img.size, max_pixels, name)
@@ -147,6 +144,7 @@ def open_any(src: Path | io.BytesIO) -> Image.Image:
 
 
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+HEIF_MISSING = "HEIC / HEIF photos need the optional package pillow-heif: pip install pillow-heif"
 _heif: list[bool] = []  # [whether pillow-heif registered] once tried
 _HEIF_LOCK = threading.Lock()  # the server opens uploads on several threads
 

@@ -51,21 +51,20 @@ _UNREADABLE = (
 
 
 def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
+    img = None
     try:
         img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
-    except _UNREADABLE as exc:
-        if name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:  # no plugin to load
-            raise EdgefillError(f"{name}: {HEIF_MISSING}") from None
-        raise EdgefillError(f"{name}: not a readable image ({exc})") from None
-    try:
         _check_size(img.size, max_pixels, name)
         bits = sample_bits(img)  # the tile list is gone after load()
         img.load()
     except BaseException as exc:
-        img.close()  # the file stays open until load() has read it (a folder run's failures)
-        if isinstance(exc, _UNREADABLE):
-            raise EdgefillError(f"{name}: not a readable image ({exc})") from None
-        raise
+        if img is not None:
+            img.close()  # the file stays open until load() has read it (a folder run's failures)
+        if not isinstance(exc, _UNREADABLE):
+            raise
+        if img is None and name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:
+            raise EdgefillError(f"{name}: {HEIF_MISSING}") from None  # no plugin to load
+        raise EdgefillError(f"{name}: not a readable image ({exc})") from None
     record_source(img, bits)
     if _holds_file(img):  # a copy of the first frame (the one used) lets the file go now
         first = img.copy()

@@ -923,6 +923,50 @@ def test_xmp_metadata_is_kept(
         assert kept(out), out.name
 
 
+def _photoshop_app13(*resources: tuple[int, bytes]) -> bytes:
+    """A JPEG APP13 segment as Photoshop writes it (built here, not by the code under test)."""
+    body = b"Photoshop 3.0\0"
+    for key, data in resources:
+        body += b"8BIM" + struct.pack(">HHI", key, 0, len(data)) + data + b"\0" * (len(data) % 2)
+    return b"\xff\xed" + struct.pack(">H", len(body) + 2) + body
+
+
+def test_iptc_captions_are_kept_and_the_old_thumbnail_is_not(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """IPTC-IIM (what news and archive software reads) stays with a repaired JPEG or TIFF,
+    8- and 16-bit, also where Photoshop typed the TIFF tag as 4-byte integers; Photoshop's
+    thumbnail of the unrepaired photo does not."""
+    import tifffile
+    from PIL import IptcImagePlugin
+
+    from edgefill.image import encode_png
+
+    records = b"\x1c\x02\x00\x00\x02\x00\x04\x1c\x02\x78\x00\x0bPlate 12 v."  # caption
+    thumb = encode_png(photo_array(8, 8))
+    photo = photo_array(40, 52)
+    Image.fromarray(photo).save(tmp_path / "p.jpg", quality=95,
+                                extra=_photoshop_app13((0x0404, records), (0x040C, thumb)))  # fmt: skip
+    padded = records + bytes(-len(records) % 4)
+    tifffile.imwrite(tmp_path / "p.tif", photo, photometric="rgb",
+                     extratags=[(33723, 4, len(padded) // 4, padded, True)])  # fmt: skip
+    deep = (photo.astype(np.uint16) * 257) | 3  # 16 bits used
+    tifffile.imwrite(tmp_path / "deep.tif", deep, photometric="rgb",
+                     extratags=[(33723, 7, len(records), records, True)])  # fmt: skip
+    cases = [("p.jpg", ".jpg"), ("p.jpg", ".tif"), ("p.tif", ".jpg"), ("p.tif", ".tif"),
+             ("deep.tif", ".tif")]  # fmt: skip
+    for src, suffix in cases:
+        out = tmp_path / f"out_{src.replace('.', '_')}{suffix}"
+        rc, _, err = _cli(capsys, "inpaint", tmp_path / src, "--mask", files18["mask"],
+                          "-o", out, "--weights", tiny_release)  # fmt: skip
+        assert rc == 0, err
+        with Image.open(out) as result:
+            info = IptcImagePlugin.getiptcinfo(result) or {}
+            assert info.get((2, 120)) == b"Plate 12 v.", (src, suffix)
+            assert 0x040C not in result.info.get("photoshop", {}), (src, suffix)
+
+
 def test_png_text_and_jpeg_comments_are_kept(
     capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
     tmp_path: Path,

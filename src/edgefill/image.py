@@ -76,8 +76,8 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
 def record_source(img: Image.Image, bits: int) -> None:
     """What the file says that turning the decoded image upright would lose, into ``img.info``:
     ``edgefill_bits`` (``sample_bits``), ``edgefill_format`` (a JPEG mask's threshold), a PNG's
-    ``edgefill_text`` chunks, and a JPEG's ``edgefill_subsampling`` and ``edgefill_qtables``
-    (which results of the same format keep)."""
+    ``edgefill_text`` chunks, a JPEG's ``edgefill_subsampling`` and ``edgefill_qtables``
+    (which results of the same format keep) and ``edgefill_iptc`` (``_iptc_resources``)."""
     img.info["edgefill_bits"] = bits
     img.info["edgefill_format"] = img.format
     if img.format == "PNG":  # text chunks, minus XMP (ImageMeta.xmp keeps that)
@@ -87,6 +87,23 @@ def record_source(img: Image.Image, bits: int) -> None:
         img.info["edgefill_subsampling"] = JpegImagePlugin.get_sampling(img)
         tables = getattr(img, "quantization", None) or {}
         img.info["edgefill_qtables"] = tuple(tuple(tables[k]) for k in sorted(tables))
+    img.info["edgefill_iptc"] = _iptc_resources(img)
+
+
+def _iptc_resources(img: Image.Image) -> tuple[tuple[int, bytes], ...]:
+    """A JPEG's or TIFF's IPTC-IIM (captions, credit, copyright, keywords) as Photoshop
+    resources: the records (``IPTC_RESOURCE``) and, from a JPEG, their digest if it has one.
+    Not the rest of Photoshop's resources: one of them is a thumbnail of the unrepaired photo."""
+    if img.format == "JPEG":
+        found = img.info.get("photoshop") or {}
+        kept = ((k, found.get(k)) for k in (IPTC_RESOURCE, IPTC_DIGEST_RESOURCE))
+        pairs = tuple((k, v) for k, v in kept if isinstance(v, bytes) and v)
+        return pairs if pairs and pairs[0][0] == IPTC_RESOURCE else ()
+    tags = getattr(img, "tag_v2", None) if img.format == "TIFF" else None
+    # The tag's bytes as stored (as Pillow's own getiptcinfo reads them): Photoshop types it
+    # as 4-byte integers, of which Pillow's tag lookup keeps only the first.
+    records = getattr(tags, "_tagdata", {}).get(IPTC_TIFF_TAG) if tags is not None else None
+    return ((IPTC_RESOURCE, records),) if isinstance(records, bytes) and records else ()
 
 
 def _holds_file(img: Image.Image) -> bool:
@@ -279,6 +296,9 @@ class ImageMeta:
     # Description, ...) and a JPEG's comment, kept on results of the same format.
     png_text: tuple[tuple[str, str], ...] = ()
     jpeg_comment: bytes | None = None
+    # IPTC-IIM (what news and archive software reads: caption, credit, copyright, keywords)
+    # as (Photoshop resource id, bytes) pairs, records first; kept on JPEG and TIFF results.
+    iptc: tuple[tuple[int, bytes], ...] = ()
 
 
 @dataclass
@@ -384,6 +404,7 @@ def read_meta(img: Image.Image) -> ImageMeta:
         xmp=xmp.encode() if isinstance(xmp, str) else xmp if isinstance(xmp, bytes) else None,
         png_text=img.info.get("edgefill_text", ()),
         jpeg_comment=comment if isinstance(comment, bytes) and comment else None,
+        iptc=img.info.get("edgefill_iptc", ()),
     )
 
 
@@ -542,6 +563,10 @@ DEFAULT_JPEG_QUALITY = 95
 LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
 XMP_KEYWORD = "XML:com.adobe.xmp"  # the PNG iTXt chunk that holds XMP
 XMP_TIFF_TAG = 700
+IPTC_TIFF_TAG = 33723  # IPTC-IIM records in a TIFF
+# Photoshop image resources (a JPEG's APP13) that hold IPTC-IIM and its MD5 digest, which
+# readers compare with the records to tell whether IPTC or XMP is the newer.
+IPTC_RESOURCE, IPTC_DIGEST_RESOURCE = 0x0404, 0x0425
 
 
 def check_quality(quality: int | None) -> None:
@@ -614,6 +639,10 @@ def write_image(
             kwargs["pnginfo"].add_itxt(XMP_KEYWORD, meta.xmp.decode("utf-8", "replace"))
     if fmt == "JPEG" and meta.jpeg_comment:
         kwargs["comment"] = meta.jpeg_comment
+    if fmt == "JPEG" and meta.iptc:
+        kwargs["extra"] = _photoshop_segment(meta.iptc)
+    elif fmt == "TIFF" and meta.iptc:
+        kwargs.setdefault("tiffinfo", {})[IPTC_TIFF_TAG] = meta.iptc[0][1]
     Image.fromarray(arr).save(fh, format=fmt, **kwargs)
 
 
@@ -691,6 +720,9 @@ def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:
             extratags.append((34675, 7, len(meta.icc_profile), meta.icc_profile, True))
         if meta.xmp:
             extratags.append((XMP_TIFF_TAG, 1, len(meta.xmp), meta.xmp, True))
+        if meta.iptc:
+            records = meta.iptc[0][1]
+            extratags.append((IPTC_TIFF_TAG, 7, len(records), records, True))
         tifffile.imwrite(
             buf,
             arr,
@@ -708,6 +740,15 @@ def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:
     if not ok:
         raise EdgefillError("could not encode the 16-bit PNG")
     return _png_with_meta(data.tobytes(), meta)
+
+
+def _photoshop_segment(resources: tuple[tuple[int, bytes], ...]) -> bytes:
+    """Photoshop resources as a JPEG APP13 segment (nothing where one segment cannot hold
+    them: a JPEG segment is at most 64 KiB)."""
+    body = b"Photoshop 3.0\0"
+    for key, data in resources:  # 8BIM, id, an empty name padded to even, size, even data
+        body += b"8BIM" + struct.pack(">HHI", key, 0, len(data)) + data + b"\0" * (len(data) % 2)
+    return b"\xff\xed" + struct.pack(">H", len(body) + 2) + body if len(body) + 2 < 65536 else b""
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

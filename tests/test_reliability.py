@@ -818,13 +818,14 @@ def test_a_jpeg_result_keeps_the_photos_subsampling_and_quantization(
 ) -> None:  # fmt: skip
     """A JPEG result of a JPEG photo keeps its chroma subsampling (a 4:4:4 photo, as many
     cameras and editors write at high quality, written back 4:2:0 came back twice as far from
-    its known pixels) and, unless --quality is given, its quantization tables."""
+    its known pixels), its progressive scans (what web pages show while loading) and, unless
+    --quality is given, its quantization tables."""
     from PIL import JpegImagePlugin
 
     photo = np.random.default_rng(0).integers(0, 256, (40, 52, 3), np.uint8)
     for sampling, q in ((0, 90), (1, 70), (2, 50)):  # Pillow's 4:4:4, 4:2:2, 4:2:0
         src = tmp_path / f"p{sampling}.jpg"
-        Image.fromarray(photo).save(src, quality=q, subsampling=sampling)
+        Image.fromarray(photo).save(src, quality=q, subsampling=sampling, progressive=sampling == 1)
         out = tmp_path / f"out{sampling}.jpg"
         rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
                           "--weights", tiny_release)  # fmt: skip
@@ -832,6 +833,7 @@ def test_a_jpeg_result_keeps_the_photos_subsampling_and_quantization(
         back = Image.open(out)
         assert JpegImagePlugin.get_sampling(back) == sampling
         assert back.quantization == Image.open(src).quantization
+        assert bool(back.info.get("progressive")) == (sampling == 1)
     rc, _, err = _cli(capsys, "inpaint", src, "--mask", files18["mask"], "-o", out,
                       "--quality", "95", "--overwrite", "--weights", tiny_release)  # fmt: skip
     assert rc == 0 and Image.open(out).quantization != Image.open(src).quantization

@@ -286,6 +286,7 @@ class ImageMeta:
     # changes little; 4:4:4 photos written 4:2:0 came back twice as far from them).
     subsampling: int | None = None
     qtables: tuple[tuple[int, ...], ...] = ()
+    progressive: bool = False  # a JPEG in progressive scans (as web pages serve them) stays so
     # A TIFF photo's compression (Pillow's name), kept on a TIFF result when it is lossless.
     tiff_compression: str | None = None
     # XMP packet (captions, credit, copyright, keywords: what archives and photographers keep
@@ -400,6 +401,7 @@ def read_meta(img: Image.Image) -> ImageMeta:
         orientation=img.info.get("edgefill_orientation", 1),
         subsampling=sampling if sampling in (0, 1, 2) else None,  # -1: Pillow could not tell
         qtables=img.info.get("edgefill_qtables", ()),
+        progressive=fmt == "JPEG" and bool(img.info.get("progressive")),
         tiff_compression=tiff,
         xmp=xmp.encode() if isinstance(xmp, str) else xmp if isinstance(xmp, bytes) else None,
         png_text=img.info.get("edgefill_text", ()),
@@ -614,6 +616,7 @@ def write_image(
             kwargs["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
         if meta.subsampling is not None:
             kwargs["subsampling"] = meta.subsampling
+        kwargs["progressive"] = meta.progressive
     if fmt == "WEBP":
         kwargs.update({"lossless": True} if quality is None else {"quality": quality})
     if fmt == "PNG":

@@ -925,6 +925,51 @@ def test_xmp_metadata_is_kept(
         assert kept(out), out.name
 
 
+def test_exif_text_and_a_tiffs_descriptive_tags_are_kept(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Who made a photo and what it shows stay with it, as the file stored them: EXIF text in
+    UTF-8 (turning the photo upright re-encoded it as ASCII: "José" came back "Jos??"), the
+    camera's and GPS directories, and a TIFF scan's descriptive tags (dropped before), 8- and
+    16-bit, also across formats."""
+    import tifffile
+
+    def text(path: Path, key: int) -> bytes:
+        value = Image.open(path).getexif().get(key)
+        return value.encode("latin-1") if isinstance(value, str) else value
+
+    artist, caption = "José Müller".encode(), "Plate 12 — verso".encode()
+    exif = Image.Exif()
+    exif.update({315: artist, 270: caption, 271: "Epson", 0x0112: 6})
+    exif.get_ifd(0x8769)[0x9003] = "1987:05:04 12:00:00"  # DateTimeOriginal
+    exif.get_ifd(0x8825)[1] = "N"  # GPSLatitudeRef
+    photo = photo_array(52, 40)  # stored on its side: upright 40x52, as the mask
+    Image.fromarray(photo).save(tmp_path / "p.jpg", exif=exif.tobytes())
+    tags = {315: artist, 270: caption, 33432: b"(c) Museum"}
+    Image.fromarray(photo_array(40, 52)).save(tmp_path / "p.tif", tiffinfo=tags,
+                                              compression="tiff_lzw")  # fmt: skip
+    deep = (photo_array(40, 52).astype(np.uint16) * 257) | 3  # 16 bits used
+    tifffile.imwrite(tmp_path / "deep.tif", deep, photometric="rgb", description=caption,
+                     metadata=None, software=False, extratags=[(315, 2, None, artist, True)])  # fmt: skip
+    cases = [("p.jpg", s) for s in (".jpg", ".png", ".webp", ".tif")]
+    cases += [("p.tif", ".tif"), ("p.tif", ".jpg"), ("deep.tif", ".tif")]
+    for src, suffix in cases:
+        out = tmp_path / f"out_{src.replace('.', '_')}{suffix}"
+        rc, _, err = _cli(capsys, "inpaint", tmp_path / src, "--mask", files18["mask"],
+                          "-o", out, "--weights", tiny_release)  # fmt: skip
+        assert rc == 0, err
+        assert (text(out, 315), text(out, 270)) == (artist, caption), (src, suffix)
+        if src == "p.jpg" and suffix != ".tif":  # TIFF results keep the first directory only
+            back = Image.open(out).getexif()
+            assert back.get_ifd(0x8769)[0x9003] == "1987:05:04 12:00:00", suffix
+            assert back.get_ifd(0x8825)[1] == "N" and 0x0112 not in back, suffix
+        if src == "p.tif":
+            assert text(out, 33432) == b"(c) Museum", suffix
+        if src == "deep.tif":
+            assert Image.open(out).getexif().get(305) is None  # not tifffile's own name
+
+
 def _photoshop_app13(*resources: tuple[int, bytes]) -> bytes:
     """A JPEG APP13 segment as Photoshop writes it (built here, not by the code under test)."""
     body = b"Photoshop 3.0\0"

@@ -21,7 +21,14 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
+from PIL import (
+    ExifTags,
+    Image,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    UnidentifiedImageError,
+)
 
 from edgefill.config import DEFAULT_MAX_PIXELS
 from edgefill.errors import EdgefillError
@@ -77,7 +84,8 @@ def record_source(img: Image.Image, bits: int) -> None:
     """What the file says that turning the decoded image upright would lose, into ``img.info``:
     ``edgefill_bits`` (``sample_bits``), ``edgefill_format`` (a JPEG mask's threshold), a PNG's
     ``edgefill_text`` chunks, a JPEG's ``edgefill_subsampling`` and ``edgefill_qtables``
-    (which results of the same format keep) and ``edgefill_iptc`` (``_iptc_resources``)."""
+    (which results of the same format keep), ``edgefill_iptc`` (``_iptc_resources``) and
+    ``edgefill_exif``."""
     img.info["edgefill_bits"] = bits
     img.info["edgefill_format"] = img.format
     if img.format == "PNG":  # text chunks, minus XMP (ImageMeta.xmp keeps that)
@@ -88,6 +96,56 @@ def record_source(img: Image.Image, bits: int) -> None:
         tables = getattr(img, "quantization", None) or {}
         img.info["edgefill_qtables"] = tuple(tuple(tables[k]) for k in sorted(tables))
     img.info["edgefill_iptc"] = _iptc_resources(img)
+    # EXIF as the file has it: turning the photo upright re-encodes "exif" (Pillow's way, which
+    # loses text that is not ASCII); a TIFF's, not as "exif", which Pillow would turn it by.
+    img.info["edgefill_exif"] = _tiff_exif(img) if img.format == "TIFF" else img.info.get("exif")
+
+
+def _tiff_exif(img: Image.Image) -> bytes | None:
+    """A TIFF's descriptive tags (``TIFF_TEXT_TAGS``) and EXIF / GPS directories as an EXIF
+    block, the form JPEG, PNG and WebP results keep them in (without the image layout tags)."""
+    found, kept = img.getexif(), Image.Exif()
+    for key in TIFF_TEXT_TAGS:
+        if isinstance(found.get(key), str):
+            kept[key] = _as_stored(found[key])
+    for key in EXIF_SUB_IFDS:
+        if key in found and found.get_ifd(key):
+            kept[key] = {k: _as_stored(v) for k, v in found.get_ifd(key).items()}
+    return kept.tobytes() if len(kept) else None
+
+
+def _as_stored(value: object) -> object:
+    """EXIF / TIFF text as the file stored it: Pillow reads text as Latin-1 and writes it as
+    ASCII, which turned "José" (UTF-8, as most software writes it) into "Jos??"."""
+    return (
+        value.encode("latin-1", "replace")
+        if isinstance(value, str) and not value.isascii()
+        else value
+    )
+
+
+def _exif_block(block: bytes | None) -> bytes | None:
+    """An EXIF block without its orientation (the pixels are stored upright), text as stored."""
+    if not block:
+        return None
+    tags = Image.Exif()
+    tags.load(block)
+    tags.pop(ExifTags.Base.Orientation, None)
+    for ifd in (tags, *(tags.get_ifd(k) for k in EXIF_SUB_IFDS if k in tags)):
+        for key, value in list(ifd.items()):
+            ifd[key] = _as_stored(value)
+    return tags.tobytes() if len(tags) else None
+
+
+def _tiff_text(meta: ImageMeta) -> dict[int, bytes]:
+    """The descriptive tags of ``meta.exif``'s first directory that a TIFF result carries (its
+    EXIF / GPS directories need offsets libtiff does not write: left off)."""
+    if not meta.exif:
+        return {}
+    tags = Image.Exif()
+    tags.load(meta.exif)
+    found = {k: _as_stored(tags.get(k)) for k in TIFF_TEXT_TAGS}
+    return {k: v for k, v in found.items() if isinstance(v, (str, bytes)) and v}
 
 
 def _iptc_resources(img: Image.Image) -> tuple[tuple[int, bytes], ...]:
@@ -272,7 +330,9 @@ class ImageMeta:
     hold it, so colour-managed viewers show the known pixels exactly as before."""
 
     icc_profile: bytes | None = None
-    exif: bytes | None = None  # without the orientation tag: pixels are stored as displayed
+    # EXIF (a TIFF's descriptive tags and EXIF / GPS directories too), without the orientation
+    # tag: pixels are stored as displayed.
+    exif: bytes | None = None
     dpi: tuple[float, float] | None = None
     # Grey samples (a black-and-white photo): written back grey (the fill is grey already:
     # Inpainter.inpaint_arrays), not as an RGB file three times the size.
@@ -369,18 +429,12 @@ def _photo_from_array(src: np.ndarray, max_pixels: int) -> Photo:
 
 
 def read_meta(img: Image.Image) -> ImageMeta:
-    """An opened, upright image's ``ImageMeta``: ICC profile, EXIF (JPEG, PNG, WebP; orientation
-    removed), DPI, XMP, and what ``record_source`` and ``upright`` noted in its info."""
+    """An opened, upright image's ``ImageMeta``: ICC profile, EXIF (``_exif_block``), DPI, XMP, and what ``record_source`` and ``upright`` noted in its info."""
     icc = img.info.get("icc_profile") or None
-    exif = None
-    if img.info.get("exif"):
-        try:
-            tags = Image.Exif()
-            tags.load(img.info["exif"])
-            tags.pop(0x0112, None)  # the pixels were turned upright on loading
-            exif = tags.tobytes() if len(tags) else None
-        except Exception:  # an unreadable EXIF block is dropped, not fatal
-            exif = None
+    try:
+        exif = _exif_block(img.info.get("edgefill_exif", img.info.get("exif")))
+    except Exception:  # an unreadable EXIF block is dropped, not fatal
+        exif = None
     dpi = img.info.get("dpi")
     try:
         dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
@@ -565,6 +619,10 @@ DEFAULT_JPEG_QUALITY = 95
 LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
 XMP_KEYWORD = "XML:com.adobe.xmp"  # the PNG iTXt chunk that holds XMP
 XMP_TIFF_TAG = 700
+# TIFF's descriptive text tags (DocumentName, ImageDescription, Make, Model, Software,
+# DateTime, Artist, HostComputer, Copyright), which EXIF's first directory shares.
+TIFF_TEXT_TAGS = (269, 270, 271, 272, 305, 306, 315, 316, 33432)
+EXIF_SUB_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)
 IPTC_TIFF_TAG = 33723  # IPTC-IIM records in a TIFF
 # Photoshop image resources (a JPEG's APP13) that hold IPTC-IIM and its MD5 digest, which
 # readers compare with the records to tell whether IPTC or XMP is the newer.
@@ -632,8 +690,8 @@ def write_image(
         kwargs["dpi"] = meta.dpi
     if meta.xmp and fmt in ("JPEG", "WEBP"):
         kwargs["xmp"] = meta.xmp
-    elif meta.xmp and fmt == "TIFF":
-        kwargs["tiffinfo"] = {XMP_TIFF_TAG: meta.xmp}
+    if fmt == "TIFF":
+        kwargs["tiffinfo"] = _tiff_text(meta) | ({XMP_TIFF_TAG: meta.xmp} if meta.xmp else {})
     if fmt == "PNG" and (meta.xmp or meta.png_text):
         kwargs["pnginfo"] = PngImagePlugin.PngInfo()
         for key, text in meta.png_text:
@@ -645,7 +703,7 @@ def write_image(
     if fmt == "JPEG" and meta.iptc:
         kwargs["extra"] = _photoshop_segment(meta.iptc)
     elif fmt == "TIFF" and meta.iptc:
-        kwargs.setdefault("tiffinfo", {})[IPTC_TIFF_TAG] = meta.iptc[0][1]
+        kwargs["tiffinfo"][IPTC_TIFF_TAG] = meta.iptc[0][1]
     Image.fromarray(arr).save(fh, format=fmt, **kwargs)
 
 
@@ -726,9 +784,16 @@ def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:
         if meta.iptc:
             records = meta.iptc[0][1]
             extratags.append((IPTC_TIFF_TAG, 7, len(records), records, True))
+        text = _tiff_text(meta)  # tifffile writes its own description and software unless given
+        extratags += [
+            (tag, 2, None, value, True) for tag, value in text.items() if tag not in (270, 305)
+        ]
         tifffile.imwrite(
             buf,
             arr,
+            description=text.get(270),
+            metadata=None,
+            software=text.get(305, False),
             photometric="minisblack" if arr.ndim == 2 else "rgb",
             extrasamples=("unassalpha",) if arr.ndim == 3 and arr.shape[2] == 4 else None,
             resolution=meta.dpi,

@@ -427,6 +427,7 @@ def test_several_photos_each_with_its_own_mask_and_download_all(laptop: Page, tm
     laptop.shot("26-two-photos-laptop.png")
 
     page.click(".doc >> nth=1 >> .doc-pick")
+    assert page.is_hidden("#toast"), "the first photo's 'Filled' stayed up over the second"
     assert js(page, "history.undo") == ["mask brush stroke", "inpaint"]
     assert hole_of(laptop.download("#download-mask"))[20, 40]
 

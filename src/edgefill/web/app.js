@@ -339,6 +339,7 @@
   function activate(doc) {
     if (ui.busy || doc === D) return;
     endSelection();
+    clearPhotoToast();
     D = doc;
     resizeView();
     if (D.fitted) fit();
@@ -1000,9 +1001,11 @@
     toastTimer = setTimeout(() => (el.hidden = true), kind === "error" ? 9000 : 3500);
   }
 
-  function clearErrorToast() {
+  // News of one photo ("Filled", "Mask loaded") is not left up over another one; an error
+  // (the server gone, a file refused) stays until it times out.
+  function clearPhotoToast() {
     const el = $("toast");
-    if (el.classList.contains("error")) el.hidden = true;
+    if (!el.classList.contains("error")) el.hidden = true;
   }
 
   class UserError extends Error {}
@@ -1423,7 +1426,7 @@
       bmp.close();
       return;
     }
-    clearErrorToast();
+    $("toast").hidden = true; // an older refusal or another photo's news
     const doc = newDoc(file, name || file.name || "photo.png", bmp);
     ui.docs.push(doc);
     endSelection();

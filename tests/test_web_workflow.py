@@ -623,3 +623,30 @@ def test_small_things(laptop: Page, photo_path, tmp_path) -> None:
     # Download buttons are named for what they download.
     for name in ("Download result as PNG", "Download mask as PNG"):
         assert page.get_by_role("button", name=name).count() == 1
+
+
+def test_a_photos_transparent_area_is_shown_over_a_checkerboard(laptop: Page, tmp_path) -> None:
+    """Not black: black read as paint to cover, though the result keeps those pixels
+    transparent (the API keeps a photo's alpha when a mask is sent)."""
+    page = laptop.page
+    rgba = np.dstack([make_photo(), np.full((H, W), 255, np.uint8)])
+    rgba[:, : W // 2, 3] = 0  # the left half transparent
+    Image.fromarray(rgba).save(tmp_path / "cutout.png")
+    laptop.open_photo(tmp_path / "cutout.png")
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+    def shown(x: float, y: float) -> list[int]:
+        cx, cy = laptop.client(x, y)
+        return page.evaluate(
+            """([cx, cy]) => { const v = document.getElementById('view');
+                 const r = v.getBoundingClientRect(), k = v.width / r.width;
+                 return Array.from(v.getContext('2d').getImageData(
+                   Math.floor((cx - r.left) * k), Math.floor((cy - r.top) * k), 1, 1).data); }""",
+            [cx, cy],
+        )
+
+    zoom = laptop.client(1, 0)[0] - laptop.client(0, 0)[0]  # client px per image px
+    seen = {tuple(shown(5 + i * 8 / zoom, H / 2)[:3]) for i in range(4)}  # squares of 8 px
+    assert len(seen) == 2 and all(min(c) > 80 for c in seen), seen
+    opaque = np.array(shown(W * 3 / 4, H / 2)[:3]) - make_photo()[H // 2, W * 3 // 4]
+    assert np.abs(opaque).max() < 16, opaque  # the photo itself (resampled to the screen)

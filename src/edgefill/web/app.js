@@ -300,6 +300,8 @@
     const c = makeCanvas(Math.max(1, Math.round(w * s)), Math.max(1, Math.round(h * s)));
     const ctx = c.getContext("2d");
     ctx.imageSmoothingQuality = "high";
+    ctx.fillStyle = checkerboard(ctx); // JPEG has no alpha: transparency would turn black
+    ctx.fillRect(0, 0, c.width, c.height);
     ctx.drawImage(src, 0, 0, c.width, c.height);
     return c.toDataURL("image/jpeg", 0.8);
   }
@@ -776,6 +778,22 @@
     vctx.restore();
   }
 
+  // A photo's transparent pixels shown as editors show them, over a checkerboard: black there
+  // read as black paint to cover, though the result keeps them transparent.
+  let checkerTile = null;
+  function checkerboard(ctx) {
+    if (!checkerTile) {
+      checkerTile = makeCanvas(16, 16);
+      const tctx = checkerTile.getContext("2d");
+      tctx.fillStyle = "#9a9a9a";
+      tctx.fillRect(0, 0, 16, 16);
+      tctx.fillStyle = "#6e6e6e";
+      tctx.fillRect(0, 0, 8, 8);
+      tctx.fillRect(8, 8, 8, 8);
+    }
+    return ctx.createPattern(checkerTile, "repeat");
+  }
+
   function render() {
     renderPending = false;
     const dpr = window.devicePixelRatio || 1;
@@ -791,7 +809,7 @@
     vctx.save();
     vctx.shadowColor = "rgba(0,0,0,0.5)";
     vctx.shadowBlur = 18;
-    vctx.fillStyle = "#000";
+    vctx.fillStyle = checkerboard(vctx);
     vctx.fillRect(...rect);
     vctx.restore();
 

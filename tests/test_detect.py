@@ -203,6 +203,8 @@ def test_widening_a_detector_keeps_its_function_and_its_new_channels_can_learn()
     assert torch.equal(deeper.enc1[0].weight[:4], old.enc1[0].weight)
     with pytest.raises(ValueError, match="cannot narrow"):
         widen_into(wide, DamageNet(4, 3))
+    with pytest.raises(ValueError, match="shallower: depth 4 -> 3"):
+        widen_into(deeper, DamageNet(7, 3))
 
 
 def test_detector_release_round_trip(tmp_path: Path):

@@ -1263,6 +1263,8 @@ def widen_into(old: DamageNet, new: DamageNet) -> None:
         raise ValueError(
             f"cannot narrow a detector: width {old.head.in_channels} -> {new.head.in_channels}"
         )
+    if new.depth < old.depth:  # its deepest layers would be dropped without a word
+        raise ValueError(f"cannot make a detector shallower: depth {old.depth} -> {new.depth}")
     mine = new.state_dict()
     with torch.no_grad():
         for key, value in old.state_dict().items():

@@ -336,3 +336,51 @@ def test_an_unknown_flip_average_is_refused() -> None:
     g1, g2 = tiny_generators(0)
     with pytest.raises(EdgefillError, match="flip_average must be one of drawn, always, none"):
         Inpainter.from_modules(g1, g2, TINY_CONFIG, flip_average="yes")
+
+
+def test_a_call_given_up_stops_before_its_next_network_pass(monkeypatch) -> None:
+    """``stop`` (the web server's Cancel) ends a call at the next window or network, and the
+    PatchMatch copies not started yet are dropped, not waited for."""
+    import threading
+    import time
+
+    from edgefill.networks import EdgeGenerator, InpaintGenerator
+    from edgefill.pipeline import Stopped
+
+    cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True)
+    inp = Inpainter.from_modules(EdgeGenerator(4, 1), InpaintGenerator.from_config(cfg), cfg)
+    rgb = photo_array(200, 200)
+    hole = np.zeros((200, 200), bool)
+    for y, x in ((20, 20), (20, 150), (150, 20), (150, 150)):  # four windows, far apart
+        hole[y : y + 30, x : x + 30] = True
+    calls = {"edges": 0, "complete": 0, "copies": 0}
+    stop = threading.Event()
+    edges, complete, copy = inp._edges, inp.complete, inp._prefill_and_copy
+
+    def first_edges_then_stop(*args):
+        calls["edges"] += 1
+        stop.set()  # the client leaves while G1 runs on the first window
+        return edges(*args)
+
+    def counted(name, fn, seconds=0.0):
+        def run(*args):
+            calls[name] += 1
+            time.sleep(seconds)  # a copy long enough that the others are still queued
+            return fn(*args)
+
+        return run
+
+    monkeypatch.setattr(inp, "_edges", first_edges_then_stop)
+    monkeypatch.setattr(inp, "complete", counted("complete", complete))
+    monkeypatch.setattr(inp, "_prefill_and_copy", counted("copies", copy, 0.3))
+    with pytest.raises(Stopped):
+        inp.inpaint_arrays(rgb, hole, hd_strategy="crop", hd_margin=16, stop=stop)
+    assert calls["edges"] == 1 and calls["complete"] == 0
+    assert calls["copies"] == 1, "the queued copies ran for a call given up"
+
+    with pytest.raises(Stopped):  # given up before it started: no network runs at all
+        inp.edge_map(rgb, hole, hd_strategy="crop", stop=stop)
+    assert calls["edges"] == 1
+    monkeypatch.undo()
+    result, _ = inp.inpaint_arrays(rgb, hole, hd_strategy="crop", stop=threading.Event())
+    assert result[~hole].tolist() == rgb[~hole].tolist()  # an event never set changes nothing

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -580,14 +582,14 @@ def test_queue_limit_gives_503(inpainter: Inpainter) -> None:
 # ----------------------------------------------------------------------------- real HTTP server
 
 
-@pytest.fixture(scope="module")
-def live_server(inpainter: Inpainter, tmp_path_factory):
+@contextlib.contextmanager
+def serving(inp: Inpainter) -> Iterator[int]:
     """uvicorn on a free loopback port, as ``edgefill serve`` runs it (host check on)."""
     import uvicorn
 
     from edgefill.server import LOOPBACK_HOSTS
 
-    app = create_app(inpainter, allowed_hosts=LOOPBACK_HOSTS)
+    app = create_app(inp, allowed_hosts=LOOPBACK_HOSTS)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -602,6 +604,56 @@ def live_server(inpainter: Inpainter, tmp_path_factory):
     server.should_exit = True
     thread.join(10)
     sock.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(inpainter: Inpainter) -> Iterator[int]:
+    with serving(inpainter) as port:
+        yield port
+
+
+def post_and_leave(port: int, path: str, data: dict) -> socket.socket:
+    """A multipart POST sent whole over a socket left open: close it to leave, as a browser's
+    aborted fetch does."""
+    import httpx
+
+    req = httpx.Request("POST", f"http://127.0.0.1:{port}{path}", files=data)
+    head = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + req.read())
+    return s
+
+
+def test_work_whose_client_left_is_given_up(inpainter: Inpainter) -> None:
+    """The page's Cancel closes its request: the model call running for it stops at its next
+    network pass (``stop``), one still queued is never started, and the next request does not
+    wait for either."""
+    import httpx
+
+    entered, stopped = threading.Event(), threading.Event()
+    calls = []
+
+    class Patient(Inpainter):  # runs until its client leaves
+        def inpaint_arrays(self, rgb, hole, guide=None, stop=None, **options):
+            calls.append(1)
+            entered.set()
+            if stop is not None and stop.wait(20):
+                stopped.set()
+            return super().inpaint_arrays(rgb, hole, guide, stop=stop, **options)
+
+    patient = Patient(inpainter.g1, inpainter.g2, inpainter.config)
+    data = files(png(photo_array()), png(mask_array()))
+    with serving(patient) as port:
+        running = post_and_leave(port, "/api/inpaint", data)
+        assert entered.wait(20)
+        queued = post_and_leave(port, "/api/inpaint", data)
+        time.sleep(0.5)  # the second request is read and waits for the model
+        queued.close()
+        running.close()
+        assert stopped.wait(20), "the model call went on after its client left"
+        r = httpx.post(f"http://127.0.0.1:{port}/api/edges", files=data, timeout=30)
+        assert r.status_code == 200
+    assert len(calls) == 1, "a request whose client had left was started"
 
 
 def raw_get(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, bytes]:

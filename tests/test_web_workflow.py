@@ -515,7 +515,7 @@ def test_after_a_cancel_the_busy_text_says_the_server_finishes_that_job_first(
     page.click("#inpaint")
     while len(held) < 2:
         page.wait_for_timeout(20)
-    assert "the server first finishes the job you cancelled" in page.inner_text("#busy-text")
+    assert "the server first ends the job you cancelled" in page.inner_text("#busy-text")
     held[1].continue_()
     laptop.wait_idle()
     page.wait_for_function("() => window.edgefill.view === 'result'")

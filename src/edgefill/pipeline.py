@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -593,6 +594,7 @@ class Inpainter:
         margin: int,
         working_size: int,
         fill: bool,
+        stop: threading.Event | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
         hole = hole.astype(bool, copy=False)  # any nonzero value is the hole
         h, w = hole.shape
@@ -604,7 +606,12 @@ class Inpainter:
         # edges: it runs beside G1 (the library is C code and releases the GIL).
         early = fill and self.config.exemplar and guide is None
         with ThreadPoolExecutor(1) if early else contextlib.nullcontext() as pool:
-            return self._fill_windows(rgb, hole, guide, plan, owner, result, edges, pool)
+            try:
+                return self._fill_windows(rgb, hole, guide, plan, owner, result, edges, pool, stop)
+            except BaseException:  # stopped or failed: the copies not started yet are dropped
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
     @contextlib.contextmanager
     def _core_for_copy(self, copying: bool) -> Iterator[None]:
@@ -631,6 +638,7 @@ class Inpainter:
         result: np.ndarray | None,
         edges: np.ndarray,
         pool: ThreadPoolExecutor | None,
+        stop: threading.Event | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
         inputs = [_window_inputs(rgb, hole, guide, box, size) for box, size in plan]
         thins = [thin_parts(x[3]) for x in inputs] if pool is not None else [None] * len(inputs)
@@ -651,6 +659,7 @@ class Inpainter:
             # A hole of thin parts only (scratches, hairs) takes the copy as it is (``complete``):
             # neither G1 nor G2 has to run, and the edge map inside it is the copy's own edges.
             copy_only = thin is not None and bool(thin[hole_s].all())
+            check_stop(stop)
             if copy_only:
                 sigma = self.config.canny_sigma
                 fill_lines = canny_edges(to_gray(early.result()[1]), None, sigma)
@@ -664,6 +673,7 @@ class Inpainter:
                 edges[t:b, lf:r] = comp
             if result is None:
                 continue
+            check_stop(stop)  # before waiting for this window's copy
             if early is None:
                 prefilled, copy = None, None
             elif thin.any():
@@ -698,6 +708,7 @@ class Inpainter:
         guide: np.ndarray | None,
         options: tuple[str | None, int | None, int | None],
         fill: bool,
+        stop: threading.Event | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
         """``_run_windows`` with the per-call HD ``options``; a photo without a hole comes back
         as it is, with the Canny edges of the whole photo."""
@@ -705,7 +716,7 @@ class Inpainter:
             edges = canny_edges(to_gray(rgb), None, self.config.canny_sigma)
             return (rgb.copy() if fill else None), edges
         strategy, margin, size = self._options(*options)
-        return self._run_windows(rgb, hole, guide, strategy, margin, size, fill)
+        return self._run_windows(rgb, hole, guide, strategy, margin, size, fill, stop)
 
     def inpaint_arrays(
         self,
@@ -716,6 +727,7 @@ class Inpainter:
         hd_strategy: str | None = None,
         hd_margin: int | None = None,
         working_size: int | None = None,
+        stop: threading.Event | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Fill ``hole`` in ``rgb``; ``guide`` (float HxW in [0, 1]) replaces predicted edges in the hole.
 
@@ -723,9 +735,11 @@ class Inpainter:
         copied unchanged; where they are all grey, the fill is made grey too (``grey_fill``).
         With the crop strategy the edge map is zero outside the context windows (nothing was
         computed there); inside a downscaled window it is the window's map upscaled.
+        ``stop``: set from another thread to give the call up; it then raises ``Stopped`` before
+        its next network pass (the web server, when its client has gone).
         """
         options = (hd_strategy, hd_margin, working_size)
-        result, edges = self._run(rgb, hole, guide, options, fill=True)
+        result, edges = self._run(rgb, hole, guide, options, fill=True, stop=stop)
         assert result is not None
         hole = hole.astype(bool, copy=False)  # as _run reads it: any nonzero value
         if known_is_neutral(rgb, hole):  # a black-and-white photo gets a grey fill, not a tint
@@ -741,10 +755,11 @@ class Inpainter:
         hd_strategy: str | None = None,
         hd_margin: int | None = None,
         working_size: int | None = None,
+        stop: threading.Event | None = None,
     ) -> np.ndarray:
         """The composite edge map ``inpaint_arrays`` would use (runs the edge generator only)."""
         options = (hd_strategy, hd_margin, working_size)
-        return self._run(rgb, hole, guide, options, fill=False)[1]
+        return self._run(rgb, hole, guide, options, fill=False, stop=stop)[1]
 
     def __call__(
         self,
@@ -783,6 +798,15 @@ class Inpainter:
         )
         alpha = photo.alpha if keep_alpha else None
         return InpaintResult(result, comp, hole, alpha, photo.deep, photo.meta)
+
+
+class Stopped(Exception):
+    """A call given up through its ``stop`` event: nobody is waiting for its result."""
+
+
+def check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped
 
 
 def check_finite(t: torch.Tensor, which: str) -> torch.Tensor:

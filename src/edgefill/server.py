@@ -31,8 +31,9 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,7 +69,14 @@ from edgefill.image import (
     upright,
 )
 from edgefill.masks import made_on_stored_pixels
-from edgefill.pipeline import Inpainter, InpaintResult, load_guide, prepare_inputs
+from edgefill.pipeline import (
+    Inpainter,
+    InpaintResult,
+    Stopped,
+    check_stop,
+    load_guide,
+    prepare_inputs,
+)
 from edgefill.selection import parse_box, select_object
 
 log = logging.getLogger("edgefill.server")
@@ -218,10 +226,14 @@ def check_hd_strategy(value: str | None) -> str | None:
 
 
 def edge_map_u8(
-    inp: Inpainter, rgb: np.ndarray, hole: np.ndarray, strategy: str | None
+    inp: Inpainter,
+    rgb: np.ndarray,
+    hole: np.ndarray,
+    strategy: str | None,
+    stop: threading.Event | None = None,
 ) -> np.ndarray:
     """The composite edge map inpainting will use, through the same windows (one code path)."""
-    comp = inp.edge_map(rgb, hole, hd_strategy=strategy)
+    comp = inp.edge_map(rgb, hole, hd_strategy=strategy, stop=stop)
     return np.round(np.clip(comp, 0, 1) * 255).astype(np.uint8)
 
 
@@ -232,10 +244,12 @@ def inpaint_rgb(
     guide: np.ndarray | None,
     strategy: str | None,
     refine_seam: bool,
+    stop: threading.Event | None = None,
 ) -> np.ndarray:
     """The filled photo (RGB uint8), seam-refined if asked; alpha, 16-bit samples and metadata
-    are put back by ``InpaintResult.output_array``."""
-    result, comp = inp.inpaint_arrays(rgb, hole, guide, hd_strategy=strategy)
+    are put back by ``InpaintResult.output_array``. ``stop``: ``Inpainter.inpaint_arrays``'."""
+    result, comp = inp.inpaint_arrays(rgb, hole, guide, hd_strategy=strategy, stop=stop)
+    check_stop(stop)
     if refine_seam:
         from edgefill.refine import refine
 
@@ -350,6 +364,21 @@ class Admission:
 # ----------------------------------------------------------------------------- model access
 
 
+Gone = Callable[[], Awaitable[bool]]
+GONE_POLL_SECONDS = 0.25
+
+
+async def _set_when_gone(gone: Gone, stop: threading.Event) -> None:
+    while not await gone():
+        await anyio.sleep(GONE_POLL_SECONDS)
+    stop.set()
+
+
+def client_gone() -> UploadError:
+    # 499, nginx's "client closed request": nobody reads it, but the log says what happened.
+    return UploadError(499, "the client left before the answer; the work was given up")
+
+
 class ModelRunner:
     """Holds the one Inpainter; runs model calls one at a time on a worker thread."""
 
@@ -393,21 +422,41 @@ class ModelRunner:
     def inpainter(self) -> Inpainter | None:
         return self._inpainter
 
-    async def run(self, fn: Callable[[Inpainter | None], Any], needs_model: bool = True) -> Any:
+    async def run(
+        self,
+        fn: Callable[[Inpainter | None], Any],
+        needs_model: bool = True,
+        gone: Gone | None = None,
+        stop: threading.Event | None = None,
+    ) -> Any:
         """Run ``fn(inpainter)`` on a worker thread once every earlier call has finished.
 
         ``needs_model=False`` (damage detection) passes None and never loads the model, so it
-        works while the model is still loading or failed to load."""
+        works while the model is still loading or failed to load. ``gone`` (the request's
+        ``is_disconnected``): a call whose client has left (the page's Cancel) is not started,
+        and one running gets ``stop`` set, which ``fn`` passes to the model (``Stopped``), so
+        the next request does not wait for work nobody will see."""
         if self.waiting >= self.max_queue:
             raise busy(f"the server is busy ({self.waiting} requests waiting); try again shortly")
         self.waiting += 1
         try:
             async with self._get_lock("model" if needs_model else "detect"):
+                if gone is not None and await gone():
+                    raise client_gone()
                 # Cancellation (client gone) waits for the thread, so the lock is never released
                 # while the model is still running.
-                result = await anyio.to_thread.run_sync(
-                    lambda: fn(self._ensure_loaded() if needs_model else None)
-                )
+                watcher = None
+                if gone is not None and stop is not None:
+                    watcher = asyncio.ensure_future(_set_when_gone(gone, stop))
+                try:
+                    result = await anyio.to_thread.run_sync(
+                        lambda: fn(self._ensure_loaded() if needs_model else None)
+                    )
+                except Stopped:
+                    raise client_gone() from None
+                finally:
+                    if watcher is not None:
+                        watcher.cancel()
                 self.served += 1
                 return result
         finally:
@@ -667,22 +716,29 @@ async def read_inputs(
 
 
 async def run_model(
-    runner: ModelRunner, fn: Callable[[Inpainter | None], Any], needs_model: bool = True
+    runner: ModelRunner,
+    fn: Callable[[Inpainter | None], Any],
+    request: Request,
+    needs_model: bool = True,
+    stop: threading.Event | None = None,
 ) -> tuple[Any, float]:
-    """``fn`` on the model thread (``ModelRunner.run``) and the seconds it took."""
+    """``fn`` on the model thread (``ModelRunner.run``, given up when ``request``'s client
+    leaves) and the seconds it took."""
     t0 = time.perf_counter()
-    out = await runner.run(fn, needs_model)
+    out = await runner.run(fn, needs_model, request.is_disconnected, stop)
     return out, time.perf_counter() - t0
 
 
 async def run_to_png(
     runner: ModelRunner,
     fn: Callable[[Inpainter | None], np.ndarray],
+    request: Request,
     needs_model: bool = True,
+    stop: threading.Event | None = None,
 ) -> tuple[Response, np.ndarray]:
-    """``fn`` on the model thread (``ModelRunner.run``), its uint8 array answered as a PNG with
+    """``fn`` on the model thread (``run_model``), its uint8 array answered as a PNG with
     the model time in ``X-Edgefill-Seconds``; also returns the array."""
-    arr, seconds = await run_model(runner, fn, needs_model)
+    arr, seconds = await run_model(runner, fn, request, needs_model, stop)
     data = await anyio.to_thread.run_sync(encode_png, arr)
     return _png(data, seconds), arr
 
@@ -725,6 +781,7 @@ async def health(
 
 @api.post("/edges", response_class=Response, responses=_PNG_RESPONSE)
 async def edges(
+    request: Request,
     photo: PhotoField,
     runner: RunnerDep,
     limits: LimitsDep,
@@ -736,12 +793,16 @@ async def edges(
     with the crop strategy). White lines on black, photo size."""
     strategy = check_hd_strategy(hd_strategy)
     rgb, hole, _ = await read_inputs(photo, mask, limits.max_pixels)
-    resp, _ = await run_to_png(runner, lambda inp: edge_map_u8(inp, rgb, hole, strategy))
+    stop = threading.Event()
+    resp, _ = await run_to_png(
+        runner, lambda inp: edge_map_u8(inp, rgb, hole, strategy, stop), request, stop=stop
+    )
     return resp
 
 
 @api.post("/inpaint", response_class=Response, responses=_PNG_RESPONSE)
 async def inpaint(
+    request: Request,
     photo: PhotoField,
     runner: RunnerDep,
     limits: LimitsDep,
@@ -763,8 +824,12 @@ async def inpaint(
         guide = await anyio.to_thread.run_sync(
             load_guide, edge_img, w, h, limits.max_pixels, turned
         )
+    stop = threading.Event()
     result, seconds = await run_model(
-        runner, lambda inp: inpaint_rgb(inp, rgb, hole, guide, strategy, refine)
+        runner,
+        lambda inp: inpaint_rgb(inp, rgb, hole, guide, strategy, refine, stop),
+        request,
+        stop=stop,
     )
     alpha = source.alpha if keep_alpha else None
     done = InpaintResult(result, np.zeros(0), hole, alpha, source.deep, source.meta)
@@ -793,6 +858,7 @@ async def preview(photo: PhotoField, limits: LimitsDep) -> Response:
 
 @api.post("/select", response_class=Response, responses=_PNG_RESPONSE)
 async def select(
+    request: Request,
     photo: PhotoField,
     runner: RunnerDep,
     limits: LimitsDep,
@@ -806,7 +872,7 @@ async def select(
     marks = await read_upload(scribbles, "scribbles", limits.max_pixels)
     rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
     resp, _ = await run_to_png(
-        runner, lambda _: selection_u8(rgb, box, marks, grow), needs_model=False
+        runner, lambda _: selection_u8(rgb, box, marks, grow), request, needs_model=False
     )
     return resp
 
@@ -822,6 +888,7 @@ ConfidenceField = Annotated[
 
 @api.post("/detect", response_class=Response, responses=_PNG_RESPONSE)
 async def detect(
+    request: Request,
     photo: PhotoField,
     runner: RunnerDep,
     limits: LimitsDep,
@@ -846,7 +913,7 @@ async def detect(
             return dm.mask.astype(np.uint8) * 255
         return dm.confidence_levels()
 
-    resp, mask = await run_to_png(runner, run, needs_model=False)
+    resp, mask = await run_to_png(runner, run, request, needs_model=False)
     resp.headers["X-Edgefill-Damage-Fraction"] = f"{float((mask > 0).mean()):.6f}"
     resp.headers["X-Edgefill-Confident-Fraction"] = f"{found['confident_fraction']:.6f}"
     resp.headers["X-Edgefill-Regions"] = str(found["regions"])

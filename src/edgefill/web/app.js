@@ -1091,10 +1091,11 @@
     return detail || `the server answered ${status}`;
   }
 
-  // A cancelled request stops here only: the server finishes the work it started, and the
-  // next request waits for it, so the busy text says so until an answer shows the server free.
+  // The server gives up a cancelled request's fill at its next network pass (a detection runs
+  // to its end), and the next request waits for that, so the busy text says so until an
+  // answer shows the server free.
   function busyLabel(text) {
-    return ui.serverFinishing ? `${text} (the server first finishes the job you cancelled)` : text;
+    return ui.serverFinishing ? `${text} (the server first ends the job you cancelled)` : text;
   }
 
   async function post(path, form, signal, label) {

@@ -546,6 +546,9 @@ def test_phone_width(browser, server, photo_path: Path) -> None:
         for sel in ("#inpaint", "#tool-brush", "#tool-eraser", "#undo", "#brush-size"):
             box = page.locator(sel).bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, sel
+        for pair in (("#undo", "#redo"), ("#fit", "#zoom-hole")):  # a group stays on one row
+            a, b = (page.locator(sel).bounding_box() for sel in pair)
+            assert a["y"] == b["y"] and a["x"] < b["x"], pair
         phone.stroke([(30, 60), (130, 60)])
         page.wait_for_function("() => !document.getElementById('inpaint').disabled")
         phone.shot("12-mask-phone.png")

@@ -20,7 +20,7 @@ from PIL import Image
 
 from edgefill.batch import Item, Job, plan_batch, process_item, run_batch
 from edgefill.cli import main
-from edgefill.errors import EdgefillError
+from edgefill.errors import EdgefillError, install_hint
 
 SIZE = (96, 128)  # h, w: big enough that a Ray run lasts long enough to kill a worker in it
 N_PHOTOS = 20
@@ -364,7 +364,7 @@ def test_ray_missing_is_one_clear_error(
     rc = main(["inpaint", str(photos), "--mask", str(masks), "-o", str(tmp_path / "o"),
                "--engine", "ray", "--weights", str(tiny_release)])  # fmt: skip
     err = capsys.readouterr().err
-    assert rc == 2 and "edgefill[cluster]" in err and "Traceback" not in err
+    assert rc == 2 and install_hint("cluster") in err and "Traceback" not in err
 
 
 # ----------------------------------------------------------------------------- Ray engine
@@ -399,7 +399,7 @@ def ray_model_workers() -> list[int]:
 
 @pytest.fixture(scope="module")
 def ray_local() -> object:
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'edgefill[cluster]'")
+    ray = pytest.importorskip("ray", reason="Ray is not installed (the cluster extra)")
     pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'ray[data]'")
     if not Path("/proc/self/stat").exists():
         pytest.skip("the kill test finds Ray's worker processes through /proc (Linux)")

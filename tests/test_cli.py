@@ -15,6 +15,7 @@ from PIL import Image
 
 from edgefill.cli import _speed_options, build_parser, main
 from edgefill.edges import canny_edges, to_gray
+from edgefill.errors import install_hint
 from edgefill.masks import hole_ratio, load_mask
 
 COMMANDS = ["inpaint", "edges", "masks", "train", "export", "average", "attach-drawn"]
@@ -450,7 +451,7 @@ def test_serve_without_the_web_extra_is_one_line(
     if module == "multipart":
         monkeypatch.setitem(sys.modules, "python_multipart", None)
     rc, _, err = run(capsys, "serve", "--port", "7861")
-    assert_user_error(rc, err, "edgefill serve", "pip install 'edgefill[web]'")
+    assert_user_error(rc, err, "edgefill serve", install_hint("web"))
 
 
 def test_evaluate_without_matplotlib_is_one_line_before_any_work(
@@ -458,7 +459,7 @@ def test_evaluate_without_matplotlib_is_one_line_before_any_work(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     rc, _, err = run(capsys, "evaluate", "--images", tmp_path / "none", "-o", tmp_path / "r")
-    assert_user_error(rc, err, "matplotlib", "pip install 'edgefill[eval]'")
+    assert_user_error(rc, err, "matplotlib", install_hint("eval"))
     assert not (tmp_path / "r").exists()
 
 
@@ -475,10 +476,25 @@ def test_onnx_without_the_onnx_extra_is_one_line(
     photo, mask = photo_files
     args = ["inpaint", photo, "--mask", mask, "-o", tmp_path / "o.png", "--weights", tiny_release]
     rc, _, err = run(capsys, *args, "--backend", "onnx")
-    assert_user_error(rc, err, repr(module), "pip install 'edgefill[onnx]'")
+    assert_user_error(rc, err, repr(module), install_hint("onnx"))
     if module == "onnx":
         rc, _, err = run(capsys, "export-onnx", tiny_release, "-o", tmp_path / "x")
-        assert_user_error(rc, err, "ONNX export", "pip install 'edgefill[onnx]'")
+        assert_user_error(rc, err, "ONNX export", install_hint("onnx"))
+
+
+def test_install_hints_name_the_extras_packages_not_a_package_called_edgefill(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """edgefill is on no package index: "pip install 'edgefill[onnx]'" would look for another
+    project of that name. The hint installs the extra's own packages, as pyproject pins them."""
+    import importlib.metadata
+
+    web, onnx = install_hint("web"), install_hint("onnx")
+    assert web.startswith("pip install ") and "'fastapi>=" in web and "uvicorn" in web
+    assert "onnxruntime>=" in onnx and "edgefill" not in web + onnx
+    assert "'ray[data]" in install_hint("cluster")  # quoted for the shell
+    monkeypatch.setattr(importlib.metadata, "requires", lambda _: [])  # older metadata
+    assert install_hint("heif") == "pip install -e '.[heif]' in the edgefill checkout"
 
 
 def test_require_extra_accepts_either_module_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -486,7 +502,7 @@ def test_require_extra_accepts_either_module_name(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setitem(sys.modules, "python_multipart", None)
     require_extra("web", "x", "python_multipart|json")  # the second name is there
-    with pytest.raises(EdgefillError, match=r"x needs .*'python_multipart'.*edgefill\[web\]"):
+    with pytest.raises(EdgefillError, match=r"x needs .*'python_multipart'.*: pip install .*fastapi"):
         require_extra("web", "x", "python_multipart")
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefill.detect import CONFIDENT, DEFAULT_SENSITIVITY, check_detector
-from edgefill.errors import EdgefillError
+from edgefill.errors import EdgefillError, install_hint
 from edgefill.image import (
     DEFAULT_MAX_PIXELS,
     output_format,
@@ -669,7 +669,7 @@ def _import_ray() -> Any:
         import ray.data  # noqa: F401
     except ImportError:
         raise EdgefillError(
-            "--engine ray needs Ray: pip install 'edgefill[cluster]' (see docs/scale.md)"
+            f"--engine ray needs Ray: {install_hint('cluster')} (see docs/scale.md)"
         ) from None
     return ray
 

@@ -678,7 +678,7 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
         "--backend",
         default=BACKENDS[0],
         choices=BACKENDS,
-        help="torch (default) or onnx (ONNX Runtime, CPU; pip install 'edgefill[onnx]')",
+        help="torch (default) or onnx (ONNX Runtime, CPU; needs the onnx extra)",
     )
     _add_precision_arg(p)
 
@@ -785,7 +785,7 @@ def _add_batch_args(p: argparse.ArgumentParser) -> None:
         default="local",
         choices=["local", "ray"],
         help="local: this process (default); ray: a Ray cluster, one model per worker "
-        "(pip install 'edgefill[cluster]')",
+        "(needs the cluster extra: docs/scale.md)",
     )
     g.add_argument(
         "--address",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import shlex
 
 
 class EdgefillError(Exception):
@@ -23,8 +25,23 @@ def require_extra(extra: str, purpose: str, *modules: str) -> None:
         if not any(_importable(name) for name in names):
             raise EdgefillError(
                 f"{purpose} needs the optional package {names[0]!r}, which is not installed: "
-                f"pip install 'edgefill[{extra}]'"
+                + install_hint(extra)
             )
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs the packages of one of edgefill's extras, read from this
+    installation's metadata. Not "pip install 'edgefill[extra]'": edgefill is on no package
+    index, so pip would look for another project of that name there."""
+    try:
+        requires = importlib.metadata.requires("edgefill") or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    marker = f'extra == "{extra}"'
+    packages = [r.split(";")[0].strip() for r in requires if marker in r.replace("'", '"')]
+    if not packages:  # an extra newer than this installation's metadata
+        return f"pip install -e '.[{extra}]' in the edgefill checkout"
+    return "pip install " + " ".join(shlex.quote(p) for p in packages)
 
 
 def _importable(name: str) -> bool:

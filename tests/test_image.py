@@ -349,3 +349,15 @@ def test_encode_png(photo: np.ndarray) -> None:
     data = encode_png(photo)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), photo)
+
+
+def test_tags_pillow_cannot_parse_are_dropped_not_the_photo(tmp_path: Path, monkeypatch) -> None:
+    import edgefill.image as image_mod
+
+    def broken(img: Image.Image) -> bytes:
+        raise SyntaxError("not a TIFF directory")  # what Pillow raises on a corrupt IFD
+
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "p.tif")
+    monkeypatch.setattr(image_mod, "_tiff_exif", broken)
+    photo = image_mod.load_photo(tmp_path / "p.tif")
+    assert photo.rgb.shape == (6, 8, 3) and photo.meta.exif is None

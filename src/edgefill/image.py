@@ -98,7 +98,11 @@ def record_source(img: Image.Image, bits: int) -> None:
     img.info["edgefill_iptc"] = _iptc_resources(img)
     # EXIF as the file has it: turning the photo upright re-encodes "exif" (Pillow's way, which
     # loses text that is not ASCII); a TIFF's, not as "exif", which Pillow would turn it by.
-    img.info["edgefill_exif"] = _tiff_exif(img) if img.format == "TIFF" else img.info.get("exif")
+    try:
+        exif = _tiff_exif(img) if img.format == "TIFF" else img.info.get("exif")
+    except Exception:  # tags Pillow cannot parse are dropped, not the photo
+        exif = None
+    img.info["edgefill_exif"] = exif
 
 
 def _tiff_exif(img: Image.Image) -> bytes | None:

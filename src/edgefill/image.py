@@ -433,7 +433,8 @@ def _photo_from_array(src: np.ndarray, max_pixels: int) -> Photo:
 
 
 def read_meta(img: Image.Image) -> ImageMeta:
-    """An opened, upright image's ``ImageMeta``: ICC profile, EXIF (``_exif_block``), DPI, XMP, and what ``record_source`` and ``upright`` noted in its info."""
+    """An opened, upright image's ``ImageMeta``: ICC profile, EXIF (``_exif_block``), DPI,
+    XMP, and what ``record_source`` and ``upright`` noted in its info."""
     icc = img.info.get("icc_profile") or None
     try:
         exif = _exif_block(img.info.get("edgefill_exif", img.info.get("exif")))

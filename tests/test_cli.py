@@ -502,7 +502,9 @@ def test_require_extra_accepts_either_module_name(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setitem(sys.modules, "python_multipart", None)
     require_extra("web", "x", "python_multipart|json")  # the second name is there
-    with pytest.raises(EdgefillError, match=r"x needs .*'python_multipart'.*: pip install .*fastapi"):
+    with pytest.raises(
+        EdgefillError, match=r"x needs .*'python_multipart'.*: pip install .*fastapi"
+    ):
         require_extra("web", "x", "python_multipart")
 
 

@@ -535,6 +535,37 @@ def test_exif_rotated_jpeg_matches_the_server(laptop: Page, tmp_path: Path) -> N
     assert laptop.download("#download-result").shape == (H, W, 3)
 
 
+def test_a_mask_made_on_a_turned_photos_stored_pixels_is_turned_as_the_library_does(
+    laptop: Page, tmp_path: Path
+) -> None:
+    """A camera JPEG stored on its side (EXIF orientation 5-8) with a mask made on its stored
+    pixels (a script that ignores EXIF): the page turns the mask with the photo, as
+    ``masks.prepare_inputs`` does, instead of refusing it as the wrong size."""
+    from edgefill.masks import prepare_inputs
+
+    page = laptop.page
+    stored = np.ascontiguousarray(np.rot90(make_photo(), 1))  # stored 120 wide, 160 high
+    mask = np.zeros(stored.shape[:2], np.uint8)
+    mask[10:40, 15:100] = 255  # off-centre: each orientation puts it elsewhere
+    Image.fromarray(mask).save(tmp_path / "stored_mask.png")
+    for orientation in (5, 6, 7, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        photo = tmp_path / f"side_{orientation}.jpg"
+        Image.fromarray(stored).save(photo, quality=95, exif=exif)
+        expected = prepare_inputs(photo, tmp_path / "stored_mask.png")[1]
+        laptop.open_photo(photo)
+        assert page.evaluate("window.edgefill.size") == [W, H]
+        page.set_input_files("#mask-input", str(tmp_path / "stored_mask.png"))
+        page.wait_for_function("() => !document.getElementById('inpaint').disabled")
+        got = laptop.download("#download-mask")
+        np.testing.assert_array_equal((got[..., 0] if got.ndim == 3 else got) > 0, expected)
+        page.click(".doc.active .doc-close")
+        if page.is_visible("#confirm"):
+            page.click("#confirm-yes")
+        page.wait_for_function("() => window.edgefill.docs.length === 0")
+
+
 def test_phone_width(browser, server, photo_path: Path) -> None:
     phone = Page(browser, server, 390, 844, scale=2)
     try:

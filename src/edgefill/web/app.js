@@ -258,19 +258,59 @@
   // A grey image (white = 255) as a white layer whose alpha is the grey value. With a
   // `threshold` (1-255) the layer is binary, read as the library reads a mask file
   // (masks.load_mask): opaque pixels (alpha >= 128) at or above it, and a colour image is refused.
-  async function grayToAlpha(blob, w, h, threshold = 0) {
+  // The EXIF orientation of a JPEG (1 for anything else): the browser shows the photo turned
+  // by it, and a mask made on its stored pixels (a script that ignores EXIF) must be turned
+  // the same way, as the library does (masks.made_on_stored_pixels).
+  async function jpegOrientation(file) {
+    const b = new DataView(await file.slice(0, 65536).arrayBuffer());
+    if (b.byteLength < 4 || b.getUint16(0) !== 0xffd8) return 1;
+    for (let at = 2; at + 4 <= b.byteLength; ) {
+      const marker = b.getUint16(at);
+      const size = b.getUint16(at + 2);
+      if (marker === 0xffe1 && at + 10 <= b.byteLength && b.getUint32(at + 4) === 0x45786966) {
+        const tiff = at + 10; // after "Exif\0\0"
+        if (tiff + 8 > b.byteLength) return 1;
+        const little = b.getUint16(tiff) === 0x4949;
+        const ifd = tiff + b.getUint32(tiff + 4, little);
+        if (ifd + 2 > b.byteLength) return 1;
+        const count = b.getUint16(ifd, little);
+        for (let i = 0; i < count && ifd + 14 + i * 12 <= b.byteLength; i++) {
+          const entry = ifd + 2 + i * 12;
+          if (b.getUint16(entry, little) === 0x0112) return b.getUint16(entry + 8, little);
+        }
+        return 1;
+      }
+      if ((marker & 0xff00) !== 0xff00 || marker === 0xffda) return 1; // image data: no EXIF
+      at += 2 + size;
+    }
+    return 1;
+  }
+
+  // Canvas transforms that turn stored pixels (sw wide, sh high) upright, per orientation 5-8.
+  const TURN = {
+    5: (sw, sh) => [0, 1, 1, 0, 0, 0],
+    6: (sw, sh) => [0, 1, -1, 0, sh, 0],
+    7: (sw, sh) => [0, -1, -1, 0, sh, sw],
+    8: (sw, sh) => [0, -1, 1, 0, 0, sw],
+  };
+
+  async function grayToAlpha(blob, w, h, threshold = 0, orientation = 1) {
     const bmp = await createImageBitmap(blob, {
       colorSpaceConversion: "none",
       premultiplyAlpha: "none",
     });
-    if (bmp.width !== w || bmp.height !== h) {
+    const stored = TURN[orientation] && w !== h && bmp.width === h && bmp.height === w;
+    if (!stored && (bmp.width !== w || bmp.height !== h)) {
       const size = `${bmp.width}×${bmp.height}`;
       bmp.close();
       throw new UserError(`it is ${size} but the photo is ${w}×${h}; they must be the same size`);
     }
     const c = makeCanvas(w, h);
     const ctx = c.getContext("2d", { willReadFrequently: true });
+    if (stored) ctx.setTransform(...TURN[orientation](bmp.width, bmp.height));
+    ctx.imageSmoothingEnabled = false;
     ctx.drawImage(bmp, 0, 0);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
     bmp.close();
     const img = ctx.getImageData(0, 0, w, h);
     const d = img.data;
@@ -1469,7 +1509,8 @@
     try {
       if (file.size === 0) throw new UserError(`${file.name} is empty (0 bytes)`);
       const threshold = await maskThreshold(file);
-      const c = await grayToAlpha(file, D.W, D.H, threshold).catch((e) => {
+      const turned = await jpegOrientation(D.file);
+      const c = await grayToAlpha(file, D.W, D.H, threshold, turned).catch((e) => {
         if (e instanceof UserError) throw new UserError(`${file.name}: ${e.message}`);
         throw new UserError(`${file.name}: not an image this browser can read`);
       });

@@ -247,7 +247,8 @@ def inpaint_rgb(
     stop: threading.Event | None = None,
 ) -> np.ndarray:
     """The filled photo (RGB uint8), seam-refined if asked; alpha, 16-bit samples and metadata
-    are put back by ``InpaintResult.output_array``. ``stop``: ``Inpainter.inpaint_arrays``'."""
+    are put back by ``InpaintResult.output_array``. ``stop``: as ``Inpainter.inpaint_arrays``'s,
+    and checked again before the seam refinement."""
     result, comp = inp.inpaint_arrays(rgb, hole, guide, hd_strategy=strategy, stop=stop)
     check_stop(stop)
     if refine_seam:

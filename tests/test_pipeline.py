@@ -372,7 +372,7 @@ def test_a_call_given_up_stops_before_its_next_network_pass(monkeypatch) -> None
 
     monkeypatch.setattr(inp, "_edges", first_edges_then_stop)
     monkeypatch.setattr(inp, "complete", counted("complete", complete))
-    monkeypatch.setattr(inp, "_prefill_and_copy", counted("copies", copy, 0.3))
+    monkeypatch.setattr(inp, "_prefill_and_copy", counted("copies", copy, 1.0))
     with pytest.raises(Stopped):
         inp.inpaint_arrays(rgb, hole, hd_strategy="crop", hd_margin=16, stop=stop)
     assert calls["edges"] == 1 and calls["complete"] == 0

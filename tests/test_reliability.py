@@ -970,6 +970,46 @@ def test_exif_text_and_a_tiffs_descriptive_tags_are_kept(
             assert Image.open(out).getexif().get(305) is None  # not tifffile's own name
 
 
+def test_a_16_bit_grey_photo_with_alpha_stays_16_bit_grey_with_alpha(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, files18: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Pillow opens a 16-bit grey + alpha PNG as 8-bit RGBA: it came back a 16-bit RGBA PNG.
+    Now grey + alpha again (PNG and TIFF), every known sample exact."""
+    import cv2
+    import tifffile
+
+    grey = (photo_array(40, 52)[..., 1].astype(np.uint16) * 257) | 3  # 16 bits used
+    alpha = np.full((40, 52), 65535, np.uint16)
+    alpha[:, :6] = 0
+    rows = np.dstack([grey, alpha]).astype(">u2").reshape(40, -1).view(np.uint8)
+    raw = np.hstack([np.zeros((40, 1), np.uint8), rows]).tobytes()  # built here, by hand
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 52, 40, 16, 4, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+    (tmp_path / "la.png").write_bytes(png + chunk(b"IEND", b""))
+    keep = ~box_hole(40, 52)
+    for suffix in (".png", ".tif"):
+        out = tmp_path / f"out{suffix}"
+        rc, _, err = _cli(capsys, "inpaint", tmp_path / "la.png", "--mask", files18["mask"],
+                          "-o", out, "--weights", tiny_release)  # fmt: skip
+        assert rc == 0, err
+        if suffix == ".png":
+            assert out.read_bytes()[24:26] == bytes([16, 4])  # bit depth, colour type
+            back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+            back = back[..., [0, 3]]  # OpenCV reads grey + alpha as four channels
+        else:
+            back = tifffile.imread(out)
+        assert back.shape == (40, 52, 2) and back.dtype == np.uint16
+        np.testing.assert_array_equal(back[..., 0][keep], grey[keep])
+        np.testing.assert_array_equal(back[..., 1], alpha)
+
+
 def _photoshop_app13(*resources: tuple[int, bytes]) -> bytes:
     """A JPEG APP13 segment as Photoshop writes it (built here, not by the code under test)."""
     body = b"Photoshop 3.0\0"

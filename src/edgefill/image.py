@@ -62,7 +62,7 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     try:
         img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
         _check_size(img.size, max_pixels, name)
-        bits = sample_bits(img)  # the tile list is gone after load()
+        raw = raw_mode(img)
         img.load()
     except BaseException as exc:
         if img is not None:
@@ -72,7 +72,7 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
         if img is None and name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:
             raise EdgefillError(f"{name}: {HEIF_MISSING}") from None  # no plugin to load
         raise EdgefillError(f"{name}: not a readable image ({exc})") from None
-    record_source(img, bits)
+    record_source(img, raw)
     if _holds_file(img):  # a copy of the first frame (the one used) lets the file go now
         first = img.copy()
         img.close()
@@ -80,14 +80,16 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     return img
 
 
-def record_source(img: Image.Image, bits: int) -> None:
+def record_source(img: Image.Image, raw: str) -> None:
     """What the file says that turning the decoded image upright would lose, into ``img.info``:
-    ``edgefill_bits`` (``sample_bits``), ``edgefill_format`` (a JPEG mask's threshold), a PNG's
-    ``edgefill_text`` chunks, a JPEG's ``edgefill_subsampling`` and ``edgefill_qtables``
-    (which results of the same format keep), ``edgefill_iptc`` (``_iptc_resources``) and
-    ``edgefill_exif``."""
-    img.info["edgefill_bits"] = bits
+    ``edgefill_bits`` (``sample_bits`` of ``raw``, the file's ``raw_mode``), ``edgefill_grey``,
+    ``edgefill_format`` (a JPEG mask's threshold), a PNG's ``edgefill_text`` chunks, a JPEG's
+    ``edgefill_subsampling`` and ``edgefill_qtables`` (which results of the same format keep),
+    ``edgefill_iptc`` (``_iptc_resources``) and ``edgefill_exif``."""
+    img.info["edgefill_bits"] = sample_bits(img, raw)
     img.info["edgefill_format"] = img.format
+    # Pillow opens 16-bit grey + alpha as RGBA: the file's raw mode says it is grey.
+    img.info["edgefill_grey"] = raw.startswith("LA;16")
     if img.format == "PNG":  # text chunks, minus XMP (ImageMeta.xmp keeps that)
         text = getattr(img, "text", None) or {}
         img.info["edgefill_text"] = tuple((k, str(v)) for k, v in text.items() if k != XMP_KEYWORD)
@@ -175,19 +177,21 @@ def _holds_file(img: Image.Image) -> bool:
     return any(f is not None and not getattr(f, "closed", True) for f in files)
 
 
-def sample_bits(img: Image.Image) -> int:
-    """Bits per sample of an opened (not yet loaded) image: 16 for 16-bit PNG/TIFF, else 8.
-
-    Pillow decodes 16-bit RGB(A) files to 8 bits; the raw mode of the file's tiles still says
-    what the file holds."""
-    if img.mode.startswith("I;16"):
-        return 16
+def raw_mode(img: Image.Image) -> str:
+    """The raw mode of an opened (not yet loaded) image's first tile ("" when it has none): what
+    the file holds, where Pillow decodes 16-bit RGB(A) to 8 bits and 16-bit grey + alpha to
+    RGBA. The tile list is gone after load()."""
     for tile in img.tile or []:
         args = tile[3]
         raw = args[0] if isinstance(args, tuple) and args else args
-        if isinstance(raw, str) and ";16" in raw:
-            return 16
-    return 8
+        if isinstance(raw, str):
+            return raw
+    return ""
+
+
+def sample_bits(img: Image.Image, raw: str) -> int:
+    """Bits per sample: 16 for 16-bit PNG/TIFF (``raw``: ``raw_mode`` before loading), else 8."""
+    return 16 if img.mode.startswith("I;16") or ";16" in raw else 8
 
 
 # PIL has its own bomb guard (a warning above ~89 MP, an error above ~179 MP) that would make
@@ -456,7 +460,7 @@ def read_meta(img: Image.Image) -> ImageMeta:
         icc_profile=icc if isinstance(icc, bytes) else None,
         exif=exif,
         dpi=dpi,
-        grey=img.mode in GREY_MODES,
+        grey=img.mode in GREY_MODES or bool(img.info.get("edgefill_grey")),
         orientation=img.info.get("edgefill_orientation", 1),
         subsampling=sampling if sampling in (0, 1, 2) else None,  # -1: Pillow could not tell
         qtables=img.info.get("edgefill_qtables", ()),
@@ -667,6 +671,8 @@ def write_image(
         arr = grey_of(arr)
     meta = _fitting_profile(meta, arr)
     if arr.dtype == np.uint16:
+        if meta.grey and channels == 4:  # grey + alpha (OpenCV reads it as four channels)
+            arr = np.ascontiguousarray(arr[..., [0, 3]])
         fh.write(_encode_deep(arr, fmt, meta))
         return
     if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] in (2, 4):
@@ -799,20 +805,37 @@ def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:
             description=text.get(270),
             metadata=None,
             software=text.get(305, False),
-            photometric="minisblack" if arr.ndim == 2 else "rgb",
-            extrasamples=("unassalpha",) if arr.ndim == 3 and arr.shape[2] == 4 else None,
+            photometric="minisblack" if arr.ndim == 2 or arr.shape[2] == 2 else "rgb",
+            extrasamples=("unassalpha",) if arr.ndim == 3 and arr.shape[2] in (2, 4) else None,
             resolution=meta.dpi,
             resolutionunit="INCH" if meta.dpi else None,
             extratags=extratags,
             compression="zlib",
         )
         return buf.getvalue()
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        return _png_with_meta(_png_grey_alpha16(arr), meta)
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     ok, data = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL])
     if not ok:
         raise EdgefillError("could not encode the 16-bit PNG")
     return _png_with_meta(data.tobytes(), meta)
+
+
+def _png_grey_alpha16(arr: np.ndarray) -> bytes:
+    """A 16-bit grey + alpha PNG (HxWx2 uint16), which neither OpenCV nor Pillow writes: each
+    row big-endian after filter byte 0 (none)."""
+    h, w = arr.shape[:2]
+    rows = arr.astype(">u2").reshape(h, w * 2).view(np.uint8)
+    raw = np.hstack([np.zeros((h, 1), np.uint8), rows]).tobytes()
+    header = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)  # 16 bits, colour type 4: grey+alpha
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw, PNG_COMPRESS_LEVEL))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _photoshop_segment(resources: tuple[tuple[int, bytes], ...]) -> bytes:

@@ -64,8 +64,8 @@ from edgefill.image import (
     load_rgb,
     open_any,
     photo_from_image,
+    raw_mode,
     record_source,
-    sample_bits,
     upright,
 )
 from edgefill.masks import made_on_stored_pixels
@@ -178,12 +178,12 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     depth, format, JPEG subsampling), so 16-bit photos stay 16-bit.
     """
     img = peek_upload(data, field, max_pixels)
-    bits = sample_bits(img)
+    raw = raw_mode(img)  # the tile list is gone after load()
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
-    record_source(img, bits)
+    record_source(img, raw)
     return upright(img)
 
 

@@ -425,18 +425,17 @@ class ModelRunner:
 
     async def run(
         self,
-        fn: Callable[[Inpainter | None], Any],
+        fn: Callable[[Inpainter | None, threading.Event], Any],
         needs_model: bool = True,
         gone: Gone | None = None,
-        stop: threading.Event | None = None,
     ) -> Any:
-        """Run ``fn(inpainter)`` on a worker thread once every earlier call has finished.
+        """Run ``fn(inpainter, stop)`` on a worker thread once every earlier call has finished.
 
         ``needs_model=False`` (damage detection) passes None and never loads the model, so it
         works while the model is still loading or failed to load. ``gone`` (the request's
         ``is_disconnected``): a call whose client has left (the page's Cancel) is not started,
-        and one running gets ``stop`` set, which ``fn`` passes to the model (``Stopped``), so
-        the next request does not wait for work nobody will see."""
+        and one running gets its ``stop`` event set, which ``fn`` may pass to the model
+        (``Stopped``), so the next request does not wait for work nobody will see."""
         if self.waiting >= self.max_queue:
             raise busy(f"the server is busy ({self.waiting} requests waiting); try again shortly")
         self.waiting += 1
@@ -446,12 +445,13 @@ class ModelRunner:
                     raise client_gone()
                 # Cancellation (client gone) waits for the thread, so the lock is never released
                 # while the model is still running.
-                watcher = None
-                if gone is not None and stop is not None:
-                    watcher = asyncio.ensure_future(_set_when_gone(gone, stop))
+                stop = threading.Event()
+                watcher = (
+                    None if gone is None else asyncio.ensure_future(_set_when_gone(gone, stop))
+                )
                 try:
                     result = await anyio.to_thread.run_sync(
-                        lambda: fn(self._ensure_loaded() if needs_model else None)
+                        lambda: fn(self._ensure_loaded() if needs_model else None, stop)
                     )
                 except Stopped:
                     raise client_gone() from None
@@ -718,28 +718,26 @@ async def read_inputs(
 
 async def run_model(
     runner: ModelRunner,
-    fn: Callable[[Inpainter | None], Any],
+    fn: Callable[[Inpainter | None, threading.Event], Any],
     request: Request,
     needs_model: bool = True,
-    stop: threading.Event | None = None,
 ) -> tuple[Any, float]:
     """``fn`` on the model thread (``ModelRunner.run``, given up when ``request``'s client
     leaves) and the seconds it took."""
     t0 = time.perf_counter()
-    out = await runner.run(fn, needs_model, request.is_disconnected, stop)
+    out = await runner.run(fn, needs_model, request.is_disconnected)
     return out, time.perf_counter() - t0
 
 
 async def run_to_png(
     runner: ModelRunner,
-    fn: Callable[[Inpainter | None], np.ndarray],
+    fn: Callable[[Inpainter | None, threading.Event], np.ndarray],
     request: Request,
     needs_model: bool = True,
-    stop: threading.Event | None = None,
 ) -> tuple[Response, np.ndarray]:
     """``fn`` on the model thread (``run_model``), its uint8 array answered as a PNG with
     the model time in ``X-Edgefill-Seconds``; also returns the array."""
-    arr, seconds = await run_model(runner, fn, request, needs_model, stop)
+    arr, seconds = await run_model(runner, fn, request, needs_model)
     data = await anyio.to_thread.run_sync(encode_png, arr)
     return _png(data, seconds), arr
 
@@ -794,9 +792,8 @@ async def edges(
     with the crop strategy). White lines on black, photo size."""
     strategy = check_hd_strategy(hd_strategy)
     rgb, hole, _ = await read_inputs(photo, mask, limits.max_pixels)
-    stop = threading.Event()
     resp, _ = await run_to_png(
-        runner, lambda inp: edge_map_u8(inp, rgb, hole, strategy, stop), request, stop=stop
+        runner, lambda inp, stop: edge_map_u8(inp, rgb, hole, strategy, stop), request
     )
     return resp
 
@@ -825,12 +822,10 @@ async def inpaint(
         guide = await anyio.to_thread.run_sync(
             load_guide, edge_img, w, h, limits.max_pixels, turned
         )
-    stop = threading.Event()
     result, seconds = await run_model(
         runner,
-        lambda inp: inpaint_rgb(inp, rgb, hole, guide, strategy, refine, stop),
+        lambda inp, stop: inpaint_rgb(inp, rgb, hole, guide, strategy, refine, stop),
         request,
-        stop=stop,
     )
     alpha = source.alpha if keep_alpha else None
     done = InpaintResult(result, np.zeros(0), hole, alpha, source.deep, source.meta)
@@ -873,7 +868,7 @@ async def select(
     marks = await read_upload(scribbles, "scribbles", limits.max_pixels)
     rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
     resp, _ = await run_to_png(
-        runner, lambda _: selection_u8(rgb, box, marks, grow), request, needs_model=False
+        runner, lambda _, __: selection_u8(rgb, box, marks, grow), request, needs_model=False
     )
     return resp
 
@@ -907,7 +902,7 @@ async def detect(
     rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
     found: dict[str, Any] = {}
 
-    def run(_: Inpainter | None) -> np.ndarray:
+    def run(_: Inpainter | None, __: threading.Event) -> np.ndarray:
         dm = analyse_damage(rgb, kind, sensitivity, detector=detector)
         found.update(dm.summary())
         if not confidence:

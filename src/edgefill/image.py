@@ -143,15 +143,21 @@ def _exif_block(block: bytes | None) -> bytes | None:
     return tags.tobytes() if len(tags) else None
 
 
-def _tiff_text(meta: ImageMeta) -> dict[int, bytes]:
-    """The descriptive tags of ``meta.exif``'s first directory that a TIFF result carries (its
-    EXIF / GPS directories need offsets libtiff does not write: left off)."""
-    if not meta.exif:
-        return {}
-    tags = Image.Exif()
-    tags.load(meta.exif)
-    found = {k: _as_stored(tags.get(k)) for k in TIFF_TEXT_TAGS}
-    return {k: v for k, v in found.items() if isinstance(v, (str, bytes)) and v}
+def _tiff_tags(meta: ImageMeta) -> dict[int, str | bytes]:
+    """The tags a TIFF result carries besides its pixels (both TIFF writers): the descriptive
+    ones of ``meta.exif``'s first directory (its EXIF / GPS directories need offsets libtiff
+    does not write: left off), XMP and IPTC."""
+    found: dict[int, object] = {}
+    if meta.exif:
+        exif = Image.Exif()
+        exif.load(meta.exif)
+        found = {k: _as_stored(exif.get(k)) for k in TIFF_TEXT_TAGS}
+    tags = {k: v for k, v in found.items() if isinstance(v, (str, bytes)) and v}
+    if meta.xmp:
+        tags[XMP_TIFF_TAG] = meta.xmp
+    if meta.iptc:
+        tags[IPTC_TIFF_TAG] = meta.iptc[0][1]
+    return tags
 
 
 def _iptc_resources(img: Image.Image) -> tuple[tuple[int, bytes], ...]:
@@ -702,7 +708,7 @@ def write_image(
     if meta.xmp and fmt in ("JPEG", "WEBP"):
         kwargs["xmp"] = meta.xmp
     if fmt == "TIFF":
-        kwargs["tiffinfo"] = _tiff_text(meta) | ({XMP_TIFF_TAG: meta.xmp} if meta.xmp else {})
+        kwargs["tiffinfo"] = _tiff_tags(meta)
     if fmt == "PNG" and (meta.xmp or meta.png_text):
         kwargs["pnginfo"] = PngImagePlugin.PngInfo()
         for key, text in meta.png_text:
@@ -713,8 +719,6 @@ def write_image(
         kwargs["comment"] = meta.jpeg_comment
     if fmt == "JPEG" and meta.iptc:
         kwargs["extra"] = _photoshop_segment(meta.iptc)
-    elif fmt == "TIFF" and meta.iptc:
-        kwargs["tiffinfo"][IPTC_TIFF_TAG] = meta.iptc[0][1]
     Image.fromarray(arr).save(fh, format=fmt, **kwargs)
 
 
@@ -790,21 +794,17 @@ def _encode_deep(arr: np.ndarray, fmt: str, meta: ImageMeta) -> bytes:
         extratags = []
         if meta.icc_profile:
             extratags.append((34675, 7, len(meta.icc_profile), meta.icc_profile, True))
-        if meta.xmp:
-            extratags.append((XMP_TIFF_TAG, 1, len(meta.xmp), meta.xmp, True))
-        if meta.iptc:
-            records = meta.iptc[0][1]
-            extratags.append((IPTC_TIFF_TAG, 7, len(records), records, True))
-        text = _tiff_text(meta)  # tifffile writes its own description and software unless given
-        extratags += [
-            (tag, 2, None, value, True) for tag, value in text.items() if tag not in (270, 305)
-        ]
+        tags = _tiff_tags(meta)  # tifffile writes its own description and software unless given
+        description, software = tags.pop(270, None), tags.pop(305, False)
+        for tag, value in tags.items():  # XMP as bytes, IPTC undefined, the rest ASCII text
+            kind = {XMP_TIFF_TAG: 1, IPTC_TIFF_TAG: 7}.get(tag, 2)
+            extratags.append((tag, kind, None if kind == 2 else len(value), value, True))
         tifffile.imwrite(
             buf,
             arr,
-            description=text.get(270),
+            description=description,
             metadata=None,
-            software=text.get(305, False),
+            software=software,
             photometric="minisblack" if arr.ndim == 2 or arr.shape[2] == 2 else "rgb",
             extrasamples=("unassalpha",) if arr.ndim == 3 and arr.shape[2] in (2, 4) else None,
             resolution=meta.dpi,

@@ -172,8 +172,7 @@ def load_mask(
     if size is None:
         return mask
     w, h = size
-    if made_on_stored_pixels(mask.shape, size, orientation):
-        mask = turn_upright(mask, orientation)
+    mask = upright_if_stored(mask, size, orientation)
     if mask.shape != (h, w):
         if not resize:
             raise EdgefillError(
@@ -189,6 +188,14 @@ def made_on_stored_pixels(shape: tuple[int, ...], size: tuple[int, int], orienta
     ``size`` (width, height) after its EXIF ``orientation`` turned it by a quarter."""
     w, h = size
     return orientation in TURNING and w != h and tuple(shape[:2]) == (w, h)
+
+
+def upright_if_stored(arr: np.ndarray, size: tuple[int, int], orientation: int) -> np.ndarray:
+    """``arr`` (a mask or edge map) turned as its photo was when it was made on the photo's
+    stored pixels (``made_on_stored_pixels``); otherwise as it is."""
+    if made_on_stored_pixels(arr.shape, size, orientation):
+        return turn_upright(arr, orientation)
+    return arr
 
 
 def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:

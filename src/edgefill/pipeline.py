@@ -72,9 +72,8 @@ from edgefill.image import (
     load_rgb,
     save_image,
     to_tensor,
-    turn_upright,
 )
-from edgefill.masks import load_photo_and_mask, made_on_stored_pixels, prepare_inputs
+from edgefill.masks import load_photo_and_mask, prepare_inputs, upright_if_stored
 from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
@@ -836,8 +835,7 @@ def load_guide(
     else:
         rgb, _ = load_rgb(src, max_pixels)
         arr = to_gray(rgb)
-    if made_on_stored_pixels(arr.shape, (width, height), orientation):
-        arr = turn_upright(arr, orientation)
+    arr = upright_if_stored(arr, (width, height), orientation)
     if arr.shape != (height, width):
         raise EdgefillError(
             f"edge map is {arr.shape[1]}x{arr.shape[0]} but the photo is {width}x{height}"

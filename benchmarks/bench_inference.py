@@ -15,6 +15,9 @@ uses random weights of the plain architecture (speed does not depend on them); q
 trained weights (``--weights``, else the shipped default, else random weights with a warning in
 the output).
 
+Photos: the ImageNet samples of ``../shared/data`` (``--data`` another folder of *.JPEG); without
+any, synthetic ones, with a warning, and each row's ``photo_file`` says which was timed.
+
 "naive" is what the reference EdgeConnect code does: the whole photo at full size through both
 generators in fp32, plain torch modules (instance norm as written). It runs in the same
 invocation as the fast paths, so ratios are comparable even on a busy machine.
@@ -42,7 +45,9 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "imagenet-samples"
+# The photos timed; ``--data`` sets it for the run and its worker processes (through the env).
+DATA_ENV = "EDGEFILL_BENCH_PHOTOS"
+DATA = Path(os.environ.get(DATA_ENV) or ROOT.parent / "shared" / "data" / "imagenet-samples")
 SIZES = (256, 512, 1024)
 BIG = (3000, 4000)  # h, w of the scratch case
 VARIANTS = ("naive", "torch-fp32", "torch-bf16", "onnx-fp32")
@@ -51,12 +56,29 @@ VARIANTS = ("naive", "torch-fp32", "torch-bf16", "onnx-fp32")
 # ----------------------------------------------------------------------------- inputs
 
 
+def photo_files() -> list[Path]:
+    return sorted(DATA.glob("*.JPEG")) if DATA.is_dir() else []
+
+
+def set_photos(folder: Path) -> None:
+    """Time the photos in ``folder``, here and in the worker processes started after."""
+    global DATA
+    DATA = folder
+    os.environ[DATA_ENV] = str(folder)
+
+
+def photo_name(index: int) -> str:
+    """Which photo ``photo(..., index)`` is: its file name, or "synthetic" without data."""
+    files = photo_files()
+    return files[index % len(files)].name if files else "synthetic"
+
+
 def photo(h: int, w: int, index: int = 0) -> np.ndarray:
     """A real photo (ImageNet sample) centre-cropped to the aspect and resized to h x w."""
     from edgefill.image import load_rgb
 
-    files = sorted(DATA.glob("*.JPEG")) if DATA.is_dir() else []
-    if not files:  # no data: a synthetic photo with texture
+    files = photo_files()
+    if not files:  # no data: a synthetic photo with texture (main warns, rows say "synthetic")
         rng = np.random.default_rng(index)
         small = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
@@ -278,6 +300,7 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     assert np.array_equal(out[~hole], rgb[~hole])
     return {
         **case,
+        "photo_file": photo_name(case.get("photo", 3)),
         "hole_ratio": float(hole.mean()),
         "load_s": load_s,
         "wall_s": walls,
@@ -935,7 +958,9 @@ def main() -> int:
     ap.add_argument("--quality-size", type=int, default=512, help="photo side for quality")
     ap.add_argument("--weights", help="release folder for the quality part")
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--data", default=str(DATA), help="folder of *.JPEG photos to time")
     args = ap.parse_args()
+    set_photos(Path(args.data))
     blocks = {64: 8, 32: 4}
     args.model_sizes = [(int(w), blocks.get(int(w), 4)) for w in args.widths.split(",")]
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -952,9 +977,12 @@ def main() -> int:
             "command": " ".join(sys.argv),
             "time": time.strftime("%Y-%m-%d %H:%M:%S"),
             "loadavg_at_start": load,
+            "photos": str(DATA) if photo_files() else "synthetic",
         }
     )
     print(f"load average at start: {load}", flush=True)
+    if not photo_files():
+        print(f"warning: no *.JPEG photos in {DATA}: timing synthetic photos", flush=True)
 
     def save() -> None:
         if args.json:

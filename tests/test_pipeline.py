@@ -338,14 +338,55 @@ def test_an_unknown_flip_average_is_refused() -> None:
         Inpainter.from_modules(g1, g2, TINY_CONFIG, flip_average="yes")
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_call_given_up_stops_inside_the_network_pass_running(precision: str) -> None:
+    """One pass over a large window takes tens of seconds on a CPU: Cancel must not wait for
+    it. A stop set while G1 runs ends the call at G1's next convolution; another thread's
+    pass through the same networks is not stopped by it."""
+    import threading
+
+    from edgefill.backends import stoppable
+    from edgefill.errors import Stopped
+
+    g1, g2 = tiny_generators(0)
+    inp = Inpainter.from_modules(g1, g2, TINY_CONFIG, precision=precision)
+    convs = [m for m in inp.engine.nets["edge"].modules() if isinstance(m, torch.nn.Conv2d)]
+    ran: list[int] = []
+    stop = threading.Event()
+
+    def count(module: torch.nn.Module, args: object, out: torch.Tensor) -> None:
+        ran.append(convs.index(module))
+        if module is convs[1]:
+            stop.set()  # the client leaves while G1's second convolution runs
+
+    handles = [c.register_forward_hook(count) for c in convs]
+    rgb, hole = photo_array(64, 64), box_hole(64, 64)
+    with pytest.raises(Stopped):
+        inp.inpaint_arrays(rgb, hole, stop=stop)
+    assert ran == [0, 1], f"G1 went on after the stop: convolutions {ran} of {len(convs)}"
+
+    for h in handles:
+        h.remove()
+    x = torch.zeros(1, 3, 64, 64)
+    other = threading.Thread(target=lambda: ran.append(inp.engine("edge", x).shape[1]))
+    with stoppable(stop):  # this thread's calls are given up, the other thread's are not
+        other.start()
+        other.join()
+        with pytest.raises(Stopped):
+            inp.engine("edge", x)
+    assert ran[-1] == 1
+    result, _ = inp.inpaint_arrays(rgb, hole)  # and after the stopped call, calls run again
+    assert result[~hole].tolist() == rgb[~hole].tolist()
+
+
 def test_a_call_given_up_stops_before_its_next_network_pass(monkeypatch) -> None:
     """``stop`` (the web server's Cancel) ends a call at the next window or network, and the
     PatchMatch copies not started yet are dropped, not waited for."""
     import threading
     import time
 
+    from edgefill.errors import Stopped
     from edgefill.networks import EdgeGenerator, InpaintGenerator
-    from edgefill.pipeline import Stopped
 
     cfg = ModelConfig(width=4, edge_blocks=1, inpaint_blocks=1, hole_fill="telea", exemplar=True)
     inp = Inpainter.from_modules(EdgeGenerator(4, 1), InpaintGenerator.from_config(cfg), cfg)

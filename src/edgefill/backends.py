@@ -7,7 +7,10 @@ docs/performance.md has the measurements and tolerances.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from torch import nn
 
 from edgefill.checkpoint import named_generators
 from edgefill.config import BACKENDS, PRECISIONS
-from edgefill.errors import EdgefillError, require_extra
+from edgefill.errors import EdgefillError, check_stop, require_extra
 
 
 def check_backend(backend: str) -> None:
@@ -80,6 +83,37 @@ class LowPrecisionGenerator(nn.Module):
         return self.activate(self.head(self.body(x.to(self.dtype)).float()), x.float())
 
 
+# The stop event of the call this thread is running (``stoppable``), read by the torch nets.
+_CALL = threading.local()
+
+
+@contextlib.contextmanager
+def stoppable(stop: threading.Event | None) -> Iterator[None]:
+    """While inside, the torch passes this thread runs raise ``Stopped`` at their next
+    convolution once ``stop`` is set; other threads' calls are not affected. (ONNX Runtime
+    cannot be stopped inside a pass: the pipeline checks between passes.)"""
+    before = getattr(_CALL, "stop", None)
+    _CALL.stop = stop
+    try:
+        yield
+    finally:
+        _CALL.stop = before
+
+
+def _stop_here(module: nn.Module, args: object) -> None:
+    check_stop(getattr(_CALL, "stop", None))
+
+
+def make_stoppable(net: nn.Module) -> None:
+    """Let a call given up end at ``net``'s next convolution, not after the whole pass: one
+    pass over a large window takes tens of seconds on a CPU. Once per module, however many
+    engines share it."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and not getattr(m, "_edgefill_stoppable", False):
+            m.register_forward_pre_hook(_stop_here)
+            m._edgefill_stoppable = True
+
+
 class TorchEngine:
     """Runs the generators with torch in a chosen precision; inputs and outputs are float32."""
 
@@ -106,6 +140,7 @@ class TorchEngine:
             elif low:  # an unknown module: run it all in low precision (a copy; g1/g2 stay fp32)
                 net = copy.deepcopy(net).to(dtype=self.dtype)
             self.nets[k] = net.to(device=device, memory_format=self.memory_format)
+            make_stoppable(self.nets[k])
 
     def __call__(self, which: str, x: torch.Tensor) -> torch.Tensor:
         net = self.nets[which]

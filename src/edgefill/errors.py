@@ -1,10 +1,12 @@
-"""The one exception type for errors a user can cause (bad file, wrong size, missing weights)."""
+"""The one exception type for errors a user can cause (bad file, wrong size, missing weights),
+and ``Stopped``, for work given up by whoever asked for it."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
 import shlex
+import threading
 
 
 class EdgefillError(Exception):
@@ -12,6 +14,15 @@ class EdgefillError(Exception):
 
     The CLI prints it as a single line without a traceback and exits with status 2.
     """
+
+
+class Stopped(Exception):
+    """A call given up through its ``stop`` event: nobody is waiting for its result."""
+
+
+def check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped
 
 
 def require_extra(extra: str, purpose: str, *modules: str) -> None:

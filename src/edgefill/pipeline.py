@@ -44,7 +44,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgefill.backends import Engine, check_backend, make_engine, resolve_precision
+from edgefill.backends import (
+    Engine,
+    check_backend,
+    make_engine,
+    resolve_precision,
+    stoppable,
+)
 from edgefill.checkpoint import (
     load_drawn_generator,
     load_release,
@@ -61,7 +67,7 @@ from edgefill.config import (
 )
 from edgefill.detail import restore_detail
 from edgefill.edges import canny_edges, composite, threshold, to_gray
-from edgefill.errors import EdgefillError
+from edgefill.errors import EdgefillError, check_stop
 from edgefill.image import (
     ImageInput,
     ImageMeta,
@@ -604,7 +610,10 @@ class Inpainter:
         # Without drawn edges the PatchMatch copy of an exemplar G2 does not depend on G1's
         # edges: it runs beside G1 (the library is C code and releases the GIL).
         early = fill and self.config.exemplar and guide is None
-        with ThreadPoolExecutor(1) if early else contextlib.nullcontext() as pool:
+        with (
+            ThreadPoolExecutor(1) if early else contextlib.nullcontext() as pool,
+            stoppable(stop),
+        ):
             try:
                 return self._fill_windows(rgb, hole, guide, plan, owner, result, edges, pool, stop)
             except BaseException:  # stopped or failed: the copies not started yet are dropped
@@ -735,7 +744,8 @@ class Inpainter:
         With the crop strategy the edge map is zero outside the context windows (nothing was
         computed there); inside a downscaled window it is the window's map upscaled.
         ``stop``: set from another thread to give the call up; it then raises ``Stopped`` before
-        its next network pass (the web server, when its client has gone).
+        its next network pass, or with the torch backend at the next layer of the pass running
+        (the web server, when its client has gone).
         """
         options = (hd_strategy, hd_margin, working_size)
         result, edges = self._run(rgb, hole, guide, options, fill=True, stop=stop)
@@ -797,15 +807,6 @@ class Inpainter:
         )
         alpha = photo.alpha if keep_alpha else None
         return InpaintResult(result, comp, hole, alpha, photo.deep, photo.meta)
-
-
-class Stopped(Exception):
-    """A call given up through its ``stop`` event: nobody is waiting for its result."""
-
-
-def check_stop(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise Stopped
 
 
 def check_finite(t: torch.Tensor, which: str) -> torch.Tensor:

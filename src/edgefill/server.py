@@ -56,7 +56,7 @@ from edgefill.config import (
     SERVER_MAX_UPLOAD_BYTES,
 )
 from edgefill.detect import CONFIDENT, analyse_damage, check_detector, detector_available
-from edgefill.errors import EdgefillError
+from edgefill.errors import EdgefillError, Stopped, check_stop
 from edgefill.image import (
     Photo,
     encode_image,
@@ -72,8 +72,6 @@ from edgefill.masks import made_on_stored_pixels
 from edgefill.pipeline import (
     Inpainter,
     InpaintResult,
-    Stopped,
-    check_stop,
     load_guide,
     prepare_inputs,
 )

@@ -1131,7 +1131,7 @@
     return detail || `the server answered ${status}`;
   }
 
-  // The server gives up a cancelled request's fill at its next network pass (a detection runs
+  // The server gives up a cancelled request's fill within a network layer (a detection runs
   // to its end), and the next request waits for that, so the busy text says so until an
   // answer shows the server free.
   function busyLabel(text) {

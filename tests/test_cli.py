@@ -16,7 +16,7 @@ from PIL import Image
 from edgefill.cli import _speed_options, build_parser, main
 from edgefill.edges import canny_edges, to_gray
 from edgefill.errors import install_hint
-from edgefill.masks import hole_ratio, load_mask
+from edgefill.masks import grow_hole, hole_ratio, load_mask
 
 COMMANDS = ["inpaint", "edges", "masks", "train", "export", "average", "attach-drawn"]
 ENTRY = Path(sys.executable).parent / "edgefill"
@@ -147,6 +147,38 @@ def test_inpaint_warns_of_a_mask_that_looks_inverted(
     rc, _, err = run(capsys, "inpaint", photo, "--mask", photo.parent / "keep.png",
                      "-o", photo.parent / "b.png", *w)  # fmt: skip
     assert rc == 0 and "of the photo" in err and "white marks what to keep" in err
+
+
+def test_grow_mask_widens_the_hole_for_one_photo_a_folder_and_restore(
+    capsys: pytest.CaptureFixture[str], tiny_release: Path, photo_files: tuple[Path, Path]
+) -> None:
+    """A mask that stops at an object's edge: --grow-mask fills a ring around it too, and
+    nothing beyond the ring changes."""
+    photo, mask = photo_files
+    hole = load_mask(mask)
+    grown = grow_hole(hole, 3)
+    ring = grown & ~hole
+    src = np.asarray(Image.open(photo))
+    w = ["--weights", tiny_release, "--grow-mask", "3"]
+    (photo.parent / "photos").mkdir()
+    Image.open(photo).save(photo.parent / "photos" / "p.png")
+    (photo.parent / "masks").mkdir()
+    Image.open(mask).save(photo.parent / "masks" / "p.png")
+    runs = {
+        "one.png": ["inpaint", photo, "--mask", mask, "-o", photo.parent / "one.png"],
+        "out/p.png": ["inpaint", photo.parent / "photos", "--mask", photo.parent / "masks",
+                      "-o", photo.parent / "out"],
+        "restored.png": ["restore", photo, "--mask", mask, "-o", photo.parent / "restored.png",
+                         "--no-mask-out"],
+    }  # fmt: skip
+    for name, argv in runs.items():
+        rc, _, err = run(capsys, *argv, *w)
+        assert rc == 0, err
+        result = np.asarray(Image.open(photo.parent / name))
+        np.testing.assert_array_equal(result[~grown], src[~grown], err_msg=name)
+        assert (result[ring] != src[ring]).any(axis=-1).mean() > 0.5, f"{name}: ring not filled"
+    rc, _, err = run(capsys, "inpaint", photo, "--mask", mask, "--grow-mask", "-2", *w[:2])
+    assert_user_error(rc, err, "--grow-mask must be a whole number of pixels >= 0, got -2")
 
 
 def test_inpaint_default_output_name(

@@ -15,6 +15,7 @@ from edgefill.masks import (
     bucket_name,
     bucket_of,
     generate_mask,
+    grow_hole,
     hole_ratio,
     irregular_mask,
     load_mask,
@@ -308,3 +309,15 @@ def test_load_photo_and_mask_is_the_one_input_path(tmp_path: Path) -> None:
         load_photo_and_mask(rgba, np.zeros((3, 4), np.uint8))
     _, hole, _ = load_photo_and_mask(rgba, mask[:3, :4], resize_mask=True)
     assert hole.shape == (6, 8)
+
+
+def test_grow_hole_widens_by_a_disc_and_refuses_what_is_not_a_pixel_count() -> None:
+    hole = np.zeros((21, 21), bool)
+    hole[10, 10] = True
+    grown = grow_hole(hole, 3)
+    assert grown[10, 13] and grown[7, 10] and grown[12, 12]  # 3 px along the axes, 2.8 diagonally
+    assert not grown[13, 13] and not grown[10, 14]  # a disc: corners rounded, no more than 3 px
+    assert grow_hole(hole, 0) is hole
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(EdgefillError, match="whole number of pixels >= 0"):
+            grow_hole(hole, bad)

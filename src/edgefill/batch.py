@@ -85,6 +85,7 @@ class Job:
     resize_mask: bool = False
     mask_threshold: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
+    grow_mask: int = 0  # pixels each given mask is widened by (masks.grow_hole)
     refine: bool = False  # inpaint: --refine; restore: on unless --no-refine
     kind: str = "auto"  # restore: the damage detector's settings
     sensitivity: float = DEFAULT_SENSITIVITY
@@ -586,6 +587,7 @@ def _outputs(
                 resize_mask=job.resize_mask,
                 mask_threshold=job.mask_threshold,
                 max_pixels=job.max_pixels,
+                grow_mask=job.grow_mask,
             )
             files: list[tuple[str, Callable[[str], Any]]] = []
             if item.side_by_side:
@@ -597,7 +599,7 @@ def _outputs(
             return [*files, (item.output, lambda p: r.save(p, job.quality))], 0.0
         # The one photo+mask path (masks.prepare_inputs): 16-bit samples and metadata are kept.
         source, hole, keep_alpha = model.prepare_photo(
-            photo, mask, job.resize_mask, job.mask_threshold, job.max_pixels
+            photo, mask, job.resize_mask, job.mask_threshold, job.max_pixels, job.grow_mask
         )
     image, edges = model.inpaint_arrays(source.rgb, hole)
     if job.refine:

@@ -95,10 +95,11 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     from edgefill.batch import is_batch_source
     from edgefill.errors import EdgefillError
     from edgefill.image import check_quality, output_format
-    from edgefill.masks import check_threshold
+    from edgefill.masks import check_grow, check_threshold
     from edgefill.pipeline import Inpainter
 
     check_threshold(args.mask_threshold)
+    check_grow(args.grow_mask, "--grow-mask")
     check_quality(args.quality)
     if is_batch_source(args.photo):
         return _run_batch(args, "inpaint")
@@ -124,6 +125,7 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         resize_mask=args.resize_mask,
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
+        grow_mask=args.grow_mask,
     )
     _warn_inverted_mask(args.mask, result.mask)
     if args.edges:
@@ -198,6 +200,7 @@ def _run_batch(args: argparse.Namespace, task: str) -> int:
         resize_mask=args.resize_mask,
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
+        grow_mask=args.grow_mask,
         refine=refine,
         threads=args.threads,
         skip_existing=args.skip_existing,
@@ -268,15 +271,22 @@ def _single_photo_only(args: argparse.Namespace) -> None:
 
 def cmd_edges(args: argparse.Namespace) -> int:
     from edgefill.image import output_format
+    from edgefill.masks import check_grow
     from edgefill.pipeline import Inpainter, InpaintResult
 
+    check_grow(args.grow_mask, "--grow-mask")
     output_format(args.output)  # a bad suffix fails before the model runs
     check_outputs(
         {"photo": args.photo, "--mask": args.mask}, {"--output": args.output}, args.overwrite
     )
     inpainter = Inpainter.from_pretrained(args.weights, device=args.device, **_speed_options(args))
     rgb, hole, _ = inpainter.prepare(
-        args.photo, args.mask, args.resize_mask, args.mask_threshold, args.max_pixels
+        args.photo,
+        args.mask,
+        args.resize_mask,
+        args.mask_threshold,
+        args.max_pixels,
+        args.grow_mask,
     )
     edges = inpainter.edge_map(rgb, hole)  # same HD strategy and windows as `inpaint`
     InpaintResult(rgb, edges, hole).save_edges(args.output)
@@ -524,11 +534,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from edgefill.detect import check_detector
     from edgefill.errors import EdgefillError
     from edgefill.image import check_quality, output_format
-    from edgefill.masks import check_threshold
+    from edgefill.masks import check_grow, check_threshold
     from edgefill.pipeline import Inpainter
     from edgefill.restore import restore
 
     check_threshold(args.mask_threshold)
+    check_grow(args.grow_mask, "--grow-mask")
     check_quality(args.quality)
     check_detector(args.method, args.detector)
     if not 0.0 <= args.confident_at <= 1.0:
@@ -571,6 +582,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         resize_mask=args.resize_mask,
         mask_threshold=args.mask_threshold,
         max_pixels=args.max_pixels,
+        grow_mask=args.grow_mask,
         repair=args.repair,
         confident_at=args.confident_at,
         protect=args.protect,
@@ -748,6 +760,14 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="mask pixels >= this value (1-255) are the hole (default 1; JPEG masks at least 128)",
+    )
+    p.add_argument(
+        "--grow-mask",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="widen the hole by PX pixels first (default 0): a mask that stops at an object's "
+        "edge leaves its outline and soft shadow",
     )
     p.add_argument(
         "--max-pixels",

@@ -198,6 +198,21 @@ def upright_if_stored(arr: np.ndarray, size: tuple[int, int], orientation: int) 
     return arr
 
 
+def check_grow(px: object, name: str = "grow") -> None:
+    if isinstance(px, bool) or not isinstance(px, (int, np.integer)) or px < 0:
+        raise EdgefillError(f"{name} must be a whole number of pixels >= 0, got {px!r}")
+
+
+def grow_hole(hole: np.ndarray, px: int) -> np.ndarray:
+    """``hole`` (bool HxW) widened by ``px`` pixels in every direction (a disc, so corners
+    round off as a brush's would)."""
+    check_grow(px)
+    if px == 0:
+        return hole
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(hole.astype(np.uint8), kernel) > 0
+
+
 def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
     """Transparent pixels (alpha < 128) of an RGBA photo are the hole."""
     return alpha < 128
@@ -209,21 +224,24 @@ def prepare_inputs(
     resize_mask: bool = False,
     mask_threshold: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    grow: int = 0,
 ) -> tuple[Photo, np.ndarray, bool]:
     """(photo, hole bool HxW, keep the photo's alpha): how every entry point (the Inpainter,
     the CLI, the server, restore) reads a photo and its mask, so they never disagree. The
     photo keeps its 16-bit samples and metadata; needs no model.
 
     Without a mask, an RGBA photo's transparent pixels are the hole (and the result is opaque).
-    With a mask, the photo's alpha channel is kept as it was."""
+    With a mask, the photo's alpha channel is kept as it was. ``grow``: pixels the hole is
+    widened by (``grow_hole``): a mask that stops at an object's edge leaves its outline."""
     photo = image if isinstance(image, Photo) else load_photo(image, max_pixels)
     h, w = photo.rgb.shape[:2]
     if mask is None:
         if photo.alpha is None:
             raise EdgefillError("no mask given and the photo has no transparency to use as one")
-        return photo, mask_from_alpha(photo.alpha), False
+        return photo, grow_hole(mask_from_alpha(photo.alpha), grow), False
     turned = photo.meta.orientation
-    return photo, load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels, turned), True
+    hole = load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels, turned)
+    return photo, grow_hole(hole, grow), True
 
 
 def load_photo_and_mask(
@@ -232,10 +250,13 @@ def load_photo_and_mask(
     resize_mask: bool = False,
     mask_threshold: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    grow: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(RGB uint8 HxWx3, hole bool HxW, alpha to keep or None): ``prepare_inputs`` for callers
     that need only the 8-bit pixels."""
-    photo, hole, keep_alpha = prepare_inputs(image, mask, resize_mask, mask_threshold, max_pixels)
+    photo, hole, keep_alpha = prepare_inputs(
+        image, mask, resize_mask, mask_threshold, max_pixels, grow
+    )
     return photo.rgb, hole, photo.alpha if keep_alpha else None
 
 

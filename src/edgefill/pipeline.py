@@ -79,7 +79,7 @@ from edgefill.image import (
     save_image,
     to_tensor,
 )
-from edgefill.masks import load_photo_and_mask, prepare_inputs, upright_if_stored
+from edgefill.masks import check_grow, load_photo_and_mask, prepare_inputs, upright_if_stored
 from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
@@ -449,9 +449,10 @@ class Inpainter:
         resize_mask: bool = False,
         mask_threshold: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        grow_mask: int = 0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(RGB uint8, hole bool, alpha to keep or None): ``masks.load_photo_and_mask``."""
-        return load_photo_and_mask(image, mask, resize_mask, mask_threshold, max_pixels)
+        return load_photo_and_mask(image, mask, resize_mask, mask_threshold, max_pixels, grow_mask)
 
     def prepare_photo(
         self,
@@ -460,10 +461,11 @@ class Inpainter:
         resize_mask: bool = False,
         mask_threshold: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        grow_mask: int = 0,
     ) -> tuple[Photo, np.ndarray, bool]:
         """As ``prepare`` but with the whole loaded photo (16-bit samples, metadata) and whether
         its alpha is kept (False when the transparency is the hole): ``masks.prepare_inputs``."""
-        return prepare_inputs(image, mask, resize_mask, mask_threshold, max_pixels)
+        return prepare_inputs(image, mask, resize_mask, mask_threshold, max_pixels, grow_mask)
 
     # -- model (whole image as given) ---------------------------------------------------
 
@@ -779,6 +781,7 @@ class Inpainter:
         mask_threshold: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         *,
+        grow_mask: int = 0,
         hd_strategy: str | None = None,
         hd_margin: int | None = None,
         working_size: int | None = None,
@@ -787,10 +790,14 @@ class Inpainter:
 
         ``edges``: an optional drawn edge map (white lines on black, or a float array in [0, 1])
         whose values replace the predicted edges inside the hole (user-guided structure).
-        ``hd_strategy`` / ``hd_margin`` / ``working_size`` override the inpainter's settings.
+        ``grow_mask``: widen the hole by this many pixels first (a mask from a segmentation
+        model or a quick brush often stops at the object's edge, leaving its outline and soft
+        shadow); drawn edges apply to the widened hole. ``hd_strategy`` / ``hd_margin`` /
+        ``working_size`` override the inpainter's settings.
         """
+        check_grow(grow_mask, "grow_mask")
         photo, hole, keep_alpha = self.prepare_photo(
-            image, mask, resize_mask, mask_threshold, max_pixels
+            image, mask, resize_mask, mask_threshold, max_pixels, grow_mask
         )
         rgb = photo.rgb
         guide = None

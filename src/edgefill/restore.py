@@ -34,7 +34,7 @@ from edgefill.image import (
     save_image,
     write_atomic,
 )
-from edgefill.masks import load_mask, prepare_inputs
+from edgefill.masks import check_grow, grow_hole, load_mask, prepare_inputs
 from edgefill.pipeline import Inpainter
 from edgefill.refine import RefineParams, refine
 
@@ -219,6 +219,7 @@ def restore(
     resize_mask: bool = False,
     mask_threshold: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    grow_mask: int = 0,
     repair: str = "confident",
     confident_at: float = CONFIDENT,
     protect: ImageInput | None = None,
@@ -231,11 +232,13 @@ def restore(
     (default) repairs the regions whose confidence is at least ``confident_at`` and reports the
     others in ``uncertain``; "all" repairs every flagged region. ``protect``: a mask (same rules
     as ``mask``) of pixels never touched, whatever was detected or given. ``detector``: a released
-    detector folder to use instead of the shipped one (``detect.detect_damage``). A mask that ends up
-    empty returns the photo unchanged (``mask`` all False).
+    detector folder to use instead of the shipped one (``detect.detect_damage``). ``grow_mask``:
+    pixels the hole, given or detected, is widened by (``masks.grow_hole``; not the uncertain
+    regions; ``protect`` still wins). A mask that ends up empty returns the photo unchanged (``mask`` all False).
     """
     if repair not in REPAIR_MODES:
         raise EdgefillError(f"repair must be one of {', '.join(REPAIR_MODES)}, got {repair!r}")
+    check_grow(grow_mask, "grow_mask")  # before the detector runs
     photo = load_photo(image, max_pixels)
     damage = uncertain = None
     if mask is not None:  # the one photo+mask path (masks.prepare_inputs); the alpha is kept
@@ -250,6 +253,7 @@ def restore(
         else:
             hole, uncertain = damage.confident, damage.uncertain
         detected = True
+    hole = grow_hole(hole, grow_mask)
     rgb, alpha, extra = photo.rgb, photo.alpha, (photo.deep, photo.meta)
     h, w = rgb.shape[:2]
     protected = None

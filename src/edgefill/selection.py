@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edgefill.errors import EdgefillError
+from edgefill.masks import check_grow, grow_hole
 
 WORKING_SIZE = 640  # longest side GrabCut works at; the mask is scaled back to the photo
 ITERATIONS = 5
@@ -95,8 +96,7 @@ def select_object(
         raise EdgefillError(
             f"scribbles are {scribbles.shape[1]}x{scribbles.shape[0]} but the photo is {w}x{h}"
         )
-    if grow < 0:
-        raise EdgefillError(f"grow must be >= 0 px, got {grow}")
+    check_grow(grow)  # before GrabCut runs
     scale = min(1.0, WORKING_SIZE / max(h, w))
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     small = rgb if scale == 1 else cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
@@ -118,7 +118,4 @@ def select_object(
     obj = _fill_holes(obj).astype(np.uint8)
     if scale != 1:
         obj = cv2.resize(obj, (w, h), interpolation=cv2.INTER_LINEAR)
-    if grow:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-        obj = cv2.dilate(obj, kernel)
-    return obj > 0
+    return grow_hole(obj > 0, grow)

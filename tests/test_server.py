@@ -22,6 +22,7 @@ from PIL import Image  # noqa: E402
 from edgefill.checkpoint import save_release  # noqa: E402
 from edgefill.config import ModelConfig  # noqa: E402
 from edgefill.errors import EdgefillError  # noqa: E402
+from edgefill.masks import grow_hole  # noqa: E402
 from edgefill.networks import EdgeGenerator, InpaintGenerator  # noqa: E402
 from edgefill.pipeline import Inpainter  # noqa: E402
 from edgefill.server import create_app, decode_upload, is_loopback  # noqa: E402
@@ -1037,3 +1038,17 @@ def test_detect_reports_region_confidence(client: TestClient) -> None:
     )
     plain = decode(client.post("/api/detect", files=files(png(damaged))))
     assert set(np.unique(plain)) <= {0, 255} and np.array_equal(plain > 0, grey > 0)
+
+
+def test_grow_mask_widens_the_hole_as_the_library_does(
+    client: TestClient, inpainter: Inpainter
+) -> None:
+    photo, mask = photo_array(), mask_array()
+    resp = client.post("/api/inpaint", files=files(png(photo), png(mask)), data={"grow_mask": 3})
+    np.testing.assert_array_equal(decode(resp), inpainter(photo, mask, grow_mask=3).image)
+    resp = client.post("/api/edges", files=files(png(photo), png(mask)), data={"grow_mask": 3})
+    grown = grow_hole(mask > 0, 3)
+    expected = np.round(inpainter.edge_map(photo, grown) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(decode(resp), expected)
+    bad = client.post("/api/inpaint", files=files(png(photo), png(mask)), data={"grow_mask": -1})
+    assert bad.status_code == 400 and "grow_mask must be" in bad.json()["detail"]

@@ -68,7 +68,7 @@ from edgefill.image import (
     record_source,
     upright,
 )
-from edgefill.masks import made_on_stored_pixels
+from edgefill.masks import check_grow, made_on_stored_pixels
 from edgefill.pipeline import (
     Inpainter,
     InpaintResult,
@@ -144,6 +144,9 @@ BoxField = Annotated[
 ScribblesField = Annotated[
     UploadFile | None,
     File(description="optional gray PNG of the photo's size: 255 = object, 128 = not, 0 = unknown"),
+]
+GrowMaskField = Annotated[
+    int, Form(description="px the hole is widened by first (edgefill inpaint --grow-mask)")
 ]
 GrowField = Annotated[
     int | None,
@@ -676,10 +679,11 @@ async def read_upload(upload: UploadFile | None, field: str, max_pixels: int) ->
 
 
 async def photo_inputs(
-    photo: UploadFile, mask: UploadFile | None, max_pixels: int
+    photo: UploadFile, mask: UploadFile | None, max_pixels: int, grow_mask: int = 0
 ) -> tuple[Photo, np.ndarray, bool]:
     """(photo with its 16-bit samples and metadata, hole, keep the photo's alpha) of an upload,
     by the library's one input path (``masks.prepare_inputs``; no model needed)."""
+    check_grow(grow_mask, "grow_mask")  # before the photo is decoded
     got = await read_image(photo, "photo", max_pixels)
     mask_img = await read_upload(mask, "mask", max_pixels)
     assert got is not None
@@ -701,16 +705,16 @@ async def photo_inputs(
             raise UploadError(
                 400, "mask: no mask given and the photo has no transparency to use as one"
             )
-        return prepare_inputs(source, mask_img, max_pixels=max_pixels)
+        return prepare_inputs(source, mask_img, max_pixels=max_pixels, grow=grow_mask)
 
     return await anyio.to_thread.run_sync(prepare)
 
 
 async def read_inputs(
-    photo: UploadFile, mask: UploadFile | None, max_pixels: int
+    photo: UploadFile, mask: UploadFile | None, max_pixels: int, grow_mask: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(RGB, hole, alpha to keep or None): ``photo_inputs`` for the 8-bit-only endpoints."""
-    source, hole, keep_alpha = await photo_inputs(photo, mask, max_pixels)
+    source, hole, keep_alpha = await photo_inputs(photo, mask, max_pixels, grow_mask)
     return source.rgb, hole, source.alpha if keep_alpha else None
 
 
@@ -784,12 +788,13 @@ async def edges(
     limits: LimitsDep,
     mask: MaskField = None,
     hd_strategy: HdStrategyField = None,
+    grow_mask: GrowMaskField = 0,
 ) -> Response:
     """The edge map the fill will use: Canny edges of the known pixels, predicted edges
     inside the hole, computed on the same windows as ``/api/inpaint`` (zero outside them
     with the crop strategy). White lines on black, photo size."""
     strategy = check_hd_strategy(hd_strategy)
-    rgb, hole, _ = await read_inputs(photo, mask, limits.max_pixels)
+    rgb, hole, _ = await read_inputs(photo, mask, limits.max_pixels, grow_mask)
     resp, _ = await run_to_png(
         runner, lambda inp, stop: edge_map_u8(inp, rgb, hole, strategy, stop), request
     )
@@ -806,11 +811,12 @@ async def inpaint(
     edges: EdgesField = None,
     hd_strategy: HdStrategyField = None,
     refine: RefineField = False,
+    grow_mask: GrowMaskField = 0,
 ) -> Response:
     """Fill the hole. Pixels outside it come back unchanged, 16-bit photos as 16-bit PNGs;
     an alpha channel and the ICC profile, EXIF, XMP and DPI are kept."""
     strategy = check_hd_strategy(hd_strategy)
-    source, hole, keep_alpha = await photo_inputs(photo, mask, limits.max_pixels)
+    source, hole, keep_alpha = await photo_inputs(photo, mask, limits.max_pixels, grow_mask)
     rgb = source.rgb
     guide = None
     if edges is not None:

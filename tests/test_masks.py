@@ -64,30 +64,45 @@ def test_jpeg_masks_leave_their_compression_noise_out_of_the_hole(tmp_path: Path
     assert load_mask(np.asarray(Image.open(tmp_path / "m.jpg"))).sum() > drawn.sum()  # arrays: 1
 
 
+@pytest.mark.parametrize("kind", ["jpg", "tif", "16-bit tif"])
 @pytest.mark.parametrize("orientation", [5, 6, 7, 8])
 def test_a_mask_made_on_a_turned_photos_stored_pixels_is_turned_too(
-    tmp_path: Path, orientation: int
+    tmp_path: Path, orientation: int, kind: str
 ) -> None:
     """A camera photo stored 80x60 and shown 60x80 (EXIF orientation), with a mask made on
-    its stored pixels (a script that ignores EXIF): the mask is turned as the photo is."""
+    its stored pixels (a script that ignores EXIF): the mask is turned as the photo is. A TIFF
+    too, which Pillow turns while loading it (and a 16-bit one keeps its samples, turned)."""
+    import tifffile
     from PIL import ImageOps
 
     exif = Image.Exif()
     exif[0x0112] = orientation
     rgb = np.random.default_rng(0).integers(0, 256, (60, 80, 3), np.uint8)
-    Image.fromarray(rgb).save(tmp_path / "photo.jpg", exif=exif)
+    photo_file = tmp_path / ("photo.jpg" if kind == "jpg" else "photo.tif")
+    if kind == "16-bit tif":
+        deep = rgb.astype(np.uint16) * 257 + 3
+        tifffile.imwrite(
+            photo_file, deep, photometric="rgb", extratags=[(274, "H", 1, orientation)]
+        )
+    else:
+        Image.fromarray(rgb).save(photo_file, exif=exif)
     stored = np.zeros((60, 80), np.uint8)
     stored[5:20, 10:60] = 255  # off-centre: each orientation puts it elsewhere
     Image.fromarray(stored).save(tmp_path / "mask.png")
     Image.fromarray(stored).save(tmp_path / "turned.png", exif=exif)
     expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "turned.png"))) > 0
-    photo, hole, _ = prepare_inputs(tmp_path / "photo.jpg", tmp_path / "mask.png")
+    photo, hole, _ = prepare_inputs(photo_file, tmp_path / "mask.png")
     assert photo.rgb.shape[:2] == hole.shape == (80, 60)
     np.testing.assert_array_equal(hole, expected)
+    if kind == "16-bit tif":  # the samples are the photo's, turned as the mask is
+        index = Image.fromarray(np.arange(60 * 80, dtype=np.uint16).reshape(60, 80))
+        index.info["exif"] = exif.tobytes()
+        moved = np.asarray(ImageOps.exif_transpose(index)).astype(int)
+        np.testing.assert_array_equal(photo.deep, deep.reshape(-1, 3)[moved])
     # A mask made for the upright photo is taken as it is; without an orientation a mask of
     # the other shape is still the wrong size.
     Image.fromarray(expected.astype(np.uint8) * 255).save(tmp_path / "upright.png")
-    hole = prepare_inputs(tmp_path / "photo.jpg", tmp_path / "upright.png")[1]
+    hole = prepare_inputs(photo_file, tmp_path / "upright.png")[1]
     np.testing.assert_array_equal(hole, expected)
     Image.fromarray(rgb).save(tmp_path / "plain.jpg")
     with pytest.raises(EdgefillError, match="mask is 60x80 but the photo is 80x60"):

@@ -540,7 +540,8 @@ def test_a_mask_made_on_a_turned_photos_stored_pixels_is_turned_as_the_library_d
 ) -> None:
     """A camera JPEG stored on its side (EXIF orientation 5-8) with a mask made on its stored
     pixels (a script that ignores EXIF): the page turns the mask with the photo, as
-    ``masks.prepare_inputs`` does, instead of refusing it as the wrong size."""
+    ``masks.prepare_inputs`` does, instead of refusing it as the wrong size. So for a TIFF on
+    its side, which the browser cannot show: the server's preview says how it was turned."""
     from edgefill.masks import prepare_inputs
 
     page = laptop.page
@@ -548,10 +549,10 @@ def test_a_mask_made_on_a_turned_photos_stored_pixels_is_turned_as_the_library_d
     mask = np.zeros(stored.shape[:2], np.uint8)
     mask[10:40, 15:100] = 255  # off-centre: each orientation puts it elsewhere
     Image.fromarray(mask).save(tmp_path / "stored_mask.png")
-    for orientation in (5, 6, 7, 8):
+    for orientation, suffix in ((5, "jpg"), (6, "jpg"), (7, "jpg"), (8, "jpg"), (6, "tif")):
         exif = Image.Exif()
         exif[0x0112] = orientation
-        photo = tmp_path / f"side_{orientation}.jpg"
+        photo = tmp_path / f"side_{orientation}.{suffix}"
         Image.fromarray(stored).save(photo, quality=95, exif=exif)
         expected = prepare_inputs(photo, tmp_path / "stored_mask.png")[1]
         laptop.open_photo(photo)

@@ -62,7 +62,7 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     try:
         img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
         _check_size(img.size, max_pixels, name)
-        raw = raw_mode(img)
+        raw, turned = raw_mode(img), loader_turn(img)
         img.load()
     except BaseException as exc:
         if img is not None:
@@ -72,7 +72,7 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
         if img is None and name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:
             raise EdgefillError(f"{name}: {HEIF_MISSING}") from None  # no plugin to load
         raise EdgefillError(f"{name}: not a readable image ({exc})") from None
-    record_source(img, raw)
+    record_source(img, raw, turned)
     if _holds_file(img):  # a copy of the first frame (the one used) lets the file go now
         first = img.copy()
         img.close()
@@ -80,12 +80,15 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     return img
 
 
-def record_source(img: Image.Image, raw: str) -> None:
+def record_source(img: Image.Image, raw: str, turned: int = 1) -> None:
     """What the file says that turning the decoded image upright would lose, into ``img.info``:
+    ``edgefill_orientation`` where loading turned it (``turned``: ``loader_turn``),
     ``edgefill_bits`` (``sample_bits`` of ``raw``, the file's ``raw_mode``), ``edgefill_grey``,
     ``edgefill_format`` (a JPEG mask's threshold), a PNG's ``edgefill_text`` chunks, a JPEG's
     ``edgefill_subsampling`` and ``edgefill_qtables`` (which results of the same format keep),
     ``edgefill_iptc`` (``_iptc_resources``) and ``edgefill_exif``."""
+    if turned != 1:
+        img.info["edgefill_orientation"] = turned
     img.info["edgefill_bits"] = sample_bits(img, raw)
     img.info["edgefill_format"] = img.format
     # Pillow opens 16-bit grey + alpha as RGBA: the file's raw mode says it is grey.
@@ -195,6 +198,20 @@ def raw_mode(img: Image.Image) -> str:
     return ""
 
 
+def loader_turn(img: Image.Image) -> int:
+    """A TIFF's orientation tag (1: none or not a TIFF), read before load(): recent Pillow
+    (13 does) turns a TIFF upright while loading it and drops the tag, and ``upright`` must
+    still know how the photo was turned (a mask made on its stored pixels is turned too)."""
+    tags = getattr(img, "tag_v2", None) if img.format == "TIFF" else None
+    if tags is None:
+        return 1
+    try:
+        orientation = tags.get(0x0112, 1)
+    except Exception:  # a broken tag must not make the photo unusable
+        return 1
+    return orientation if orientation in _ORIENT else 1
+
+
 def sample_bits(img: Image.Image, raw: str) -> int:
     """Bits per sample: 16 for 16-bit PNG/TIFF (``raw``: ``raw_mode`` before loading), else 8."""
     return 16 if img.mode.startswith("I;16") or ";16" in raw else 8
@@ -286,12 +303,13 @@ def upright(img: Image.Image) -> Image.Image:
     """``img`` turned by its EXIF orientation, which ``info["edgefill_orientation"]`` records
     (1: none) for what must be turned the same way: 16-bit samples read again, a mask made on
     the stored pixels (``masks.load_mask``)."""
+    loaded_as = img.info.get("edgefill_orientation", 1)  # turned while loading (loader_turn)
     try:
         orientation = img.getexif().get(0x0112, 1)
         turned = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not make the photo unusable
         return img
-    turned.info["edgefill_orientation"] = orientation if orientation in _ORIENT else 1
+    turned.info["edgefill_orientation"] = orientation if orientation in _ORIENT else loaded_as
     return turned
 
 
@@ -523,8 +541,21 @@ def _deep_samples(img: Image.Image, raw: str | Path | bytes | None) -> np.ndarra
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
         return None  # a layout OpenCV reads differently: fall back to Pillow's 8 bits
     arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
-    arr = turn_upright(arr, img.info.get("edgefill_orientation", 1))
-    return arr if arr.shape[:2] == (img.height, img.width) else None
+    return _as_upright(arr, img)
+
+
+def _as_upright(deep: np.ndarray, img: Image.Image) -> np.ndarray | None:
+    """OpenCV's 16-bit samples turned as Pillow's 8-bit upright ``img`` is, or None where
+    neither way matches. OpenCV turns a TIFF by its orientation tag itself but not a PNG's
+    eXIf, so the samples are compared, not the format's habits trusted."""
+    orientation = img.info.get("edgefill_orientation", 1)
+    shown = np.asarray(img)[::8, ::8, :3].astype(np.int16)
+    for arr in (turn_upright(deep, orientation), deep) if orientation != 1 else (deep,):
+        if arr.shape[:2] != (img.height, img.width):
+            continue
+        if np.abs((arr[::8, ::8, :3] >> 8).astype(np.int16) - shown).mean() < 1.0:
+            return arr
+    return None
 
 
 def deep_white(deep: np.ndarray) -> int:

@@ -62,6 +62,7 @@ from edgefill.image import (
     encode_image,
     encode_png,
     load_rgb,
+    loader_turn,
     open_any,
     photo_from_image,
     raw_mode,
@@ -179,12 +180,12 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     depth, format, JPEG subsampling), so 16-bit photos stay 16-bit.
     """
     img = peek_upload(data, field, max_pixels)
-    raw = raw_mode(img)  # the tile list is gone after load()
+    raw, turned = raw_mode(img), loader_turn(img)  # what load() makes us forget
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
-    record_source(img, raw)
+    record_source(img, raw, turned)
     return upright(img)
 
 
@@ -843,7 +844,8 @@ async def inpaint(
 async def preview(photo: PhotoField, limits: LimitsDep) -> Response:
     """The photo upright in 8 bits (RGBA where it has transparency), for a page whose browser
     cannot show its format (TIFF scans, HEIC): the page shows this and still sends the original
-    file, which the other routes read at full depth. Needs no model."""
+    file, which the other routes read at full depth. Needs no model. The header
+    ``X-Edgefill-Orientation`` is the EXIF orientation the photo was turned by."""
     got = await read_image(photo, "photo", limits.max_pixels)
     assert got is not None
     img, data = got
@@ -853,7 +855,11 @@ async def preview(photo: PhotoField, limits: LimitsDep) -> Response:
         rgb, alpha = source.rgb, source.alpha
         return encode_png(rgb if alpha is None else np.dstack([rgb, alpha]))
 
-    return _png(await anyio.to_thread.run_sync(encode), 0.0)
+    resp = _png(await anyio.to_thread.run_sync(encode), 0.0)
+    # What the photo was turned by: a mask file made on its stored pixels is turned the same
+    # way by the page (masks.made_on_stored_pixels).
+    resp.headers["X-Edgefill-Orientation"] = str(img.info.get("edgefill_orientation", 1))
+    return resp
 
 
 @api.post("/select", response_class=Response, responses=_PNG_RESPONSE)

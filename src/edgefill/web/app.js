@@ -348,10 +348,11 @@
 
   // ------------------------------------------------------------------------ docs
 
-  function newDoc(file, name, bmp) {
+  function newDoc(file, name, bmp, orientation) {
     return {
       id: uid++,
       file, // Blob sent to the server (the original file: full resolution, EXIF intact)
+      orientation, // the file's EXIF orientation: a mask file may fit its stored pixels
       fileId: uid++, // names the photo's current version (Keep & continue makes a new one)
       name,
       photo: bmp, // ImageBitmap for display
@@ -475,6 +476,7 @@
     return {
       photo: doc.photo,
       file: doc.file,
+      orientation: doc.orientation,
       fileId: doc.fileId,
       thumb: doc.thumb,
       name: doc.name,
@@ -672,6 +674,7 @@
     restore(D, {
       photo: result.bitmap,
       file: result.blob,
+      orientation: 1, // results come back upright, without an orientation tag
       fileId: result.id,
       thumb: result.thumb,
       name: D.name,
@@ -1438,7 +1441,8 @@
   }
 
   // A photo this browser cannot show (a TIFF scan, HEIC) as the server reads it, upright, in
-  // 8 bits; the page still sends the original file, so results keep its depth and metadata.
+  // 8 bits, and the orientation it was turned by; the page still sends the original file, so
+  // results keep its depth and metadata.
   async function previewOnServer(file, shown) {
     const form = new FormData();
     form.append("photo", file, shown);
@@ -1446,7 +1450,9 @@
       const got = await runJob(`Reading ${shown}…`, (signal) =>
         post("/api/preview", form, signal),
       );
-      return got ? await createImageBitmap(got.blob) : null;
+      if (!got) return null;
+      const orientation = Number(got.headers.get("X-Edgefill-Orientation")) || 1;
+      return { bmp: await createImageBitmap(got.blob), orientation };
     } catch (e) {
       reportError(e instanceof UserError ? new UserError(`${shown}: ${e.message}`) : e);
       return null;
@@ -1469,12 +1475,14 @@
       );
       return;
     }
-    let bmp;
+    let bmp, orientation;
     try {
       bmp = await createImageBitmap(file);
+      orientation = await jpegOrientation(file);
     } catch (e) {
-      bmp = await previewOnServer(file, shown);
-      if (!bmp) return;
+      const got = await previewOnServer(file, shown);
+      if (!got) return;
+      ({ bmp, orientation } = got);
     }
     if (bmp.width * bmp.height > ui.limits.max_pixels) {
       toast(
@@ -1486,7 +1494,7 @@
       return;
     }
     $("toast").hidden = true; // an older refusal or another photo's news
-    const doc = newDoc(file, name || file.name || "photo.png", bmp);
+    const doc = newDoc(file, name || file.name || "photo.png", bmp, orientation);
     ui.docs.push(doc);
     endSelection();
     D = doc;
@@ -1509,8 +1517,7 @@
     try {
       if (file.size === 0) throw new UserError(`${file.name} is empty (0 bytes)`);
       const threshold = await maskThreshold(file);
-      const turned = await jpegOrientation(D.file);
-      const c = await grayToAlpha(file, D.W, D.H, threshold, turned).catch((e) => {
+      const c = await grayToAlpha(file, D.W, D.H, threshold, D.orientation).catch((e) => {
         if (e instanceof UserError) throw new UserError(`${file.name}: ${e.message}`);
         throw new UserError(`${file.name}: not an image this browser can read`);
       });

@@ -62,8 +62,7 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
     try:
         img = _open_unguarded(io.BytesIO(src) if isinstance(src, bytes) else src)
         _check_size(img.size, max_pixels, name)
-        raw, turned = raw_mode(img), loader_turn(img)
-        img.load()
+        load_recorded(img)
     except BaseException as exc:
         if img is not None:
             img.close()  # the file stays open until load() has read it (a folder run's failures)
@@ -72,12 +71,19 @@ def _decode(src: Path | bytes, max_pixels: int, name: str) -> Image.Image:
         if img is None and name.lower().endswith(HEIF_SUFFIXES) and _heif == [False]:
             raise EdgefillError(f"{name}: {HEIF_MISSING}") from None  # no plugin to load
         raise EdgefillError(f"{name}: not a readable image ({exc})") from None
-    record_source(img, raw, turned)
     if _holds_file(img):  # a copy of the first frame (the one used) lets the file go now
         first = img.copy()
         img.close()
         img = first
     return img
+
+
+def load_recorded(img: Image.Image) -> None:
+    """``img.load()``, keeping in ``img.info`` what the file says and loading forgets
+    (``record_source``). Both decoders (``_decode``, the server's) load through here."""
+    raw, turned = raw_mode(img), loader_turn(img)  # the tile list and a TIFF's tag go in load()
+    img.load()
+    record_source(img, raw, turned)
 
 
 def record_source(img: Image.Image, raw: str, turned: int = 1) -> None:

@@ -61,12 +61,10 @@ from edgefill.image import (
     Photo,
     encode_image,
     encode_png,
+    load_recorded,
     load_rgb,
-    loader_turn,
     open_any,
     photo_from_image,
-    raw_mode,
-    record_source,
     upright,
 )
 from edgefill.masks import check_grow, made_on_stored_pixels
@@ -176,16 +174,14 @@ def decode_upload(data: bytes, field: str, max_pixels: int) -> Image.Image:
     """An uploaded file as a loaded PIL image (EXIF orientation applied), or an UploadError.
 
     The pixel count is checked from the header before any pixel is decoded (decompression bombs).
-    ``img.info`` records what the file says that decoding loses (``image.record_source``: bit
+    ``img.info`` records what the file says that decoding loses (``image.load_recorded``: bit
     depth, format, JPEG subsampling), so 16-bit photos stay 16-bit.
     """
     img = peek_upload(data, field, max_pixels)
-    raw, turned = raw_mode(img), loader_turn(img)  # what load() makes us forget
     try:
-        img.load()
+        load_recorded(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UploadError(400, f"{field}: the image is damaged or truncated ({exc})") from None
-    record_source(img, raw, turned)
     return upright(img)
 
 

@@ -657,6 +657,38 @@ def test_work_whose_client_left_is_given_up(inpainter: Inpainter) -> None:
     assert len(calls) == 1, "a request whose client had left was started"
 
 
+def test_a_detection_whose_client_left_stops_at_its_next_layer(
+    inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancel during *Detect damage*: the detector's network stops at its next layer instead
+    of running over the whole scan (``backends.stoppable`` around the detection)."""
+    import edgefill.server as server_mod
+    from edgefill.detect import load_detector
+    from edgefill.errors import Stopped
+
+    net, _ = load_detector()  # the shipped detector, as the server loads it
+    entered, stopped = threading.Event(), threading.Event()
+
+    def endless_detection(rgb, *args, **kwargs):  # a scan that takes a long time
+        entered.set()
+        x = torch.zeros(1, 3, 32, 32)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < 20:
+                net(x)
+        except Stopped:
+            stopped.set()
+            raise
+        raise AssertionError("the detection was not stopped")
+
+    monkeypatch.setattr(server_mod, "analyse_damage", endless_detection)
+    with serving(inpainter) as port:
+        leaving = post_and_leave(port, "/api/detect", {"photo": ("p.png", png(photo_array()))})
+        assert entered.wait(20)
+        leaving.close()
+        assert stopped.wait(10), "the detector went on after its client left"
+
+
 def raw_get(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())

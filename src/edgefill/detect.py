@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgefill.backends import make_stoppable
 from edgefill.config import DAMAGE_KINDS, DEFAULT_SENSITIVITY, DETECT_METHODS
 from edgefill.damage import _path as damage_path
 from edgefill.edges import to_gray
@@ -523,6 +524,7 @@ def _load_net(w_file: Path, info: dict) -> DamageNet:
         net.load_state_dict(sd)
     except RuntimeError as exc:
         raise EdgefillError(f"{w_file}: does not match the detector architecture ({exc})") from None
+    make_stoppable(net)  # a detection given up (backends.stoppable) ends at its next layer
     return net.eval().requires_grad_(False)
 
 

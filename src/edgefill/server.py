@@ -48,6 +48,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefill import __version__
+from edgefill.backends import stoppable
 from edgefill.config import (
     DAMAGE_KINDS,
     DEFAULT_SENSITIVITY,
@@ -908,8 +909,9 @@ async def detect(
     rgb, _ = await anyio.to_thread.run_sync(load_rgb, photo_img, limits.max_pixels)
     found: dict[str, Any] = {}
 
-    def run(_: Inpainter | None, __: threading.Event) -> np.ndarray:
-        dm = analyse_damage(rgb, kind, sensitivity, detector=detector)
+    def run(_: Inpainter | None, stop: threading.Event) -> np.ndarray:
+        with stoppable(stop):  # its network stops at the next layer; the rest runs to its end
+            dm = analyse_damage(rgb, kind, sensitivity, detector=detector)
         found.update(dm.summary())
         if not confidence:
             return dm.mask.astype(np.uint8) * 255

@@ -1134,8 +1134,8 @@
     return detail || `the server answered ${status}`;
   }
 
-  // The server gives up a cancelled request's fill within a network layer (a detection runs
-  // to its end), and the next request waits for that, so the busy text says so until an
+  // The server gives up a cancelled request's work at its network's next layer (not the
+  // classical steps), and the next request waits for that, so the busy text says so until an
   // answer shows the server free.
   function busyLabel(text) {
     return ui.serverFinishing ? `${text} (the server first ends the job you cancelled)` : text;

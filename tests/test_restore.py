@@ -15,6 +15,7 @@ from edgefill.batch import Item, Job, process_item
 from edgefill.cli import main
 from edgefill.detect import DamageNet, detect_damage, detector_available, save_detector
 from edgefill.errors import EdgefillError
+from edgefill.masks import grow_hole
 from edgefill.restore import restore, side_by_side
 
 
@@ -46,6 +47,18 @@ def test_restore_detects_drawn_scratches(inpainter):
     unrefined = restore(img, inpainter=inpainter, method="classical", refine_result=False)
     assert np.array_equal(unrefined.mask, r.mask)
     assert np.array_equal(unrefined.image[~r.mask], img[~r.mask])
+
+
+def test_grow_mask_widens_what_is_detected_but_not_what_is_protected(inpainter):
+    img, _ = scratched()
+    found = restore(img, inpainter=inpainter, method="classical", refine_result=False).mask
+    protect = np.zeros(found.shape, bool)
+    protect[:, :20] = True
+    r = restore(img, inpainter=inpainter, method="classical", grow_mask=2, protect=protect)
+    np.testing.assert_array_equal(r.mask, grow_hole(found, 2) & ~protect)
+    assert np.array_equal(r.image[~r.mask], img[~r.mask])
+    with pytest.raises(EdgefillError, match="grow_mask must be a whole number"):
+        restore(img, inpainter=inpainter, method="classical", grow_mask=-1)
 
 
 @pytest.mark.skipif(not detector_available(), reason="detector weights not shipped")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import cv2
 import numpy as np
 import pytest
 
@@ -350,6 +351,42 @@ def test_a_mask_that_looks_inverted_is_flagged_and_inverts_in_one_step(
     np.testing.assert_array_equal(mask(), hole)
 
 
+def test_grow_widens_a_loaded_mask_by_a_few_pixels_in_one_step(
+    laptop: Page, photo_path: Path, tmp_path: Path
+) -> None:
+    """A mask that stops at an object's edge (from a segmentation tool): Grow (G) widens it by
+    2 px on this 160 px photo, about as ``--grow-mask 2`` does, and Ctrl+Z takes it back."""
+    page = laptop.page
+    laptop.open_photo(photo_path)
+    hole = np.zeros((H, W), bool)
+    hole[30:70, 40:100] = True
+    hole[90, 20:140] = True  # a one-pixel line: grown on both sides
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "tight.png")
+    page.set_input_files("#mask-input", str(tmp_path / "tight.png"))
+    page.wait_for_function("() => !document.getElementById('grow-mask').disabled")
+
+    def mask() -> np.ndarray:
+        got = laptop.download("#download-mask")
+        return (got[..., 0] if got.ndim == 3 else got) > 0
+
+    def dilated(px: int) -> np.ndarray:
+        return cv2.dilate(hole.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)) > 0
+
+    grown_says = "() => /grow mask/.test(document.getElementById('undo').title)"
+    page.keyboard.press("g")
+    page.wait_for_function(grown_says)
+    assert "grown by 2 px" in page.inner_text("#toast")
+    grown = mask()
+    assert (grown >= dilated(1)).all() and (grown <= dilated(2)).all()
+    assert grown[88, 60] and grown[92, 60] and not grown[87, 60]  # the line: 2 px each side
+    page.keyboard.press("Control+z")
+    page.wait_for_function(f"() => !({grown_says})()")
+    np.testing.assert_array_equal(mask(), hole)
+    page.click("#grow-mask")  # the button does the same
+    page.wait_for_function(grown_says)
+    np.testing.assert_array_equal(mask(), grown)
+
+
 def test_a_tiff_scan_opens_through_the_server_and_keeps_its_16_bits(
     laptop: Page, tmp_path: Path
 ) -> None:
@@ -578,9 +615,9 @@ def test_phone_width(browser, server, photo_path: Path) -> None:
         for sel in ("#inpaint", "#tool-brush", "#tool-eraser", "#undo", "#brush-size"):
             box = page.locator(sel).bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, sel
-        for pair in (("#undo", "#redo"), ("#fit", "#zoom-hole")):  # a group stays on one row
+        for pair in (("#undo", "#redo"), ("#fit", "#zoom-hole"), ("#undo", "#grow-mask")):
             a, b = (page.locator(sel).bounding_box() for sel in pair)
-            assert a["y"] == b["y"] and a["x"] < b["x"], pair
+            assert a["y"] == b["y"] and a["x"] < b["x"], pair  # a group stays on one row
         phone.stroke([(30, 60), (130, 60)])
         page.wait_for_function("() => !document.getElementById('inpaint').disabled")
         phone.shot("12-mask-phone.png")

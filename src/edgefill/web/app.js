@@ -1516,12 +1516,12 @@
     let bmp, orientation;
     try {
       bmp = await createImageBitmap(file);
-      orientation = await jpegOrientation(file);
     } catch (e) {
       const got = await previewOnServer(file, shown);
       if (!got) return;
       ({ bmp, orientation } = got);
     }
+    orientation = orientation || (await jpegOrientation(file)); // the browser's own: a JPEG's
     if (bmp.width * bmp.height > ui.limits.max_pixels) {
       toast(
         `${bmp.width}×${bmp.height} is more than this server's limit of ` +

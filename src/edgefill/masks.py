@@ -224,24 +224,25 @@ def prepare_inputs(
     resize_mask: bool = False,
     mask_threshold: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    grow: int = 0,
+    grow_mask: int = 0,
 ) -> tuple[Photo, np.ndarray, bool]:
     """(photo, hole bool HxW, keep the photo's alpha): how every entry point (the Inpainter,
     the CLI, the server, restore) reads a photo and its mask, so they never disagree. The
     photo keeps its 16-bit samples and metadata; needs no model.
 
     Without a mask, an RGBA photo's transparent pixels are the hole (and the result is opaque).
-    With a mask, the photo's alpha channel is kept as it was. ``grow``: pixels the hole is
-    widened by (``grow_hole``): a mask that stops at an object's edge leaves its outline."""
+    With a mask, the photo's alpha channel is kept as it was. ``grow_mask``: pixels the hole
+    is widened by (``grow_hole``): a mask that stops at an object's edge leaves its outline."""
+    check_grow(grow_mask, "grow_mask")  # before the photo is decoded
     photo = image if isinstance(image, Photo) else load_photo(image, max_pixels)
     h, w = photo.rgb.shape[:2]
     if mask is None:
         if photo.alpha is None:
             raise EdgefillError("no mask given and the photo has no transparency to use as one")
-        return photo, grow_hole(mask_from_alpha(photo.alpha), grow), False
+        return photo, grow_hole(mask_from_alpha(photo.alpha), grow_mask), False
     turned = photo.meta.orientation
     hole = load_mask(mask, (w, h), mask_threshold, resize_mask, max_pixels, turned)
-    return photo, grow_hole(hole, grow), True
+    return photo, grow_hole(hole, grow_mask), True
 
 
 def load_photo_and_mask(
@@ -250,12 +251,12 @@ def load_photo_and_mask(
     resize_mask: bool = False,
     mask_threshold: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    grow: int = 0,
+    grow_mask: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(RGB uint8 HxWx3, hole bool HxW, alpha to keep or None): ``prepare_inputs`` for callers
     that need only the 8-bit pixels."""
     photo, hole, keep_alpha = prepare_inputs(
-        image, mask, resize_mask, mask_threshold, max_pixels, grow
+        image, mask, resize_mask, mask_threshold, max_pixels, grow_mask
     )
     return photo.rgb, hole, photo.alpha if keep_alpha else None
 

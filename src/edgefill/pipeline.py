@@ -44,13 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgefill.backends import (
-    Engine,
-    check_backend,
-    make_engine,
-    resolve_precision,
-    stoppable,
-)
+from edgefill.backends import Engine, check_backend, make_engine, resolve_precision, stoppable
 from edgefill.checkpoint import (
     load_drawn_generator,
     load_release,
@@ -79,7 +73,7 @@ from edgefill.image import (
     save_image,
     to_tensor,
 )
-from edgefill.masks import check_grow, load_photo_and_mask, prepare_inputs, upright_if_stored
+from edgefill.masks import load_photo_and_mask, prepare_inputs, upright_if_stored
 from edgefill.networks import (
     EdgeGenerator,
     InpaintGenerator,
@@ -795,7 +789,6 @@ class Inpainter:
         shadow); drawn edges apply to the widened hole. ``hd_strategy`` / ``hd_margin`` /
         ``working_size`` override the inpainter's settings.
         """
-        check_grow(grow_mask, "grow_mask")
         photo, hole, keep_alpha = self.prepare_photo(
             image, mask, resize_mask, mask_threshold, max_pixels, grow_mask
         )

@@ -68,13 +68,8 @@ from edgefill.image import (
     photo_from_image,
     upright,
 )
-from edgefill.masks import check_grow, made_on_stored_pixels
-from edgefill.pipeline import (
-    Inpainter,
-    InpaintResult,
-    load_guide,
-    prepare_inputs,
-)
+from edgefill.masks import made_on_stored_pixels
+from edgefill.pipeline import Inpainter, InpaintResult, load_guide, prepare_inputs
 from edgefill.selection import parse_box, select_object
 
 log = logging.getLogger("edgefill.server")
@@ -681,7 +676,6 @@ async def photo_inputs(
 ) -> tuple[Photo, np.ndarray, bool]:
     """(photo with its 16-bit samples and metadata, hole, keep the photo's alpha) of an upload,
     by the library's one input path (``masks.prepare_inputs``; no model needed)."""
-    check_grow(grow_mask, "grow_mask")  # before the photo is decoded
     got = await read_image(photo, "photo", max_pixels)
     mask_img = await read_upload(mask, "mask", max_pixels)
     assert got is not None
@@ -703,7 +697,7 @@ async def photo_inputs(
             raise UploadError(
                 400, "mask: no mask given and the photo has no transparency to use as one"
             )
-        return prepare_inputs(source, mask_img, max_pixels=max_pixels, grow=grow_mask)
+        return prepare_inputs(source, mask_img, max_pixels=max_pixels, grow_mask=grow_mask)
 
     return await anyio.to_thread.run_sync(prepare)
 

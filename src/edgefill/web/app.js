@@ -255,9 +255,6 @@
     return [sure, doubt];
   }
 
-  // A grey image (white = 255) as a white layer whose alpha is the grey value. With a
-  // `threshold` (1-255) the layer is binary, read as the library reads a mask file
-  // (masks.load_mask): opaque pixels (alpha >= 128) at or above it, and a colour image is refused.
   // The EXIF orientation of a JPEG (1 for anything else): the browser shows the photo turned
   // by it, and a mask made on its stored pixels (a script that ignores EXIF) must be turned
   // the same way, as the library does (masks.made_on_stored_pixels).
@@ -294,6 +291,10 @@
     8: (sw, sh) => [0, -1, 1, 0, 0, sw],
   };
 
+  // A grey image (white = 255) as a white layer whose alpha is the grey value. With a
+  // `threshold` (1-255) the layer is binary, read as the library reads a mask file
+  // (masks.load_mask): opaque pixels (alpha >= 128) at or above it, and a colour image is refused.
+  // One made on the stored pixels of a photo its `orientation` turns is turned the same way.
   async function grayToAlpha(blob, w, h, threshold = 0, orientation = 1) {
     const bmp = await createImageBitmap(blob, {
       colorSpaceConversion: "none",

@@ -95,11 +95,9 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     from edgefill.batch import is_batch_source
     from edgefill.errors import EdgefillError
     from edgefill.image import check_quality, output_format
-    from edgefill.masks import check_grow, check_threshold
     from edgefill.pipeline import Inpainter
 
-    check_threshold(args.mask_threshold)
-    check_grow(args.grow_mask, "--grow-mask")
+    _check_mask_args(args)
     check_quality(args.quality)
     if is_batch_source(args.photo):
         return _run_batch(args, "inpaint")
@@ -271,10 +269,9 @@ def _single_photo_only(args: argparse.Namespace) -> None:
 
 def cmd_edges(args: argparse.Namespace) -> int:
     from edgefill.image import output_format
-    from edgefill.masks import check_grow
     from edgefill.pipeline import Inpainter, InpaintResult
 
-    check_grow(args.grow_mask, "--grow-mask")
+    _check_mask_args(args)
     output_format(args.output)  # a bad suffix fails before the model runs
     check_outputs(
         {"photo": args.photo, "--mask": args.mask}, {"--output": args.output}, args.overwrite
@@ -534,12 +531,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from edgefill.detect import check_detector
     from edgefill.errors import EdgefillError
     from edgefill.image import check_quality, output_format
-    from edgefill.masks import check_grow, check_threshold
     from edgefill.pipeline import Inpainter
     from edgefill.restore import restore
 
-    check_threshold(args.mask_threshold)
-    check_grow(args.grow_mask, "--grow-mask")
+    _check_mask_args(args)
     check_quality(args.quality)
     check_detector(args.method, args.detector)
     if not 0.0 <= args.confident_at <= 1.0:
@@ -745,6 +740,14 @@ def _add_output_args(p: argparse.ArgumentParser, quality: bool = False) -> None:
             "pixels outside the hole barely change; 95 for other photos); for .webp, lossy at "
             "this quality instead of lossless",
         )
+
+
+def _check_mask_args(args: argparse.Namespace) -> None:
+    """``_add_mask_args``' values, checked before the model loads."""
+    from edgefill.masks import check_grow, check_threshold
+
+    check_threshold(args.mask_threshold)
+    check_grow(args.grow_mask, "--grow-mask")
 
 
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
